@@ -1,0 +1,266 @@
+namespace FlashAttention;
+
+/// <summary>
+/// The one validation path: every public call, on every backend, passes its tensors and options through here
+/// before anything runs, and nothing is written when a check fails. Messages name the argument, what was
+/// expected and what was given.
+/// </summary>
+internal static class AttentionValidation
+{
+    /// <summary>Largest head dimension any backend accepts (FlashAttention's limit).</summary>
+    public const int MaxHeadDim = 256;
+
+    /// <summary>Dense forward: q (B,Sq,Hq,D), k/v (B,Sk,Hk,D), o like q, lse (B,Hq,Sq) float32 or absent.</summary>
+    public static AttentionProblem Forward(in TensorLayout q, in TensorLayout k, in TensorLayout v, in TensorLayout o,
+        TensorLayout? lse, AttentionOptions? options)
+    {
+        var g = DenseGeometry(q, k, v);
+        ExpectLike(o, q, "query");
+        if (lse is { } l) ExpectLse(l, [g.Batch, g.HeadsQ, g.SeqQ], "(batch, heads_q, seqlen_q)");
+        ExpectOutputs([q, k, v], lse is { } l2 ? [o, l2] : [o]);
+        return Build(g, options, q, k, v, o, lse, cuQ: null, cuK: null);
+    }
+
+    /// <summary>Varlen forward: q (Tq,Hq,D), k/v (Tk,Hk,D), o like q, lse (Hq,Tq) float32 or absent.</summary>
+    public static AttentionProblem ForwardVarlen(in TensorLayout q, in TensorLayout k, in TensorLayout v, in TensorLayout o,
+        TensorLayout? lse, ReadOnlySpan<int> cuSeqLensQ, ReadOnlySpan<int> cuSeqLensK, AttentionOptions? options)
+    {
+        var g = VarlenGeometry(q, k, v, cuSeqLensQ, cuSeqLensK, out int[] cuQ, out int[] cuK);
+        ExpectLike(o, q, "query");
+        if (lse is { } l) ExpectLse(l, [g.HeadsQ, q.Lengths[0]], "(heads_q, total_q)");
+        ExpectOutputs([q, k, v], lse is { } l2 ? [o, l2] : [o]);
+        return Build(g, options, q, k, v, o, lse, cuQ, cuK);
+    }
+
+    /// <summary>Dense backward: q,k,v,o,dO and lse as the forward gave them; dq like q, dk/dv like k.</summary>
+    public static AttentionProblem Backward(in TensorLayout q, in TensorLayout k, in TensorLayout v, in TensorLayout o,
+        in TensorLayout dO, in TensorLayout lse, in TensorLayout dq, in TensorLayout dk, in TensorLayout dv, AttentionOptions? options)
+    {
+        var g = DenseGeometry(q, k, v);
+        ExpectLike(o, q, "query");
+        ExpectLike(dO, q, "query");
+        ExpectLse(lse, [g.Batch, g.HeadsQ, g.SeqQ], "(batch, heads_q, seqlen_q)");
+        ExpectLike(dq, q, "query");
+        ExpectLike(dk, k, "key");
+        ExpectLike(dv, k, "key");
+        ExpectOutputs([q, k, v, o, dO, lse], [dq, dk, dv]);
+        return WithGradients(Build(g, options, q, k, v, o, lse, null, null), dO, dq, dk, dv);
+    }
+
+    /// <summary>Varlen backward: packed (tokens, heads, dim) tensors and lse (Hq, Tq).</summary>
+    public static AttentionProblem BackwardVarlen(in TensorLayout q, in TensorLayout k, in TensorLayout v, in TensorLayout o,
+        in TensorLayout dO, in TensorLayout lse, in TensorLayout dq, in TensorLayout dk, in TensorLayout dv,
+        ReadOnlySpan<int> cuSeqLensQ, ReadOnlySpan<int> cuSeqLensK, AttentionOptions? options)
+    {
+        var g = VarlenGeometry(q, k, v, cuSeqLensQ, cuSeqLensK, out int[] cuQ, out int[] cuK);
+        ExpectLike(o, q, "query");
+        ExpectLike(dO, q, "query");
+        ExpectLse(lse, [g.HeadsQ, q.Lengths[0]], "(heads_q, total_q)");
+        ExpectLike(dq, q, "query");
+        ExpectLike(dk, k, "key");
+        ExpectLike(dv, k, "key");
+        ExpectOutputs([q, k, v, o, dO, lse], [dq, dk, dv]);
+        return WithGradients(Build(g, options, q, k, v, o, lse, cuQ, cuK), dO, dq, dk, dv);
+    }
+
+    private readonly record struct Geometry(DataType Type, int Batch, int SeqQ, int SeqK, int HeadsQ, int HeadsK, int HeadDim);
+
+    private static Geometry DenseGeometry(in TensorLayout q, in TensorLayout k, in TensorLayout v)
+    {
+        ExpectRank(q, 4, "(batch, seqlen_q, heads_q, head_dim)");
+        ExpectRank(k, 4, "(batch, seqlen_k, heads_k, head_dim)");
+        ExpectRank(v, 4, "(batch, seqlen_k, heads_k, head_dim)");
+        var g = new Geometry(q.Type, ToInt(q, 0, "batch"), ToInt(q, 1, "seqlen_q"), ToInt(k, 1, "seqlen_k"),
+            ToInt(q, 2, "heads_q"), ToInt(k, 2, "heads_k"), ToInt(q, 3, "head_dim"));
+        if (k.Lengths[0] != g.Batch)
+            throw Fail(k, $"expected batch {g.Batch} (the batch of query {q.ShapeText}); got shape {k.ShapeText}");
+        CheckHeadsAndDim(q, k, g.HeadsQ, g.HeadsK, g.HeadDim, dimIndex: 3);
+        ExpectLike(v, k, "key");
+        foreach (var t in new[] { q, k, v }) ExpectType(t, g.Type);
+        return g;
+    }
+
+    private static Geometry VarlenGeometry(in TensorLayout q, in TensorLayout k, in TensorLayout v,
+        ReadOnlySpan<int> cuSeqLensQ, ReadOnlySpan<int> cuSeqLensK, out int[] cuQ, out int[] cuK)
+    {
+        ExpectRank(q, 3, "(total_q, heads_q, head_dim)");
+        ExpectRank(k, 3, "(total_k, heads_k, head_dim)");
+        ExpectRank(v, 3, "(total_k, heads_k, head_dim)");
+        int heads = ToInt(q, 1, "heads_q"), headsK = ToInt(k, 1, "heads_k"), dim = ToInt(q, 2, "head_dim");
+        CheckHeadsAndDim(q, k, heads, headsK, dim, dimIndex: 2);
+        ExpectLike(v, k, "key");
+        foreach (var t in new[] { q, k, v }) ExpectType(t, q.Type);
+        cuQ = CheckCumulative("cuSeqLensQ", cuSeqLensQ, q.Lengths[0], "total_q = query.Lengths[0]");
+        cuK = CheckCumulative("cuSeqLensK", cuSeqLensK, k.Lengths[0], "total_k = key.Lengths[0]");
+        if (cuQ.Length != cuK.Length)
+            throw new AttentionArgumentException("cuSeqLensK",
+                $"cuSeqLensK: expected {cuQ.Length} entries (batch + 1, as cuSeqLensQ has); got {cuK.Length}");
+        int batch = cuQ.Length - 1, maxQ = 0, maxK = 0;
+        for (int b = 0; b < batch; b++)
+        {
+            maxQ = Math.Max(maxQ, cuQ[b + 1] - cuQ[b]);
+            maxK = Math.Max(maxK, cuK[b + 1] - cuK[b]);
+        }
+        return new Geometry(q.Type, batch, maxQ, maxK, heads, headsK, dim);
+    }
+
+    private static void CheckHeadsAndDim(in TensorLayout q, in TensorLayout k, int headsQ, int headsK, int dim, int dimIndex)
+    {
+        if (dim < 1 || dim > MaxHeadDim)
+            throw Fail(q, $"expected head_dim in 1…{MaxHeadDim}; got {dim} (shape {q.ShapeText})");
+        if (k.Lengths[dimIndex] != dim)
+            throw Fail(k, $"expected head_dim {dim} (the head dim of query); got shape {k.ShapeText}");
+        if (headsQ < 1) throw Fail(q, $"expected at least one head; got shape {q.ShapeText}");
+        if (headsK < 1) throw Fail(k, $"expected at least one head; got shape {k.ShapeText}");
+        if (headsQ % headsK != 0)
+            throw Fail(k, $"expected heads_k to divide heads_q = {headsQ} (GQA/MQA); got heads_k = {headsK}");
+    }
+
+    private static int[] CheckCumulative(string name, ReadOnlySpan<int> cu, long total, string totalText)
+    {
+        if (cu.Length < 1)
+            throw new AttentionArgumentException(name, $"{name}: expected batch + 1 ≥ 1 cumulative offsets starting at 0; got none");
+        if (cu[0] != 0)
+            throw new AttentionArgumentException(name, $"{name}: expected {name}[0] = 0; got {cu[0]}");
+        for (int i = 1; i < cu.Length; i++)
+            if (cu[i] < cu[i - 1])
+                throw new AttentionArgumentException(name, $"{name}: expected non-decreasing offsets; got {name}[{i}] = {cu[i]} < {name}[{i - 1}] = {cu[i - 1]}");
+        if (cu[^1] != total)
+            throw new AttentionArgumentException(name, $"{name}: expected the last offset to equal {totalText} = {total}; got {cu[^1]}");
+        return cu.ToArray();
+    }
+
+    private static AttentionProblem Build(Geometry g, AttentionOptions? options, in TensorLayout q, in TensorLayout k,
+        in TensorLayout v, in TensorLayout o, TensorLayout? lse, int[]? cuQ, int[]? cuK)
+    {
+        options ??= AttentionOptions.Default;
+        float scale = options.SoftmaxScale ?? 1f / MathF.Sqrt(g.HeadDim);
+        if (!float.IsFinite(scale) || scale <= 0)
+            throw new AttentionArgumentException(nameof(options), $"options.SoftmaxScale: expected a finite value > 0 (or null for 1/sqrt(head_dim)); got {scale}");
+        if (!float.IsFinite(options.Softcap) || options.Softcap < 0)
+            throw new AttentionArgumentException(nameof(options), $"options.Softcap: expected a finite value ≥ 0 (0 = off); got {options.Softcap}");
+        if (options.WindowLeft < -1)
+            throw new AttentionArgumentException(nameof(options), $"options.WindowLeft: expected −1 (unbounded) or ≥ 0; got {options.WindowLeft}");
+        if (options.WindowRight < -1)
+            throw new AttentionArgumentException(nameof(options), $"options.WindowRight: expected −1 (unbounded) or ≥ 0; got {options.WindowRight}");
+        if (options.Causal && options.WindowRight > 0)
+            throw new AttentionArgumentException(nameof(options), $"options.WindowRight: a causal mask sees no key to the right; expected −1 or 0 with Causal = true; got {options.WindowRight}");
+        bool varlen = cuQ is not null;
+        return new AttentionProblem
+        {
+            Type = g.Type,
+            Batch = g.Batch,
+            SeqLenQ = g.SeqQ,
+            SeqLenK = g.SeqK,
+            HeadsQ = g.HeadsQ,
+            HeadsK = g.HeadsK,
+            HeadDim = g.HeadDim,
+            Scale = scale,
+            Softcap = options.Softcap,
+            Causal = options.Causal,
+            WindowLeft = options.WindowLeft,
+            WindowRight = options.Causal ? 0 : options.WindowRight,
+            Deterministic = options.Deterministic,
+            CuSeqLensQ = cuQ,
+            CuSeqLensK = cuK,
+            Q = Strides(q, varlen),
+            K = Strides(k, varlen),
+            V = Strides(v, varlen),
+            O = Strides(o, varlen),
+            Lse = lse is { } l
+                ? (varlen ? new LseStrides(0, l.Strides[0], l.Strides[1]) : new LseStrides(l.Strides[0], l.Strides[1], l.Strides[2]))
+                : default,
+        };
+    }
+
+    private static AttentionProblem WithGradients(AttentionProblem p, in TensorLayout dO, in TensorLayout dq, in TensorLayout dk, in TensorLayout dv)
+    {
+        bool varlen = p.IsVarlen;
+        return new AttentionProblem
+        {
+            Type = p.Type, Batch = p.Batch, SeqLenQ = p.SeqLenQ, SeqLenK = p.SeqLenK, HeadsQ = p.HeadsQ, HeadsK = p.HeadsK,
+            HeadDim = p.HeadDim, Scale = p.Scale, Softcap = p.Softcap, Causal = p.Causal, WindowLeft = p.WindowLeft,
+            WindowRight = p.WindowRight, Deterministic = p.Deterministic, CuSeqLensQ = p.CuSeqLensQ, CuSeqLensK = p.CuSeqLensK,
+            Q = p.Q, K = p.K, V = p.V, O = p.O, Lse = p.Lse,
+            DO = Strides(dO, varlen), DQ = Strides(dq, varlen), DK = Strides(dk, varlen), DV = Strides(dv, varlen),
+        };
+    }
+
+    private static TokenStrides Strides(in TensorLayout t, bool varlen)
+        => varlen ? new TokenStrides(0, t.Strides[0], t.Strides[1]) : new TokenStrides(t.Strides[0], t.Strides[1], t.Strides[2]);
+
+    private static void ExpectRank(in TensorLayout t, int rank, string layout)
+    {
+        if (t.Rank != rank)
+            throw Fail(t, $"expected rank {rank} {layout}; got rank {t.Rank} with shape {t.ShapeText}");
+        for (int i = 0; i < rank; i++)
+        {
+            if (t.Lengths[i] < 0) throw Fail(t, $"expected non-negative lengths; got shape {t.ShapeText}");
+            if (t.Strides[i] < 0) throw Fail(t, $"expected non-negative strides; got strides {t.StrideText}");
+        }
+        if (t.Lengths[rank - 1] > 1 && t.Strides[rank - 1] != 1)
+            throw Fail(t, $"expected the head dim to be contiguous (last stride 1); got strides {t.StrideText}");
+    }
+
+    private static void ExpectType(in TensorLayout t, DataType type)
+    {
+        if (t.Type != type)
+            throw Fail(t, $"expected element type {type} (the type of query); got {t.Type}");
+    }
+
+    private static void ExpectLike(in TensorLayout t, in TensorLayout model, string modelName)
+    {
+        ExpectRank(t, model.Rank, "(the layout of " + modelName + ")");
+        if (!t.Lengths.AsSpan().SequenceEqual(model.Lengths))
+            throw Fail(t, $"expected shape {model.ShapeText} (that of {modelName}); got {t.ShapeText}");
+        ExpectType(t, model.Type);
+    }
+
+    private static void ExpectLse(in TensorLayout lse, long[] lengths, string layout)
+    {
+        if (lse.Type != DataType.Float32)
+            throw Fail(lse, $"expected element type Float32; got {lse.Type}");
+        if (lse.Rank != lengths.Length || !lse.Lengths.AsSpan().SequenceEqual(lengths))
+            throw Fail(lse, $"expected shape ({string.Join(", ", lengths)}) {layout}; got {lse.ShapeText}");
+        foreach (long s in lse.Strides)
+            if (s < 0) throw Fail(lse, $"expected non-negative strides; got {lse.StrideText}");
+    }
+
+    private static void ExpectOutputs(TensorLayout[] inputs, TensorLayout[] outputs)
+    {
+        for (int i = 0; i < outputs.Length; i++)
+        {
+            var o = outputs[i];
+            if (o.SelfOverlaps)
+                throw Fail(o, $"an output must give every element its own address; strides {o.StrideText} with shape {o.ShapeText} overlap");
+            foreach (var other in inputs.Concat(outputs.Take(i)))
+                if (Overlap(o, other))
+                    throw Fail(o, $"an output must not share memory with {other.Name}; their byte ranges overlap");
+        }
+    }
+
+    private static bool Overlap(in TensorLayout a, in TensorLayout b)
+    {
+        var (a0, a1) = a.ByteExtent;
+        var (b0, b1) = b.ByteExtent;
+        return a0 < a1 && b0 < b1 && a0 < b1 && b0 < a1;
+    }
+
+    private static int ToInt(in TensorLayout t, int dim, string what)
+    {
+        long n = t.Lengths[dim];
+        if (n > int.MaxValue) throw Fail(t, $"{what} = {n} exceeds {int.MaxValue}");
+        return (int)n;
+    }
+
+    private static AttentionArgumentException Fail(in TensorLayout t, string message) => new(t.Name, $"{t.Name}: {message}");
+}
+
+/// <summary>An attention argument (tensor, offsets or option) is not what the call needs; the message says what was expected.</summary>
+public sealed class AttentionArgumentException(string paramName, string message) : ArgumentException(message, paramName)
+{
+    private readonly string _message = message;
+
+    /// <summary>The message alone: it already names the argument, so ArgumentException's "(Parameter …)" suffix is left off.</summary>
+    public override string Message => _message;
+}

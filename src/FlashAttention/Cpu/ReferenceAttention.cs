@@ -1,0 +1,212 @@
+using System.Numerics.Tensors;
+
+namespace FlashAttention.Cpu;
+
+/// <summary>Float64 results of <see cref="ReferenceAttention"/>, in contiguous logical order.</summary>
+/// <param name="Output">Dense: (batch, seqlen_q, heads_q, head_dim); varlen: (total_q, heads_q, head_dim).</param>
+/// <param name="LogSumExp">Dense: (batch, heads_q, seqlen_q); varlen: (heads_q, total_q). −∞ for rows that see no key.</param>
+public sealed record ReferenceForward(double[] Output, double[] LogSumExp);
+
+/// <summary>Float64 gradients of <see cref="ReferenceAttention"/>, contiguous, shaped like query, key and value.</summary>
+public sealed record ReferenceGradients(double[] Query, double[] Key, double[] Value);
+
+/// <summary>
+/// The oracle: attention in float64 with plain loops and the textbook formula, forward and backward.
+/// Every test and every GPU verification compares against it. It is written to be read, not to be fast:
+/// scores of one query row at a time, <c>P = exp(s − logsumexp)</c>, <c>O = P V</c>; the backward takes the
+/// analytic gradient of exactly that. Masking and softcap follow <see cref="AttentionOptions"/>.
+/// </summary>
+public static unsafe class ReferenceAttention
+{
+    /// <summary>Forward pass of a dense batch.</summary>
+    public static ReferenceForward Forward<T>(ReadOnlyTensorSpan<T> query, ReadOnlyTensorSpan<T> key, ReadOnlyTensorSpan<T> value,
+        AttentionOptions? options = null) where T : unmanaged
+    {
+        fixed (T* q = &query.GetPinnableReference(), k = &key.GetPinnableReference(), v = &value.GetPinnableReference())
+        {
+            var lq = TensorSpanLayout.Of("query", query, q);
+            var p = AttentionValidation.Forward(lq, TensorSpanLayout.Of("key", key, k), TensorSpanLayout.Of("value", value, v),
+                DummyOutput(lq), null, options);
+            return Forward(p, q, k, v);
+        }
+    }
+
+    /// <summary>Forward pass of a variable-length batch.</summary>
+    public static ReferenceForward ForwardVarlen<T>(ReadOnlyTensorSpan<T> query, ReadOnlyTensorSpan<T> key, ReadOnlyTensorSpan<T> value,
+        ReadOnlySpan<int> cuSeqLensQ, ReadOnlySpan<int> cuSeqLensK, AttentionOptions? options = null) where T : unmanaged
+    {
+        fixed (T* q = &query.GetPinnableReference(), k = &key.GetPinnableReference(), v = &value.GetPinnableReference())
+        {
+            var lq = TensorSpanLayout.Of("query", query, q);
+            var p = AttentionValidation.ForwardVarlen(lq, TensorSpanLayout.Of("key", key, k), TensorSpanLayout.Of("value", value, v),
+                DummyOutput(lq), null, cuSeqLensQ, cuSeqLensK, options);
+            return Forward(p, q, k, v);
+        }
+    }
+
+    /// <summary>Gradients of a dense batch for the output gradient <paramref name="outputGradient"/>.</summary>
+    public static ReferenceGradients Backward<T>(ReadOnlyTensorSpan<T> query, ReadOnlyTensorSpan<T> key, ReadOnlyTensorSpan<T> value,
+        ReadOnlyTensorSpan<T> outputGradient, AttentionOptions? options = null) where T : unmanaged
+    {
+        fixed (T* q = &query.GetPinnableReference(), k = &key.GetPinnableReference(), v = &value.GetPinnableReference(), dO = &outputGradient.GetPinnableReference())
+        {
+            var lq = TensorSpanLayout.Of("query", query, q);
+            var p = AttentionValidation.Forward(lq, TensorSpanLayout.Of("key", key, k), TensorSpanLayout.Of("value", value, v),
+                DummyOutput(lq), null, options);
+            var ldo = TensorSpanLayout.Of("outputGradient", outputGradient, dO);
+            if (!ldo.Lengths.AsSpan().SequenceEqual(lq.Lengths))
+                throw new AttentionArgumentException("outputGradient", $"outputGradient: expected shape {lq.ShapeText} (that of query); got {ldo.ShapeText}");
+            return Backward(p, q, k, v, dO, StridesOf(ldo, p.IsVarlen));
+        }
+    }
+
+    /// <summary>Gradients of a variable-length batch.</summary>
+    public static ReferenceGradients BackwardVarlen<T>(ReadOnlyTensorSpan<T> query, ReadOnlyTensorSpan<T> key, ReadOnlyTensorSpan<T> value,
+        ReadOnlyTensorSpan<T> outputGradient, ReadOnlySpan<int> cuSeqLensQ, ReadOnlySpan<int> cuSeqLensK, AttentionOptions? options = null) where T : unmanaged
+    {
+        fixed (T* q = &query.GetPinnableReference(), k = &key.GetPinnableReference(), v = &value.GetPinnableReference(), dO = &outputGradient.GetPinnableReference())
+        {
+            var lq = TensorSpanLayout.Of("query", query, q);
+            var p = AttentionValidation.ForwardVarlen(lq, TensorSpanLayout.Of("key", key, k), TensorSpanLayout.Of("value", value, v),
+                DummyOutput(lq), null, cuSeqLensQ, cuSeqLensK, options);
+            var ldo = TensorSpanLayout.Of("outputGradient", outputGradient, dO);
+            if (!ldo.Lengths.AsSpan().SequenceEqual(lq.Lengths))
+                throw new AttentionArgumentException("outputGradient", $"outputGradient: expected shape {lq.ShapeText} (that of query); got {ldo.ShapeText}");
+            return Backward(p, q, k, v, dO, StridesOf(ldo, p.IsVarlen));
+        }
+    }
+
+    // The reference allocates its own outputs; validation still wants an output layout, so it gets a
+    // contiguous one at address 0 (no host tensor lives there, so no false aliasing).
+    private static TensorLayout DummyOutput(in TensorLayout q)
+    {
+        var strides = new long[q.Rank];
+        long s = 1;
+        for (int i = q.Rank - 1; i >= 0; i--) { strides[i] = s; s *= q.Lengths[i]; }
+        return new TensorLayout("output", q.Type, q.Lengths, strides, 0);
+    }
+
+    private static TokenStrides StridesOf(in TensorLayout t, bool varlen)
+        => varlen ? new TokenStrides(0, t.Strides[0], t.Strides[1]) : new TokenStrides(t.Strides[0], t.Strides[1], t.Strides[2]);
+
+    /// <summary>Contiguous index of (batch b, query token s) in the packed token order of the outputs.</summary>
+    internal static long TokenIndexQ(AttentionProblem p, int b, int s) => p.IsVarlen ? p.CuSeqLensQ![b] + (long)s : (long)b * p.SeqLenQ + s;
+    internal static long TokenIndexK(AttentionProblem p, int b, int s) => p.IsVarlen ? p.CuSeqLensK![b] + (long)s : (long)b * p.SeqLenK + s;
+    internal static long LseIndex(AttentionProblem p, int b, int h, int s)
+        => p.IsVarlen ? h * p.TotalQ + p.CuSeqLensQ![b] + s : ((long)b * p.HeadsQ + h) * p.SeqLenQ + s;
+
+    /// <summary>Forward on a validated problem; outputs contiguous as documented on <see cref="ReferenceForward"/>.</summary>
+    internal static ReferenceForward Forward<T>(AttentionProblem p, T* q, T* k, T* v) where T : unmanaged
+    {
+        int d = p.HeadDim;
+        var output = new double[p.TotalQ * p.HeadsQ * d];
+        var lse = new double[p.TotalQ * p.HeadsQ];
+        Parallel.For(0, p.Batch * p.HeadsQ, bh =>
+        {
+            int b = bh / p.HeadsQ, h = bh % p.HeadsQ, hk = h / p.GroupSize;
+            int sq = p.SeqLenQOf(b), sk = p.SeqLenKOf(b);
+            var mask = p.MaskOf(b);
+            var scores = new double[sk];
+            for (int i = 0; i < sq; i++)
+            {
+                double rowLse = RowScores(p, q, k, b, h, hk, i, mask, scores, out _);
+                lse[LseIndex(p, b, h, i)] = rowLse;
+                long o = (TokenIndexQ(p, b, i) * p.HeadsQ + h) * d;
+                for (int j = 0; j < sk; j++)
+                {
+                    if (!mask.IsVisible(i, j)) continue;
+                    double prob = Math.Exp(scores[j] - rowLse);
+                    T* vj = v + p.KeyOffset(p.V, b, j, hk);
+                    for (int c = 0; c < d; c++) output[o + c] += prob * ElementConvert.ToSingle(vj[c]);
+                }
+            }
+        });
+        return new ReferenceForward(output, lse);
+    }
+
+    /// <summary>
+    /// Scores of query row i against every key (after scale and softcap; masked ones untouched) and their log-sum-exp,
+    /// −∞ when no key is visible. <paramref name="tanh"/> receives tanh(s/cap) per key when softcap is on.
+    /// </summary>
+    private static double RowScores<T>(AttentionProblem p, T* q, T* k, int b, int h, int hk, int i, AttentionMask mask,
+        double[] scores, out double[]? tanh) where T : unmanaged
+    {
+        int d = p.HeadDim;
+        tanh = p.Softcap > 0 ? new double[scores.Length] : null;
+        T* qi = q + p.QueryOffset(p.Q, b, i, h);
+        double max = double.NegativeInfinity;
+        for (int j = mask.FirstKey(i); j <= mask.LastKey(i); j++)
+        {
+            T* kj = k + p.KeyOffset(p.K, b, j, hk);
+            double dot = 0;
+            for (int c = 0; c < d; c++) dot += (double)ElementConvert.ToSingle(qi[c]) * ElementConvert.ToSingle(kj[c]);
+            double s = (double)p.Scale * dot;
+            if (tanh is not null)
+            {
+                tanh[j] = Math.Tanh(s / p.Softcap);
+                s = p.Softcap * tanh[j];
+            }
+            scores[j] = s;
+            max = Math.Max(max, s);
+        }
+        if (double.IsNegativeInfinity(max)) return double.NegativeInfinity;
+        double sum = 0;
+        for (int j = mask.FirstKey(i); j <= mask.LastKey(i); j++) sum += Math.Exp(scores[j] - max);
+        return max + Math.Log(sum);
+    }
+
+    /// <summary>Analytic gradients on a validated problem, recomputing the forward in float64.</summary>
+    internal static ReferenceGradients Backward<T>(AttentionProblem p, T* q, T* k, T* v, T* dO, TokenStrides dOStrides) where T : unmanaged
+    {
+        int d = p.HeadDim;
+        var dq = new double[p.TotalQ * p.HeadsQ * d];
+        var dk = new double[p.TotalK * p.HeadsK * d];
+        var dv = new double[p.TotalK * p.HeadsK * d];
+        // One task per (batch, key head) so the query heads of a GQA group add into dK/dV without races.
+        Parallel.For(0, p.Batch * p.HeadsK, bhk =>
+        {
+            int b = bhk / p.HeadsK, hk = bhk % p.HeadsK;
+            int sq = p.SeqLenQOf(b), sk = p.SeqLenKOf(b);
+            var mask = p.MaskOf(b);
+            var scores = new double[sk];
+            var prob = new double[sk];
+            var dprob = new double[sk];
+            for (int h = hk * p.GroupSize; h < (hk + 1) * p.GroupSize; h++)
+            {
+                for (int i = 0; i < sq; i++)
+                {
+                    double rowLse = RowScores(p, q, k, b, h, hk, i, mask, scores, out double[]? tanh);
+                    if (double.IsNegativeInfinity(rowLse)) continue; // no key visible: output 0, no gradient flows
+                    T* doi = dO + p.QueryOffset(dOStrides, b, i, h);
+                    T* qi = q + p.QueryOffset(p.Q, b, i, h);
+                    double rowD = 0; // D_i = Σ_j P_ij dP_ij = dO_i · O_i
+                    for (int j = mask.FirstKey(i); j <= mask.LastKey(i); j++)
+                    {
+                        prob[j] = Math.Exp(scores[j] - rowLse);
+                        T* vj = v + p.KeyOffset(p.V, b, j, hk);
+                        double dot = 0;
+                        for (int c = 0; c < d; c++) dot += (double)ElementConvert.ToSingle(doi[c]) * ElementConvert.ToSingle(vj[c]);
+                        dprob[j] = dot;
+                        rowD += prob[j] * dot;
+                    }
+                    long qRow = (TokenIndexQ(p, b, i) * p.HeadsQ + h) * d;
+                    for (int j = mask.FirstKey(i); j <= mask.LastKey(i); j++)
+                    {
+                        long kRow = (TokenIndexK(p, b, j) * p.HeadsK + hk) * d;
+                        for (int c = 0; c < d; c++) dv[kRow + c] += prob[j] * ElementConvert.ToSingle(doi[c]);
+                        double dScore = prob[j] * (dprob[j] - rowD);             // d loss / d (capped score)
+                        if (tanh is not null) dScore *= 1 - tanh[j] * tanh[j];    // d cap·tanh(s/cap) / ds
+                        double dDot = dScore * p.Scale;                          // d loss / d (q·k)
+                        T* kj = k + p.KeyOffset(p.K, b, j, hk);
+                        for (int c = 0; c < d; c++)
+                        {
+                            dq[qRow + c] += dDot * ElementConvert.ToSingle(kj[c]);
+                            dk[kRow + c] += dDot * ElementConvert.ToSingle(qi[c]);
+                        }
+                    }
+                }
+            }
+        });
+        return new ReferenceGradients(dq, dk, dv);
+    }
+}
