@@ -1,0 +1,132 @@
+#!/usr/bin/env python3
+"""Times PyTorch's scaled_dot_product_attention with its cuDNN and FlashAttention-2 backends on exactly the
+shapes `flashattn bench` runs, with the same FLOP count, and writes rows in the bench JSON schema
+(bench/SCHEMA.md) so `flashattn bench --compare` and `flashattn report` can put them beside ours.
+
+Tensors are laid out (batch, seqlen, heads, head_dim) like ours and handed to SDPA as (batch, heads, seqlen,
+head_dim) views, so every implementation reads the same memory layout.
+
+    python3 bench/peers/sdpa_peers.py --grid paper --dtype bf16 --json peers.json
+    python3 bench/peers/sdpa_peers.py --seqlen 8192 --hdim 128 --heads 16 --batch 2 --causal --backward
+"""
+import argparse
+import datetime
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+import torch.nn.functional as F
+
+BACKENDS = {"cudnn": SDPBackend.CUDNN_ATTENTION, "fa2": SDPBackend.FLASH_ATTENTION}
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def paper_grid(hdims, causals):
+    # FlashAttention-3 paper: 16k tokens in all, hidden dimension 2048.
+    for d in hdims:
+        for causal in causals:
+            for s in (512, 1024, 2048, 4096, 8192, 16384):
+                yield dict(batch=16384 // s, seqlen=s, heads=2048 // d, hdim=d, causal=causal)
+
+
+def flops(case, backward):
+    f = 4.0 * case["batch"] * case["heads"] * case["seqlen"] * case["seqlen"] * case["hdim"]
+    if case["causal"]:
+        f /= 2
+    return f * (2.5 if backward else 1.0)
+
+
+def time_ms(fn, warmup, repeats):
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return times
+
+
+def run_case(case, backend, dtype, backward, warmup, repeats):
+    b, s, h, d = case["batch"], case["seqlen"], case["heads"], case["hdim"]
+    gen = torch.Generator(device="cuda").manual_seed(1234)
+    q, k, v = (torch.randn(b, s, h, d, device="cuda", dtype=dtype, generator=gen).requires_grad_(backward) for _ in range(3))
+    qt, kt, vt = (x.transpose(1, 2) for x in (q, k, v))
+    with sdpa_kernel([BACKENDS[backend]]):
+        if not backward:
+            fn = lambda: F.scaled_dot_product_attention(qt, kt, vt, is_causal=case["causal"])
+        else:
+            out = F.scaled_dot_product_attention(qt, kt, vt, is_causal=case["causal"])
+            grad = torch.randn_like(out)
+            fn = lambda: torch.autograd.grad(out, (q, k, v), grad, retain_graph=True)
+        times = time_ms(fn, warmup, repeats)
+    return times
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--grid", choices=["paper"], help="the FlashAttention-3 paper grid (16k tokens, hidden 2048)")
+    ap.add_argument("--seqlen", type=int, default=4096)
+    ap.add_argument("--hdim", type=int, nargs="+", default=[64, 128, 256])
+    ap.add_argument("--heads", type=int)
+    ap.add_argument("--batch", type=int)
+    ap.add_argument("--causal", action="store_true", help="causal only (default with --grid: both)")
+    ap.add_argument("--full", action="store_true", help="full (non-causal) only")
+    ap.add_argument("--backward", action="store_true", help="time the backward pass instead of the forward")
+    ap.add_argument("--dtype", choices=list(DTYPES), default="bf16")
+    ap.add_argument("--backends", nargs="+", choices=list(BACKENDS), default=list(BACKENDS))
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--json", help="write rows here")
+    args = ap.parse_args()
+
+    causals = [True] if args.causal else [False] if args.full else [False, True]
+    if args.grid == "paper":
+        cases = list(paper_grid(args.hdim, causals))
+    else:
+        cases = [dict(batch=args.batch or max(1, 16384 // args.seqlen), seqlen=args.seqlen,
+                      heads=args.heads or 2048 // d, hdim=d, causal=c) for d in args.hdim for c in causals]
+
+    props = torch.cuda.get_device_properties(0)
+    commit = os.environ.get("FLASHATTN_COMMIT") or subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip() or "unknown"
+    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    rows = []
+    print(f"{'impl':6} {'dir':3} {'mask':6} {'b':>3} {'s':>6} {'h':>3} {'d':>4} {'ms':>9} {'TFLOP/s':>8}")
+    for case in cases:
+        for backend in args.backends:
+            try:
+                times = run_case(case, backend, DTYPES[args.dtype], args.backward, args.warmup, args.repeats)
+            except RuntimeError as e:  # a backend that does not support the shape says so
+                print(f"{backend:6} skipped {case}: {str(e).splitlines()[0]}", file=sys.stderr)
+                continue
+            med = statistics.median(times)
+            f = flops(case, args.backward)
+            row = {
+                "implementation": backend, "device": props.name, "sm_count": props.multi_processor_count,
+                "driver": torch.version.cuda, "nvrtc": None, "commit": commit, "date": now,
+                "dtype": args.dtype, "batch": case["batch"], "seqlen_q": case["seqlen"], "seqlen_k": case["seqlen"],
+                "heads_q": case["heads"], "heads_k": case["heads"], "head_dim": case["hdim"],
+                "mask": "causal" if case["causal"] else "full", "direction": "bwd" if args.backward else "fwd",
+                "time_ms_median": med, "time_ms_min": min(times), "time_ms_max": max(times),
+                "flops": f, "tflops": f / med / 1e9, "repeats": len(times),
+                "notes": f"torch {torch.__version__}, cuDNN {torch.backends.cudnn.version()}",
+            }
+            rows.append(row)
+            print(f"{backend:6} {row['direction']:3} {row['mask']:6} {case['batch']:>3} {case['seqlen']:>6} "
+                  f"{case['heads']:>3} {case['hdim']:>4} {med:9.3f} {row['tflops']:8.1f}", flush=True)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(rows, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Syntax- and template-checks the kernel sources on a machine without CUDA: clang compiles them for sm_90a to
+# PTX with a small prelude standing in for what NVRTC provides implicitly. It proves the C++ (templates,
+# types, inline-asm operand lists); ptxas (on the GPU machine, through NVRTC) still checks the PTX itself.
+# Needs clang 17+ (apt-get install clang-19). Usage: scripts/check-kernels.sh [name-expression-instantiation-file]
+set -euo pipefail
+here="$(cd "$(dirname "$0")/.." && pwd)"
+kernels="$here/src/FlashAttention/Cuda/Kernels"
+clang="${CLANG:-$(command -v clang++-19 || command -v clang++-22 || command -v clang++)}"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+cat > "$work/prelude.h" <<'PRE'
+#define __global__ __attribute__((global))
+#define __device__ __attribute__((device))
+#define __host__ __attribute__((host))
+#define __shared__ __attribute__((shared))
+#define __constant__ __attribute__((constant))
+#define __forceinline__ __inline__ __attribute__((always_inline))
+#define __launch_bounds__(...) __attribute__((launch_bounds(__VA_ARGS__)))
+#define __grid_constant__
+#include <__clang_cuda_builtin_vars.h>
+PRE
+status=0
+for src in "$kernels"/*.cu; do
+  name="$(basename "$src" .cu)"
+  inst="$kernels/../../../../scripts/kernel-instantiations/$name.inst"
+  cp "$src" "$work/$name.cu"
+  if [ -f "$inst" ]; then cat "$inst" >> "$work/$name.cu"; fi
+  if "$clang" -x cuda --cuda-gpu-arch=sm_90a --cuda-device-only -nocudainc -nocudalib \
+      -Xclang -target-feature -Xclang +ptx80 -std=c++17 -O1 -I "$kernels" -include "$work/prelude.h" \
+      -Wno-unknown-cuda-version -S "$work/$name.cu" -o "$work/$name.ptx" 2> "$work/$name.log"; then
+    echo "ok    $name.cu ($(grep -c 'wgmma.mma_async' "$work/$name.ptx" || true) wgmma in PTX)"
+  else
+    echo "FAIL  $name.cu"; cat "$work/$name.log"; status=1
+  fi
+done
+exit $status

@@ -1,0 +1,98 @@
+// FlashAttention-3 backward for Hopper (sm_90a): a pre-pass (D = rowsum(dO ∘ O), LSE in base 2, dQ buffer
+// cleared), the warp-specialised main kernel (one CTA per block of 128 keys; see flash_bwd_mainloop.cuh) and
+// a post-pass (dQ = scale · dQ_accum in the input type). Name expressions, e.g.
+//   fa::flash_bwd_kernel<fa::BwdConfig<fa::bf16_t, 128>>, fa::flash_bwd_preprocess<fa::bf16_t, 128>
+#include "flash_bwd_config.cuh"
+#include "flash_bwd_mainloop.cuh"
+#include "flash_params.cuh"
+#include "mask.cuh"
+#include "numeric.cuh"
+
+namespace fa {
+
+template <class Cfg>
+__global__ void __launch_bounds__(Cfg::kThreads, 1)
+flash_bwd_kernel(const __grid_constant__ BwdParams p, const __grid_constant__ TmaMap tma_q,
+                 const __grid_constant__ TmaMap tma_k, const __grid_constant__ TmaMap tma_v,
+                 const __grid_constant__ TmaMap tma_do) {
+  extern __shared__ uint8_t smem_raw[];
+  const uint32_t raw = smem_u32(smem_raw);
+  const uint32_t smem = (raw + 1023u) & ~1023u;
+  const BwdBarriers<Cfg> bars{smem + Cfg::kOffBar};
+  if (threadIdx.x == 0) {
+    mbar_init(bars.kv_full(), 1);
+    for (int s = 0; s < Cfg::kStages; ++s) {
+      mbar_init(bars.full(s), 1);
+      mbar_init(bars.empty(s), Cfg::kConsumerWGs);
+    }
+    fence_barrier_init();
+  }
+  block_sync();
+
+  const Mask mask{p.seqlen_q, p.seqlen_k, p.window_left, p.window_right};
+  const int n_block = blockIdx.x, head_k = blockIdx.y, batch = blockIdx.z;
+  const int warpgroup = threadIdx.x / 128;
+  if (warpgroup == 0) {
+    setmaxnreg_dec<Cfg::kProducerRegs>();
+    if (threadIdx.x == 0) {
+      tma_prefetch(&tma_q);
+      tma_prefetch(&tma_k);
+      tma_prefetch(&tma_v);
+      tma_prefetch(&tma_do);
+      bwd_producer<Cfg>(p, mask, &tma_q, &tma_k, &tma_v, &tma_do, smem, bars, n_block, head_k, batch);
+    }
+  } else {
+    setmaxnreg_inc<Cfg::kConsumerRegs>();
+    const BwdConsumer<Cfg> consumer{p, mask, bars, smem, warpgroup - 1, (int)(threadIdx.x % 128), n_block, head_k, batch};
+    consumer.run();
+  }
+}
+
+// One CTA per 64 query rows of one head: 4 threads per row.
+template <typename E, int kD>
+__global__ void __launch_bounds__(256)
+flash_bwd_preprocess(const __grid_constant__ BwdAuxParams p) {
+  const int m_block = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  const int row = m_block * 64 + threadIdx.x / 4, part = threadIdx.x % 4;
+  constexpr int kCols = kD / 4;
+  float dot = 0.f;
+  if (row < p.seqlen_q) {
+    const uint16_t* o = reinterpret_cast<const uint16_t*>(p.o) + b * p.o_stride_b + row * p.o_stride_s + h * p.o_stride_h;
+    const uint16_t* d_o = reinterpret_cast<const uint16_t*>(p.d_o) + b * p.do_stride_b + row * p.do_stride_s + h * p.do_stride_h;
+#pragma unroll 8
+    for (int c = part * kCols; c < (part + 1) * kCols; ++c) dot += to_float<E>(o[c]) * to_float<E>(d_o[c]);
+  }
+  dot += shfl_xor(dot, 1);
+  dot += shfl_xor(dot, 2);
+  const int64_t idx = ((int64_t)b * p.heads_q + h) * p.seqlen_q_padded + row;
+  if (part == 0) {
+    float lse2 = pos_inf();  // rows that see no key (and padding rows) get P = 2^(s - inf) = 0
+    if (row < p.seqlen_q) {
+      const float lse = p.lse[b * p.lse_stride_b + h * p.lse_stride_h + row * p.lse_stride_s];
+      if (lse != neg_inf()) lse2 = lse * kLog2e;
+    }
+    p.lse_log2[idx] = lse2;
+    p.dpsum[idx] = dot;
+  }
+  float* acc = p.dq_accum + idx * kD + part * kCols;
+#pragma unroll 8
+  for (int c = 0; c < kCols; ++c) acc[c] = 0.f;
+  if (threadIdx.x == 0 && p.dq_semaphore != nullptr)
+    p.dq_semaphore[((int64_t)b * p.heads_q + h) * p.num_m_blocks + m_block] = 0;
+}
+
+template <typename E, int kD>
+__global__ void __launch_bounds__(256)
+flash_bwd_postprocess(const __grid_constant__ BwdAuxParams p) {
+  const int m_block = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  const int row = m_block * 64 + threadIdx.x / 4, part = threadIdx.x % 4;
+  if (row >= p.seqlen_q) return;
+  constexpr int kCols = kD / 4;
+  const float* acc = p.dq_accum + (((int64_t)b * p.heads_q + h) * p.seqlen_q_padded + row) * kD + part * kCols;
+  uint16_t* dq = reinterpret_cast<uint16_t*>(p.dq) + b * p.dq_stride_b + row * p.dq_stride_s + h * p.dq_stride_h + part * kCols;
+#pragma unroll 8
+  for (int c = 0; c < kCols; c += 2)
+    *reinterpret_cast<uint32_t*>(dq + c) = pack2<E>(acc[c] * p.softmax_scale, acc[c + 1] * p.softmax_scale);
+}
+
+}  // namespace fa

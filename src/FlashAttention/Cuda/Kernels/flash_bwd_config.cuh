@@ -1,0 +1,58 @@
+// Compile-time shape of the backward kernel: one CTA owns a block of kBlockN keys of one key head and walks
+// every query block (of every query head of its GQA group) that sees them, 64 queries at a time. Each of
+// the two consumer warpgroups owns 64 of the keys: it keeps their dK and dV accumulators in registers for
+// the whole walk. Q, dO, LSE and D stream through a ring of shared-memory stages filled by TMA.
+#pragma once
+#include "ptx.cuh"
+
+namespace fa {
+
+template <typename Element_, int kHeadDim_, int kStages_ = 2>
+struct BwdConfig {
+  using Element = Element_;
+  static constexpr int kHeadDim = kHeadDim_;
+  static constexpr int kConsumerWGs = 2;
+  static constexpr int kBlockM = 64;                 // queries per step
+  static constexpr int kBlockN = 64 * kConsumerWGs;  // keys per CTA
+  static constexpr int kStages = kStages_;
+  static constexpr int kThreads = 128 * (kConsumerWGs + 1);
+  static constexpr int kProducerRegs = 24;
+  static constexpr int kConsumerRegs = 240;
+  static_assert(kHeadDim == 64 || kHeadDim == 128, "backward head dims: 64, 128");
+
+  static constexpr int kSlabs = kHeadDim / 64;
+  static constexpr int kKSlabBytes = kBlockN * 128;  // K, V: slabs of 128 key rows
+  static constexpr int kQSlabBytes = kBlockM * 128;  // Q, dO: slabs of 64 query rows
+  static constexpr int kKBytes = kKSlabBytes * kSlabs;
+  static constexpr int kQBytes = kQSlabBytes * kSlabs;
+  static constexpr int kWgRowBytes = 64 * 128;       // a warpgroup's 64 key rows inside a K/V slab
+  static constexpr int kDsSlabBytes = kBlockM * 128;  // dS as [query][64 keys] per slab, one slab per warpgroup
+  static constexpr int kDsBytes = kDsSlabBytes * kConsumerWGs;
+  static constexpr int kRowBytes = kBlockM * 4;      // LSE or D of one query block (float32)
+
+  static constexpr int kOffK = 0;
+  static constexpr int kOffV = kOffK + kKBytes;
+  static constexpr int kOffQ = kOffV + kKBytes;
+  static constexpr int kOffDO = kOffQ + kStages * kQBytes;
+  static constexpr int kOffDS = kOffDO + kStages * kQBytes;  // two buffers: step i writes one while i-1's dQ reads the other
+  static constexpr int kOffLse = kOffDS + 2 * kDsBytes;
+  static constexpr int kOffD = kOffLse + kStages * kRowBytes;
+  static constexpr int kOffBar = kOffD + kStages * kRowBytes;
+  static constexpr int kNumBars = 1 + 2 * kStages;  // K/V loaded, then full/empty per stage
+  static constexpr int kSmemBytes = 1024 + kOffBar + 8 * kNumBars;
+  static_assert(kSmemBytes <= 232448, "exceeds the 227 KB of shared memory a block may opt in to");
+
+  static constexpr int kStepBytes = 2 * kQBytes + 2 * kRowBytes;  // what one stage's TMA brings
+  static constexpr int kDqChunks = kHeadDim / 64;                 // dQ = dS·K in 64-column chunks; chunk c: consumer c % 2
+  static constexpr int kBarDsReady = 1;                           // named barrier: both consumers wrote dS
+};
+
+template <class Cfg>
+struct BwdBarriers {
+  uint32_t base;
+  __device__ __forceinline__ uint32_t kv_full() const { return base; }
+  __device__ __forceinline__ uint32_t full(int s) const { return base + 8 + 8 * s; }
+  __device__ __forceinline__ uint32_t empty(int s) const { return base + 8 + 8 * (Cfg::kStages + s); }
+};
+
+}  // namespace fa

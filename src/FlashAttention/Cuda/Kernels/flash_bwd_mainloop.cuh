@@ -1,0 +1,256 @@
+// The backward mainloop. Producer: K and V of the CTA's key block once, then Q, dO, LSE·log2(e) and D of each
+// visited query block into the ring. Consumer warpgroup c (keys 64c … 64c+63 of the block), per query block:
+//   Sᵀ = K_c Qᵀ, dPᵀ = V_c dOᵀ                (wgmma, shared memory)
+//   Pᵀ = 2^(Sᵀ·scale·log2e − LSE·log2e)       (from the forward's LSE: no max or sum is recomputed)
+//   dV_c += Pᵀ dO                             (P from registers)
+//   dSᵀ = Pᵀ ∘ (dPᵀ − D)  [∘ (1 − tanh²) with softcap]
+//   dK_c += dSᵀ Q                             (dS from registers)
+//   dS → shared memory; dQ[:, chunk] = dS K[:, chunk] (both consumers' keys), added to a float32 buffer.
+// Computing Sᵀ rather than S puts each warpgroup's own keys on the rows of its accumulators, so dK/dV need no
+// exchange; only dQ, which sums over all 128 keys, goes through shared memory.
+#pragma once
+#include "flash_bwd_config.cuh"
+#include "flash_params.cuh"
+#include "gemm.cuh"
+#include "mask.cuh"
+#include "numeric.cuh"
+
+namespace fa {
+
+template <class Cfg>
+__device__ __forceinline__ void bwd_producer(const BwdParams& p, const Mask& mask, const TmaMap* tma_q,
+                                             const TmaMap* tma_k, const TmaMap* tma_v, const TmaMap* tma_do,
+                                             uint32_t smem, const BwdBarriers<Cfg>& bars, int n_block, int head_k, int batch) {
+  const int n0 = n_block * Cfg::kBlockN;
+  mbar_arrive_expect_tx(bars.kv_full(), 2 * Cfg::kKBytes);
+#pragma unroll
+  for (int slab = 0; slab < Cfg::kSlabs; ++slab) {
+    tma_load_4d(smem + Cfg::kOffK + slab * Cfg::kKSlabBytes, tma_k, bars.kv_full(), slab * 64, n0, head_k, batch);
+    tma_load_4d(smem + Cfg::kOffV + slab * Cfg::kKSlabBytes, tma_v, bars.kv_full(), slab * 64, n0, head_k, batch);
+  }
+  int q_lo, q_hi;
+  mask.query_range(n0, Cfg::kBlockN, q_lo, q_hi);
+  if (q_hi < q_lo) return;
+  int count = 0;
+  for (int h = head_k * p.group; h < (head_k + 1) * p.group; ++h) {
+    const int64_t rows = ((int64_t)batch * p.heads_q + h) * p.seqlen_q_padded;
+    for (int m = q_lo / Cfg::kBlockM; m <= q_hi / Cfg::kBlockM; ++m, ++count) {
+      const int s = count % Cfg::kStages;
+      const uint32_t phase = (count / Cfg::kStages) & 1;
+      mbar_wait(bars.empty(s), phase ^ 1);
+      mbar_arrive_expect_tx(bars.full(s), Cfg::kStepBytes);
+#pragma unroll
+      for (int slab = 0; slab < Cfg::kSlabs; ++slab) {
+        tma_load_4d(smem + Cfg::kOffQ + s * Cfg::kQBytes + slab * Cfg::kQSlabBytes, tma_q, bars.full(s), slab * 64, m * Cfg::kBlockM, h, batch);
+        tma_load_4d(smem + Cfg::kOffDO + s * Cfg::kQBytes + slab * Cfg::kQSlabBytes, tma_do, bars.full(s), slab * 64, m * Cfg::kBlockM, h, batch);
+      }
+      bulk_load(smem + Cfg::kOffLse + s * Cfg::kRowBytes, p.lse_log2 + rows + m * Cfg::kBlockM, Cfg::kRowBytes, bars.full(s));
+      bulk_load(smem + Cfg::kOffD + s * Cfg::kRowBytes, p.dpsum + rows + m * Cfg::kBlockM, Cfg::kRowBytes, bars.full(s));
+    }
+  }
+}
+
+template <class Cfg>
+struct BwdConsumer {
+  using E = typename Cfg::Element;
+  static constexpr int kD = Cfg::kHeadDim;
+  static constexpr int kM = Cfg::kBlockM;
+  const BwdParams& p;
+  const Mask& mask;
+  const BwdBarriers<Cfg>& bars;
+  uint32_t smem;
+  int consumer, thread;
+  int n_block, head_k, batch;
+
+  __device__ __forceinline__ int n0() const { return n_block * Cfg::kBlockN; }
+  __device__ __forceinline__ int lane() const { return thread % 32; }
+  __device__ __forceinline__ int warp() const { return thread / 32; }
+  // This thread's keys are key_row0() and key_row0() + 8.
+  __device__ __forceinline__ int key_row0() const { return n0() + consumer * 64 + warp() * 16 + lane() / 4; }
+
+  __device__ __forceinline__ void run() const {
+    float dk[kD / 2], dv[kD / 2];
+#pragma unroll
+    for (int i = 0; i < kD / 2; ++i) dk[i] = dv[i] = 0.f;
+    int q_lo, q_hi;
+    mask.query_range(n0(), Cfg::kBlockN, q_lo, q_hi);
+    mbar_wait(bars.kv_full(), 0);
+    if (q_hi >= q_lo) {
+      int count = 0;
+      for (int h = head_k * p.group; h < (head_k + 1) * p.group; ++h)
+        for (int m = q_lo / kM; m <= q_hi / kM; ++m, ++count) step(h, m, count, dk, dv);
+    }
+    store_dkv(dk, dv);
+  }
+
+  __device__ __forceinline__ void step(int h, int m, int count, float (&dk)[kD / 2], float (&dv)[kD / 2]) const {
+    const int s = count % Cfg::kStages;
+    const uint32_t q_st = smem + Cfg::kOffQ + s * Cfg::kQBytes;
+    const uint32_t do_st = smem + Cfg::kOffDO + s * Cfg::kQBytes;
+    const uint32_t lse_st = smem + Cfg::kOffLse + s * Cfg::kRowBytes;
+    const uint32_t d_st = smem + Cfg::kOffD + s * Cfg::kRowBytes;
+    const uint32_t ds_buf = smem + Cfg::kOffDS + (count & 1) * Cfg::kDsBytes;
+    const uint32_t k_wg = smem + Cfg::kOffK + consumer * Cfg::kWgRowBytes;
+    const uint32_t v_wg = smem + Cfg::kOffV + consumer * Cfg::kWgRowBytes;
+    const int m0 = m * kM, q_col0 = 2 * (lane() & 3);
+    mbar_wait(bars.full(s), (count / Cfg::kStages) & 1);
+
+    // Sᵀ and dPᵀ (64 keys x 64 queries), issued together.
+    float st[kM / 2], dpt[kM / 2];
+    wgmma_fence();
+    gemm_ss_kmajor<E, kM, kD>(k_wg, Cfg::kKSlabBytes, q_st, Cfg::kQSlabBytes, st, false);
+    wgmma_commit();
+    gemm_ss_kmajor<E, kM, kD>(v_wg, Cfg::kKSlabBytes, do_st, Cfg::kQSlabBytes, dpt, false);
+    wgmma_commit();
+    wgmma_wait<1>();
+    fence_regs(st);
+
+    // Pᵀ (packed for dV), and in st what dS needs besides (dP − D): P, or P·(1 − tanh²) under softcap.
+    const bool needs_mask = mask.tile_needs_mask(m0, kM, n0(), Cfg::kBlockN);
+    uint32_t ppk[kM / 4];
+#pragma unroll
+    for (int j = 0; j < kM / 8; ++j) {
+#pragma unroll
+      for (int hh = 0; hh < 2; ++hh) {
+        float pr[2];
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int i = 4 * j + 2 * hh + e, ql = 8 * j + q_col0 + e;
+          float x = st[i], deriv = 1.f;
+          if (p.has_softcap) {
+            const float t = fast_tanh(x * p.softcap_premul);
+            x = t;
+            deriv = 1.f - t * t;
+          }
+          float prob = fast_exp2(x * p.score_scale_log2 - ld_shared_f32(lse_st + 4 * ql));
+          if (needs_mask) {
+            const int q = m0 + ql, key = key_row0() + 8 * hh;
+            if (key < mask.first_key(q) || key > mask.last_key(q)) prob = 0.f;
+          }
+          pr[e] = prob;
+          st[i] = prob * deriv;
+        }
+        ppk[2 * j + hh] = pack2<E>(pr[0], pr[1]);
+      }
+    }
+    wgmma_fence();
+    gemm_rs_mnmajor<E, kD, kM>(ppk, do_st, Cfg::kQSlabBytes, dv);  // dV += Pᵀ dO
+    wgmma_commit();
+    wgmma_wait<1>();  // dPᵀ is ready; dV may still run
+    fence_regs(dpt);
+
+    // dSᵀ = P ∘ (dP − D), packed for dK and written transposed (as dS, [query][key]) for dQ.
+    uint32_t dspk[kM / 4];
+    const uint32_t ds_slab = ds_buf + consumer * Cfg::kDsSlabBytes;
+    const int r0 = warp() * 16 + lane() / 4;  // key row inside this consumer's 64
+#pragma unroll
+    for (int j = 0; j < kM / 8; ++j) {
+#pragma unroll
+      for (int hh = 0; hh < 2; ++hh) {
+        float g[2];
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int i = 4 * j + 2 * hh + e, ql = 8 * j + q_col0 + e;
+          g[e] = st[i] * (dpt[i] - ld_shared_f32(d_st + 4 * ql));
+        }
+        const uint32_t packed = pack2<E>(g[0], g[1]);
+        dspk[2 * j + hh] = packed;
+        const int r = r0 + 8 * hh;
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int q = 8 * j + q_col0 + e;
+          st_shared_u16(ds_slab + q * 128 + ((((r >> 3) ^ (q & 7))) << 4) + (r & 7) * 2, e ? high_half(packed) : low_half(packed));
+        }
+      }
+    }
+    wgmma_fence();
+    gemm_rs_mnmajor<E, kD, kM>(dspk, q_st, Cfg::kQSlabBytes, dk);  // dK += dSᵀ Q
+    wgmma_commit();
+    fence_proxy_async_smem();
+    named_barrier_sync(Cfg::kBarDsReady, 2 * 128);  // both consumers' dS are in shared memory
+
+    // dQ[:, 64c … 64c+63] = dS (64 x 128 keys) · K[:, 64c …]: chunk c belongs to consumer c % 2.
+    constexpr int kMyChunks = (Cfg::kDqChunks + 1) / 2;
+    float dq[kMyChunks][32];
+#pragma unroll
+    for (int k = 0; k < kMyChunks; ++k) {
+      const int c = consumer + 2 * k;
+      if (c < Cfg::kDqChunks) {
+        gemm_ss_mnmajor_b<E, 64, Cfg::kBlockN>(ds_buf, Cfg::kDsSlabBytes, smem + Cfg::kOffK + c * Cfg::kKSlabBytes,
+                                              Cfg::kKSlabBytes, dq[k], false);
+      }
+    }
+    wgmma_commit();
+    wgmma_wait<0>();
+    fence_regs(dv);
+    fence_regs(dk);
+#pragma unroll
+    for (int k = 0; k < kMyChunks; ++k) fence_regs(dq[k]);
+    if (thread == 0) mbar_arrive(bars.empty(s));
+
+    add_dq(h, m, dq);
+  }
+
+  // Adds this consumer's dQ chunks into the float32 buffer; in deterministic mode, in key-block order.
+  template <int kMyChunks>
+  __device__ __forceinline__ void add_dq(int h, int m, float (&dq)[kMyChunks][32]) const {
+    const int bh = batch * p.heads_q + h;
+    int* sem = p.dq_semaphore + (int64_t)bh * (p.seqlen_q_padded / kM) + m;
+    // Deterministic mode: the key blocks that see query block m add in increasing order; this one is number
+    // n_block - n_first, and waits until the semaphore has counted its predecessors.
+    int ticket = 0;
+    if (p.deterministic) {
+      int n_first, n_last;
+      mask.block_range(m * kM, kM, Cfg::kBlockN, n_first, n_last);
+      ticket = n_block - n_first;
+      if (thread == 0 && consumer == 0)
+        while (ld_acquire_gpu(sem) != ticket) {}
+      named_barrier_sync(Cfg::kBarDsReady + 1, 2 * 128);
+    }
+    float* rows = p.dq_accum + ((int64_t)bh * p.seqlen_q_padded + m * kM) * kD;
+    const int r0 = warp() * 16 + lane() / 4;
+#pragma unroll
+    for (int k = 0; k < kMyChunks; ++k) {
+      const int c = consumer + 2 * k;
+      if (c >= Cfg::kDqChunks) continue;
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+#pragma unroll
+        for (int hh = 0; hh < 2; ++hh) {
+          const int r = r0 + 8 * hh;
+          if (m * kM + r < p.seqlen_q) {
+            float* at = rows + r * kD + 64 * c + 8 * j + 2 * (lane() & 3);
+            red_add(at, dq[k][4 * j + 2 * hh]);
+            red_add(at + 1, dq[k][4 * j + 2 * hh + 1]);
+          }
+        }
+      }
+    }
+    if (p.deterministic) {
+      fence_acq_rel_gpu();
+      named_barrier_sync(Cfg::kBarDsReady + 1, 2 * 128);
+      if (thread == 0 && consumer == 0) st_release_gpu(sem, ticket + 1);
+    }
+  }
+
+  // dK (times the softmax scale: dS was taken with respect to scale·q·k) and dV to global memory.
+  __device__ __forceinline__ void store_dkv(float (&dk)[kD / 2], float (&dv)[kD / 2]) const {
+    uint16_t* dk_out = reinterpret_cast<uint16_t*>(p.dk);
+    uint16_t* dv_out = reinterpret_cast<uint16_t*>(p.dv);
+#pragma unroll
+    for (int hh = 0; hh < 2; ++hh) {
+      const int key = key_row0() + 8 * hh;
+      if (key >= p.seqlen_k) continue;
+      uint16_t* dk_row = dk_out + batch * p.dk_stride_b + key * p.dk_stride_s + head_k * p.dk_stride_h;
+      uint16_t* dv_row = dv_out + batch * p.dv_stride_b + key * p.dv_stride_s + head_k * p.dv_stride_h;
+#pragma unroll
+      for (int j = 0; j < kD / 8; ++j) {
+        const int col = 8 * j + 2 * (lane() & 3), i = 4 * j + 2 * hh;
+        *reinterpret_cast<uint32_t*>(dk_row + col) = pack2<E>(dk[i] * p.softmax_scale, dk[i + 1] * p.softmax_scale);
+        *reinterpret_cast<uint32_t*>(dv_row + col) = pack2<E>(dv[i], dv[i + 1]);
+      }
+    }
+  }
+};
+
+}  // namespace fa

@@ -1,0 +1,87 @@
+// FlashAttention-3 forward for Hopper (sm_90a): a persistent, warp-specialised kernel. Warpgroup 0 is the
+// producer (one thread issues TMA loads of Q and of K/V into a ring of shared-memory stages, then idles with
+// few registers); each further warpgroup computes 64 query rows with wgmma and an online softmax, taking
+// turns with its sibling on the tensor cores (ping-pong) and overlapping its own softmax with its GEMMs.
+// Instantiated through NVRTC name expressions, e.g.
+//   fa::flash_fwd_kernel<fa::FwdConfig<fa::bf16_t, 128, 128, 2, true, true, false>>
+#include "flash_fwd_config.cuh"
+#include "flash_fwd_epilogue.cuh"
+#include "flash_fwd_mainloop.cuh"
+#include "flash_params.cuh"
+#include "mask.cuh"
+#include "tile_scheduler.cuh"
+
+namespace fa {
+
+template <class Cfg>
+__global__ void __launch_bounds__(Cfg::kThreads, 1)
+flash_fwd_kernel(const __grid_constant__ FwdParams p, const __grid_constant__ TmaMap tma_q,
+                 const __grid_constant__ TmaMap tma_k, const __grid_constant__ TmaMap tma_v,
+                 const __grid_constant__ TmaMap tma_o) {
+  extern __shared__ uint8_t smem_raw[];
+  // Swizzled tiles need 1024-byte alignment; the launcher adds 1024 bytes of slack for this.
+  const uint32_t raw = smem_u32(smem_raw);
+  const uint32_t smem = (raw + 1023u) & ~1023u;
+  uint8_t* smem_ptr = smem_raw + (smem - raw);
+  const FwdBarriers<Cfg> bars{smem + Cfg::kOffBar};
+
+  if (threadIdx.x == 0) {
+    mbar_init(bars.full_q(), 1);
+    mbar_init(bars.empty_q(), Cfg::kConsumerWGs);
+    for (int s = 0; s < Cfg::kStages; ++s) {
+      mbar_init(bars.full_k(s), 1);
+      mbar_init(bars.empty_k(s), Cfg::kConsumerWGs);
+      mbar_init(bars.full_v(s), 1);
+      mbar_init(bars.empty_v(s), Cfg::kConsumerWGs);
+    }
+    fence_barrier_init();
+  }
+  block_sync();
+
+  const Mask mask{p.seqlen_q, p.seqlen_k, p.window_left, p.window_right};
+  const int warpgroup = threadIdx.x / 128;
+  if (warpgroup == 0) {
+    setmaxnreg_dec<Cfg::kProducerRegs>();
+    if (threadIdx.x == 0) {
+      tma_prefetch(&tma_q);
+      tma_prefetch(&tma_k);
+      tma_prefetch(&tma_v);
+      tma_prefetch(&tma_o);
+      fwd_producer<Cfg>(p, mask, &tma_q, &tma_k, &tma_v, smem, bars);
+    }
+  } else {
+    setmaxnreg_inc<Cfg::kConsumerRegs>();
+    const int consumer = warpgroup - 1, thread = threadIdx.x % 128;
+    const ConsumerMainloop<Cfg> mainloop{p, mask, bars, smem, consumer, thread};
+    // The first consumer starts with the tensor cores' turn.
+    if (Cfg::kPingPong && consumer == 0) named_barrier_arrive(Cfg::kBarSchedule, 2 * 128);
+
+    PipelineState<Cfg::kStages> kv;
+    int q_count = 0;
+    float o[Cfg::kHeadDim / 2];
+    OnlineSoftmax<Cfg::kBlockN / 2> softmax;
+    for (int tile = blockIdx.x; tile < p.num_tiles; tile += gridDim.x) {
+      const Tile t = decode_tile(p, tile);
+      const int m0 = t.m_block * Cfg::kBlockM;
+      int n_min, n_max;
+      mask.block_range(m0, Cfg::kBlockM, Cfg::kBlockN, n_min, n_max);
+#pragma unroll
+      for (int i = 0; i < Cfg::kHeadDim / 2; ++i) o[i] = 0.f;
+      softmax.reset();
+
+      mbar_wait(bars.full_q(), q_count & 1);
+      ++q_count;
+      if (n_max >= n_min) mainloop.run(m0, n_min, n_max, kv, o, softmax);
+      if (!Cfg::kOAliasQ && thread == 0) mbar_arrive(bars.empty_q());
+
+      fwd_epilogue<Cfg>(p, &tma_o, smem, smem_ptr, consumer, thread, t, o, softmax);
+      if (Cfg::kOAliasQ && thread == 0) {
+        bulk_wait_read_all();  // O, staged in Q's buffer, has been read by the copy engine
+        mbar_arrive(bars.empty_q());
+      }
+    }
+    if (thread == 0) bulk_wait_all();
+  }
+}
+
+}  // namespace fa

@@ -1,0 +1,70 @@
+// Compile-time shape of one forward kernel variant: tile sizes, pipeline depth, shared-memory map, register
+// split. The C# launcher (Cuda/Launchers/FlashForwardLauncher.cs) owns the table of which variant runs for
+// which head dim and mirrors the shared-memory size formula.
+#pragma once
+#include "ptx.cuh"
+
+namespace fa {
+
+template <typename Element_, int kHeadDim_, int kBlockN_, int kStages_, bool kIntraWgOverlap_, bool kPingPong_,
+          bool kOAliasQ_>
+struct FwdConfig {
+  using Element = Element_;
+  static constexpr int kHeadDim = kHeadDim_;
+  static constexpr int kConsumerWGs = 2;                 // one warpgroup per 64 query rows
+  static constexpr int kBlockM = 64 * kConsumerWGs;
+  static constexpr int kBlockN = kBlockN_;
+  static constexpr int kStages = kStages_;
+  static constexpr bool kIntraWgOverlap = kIntraWgOverlap_;  // softmax of block j overlaps P·V of block j+1
+  static constexpr bool kPingPong = kPingPong_;              // consumers take turns issuing their GEMMs
+  static constexpr bool kOAliasQ = kOAliasQ_;                // O staged in Q's shared memory (when smem is short)
+  static constexpr int kThreads = 128 * (kConsumerWGs + 1);  // warpgroup 0 produces (TMA), the rest compute
+  static constexpr int kProducerRegs = 24;
+  static constexpr int kConsumerRegs = 240;                  // 128·24 + 256·240 = 64K registers
+
+  static_assert(kHeadDim % 64 == 0, "head dim is loaded as 64-column (128-byte) swizzled slabs");
+  static_assert(kBlockN % 16 == 0 && kBlockN <= 256, "key block: a multiple of 16, at most 256");
+
+  // Tiles are stored as slabs of 64 columns (128 bytes of 16-bit values) x rows, 128-byte swizzled by TMA.
+  static constexpr int kSlabs = kHeadDim / 64;
+  static constexpr int kQSlabBytes = kBlockM * 128;
+  static constexpr int kKSlabBytes = kBlockN * 128;
+  static constexpr int kQBytes = kQSlabBytes * kSlabs;
+  static constexpr int kKBytes = kKSlabBytes * kSlabs;  // V tiles have the same size
+  static constexpr int kWgRowBytes = 64 * 128;           // one consumer warpgroup's 64 rows inside a slab
+
+  static constexpr int kOffQ = 0;
+  static constexpr int kOffK = kOffQ + kQBytes;
+  static constexpr int kOffV = kOffK + kStages * kKBytes;
+  static constexpr int kOffO = kOffV + kStages * kKBytes;
+  static constexpr int kOffBar = kOffO + (kOAliasQ ? 0 : kQBytes);
+  static constexpr int kNumBars = 2 + 4 * kStages;  // full/empty Q, then full/empty K and V per stage
+  static constexpr int kSmemBytes = 1024 /* alignment slack */ + kOffBar + 8 * kNumBars;
+  static_assert(kSmemBytes <= 232448, "exceeds the 227 KB of shared memory a block may opt in to");
+
+  // Named barriers (0 is __syncthreads): scheduler turn of consumer c is 1 + c, epilogue of consumer c is 3 + c.
+  static constexpr int kBarSchedule = 1;
+  static constexpr int kBarEpilogue = 3;
+};
+
+// Addresses (shared-state space) of the pipeline's mbarriers.
+template <class Cfg>
+struct FwdBarriers {
+  uint32_t base;
+  __device__ __forceinline__ uint32_t full_q() const { return base; }
+  __device__ __forceinline__ uint32_t empty_q() const { return base + 8; }
+  __device__ __forceinline__ uint32_t full_k(int s) const { return base + 16 + 8 * s; }
+  __device__ __forceinline__ uint32_t empty_k(int s) const { return base + 16 + 8 * (Cfg::kStages + s); }
+  __device__ __forceinline__ uint32_t full_v(int s) const { return base + 16 + 8 * (2 * Cfg::kStages + s); }
+  __device__ __forceinline__ uint32_t empty_v(int s) const { return base + 16 + 8 * (3 * Cfg::kStages + s); }
+};
+
+// Position in the K/V ring: block `count` lives in stage count % kStages; the phase parity flips every lap.
+template <int kStages>
+struct PipelineState {
+  int count = 0;
+  __device__ __forceinline__ int stage() const { return count % kStages; }
+  __device__ __forceinline__ uint32_t phase() const { return (uint32_t)((count / kStages) & 1); }
+};
+
+}  // namespace fa

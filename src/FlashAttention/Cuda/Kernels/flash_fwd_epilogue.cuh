@@ -1,0 +1,57 @@
+// Forward epilogue of one consumer warpgroup: normalise O by the row sums, write it as 16-bit values into
+// shared memory in the 128-byte-swizzled layout of the O tensor map, and store it with TMA (rows past the
+// sequence end are clipped by the copy engine). The log-sum-exp goes straight to global memory.
+#pragma once
+#include "flash_fwd_config.cuh"
+#include "flash_params.cuh"
+#include "numeric.cuh"
+#include "softmax.cuh"
+#include "tile_scheduler.cuh"
+
+namespace fa {
+
+template <class Cfg>
+__device__ __forceinline__ void fwd_epilogue(const FwdParams& p, const TmaMap* tma_o, uint32_t smem, uint8_t* smem_ptr,
+                                             int consumer, int thread, const Tile& t, float (&o)[Cfg::kHeadDim / 2],
+                                             OnlineSoftmax<Cfg::kBlockN / 2>& softmax) {
+  float inv_sum[2], lse[2];
+  softmax.finalize(p.score_scale, inv_sum, lse);
+  scale_rows(o, inv_sum);
+
+  // O has the layout of Q: slabs of kBlockM rows x 128 bytes; this warpgroup owns 64 rows of each slab.
+  const uint32_t o_wg = smem + (Cfg::kOAliasQ ? Cfg::kOffQ : Cfg::kOffO) + consumer * Cfg::kWgRowBytes;
+  uint8_t* o_wg_ptr = smem_ptr + (o_wg - smem);
+  const int bar = Cfg::kBarEpilogue + consumer;
+  if (thread == 0) bulk_wait_read_all();  // the previous tile's store has finished reading this buffer
+  named_barrier_sync(bar, 128);
+
+  const int warp = thread / 32, lane = thread % 32;
+  const int r = warp * 16 + lane / 4;  // this thread's rows are r and r + 8 (same swizzle phase)
+#pragma unroll
+  for (int j = 0; j < Cfg::kHeadDim / 8; ++j) {
+    const int slab = j / 8, chunk = j % 8;
+    const uint32_t off = slab * Cfg::kQSlabBytes + r * 128 + ((chunk ^ (r & 7)) << 4) + (lane & 3) * 4;
+    *reinterpret_cast<uint32_t*>(o_wg_ptr + off) = pack2<typename Cfg::Element>(o[4 * j], o[4 * j + 1]);
+    *reinterpret_cast<uint32_t*>(o_wg_ptr + off + 8 * 128) = pack2<typename Cfg::Element>(o[4 * j + 2], o[4 * j + 3]);
+  }
+  fence_proxy_async_smem();
+  named_barrier_sync(bar, 128);
+
+  const int m_row = t.m_block * Cfg::kBlockM + consumer * 64;
+  if (thread == 0) {
+#pragma unroll
+    for (int slab = 0; slab < Cfg::kSlabs; ++slab)
+      tma_store_4d(tma_o, o_wg + slab * Cfg::kQSlabBytes, slab * 64, m_row, t.head, t.batch);
+    bulk_commit();
+  }
+  if (p.lse != nullptr && (lane & 3) == 0) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int row = m_row + r + 8 * h;
+      if (row < p.seqlen_q)
+        p.lse[t.batch * p.lse_stride_b + t.head * p.lse_stride_h + row * p.lse_stride_s] = lse[h];
+    }
+  }
+}
+
+}  // namespace fa

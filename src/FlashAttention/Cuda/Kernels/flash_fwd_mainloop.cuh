@@ -1,0 +1,215 @@
+// The forward mainloop: the producer's TMA loads into the K/V ring, and one consumer warpgroup's walk over the
+// key blocks of its 64 query rows: S = Q·Kᵀ (wgmma, both operands in shared memory), mask and online softmax in
+// registers, O += P·V (wgmma, P from registers). With intra-warpgroup overlap the softmax of block j runs while
+// the tensor cores compute P·V of block j+1 and S of block j-1 (blocks are visited right to left).
+#pragma once
+#include "flash_fwd_config.cuh"
+#include "flash_params.cuh"
+#include "gemm.cuh"
+#include "mask.cuh"
+#include "numeric.cuh"
+#include "softmax.cuh"
+#include "tile_scheduler.cuh"
+
+namespace fa {
+
+// ---- producer -------------------------------------------------------------------------------------------
+// One thread issues every load. Q once per tile; K and V of each visited key block into the ring.
+template <class Cfg>
+__device__ __forceinline__ void fwd_producer(const FwdParams& p, const Mask& mask, const TmaMap* tma_q,
+                                             const TmaMap* tma_k, const TmaMap* tma_v, uint32_t smem,
+                                             const FwdBarriers<Cfg>& bars) {
+  PipelineState<Cfg::kStages> kv;
+  int q_count = 0;
+  for (int tile = blockIdx.x; tile < p.num_tiles; tile += gridDim.x) {
+    const Tile t = decode_tile(p, tile);
+    const int m0 = t.m_block * Cfg::kBlockM;
+    const int head_k = t.head / p.group;
+    int n_min, n_max;
+    mask.block_range(m0, Cfg::kBlockM, Cfg::kBlockN, n_min, n_max);
+
+    // Q is loaded even for a tile that sees no key, so consumers follow one protocol for every tile.
+    mbar_wait(bars.empty_q(), (q_count & 1) ^ 1);
+    mbar_arrive_expect_tx(bars.full_q(), Cfg::kQBytes);
+#pragma unroll
+    for (int slab = 0; slab < Cfg::kSlabs; ++slab)
+      tma_load_4d(smem + Cfg::kOffQ + slab * Cfg::kQSlabBytes, tma_q, bars.full_q(), slab * 64, m0, t.head, t.batch);
+    ++q_count;
+
+    for (int n = n_max; n >= n_min; --n, ++kv.count) {
+      const int s = kv.stage();
+      const uint32_t free_parity = kv.phase() ^ 1;  // the first lap finds every stage free
+      mbar_wait(bars.empty_k(s), free_parity);
+      mbar_arrive_expect_tx(bars.full_k(s), Cfg::kKBytes);
+#pragma unroll
+      for (int slab = 0; slab < Cfg::kSlabs; ++slab)
+        tma_load_4d(smem + Cfg::kOffK + s * Cfg::kKBytes + slab * Cfg::kKSlabBytes, tma_k, bars.full_k(s),
+                    slab * 64, n * Cfg::kBlockN, head_k, t.batch);
+      mbar_wait(bars.empty_v(s), free_parity);
+      mbar_arrive_expect_tx(bars.full_v(s), Cfg::kKBytes);
+#pragma unroll
+      for (int slab = 0; slab < Cfg::kSlabs; ++slab)
+        tma_load_4d(smem + Cfg::kOffV + s * Cfg::kKBytes + slab * Cfg::kKSlabBytes, tma_v, bars.full_v(s),
+                    slab * 64, n * Cfg::kBlockN, head_k, t.batch);
+    }
+  }
+}
+
+// ---- consumer GEMMs -------------------------------------------------------------------------------------
+// S (64 x kBlockN) = Q_wg (64 x d) · K_stageᵀ, both K-major.
+template <class Cfg>
+__device__ __forceinline__ void gemm_qk(uint32_t q_wg, uint32_t k_stage, float (&s)[Cfg::kBlockN / 2]) {
+  gemm_ss_kmajor<typename Cfg::Element, Cfg::kBlockN, Cfg::kHeadDim>(q_wg, Cfg::kQSlabBytes, k_stage, Cfg::kKSlabBytes, s, false);
+}
+
+// O (64 x d) += P (64 x kBlockN, registers) · V_stage (kBlockN x d); V is MN-major for this product.
+template <class Cfg>
+__device__ __forceinline__ void gemm_pv(const uint32_t (&pk)[Cfg::kBlockN / 4], uint32_t v_stage,
+                                        float (&o)[Cfg::kHeadDim / 2]) {
+  gemm_rs_mnmajor<typename Cfg::Element, Cfg::kHeadDim, Cfg::kBlockN>(pk, v_stage, Cfg::kKSlabBytes, o);
+}
+
+template <class Cfg>
+__device__ __forceinline__ void pack_probabilities(const float (&s)[Cfg::kBlockN / 2], uint32_t (&pk)[Cfg::kBlockN / 4]) {
+  pack_fragment<typename Cfg::Element>(s, pk);
+}
+
+// Softcap and mask on a fresh S fragment. row0 is this thread's first row (the second is row0 + 8).
+template <class Cfg>
+__device__ __forceinline__ void score_mod(const FwdParams& p, const Mask& mask, float (&s)[Cfg::kBlockN / 2],
+                                          int m0, int row0, int n_block) {
+  if (p.has_softcap) {
+#pragma unroll
+    for (int i = 0; i < Cfg::kBlockN / 2; ++i) s[i] = fast_tanh(s[i] * p.softcap_premul);
+  }
+  const int n0 = n_block * Cfg::kBlockN;
+  if (mask.tile_needs_mask(m0, Cfg::kBlockM, n0, Cfg::kBlockN)) {
+    const int col0 = n0 + 2 * (lane_id() & 3);
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int first = mask.first_key(row0 + 8 * h), last = mask.last_key(row0 + 8 * h);
+#pragma unroll
+      for (int j = 0; j < Cfg::kBlockN / 8; ++j) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int col = col0 + 8 * j + e;
+          if (col < first || col > last) s[4 * j + 2 * h + e] = neg_inf();
+        }
+      }
+    }
+  }
+}
+
+// ---- one consumer warpgroup's pass over the key blocks of a tile ----------------------------------------
+template <class Cfg>
+struct ConsumerMainloop {
+  const FwdParams& p;
+  const Mask& mask;
+  const FwdBarriers<Cfg>& bars;
+  uint32_t smem;
+  int consumer;  // 0 .. kConsumerWGs-1
+  int thread;    // 0 .. 127 inside the warpgroup
+
+  __device__ __forceinline__ uint32_t k_stage(int s) const { return smem + Cfg::kOffK + s * Cfg::kKBytes; }
+  __device__ __forceinline__ uint32_t v_stage(int s) const { return smem + Cfg::kOffV + s * Cfg::kKBytes; }
+  __device__ __forceinline__ void release(uint32_t bar) const { if (thread == 0) mbar_arrive(bar); }
+  __device__ __forceinline__ void schedule_wait() const {
+    if constexpr (Cfg::kPingPong) named_barrier_sync(Cfg::kBarSchedule + consumer, 2 * 128);
+  }
+  __device__ __forceinline__ void schedule_pass() const {
+    if constexpr (Cfg::kPingPong) named_barrier_arrive(Cfg::kBarSchedule + (consumer ^ 1), 2 * 128);
+  }
+
+  // Runs blocks n_max down to n_min (n_max >= n_min) into o / softmax; kv counts blocks across tiles.
+  __device__ __forceinline__ void run(int m0, int n_min, int n_max, PipelineState<Cfg::kStages>& kv,
+                                      float (&o)[Cfg::kHeadDim / 2], OnlineSoftmax<Cfg::kBlockN / 2>& softmax) const {
+    const uint32_t q_wg = smem + Cfg::kOffQ + consumer * Cfg::kWgRowBytes;
+    const int row0 = m0 + consumer * 64 + (thread / 32) * 16 + (thread % 32) / 4;
+    float s[Cfg::kBlockN / 2];
+    uint32_t pk[Cfg::kBlockN / 4];
+    float rescale[2];
+
+    if constexpr (Cfg::kIntraWgOverlap) {
+      // First block: S, softmax, P. Its P·V is issued together with the next block's S.
+      {
+        const int st = kv.stage();
+        mbar_wait(bars.full_k(st), kv.phase());
+        wgmma_fence();
+        gemm_qk<Cfg>(q_wg, k_stage(st), s);
+        wgmma_commit();
+        wgmma_wait<0>();
+        fence_regs(s);
+        release(bars.empty_k(st));
+        score_mod<Cfg>(p, mask, s, m0, row0, n_max);
+        softmax.step(s, p.score_scale_log2, rescale);  // o is still zero: nothing to rescale
+        pack_probabilities<Cfg>(s, pk);
+      }
+      PipelineState<Cfg::kStages> v = kv;
+      ++kv.count;
+      for (int n = n_max - 1; n >= n_min; --n) {
+        const int st = kv.stage(), vst = v.stage();
+        mbar_wait(bars.full_k(st), kv.phase());
+        schedule_wait();
+        wgmma_fence();
+        gemm_qk<Cfg>(q_wg, k_stage(st), s);
+        wgmma_commit();
+        mbar_wait(bars.full_v(vst), v.phase());
+        gemm_pv<Cfg>(pk, v_stage(vst), o);
+        wgmma_commit();
+        schedule_pass();
+        wgmma_wait<1>();  // S of this block is ready; P·V of the previous one may still run
+        fence_regs(s);
+        release(bars.empty_k(st));
+        score_mod<Cfg>(p, mask, s, m0, row0, n);
+        softmax.step(s, p.score_scale_log2, rescale);
+        wgmma_wait<0>();
+        fence_regs(o);
+        release(bars.empty_v(vst));
+        pack_probabilities<Cfg>(s, pk);
+        scale_rows(o, rescale);
+        v = kv;
+        ++kv.count;
+      }
+      {
+        const int vst = v.stage();
+        mbar_wait(bars.full_v(vst), v.phase());
+        wgmma_fence();
+        gemm_pv<Cfg>(pk, v_stage(vst), o);
+        wgmma_commit();
+        wgmma_wait<0>();
+        fence_regs(o);
+        release(bars.empty_v(vst));
+      }
+    } else {
+      // Ablation: each block's S, softmax and P·V in sequence. With ping-pong a consumer holds its turn from
+      // its P·V through the next S, so the other consumer's softmax overlaps them.
+      schedule_wait();
+      for (int n = n_max; n >= n_min; --n, ++kv.count) {
+        const int st = kv.stage();
+        mbar_wait(bars.full_k(st), kv.phase());
+        wgmma_fence();
+        gemm_qk<Cfg>(q_wg, k_stage(st), s);
+        wgmma_commit();
+        schedule_pass();
+        wgmma_wait<0>();
+        fence_regs(s);
+        release(bars.empty_k(st));
+        score_mod<Cfg>(p, mask, s, m0, row0, n);
+        softmax.step(s, p.score_scale_log2, rescale);
+        pack_probabilities<Cfg>(s, pk);
+        scale_rows(o, rescale);
+        mbar_wait(bars.full_v(st), kv.phase());
+        schedule_wait();
+        wgmma_fence();
+        gemm_pv<Cfg>(pk, v_stage(st), o);
+        wgmma_commit();
+        wgmma_wait<0>();
+        fence_regs(o);
+        release(bars.empty_v(st));
+      }
+      schedule_pass();
+    }
+  }
+};
+
+}  // namespace fa

@@ -1,0 +1,59 @@
+// Warpgroup GEMMs over 128-byte-swizzled shared-memory tiles, built from the generated wgmma wrappers.
+// Tiles are stored as "slabs": 64 columns (128 bytes of 16-bit values) by R rows, R·128 bytes each, one after
+// another `slab` bytes apart; TMA writes them (CU_TENSOR_MAP_SWIZZLE_128B, box {64, R}) and wgmma reads them
+// with SBO = 1024 (8 rows). The layouts were proved on the H100 (shared/REFERENCES.md) and are re-proved by
+// the probe kernels in primitives.cu on every `flashattn verify`.
+#pragma once
+#include "ptx.cuh"
+#include "numeric.cuh"
+#include "wgmma.cuh"
+
+namespace fa {
+
+// C (64 x N) = A (64 x K) · B (N x K)ᵀ, or += when `accumulate`. A and B are K-major (K contiguous): a k16
+// step is +32 bytes inside a slab, the next slab after 4 steps. LBO is unused with this swizzle.
+template <typename E, int N, int K>
+__device__ __forceinline__ void gemm_ss_kmajor(uint32_t a, uint32_t a_slab, uint32_t b, uint32_t b_slab,
+                                               float (&c)[N / 2], bool accumulate) {
+#pragma unroll
+  for (int kk = 0; kk < K / 16; ++kk) {
+    const uint64_t da = smem_desc_sw128(a + (kk / 4) * a_slab + (kk % 4) * 32, 16, 1024);
+    const uint64_t db = smem_desc_sw128(b + (kk / 4) * b_slab + (kk % 4) * 32, 16, 1024);
+    WgmmaSS<E, N>::template run<0>(da, db, c, (accumulate || kk > 0) ? 1 : 0);
+  }
+}
+
+// C (64 x N) += A (64 x K, registers) · B (K x N), B MN-major (N contiguous) in slabs of 64 N-columns:
+// LBO = distance between N-slabs, SBO = 1024 (next 8 K rows), a k16 step = 16 rows = +2048 bytes.
+// a[4kk .. 4kk+3] is the fragment of k-step kk: packed pairs of an f32 accumulator with K columns.
+template <typename E, int N, int K>
+__device__ __forceinline__ void gemm_rs_mnmajor(const uint32_t (&a)[K / 4], uint32_t b, uint32_t b_slab, float (&c)[N / 2]) {
+#pragma unroll
+  for (int kk = 0; kk < K / 16; ++kk) {
+    const uint32_t frag[4] = {a[4 * kk], a[4 * kk + 1], a[4 * kk + 2], a[4 * kk + 3]};
+    const uint64_t db = smem_desc_sw128(b + kk * 2048, b_slab, 1024);
+    WgmmaRS<E, N>::template run<1>(frag, db, c, 1);
+  }
+}
+
+// C (64 x N) = A (64 x K, shared memory, K-major) · B (K x N, MN-major), or += when `accumulate`.
+template <typename E, int N, int K>
+__device__ __forceinline__ void gemm_ss_mnmajor_b(uint32_t a, uint32_t a_slab, uint32_t b, uint32_t b_slab,
+                                                  float (&c)[N / 2], bool accumulate) {
+#pragma unroll
+  for (int kk = 0; kk < K / 16; ++kk) {
+    const uint64_t da = smem_desc_sw128(a + (kk / 4) * a_slab + (kk % 4) * 32, 16, 1024);
+    const uint64_t db = smem_desc_sw128(b + kk * 2048, b_slab, 1024);
+    WgmmaSS<E, N>::template run<1>(da, db, c, (accumulate || kk > 0) ? 1 : 0);
+  }
+}
+
+// Packs an f32 accumulator (64 x K) into the 16-bit A-operand fragment of a following GEMM: pair i holds
+// elements 2i and 2i+1 (checked: the k16 A fragment has the thread map of 16 accumulator columns).
+template <typename E, int kValues>
+__device__ __forceinline__ void pack_fragment(const float (&acc)[kValues], uint32_t (&frag)[kValues / 2]) {
+#pragma unroll
+  for (int i = 0; i < kValues / 2; ++i) frag[i] = pack2<E>(acc[2 * i], acc[2 * i + 1]);
+}
+
+}  // namespace fa
