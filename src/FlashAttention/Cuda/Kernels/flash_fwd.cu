@@ -13,6 +13,46 @@
 
 namespace fa {
 
+// One consumer warpgroup's walk over its CTA's tiles: mainloop, then epilogue, per tile.
+template <class Cfg>
+__device__ __forceinline__ void fwd_consumer(const FwdParams& p, const Mask& mask, const FwdBarriers<Cfg>& bars,
+                                             uint32_t smem, uint8_t* smem_ptr, const TmaMap* tma_o, int consumer,
+                                             int thread, InlineProducer<Cfg> inline_loads) {
+  const ConsumerMainloop<Cfg> mainloop{p, mask, bars, smem, consumer, thread};
+  // The first consumer starts with the tensor cores' turn.
+  if (Cfg::kPingPong && consumer == 0) named_barrier_arrive(Cfg::kBarSchedule, 2 * 128);
+  PipelineState<Cfg::kStages> kv;
+  int q_count = 0;
+  float o[Cfg::kHeadDim / 2];
+  OnlineSoftmax<Cfg::kBlockN / 2> softmax;
+  NoLoads no_loads;
+  for (int tile = blockIdx.x; tile < p.num_tiles; tile += gridDim.x) {
+    const Tile t = decode_tile(p, tile);
+    const int m0 = t.m_block * Cfg::kBlockM;
+    int n_min, n_max;
+    mask.block_range(m0, Cfg::kBlockM, Cfg::kBlockN, n_min, n_max);
+#pragma unroll
+    for (int i = 0; i < Cfg::kHeadDim / 2; ++i) o[i] = 0.f;
+    softmax.reset();
+
+    if constexpr (!Cfg::kWarpSpecialized) inline_loads.begin_tile(p, t, m0, n_min, n_max);
+    mbar_wait(bars.full_q(), q_count & 1);
+    ++q_count;
+    if (n_max >= n_min) {
+      if constexpr (Cfg::kWarpSpecialized) mainloop.run(m0, n_min, n_max, kv, o, softmax, no_loads);
+      else mainloop.run(m0, n_min, n_max, kv, o, softmax, inline_loads);
+    }
+    if (!Cfg::kOAliasQ && thread == 0) mbar_arrive(bars.empty_q());
+
+    fwd_epilogue<Cfg>(p, tma_o, smem, smem_ptr, consumer, thread, t, o, softmax);
+    if (Cfg::kOAliasQ && thread == 0) {
+      bulk_wait_read_all();  // O, staged in Q's buffer, has been read by the copy engine
+      mbar_arrive(bars.empty_q());
+    }
+  }
+  if (thread == 0) bulk_wait_all();
+}
+
 template <class Cfg>
 __global__ void __launch_bounds__(Cfg::kThreads, 1)
 flash_fwd_kernel(const __grid_constant__ FwdParams p, const __grid_constant__ TmaMap tma_q,
@@ -39,48 +79,22 @@ flash_fwd_kernel(const __grid_constant__ FwdParams p, const __grid_constant__ Tm
   block_sync();
 
   const Mask mask{p.seqlen_q, p.seqlen_k, p.window_left, p.window_right};
+  FwdLoader<Cfg> loader{&tma_q, &tma_k, &tma_v, smem, bars};
   const int warpgroup = threadIdx.x / 128;
-  if (warpgroup == 0) {
+  if (Cfg::kWarpSpecialized && warpgroup == 0) {
     setmaxnreg_dec<Cfg::kProducerRegs>();
     if (threadIdx.x == 0) {
       tma_prefetch(&tma_q);
       tma_prefetch(&tma_k);
       tma_prefetch(&tma_v);
       tma_prefetch(&tma_o);
-      fwd_producer<Cfg>(p, mask, &tma_q, &tma_k, &tma_v, smem, bars);
+      fwd_producer<Cfg>(p, mask, loader);
     }
   } else {
-    setmaxnreg_inc<Cfg::kConsumerRegs>();
-    const int consumer = warpgroup - 1, thread = threadIdx.x % 128;
-    const ConsumerMainloop<Cfg> mainloop{p, mask, bars, smem, consumer, thread};
-    // The first consumer starts with the tensor cores' turn.
-    if (Cfg::kPingPong && consumer == 0) named_barrier_arrive(Cfg::kBarSchedule, 2 * 128);
-
-    PipelineState<Cfg::kStages> kv;
-    int q_count = 0;
-    float o[Cfg::kHeadDim / 2];
-    OnlineSoftmax<Cfg::kBlockN / 2> softmax;
-    for (int tile = blockIdx.x; tile < p.num_tiles; tile += gridDim.x) {
-      const Tile t = decode_tile(p, tile);
-      const int m0 = t.m_block * Cfg::kBlockM;
-      int n_min, n_max;
-      mask.block_range(m0, Cfg::kBlockM, Cfg::kBlockN, n_min, n_max);
-#pragma unroll
-      for (int i = 0; i < Cfg::kHeadDim / 2; ++i) o[i] = 0.f;
-      softmax.reset();
-
-      mbar_wait(bars.full_q(), q_count & 1);
-      ++q_count;
-      if (n_max >= n_min) mainloop.run(m0, n_min, n_max, kv, o, softmax);
-      if (!Cfg::kOAliasQ && thread == 0) mbar_arrive(bars.empty_q());
-
-      fwd_epilogue<Cfg>(p, &tma_o, smem, smem_ptr, consumer, thread, t, o, softmax);
-      if (Cfg::kOAliasQ && thread == 0) {
-        bulk_wait_read_all();  // O, staged in Q's buffer, has been read by the copy engine
-        mbar_arrive(bars.empty_q());
-      }
-    }
-    if (thread == 0) bulk_wait_all();
+    if constexpr (Cfg::kWarpSpecialized) setmaxnreg_inc<Cfg::kConsumerRegs>();
+    const int consumer = warpgroup - Cfg::kProducerWGs, thread = threadIdx.x % 128;
+    fwd_consumer<Cfg>(p, mask, bars, smem, smem_ptr, &tma_o, consumer, thread,
+                      InlineProducer<Cfg>{!Cfg::kWarpSpecialized && consumer == 0 && thread == 0 ? &loader : nullptr});
   }
 }
 

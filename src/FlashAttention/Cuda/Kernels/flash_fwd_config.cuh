@@ -7,7 +7,7 @@
 namespace fa {
 
 template <typename Element_, int kHeadDim_, int kBlockN_, int kStages_, bool kIntraWgOverlap_, bool kPingPong_,
-          bool kOAliasQ_>
+          bool kOAliasQ_, bool kWarpSpecialized_ = true>
 struct FwdConfig {
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
@@ -18,7 +18,11 @@ struct FwdConfig {
   static constexpr bool kIntraWgOverlap = kIntraWgOverlap_;  // softmax of block j overlaps P·V of block j+1
   static constexpr bool kPingPong = kPingPong_;              // consumers take turns issuing their GEMMs
   static constexpr bool kOAliasQ = kOAliasQ_;                // O staged in Q's shared memory (when smem is short)
-  static constexpr int kThreads = 128 * (kConsumerWGs + 1);  // warpgroup 0 produces (TMA), the rest compute
+  // Warp specialisation: warpgroup 0 only issues TMA loads and gives its registers to the consumers. Without
+  // it (an ablation), consumer 0's first thread issues the loads between its own GEMMs.
+  static constexpr bool kWarpSpecialized = kWarpSpecialized_;
+  static constexpr int kProducerWGs = kWarpSpecialized ? 1 : 0;
+  static constexpr int kThreads = 128 * (kConsumerWGs + kProducerWGs);
   static constexpr int kProducerRegs = 24;
   static constexpr int kConsumerRegs = 240;                  // 128·24 + 256·240 = 64K registers
 

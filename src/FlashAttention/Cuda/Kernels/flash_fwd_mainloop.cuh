@@ -14,46 +14,84 @@
 namespace fa {
 
 // ---- producer -------------------------------------------------------------------------------------------
-// One thread issues every load. Q once per tile; K and V of each visited key block into the ring.
+// One thread issues every load: Q once per tile, then K and V of each visited key block into the ring.
 template <class Cfg>
-__device__ __forceinline__ void fwd_producer(const FwdParams& p, const Mask& mask, const TmaMap* tma_q,
-                                             const TmaMap* tma_k, const TmaMap* tma_v, uint32_t smem,
-                                             const FwdBarriers<Cfg>& bars) {
-  PipelineState<Cfg::kStages> kv;
+struct FwdLoader {
+  const TmaMap* tma_q;
+  const TmaMap* tma_k;
+  const TmaMap* tma_v;
+  uint32_t smem;
+  const FwdBarriers<Cfg>& bars;
+  PipelineState<Cfg::kStages> kv;  // blocks loaded so far (the consumers count the same sequence)
   int q_count = 0;
-  for (int tile = blockIdx.x; tile < p.num_tiles; tile += gridDim.x) {
-    const Tile t = decode_tile(p, tile);
-    const int m0 = t.m_block * Cfg::kBlockM;
-    const int head_k = t.head / p.group;
-    int n_min, n_max;
-    mask.block_range(m0, Cfg::kBlockM, Cfg::kBlockN, n_min, n_max);
 
-    // Q is loaded even for a tile that sees no key, so consumers follow one protocol for every tile.
+  // Q is loaded even for a tile that sees no key, so consumers follow one protocol for every tile.
+  __device__ __forceinline__ void load_q(const Tile& t, int m0) {
     mbar_wait(bars.empty_q(), (q_count & 1) ^ 1);
     mbar_arrive_expect_tx(bars.full_q(), Cfg::kQBytes);
 #pragma unroll
     for (int slab = 0; slab < Cfg::kSlabs; ++slab)
       tma_load_4d(smem + Cfg::kOffQ + slab * Cfg::kQSlabBytes, tma_q, bars.full_q(), slab * 64, m0, t.head, t.batch);
     ++q_count;
+  }
 
-    for (int n = n_max; n >= n_min; --n, ++kv.count) {
-      const int s = kv.stage();
-      const uint32_t free_parity = kv.phase() ^ 1;  // the first lap finds every stage free
-      mbar_wait(bars.empty_k(s), free_parity);
-      mbar_arrive_expect_tx(bars.full_k(s), Cfg::kKBytes);
+  __device__ __forceinline__ void load_kv(int n_block, int head_k, int batch) {
+    const int s = kv.stage();
+    const uint32_t free_parity = kv.phase() ^ 1;  // the first lap finds every stage free
+    mbar_wait(bars.empty_k(s), free_parity);
+    mbar_arrive_expect_tx(bars.full_k(s), Cfg::kKBytes);
 #pragma unroll
-      for (int slab = 0; slab < Cfg::kSlabs; ++slab)
-        tma_load_4d(smem + Cfg::kOffK + s * Cfg::kKBytes + slab * Cfg::kKSlabBytes, tma_k, bars.full_k(s),
-                    slab * 64, n * Cfg::kBlockN, head_k, t.batch);
-      mbar_wait(bars.empty_v(s), free_parity);
-      mbar_arrive_expect_tx(bars.full_v(s), Cfg::kKBytes);
+    for (int slab = 0; slab < Cfg::kSlabs; ++slab)
+      tma_load_4d(smem + Cfg::kOffK + s * Cfg::kKBytes + slab * Cfg::kKSlabBytes, tma_k, bars.full_k(s),
+                  slab * 64, n_block * Cfg::kBlockN, head_k, batch);
+    mbar_wait(bars.empty_v(s), free_parity);
+    mbar_arrive_expect_tx(bars.full_v(s), Cfg::kKBytes);
 #pragma unroll
-      for (int slab = 0; slab < Cfg::kSlabs; ++slab)
-        tma_load_4d(smem + Cfg::kOffV + s * Cfg::kKBytes + slab * Cfg::kKSlabBytes, tma_v, bars.full_v(s),
-                    slab * 64, n * Cfg::kBlockN, head_k, t.batch);
-    }
+    for (int slab = 0; slab < Cfg::kSlabs; ++slab)
+      tma_load_4d(smem + Cfg::kOffV + s * Cfg::kKBytes + slab * Cfg::kKSlabBytes, tma_v, bars.full_v(s),
+                  slab * 64, n_block * Cfg::kBlockN, head_k, batch);
+    ++kv.count;
+  }
+};
+
+// Warp-specialised producer: walks the same tiles as the consumers and stays ahead of them by the ring depth.
+template <class Cfg>
+__device__ __forceinline__ void fwd_producer(const FwdParams& p, const Mask& mask, FwdLoader<Cfg>& loader) {
+  for (int tile = blockIdx.x; tile < p.num_tiles; tile += gridDim.x) {
+    const Tile t = decode_tile(p, tile);
+    const int m0 = t.m_block * Cfg::kBlockM;
+    int n_min, n_max;
+    mask.block_range(m0, Cfg::kBlockM, Cfg::kBlockN, n_min, n_max);
+    loader.load_q(t, m0);
+    for (int n = n_max; n >= n_min; --n) loader.load_kv(n, t.head / p.group, t.batch);
   }
 }
+
+// Without warp specialisation (ablation): consumer 0's first thread loads a tile's first kStages blocks when
+// the tile starts and the block kStages ahead each time a block has been consumed.
+template <class Cfg>
+struct InlineProducer {
+  FwdLoader<Cfg>* loader;  // null on every thread but the loading one
+  int n_max = 0, n_min = 0, head_k = 0, batch = 0, next = 0;
+
+  __device__ __forceinline__ void begin_tile(const FwdParams& p, const Tile& t, int m0, int n_min_, int n_max_) {
+    if (loader == nullptr) return;
+    n_min = n_min_;
+    n_max = n_max_;
+    head_k = t.head / p.group;
+    batch = t.batch;
+    next = 0;
+    loader->load_q(t, m0);
+    while (next < Cfg::kStages && n_max - next >= n_min) loader->load_kv(n_max - next++, head_k, batch);
+  }
+  __device__ __forceinline__ void block_consumed() {
+    if (loader != nullptr && n_max - next >= n_min) loader->load_kv(n_max - next++, head_k, batch);
+  }
+};
+
+struct NoLoads {
+  __device__ __forceinline__ void block_consumed() {}
+};
 
 // ---- consumer GEMMs -------------------------------------------------------------------------------------
 // S (64 x kBlockN) = Q_wg (64 x d) · K_stageᵀ, both K-major.
@@ -121,8 +159,11 @@ struct ConsumerMainloop {
   }
 
   // Runs blocks n_max down to n_min (n_max >= n_min) into o / softmax; kv counts blocks across tiles.
+  // `loads.block_consumed()` runs after each block's V is released (the inline loader refills the ring there).
+  template <class Loads>
   __device__ __forceinline__ void run(int m0, int n_min, int n_max, PipelineState<Cfg::kStages>& kv,
-                                      float (&o)[Cfg::kHeadDim / 2], OnlineSoftmax<Cfg::kBlockN / 2>& softmax) const {
+                                      float (&o)[Cfg::kHeadDim / 2], OnlineSoftmax<Cfg::kBlockN / 2>& softmax,
+                                      Loads& loads) const {
     const uint32_t q_wg = smem + Cfg::kOffQ + consumer * Cfg::kWgRowBytes;
     const int row0 = m0 + consumer * 64 + (thread / 32) * 16 + (thread % 32) / 4;
     float s[Cfg::kBlockN / 2];
@@ -165,6 +206,7 @@ struct ConsumerMainloop {
         wgmma_wait<0>();
         fence_regs(o);
         release(bars.empty_v(vst));
+        loads.block_consumed();
         pack_probabilities<Cfg>(s, pk);
         scale_rows(o, rescale);
         v = kv;
@@ -179,6 +221,7 @@ struct ConsumerMainloop {
         wgmma_wait<0>();
         fence_regs(o);
         release(bars.empty_v(vst));
+        loads.block_consumed();
       }
     } else {
       // Ablation: each block's S, softmax and P·V in sequence. With ping-pong a consumer holds its turn from
@@ -206,6 +249,7 @@ struct ConsumerMainloop {
         wgmma_wait<0>();
         fence_regs(o);
         release(bars.empty_v(st));
+        loads.block_consumed();
       }
       schedule_pass();
     }

@@ -1,0 +1,98 @@
+using System.Runtime.InteropServices;
+
+namespace FlashAttention.Cuda.Launchers;
+
+// Host mirrors of the kernel parameter structs in Cuda/Kernels/flash_params.cuh. Offsets are explicit and
+// checked by unit tests against the sizes the header states; change both sides together.
+
+/// <summary>Mirror of <c>fa::FwdParams</c> (96 bytes).</summary>
+[StructLayout(LayoutKind.Explicit, Size = 96)]
+internal struct FwdParams
+{
+    [FieldOffset(0)] public int Batch;
+    [FieldOffset(4)] public int SeqLenQ;
+    [FieldOffset(8)] public int SeqLenK;
+    [FieldOffset(12)] public int HeadsQ;
+    [FieldOffset(16)] public int HeadsK;
+    [FieldOffset(20)] public int Group;
+    [FieldOffset(24)] public int WindowLeft;
+    [FieldOffset(28)] public int WindowRight;
+    [FieldOffset(32)] public int NumMBlocks;
+    [FieldOffset(36)] public int NumTiles;
+    [FieldOffset(40)] public int LongestFirst;
+    [FieldOffset(44)] public int HasSoftcap;
+    [FieldOffset(48)] public float SoftcapPremul;
+    [FieldOffset(52)] public float ScoreScale;
+    [FieldOffset(56)] public float ScoreScaleLog2;
+    [FieldOffset(60)] public int Reserved;
+    [FieldOffset(64)] public nint Lse;
+    [FieldOffset(72)] public long LseStrideB;
+    [FieldOffset(80)] public long LseStrideH;
+    [FieldOffset(88)] public long LseStrideS;
+}
+
+/// <summary>Mirror of <c>fa::BwdParams</c> (152 bytes).</summary>
+[StructLayout(LayoutKind.Explicit, Size = 152)]
+internal struct BwdParams
+{
+    [FieldOffset(0)] public int Batch;
+    [FieldOffset(4)] public int SeqLenQ;
+    [FieldOffset(8)] public int SeqLenK;
+    [FieldOffset(12)] public int HeadsQ;
+    [FieldOffset(16)] public int HeadsK;
+    [FieldOffset(20)] public int Group;
+    [FieldOffset(24)] public int WindowLeft;
+    [FieldOffset(28)] public int WindowRight;
+    [FieldOffset(32)] public int SeqLenQPadded;
+    [FieldOffset(36)] public int HasSoftcap;
+    [FieldOffset(40)] public float SoftcapPremul;
+    [FieldOffset(44)] public float ScoreScaleLog2;
+    [FieldOffset(48)] public float SoftmaxScale;
+    [FieldOffset(52)] public int Deterministic;
+    [FieldOffset(56)] public nint LseLog2;
+    [FieldOffset(64)] public nint DpSum;
+    [FieldOffset(72)] public nint DqAccum;
+    [FieldOffset(80)] public nint DqSemaphore;
+    [FieldOffset(88)] public nint Dk;
+    [FieldOffset(96)] public nint Dv;
+    [FieldOffset(104)] public long DkStrideB;
+    [FieldOffset(112)] public long DkStrideS;
+    [FieldOffset(120)] public long DkStrideH;
+    [FieldOffset(128)] public long DvStrideB;
+    [FieldOffset(136)] public long DvStrideS;
+    [FieldOffset(144)] public long DvStrideH;
+}
+
+/// <summary>Mirror of <c>fa::BwdAuxParams</c> (192 bytes): the backward pre- and post-pass.</summary>
+[StructLayout(LayoutKind.Explicit, Size = 192)]
+internal struct BwdAuxParams
+{
+    [FieldOffset(0)] public int Batch;
+    [FieldOffset(4)] public int SeqLenQ;
+    [FieldOffset(8)] public int HeadsQ;
+    [FieldOffset(12)] public int HeadDim;
+    [FieldOffset(16)] public int SeqLenQPadded;
+    [FieldOffset(20)] public float SoftmaxScale;
+    [FieldOffset(24)] public nint O;
+    [FieldOffset(32)] public nint DO;
+    [FieldOffset(40)] public nint Dq;
+    [FieldOffset(48)] public nint Lse;
+    [FieldOffset(56)] public long OStrideB;
+    [FieldOffset(64)] public long OStrideS;
+    [FieldOffset(72)] public long OStrideH;
+    [FieldOffset(80)] public long DoStrideB;
+    [FieldOffset(88)] public long DoStrideS;
+    [FieldOffset(96)] public long DoStrideH;
+    [FieldOffset(104)] public long DqStrideB;
+    [FieldOffset(112)] public long DqStrideS;
+    [FieldOffset(120)] public long DqStrideH;
+    [FieldOffset(128)] public long LseStrideB;
+    [FieldOffset(136)] public long LseStrideH;
+    [FieldOffset(144)] public long LseStrideS;
+    [FieldOffset(152)] public nint LseLog2;
+    [FieldOffset(160)] public nint DpSum;
+    [FieldOffset(168)] public nint DqAccum;
+    [FieldOffset(176)] public nint DqSemaphore;
+    [FieldOffset(184)] public int NumMBlocks;
+    [FieldOffset(188)] public int Reserved;
+}
