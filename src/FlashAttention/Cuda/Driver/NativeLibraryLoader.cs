@@ -1,0 +1,67 @@
+using System.Runtime.InteropServices;
+
+namespace FlashAttention.Cuda;
+
+/// <summary>The outcome of trying a list of <see cref="LibraryCandidate"/>s.</summary>
+internal sealed class LoadedLibrary
+{
+    public required nint Handle { get; init; }
+    /// <summary>The candidate that loaded.</summary>
+    public required LibraryCandidate Candidate { get; init; }
+    /// <summary>The file the loader actually mapped (from <c>/proc/self/maps</c>), or the candidate's path when that cannot be read.</summary>
+    public required string ResolvedPath { get; init; }
+}
+
+/// <summary>Loads the first loadable candidate with <see cref="NativeLibrary"/> (no DllImport, so nothing is bound at build time).</summary>
+internal static class NativeLibraryLoader
+{
+    /// <summary>
+    /// Tries each candidate in order. Returns null when none loads; <paramref name="failures"/> then lists what was
+    /// tried. An explicit candidate (named by the user) that fails ends the search.
+    /// </summary>
+    public static LoadedLibrary? TryLoad(IReadOnlyList<LibraryCandidate> candidates, out List<string> failures, out LibraryCandidate? failedExplicit)
+    {
+        failures = [];
+        failedExplicit = null;
+        foreach (var candidate in candidates)
+        {
+            if (NativeLibrary.TryLoad(candidate.Path, out nint handle))
+                return new LoadedLibrary { Handle = handle, Candidate = candidate, ResolvedPath = ResolveMappedPath(candidate.Path) ?? candidate.Path };
+            failures.Add(candidate.ToString());
+            if (candidate.IsExplicit)
+            {
+                failedExplicit = candidate;
+                return null;
+            }
+        }
+        return null;
+    }
+
+    /// <summary>
+    /// The absolute path of an already loaded library whose file name starts with the candidate's file name, read from
+    /// <c>/proc/self/maps</c> (Linux); null elsewhere or when not found. Used only for reports such as <c>flashattn info</c>.
+    /// </summary>
+    internal static string? ResolveMappedPath(string candidatePath)
+    {
+        if (Path.IsPathRooted(candidatePath)) return candidatePath;
+        if (!OperatingSystem.IsLinux()) return null;
+        try
+        {
+            // The candidate is usually a link name (libcuda.so.1 → libcuda.so.580.65.06): match on the part up to ".so".
+            string prefix = Path.GetFileName(candidatePath);
+            int so = prefix.IndexOf(".so", StringComparison.Ordinal);
+            if (so > 0) prefix = prefix[..(so + 3)];
+            foreach (string line in File.ReadLines("/proc/self/maps"))
+            {
+                int slash = line.IndexOf('/');
+                if (slash < 0) continue;
+                string path = line[slash..].Trim();
+                if (Path.GetFileName(path).StartsWith(prefix, StringComparison.Ordinal)) return path;
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+        }
+        return null;
+    }
+}

@@ -1,0 +1,15 @@
+using FlashAttention.Cuda.Compiler;
+
+namespace FlashAttention.Tests.Cuda;
+
+/// <summary>Specs of the kernels in selftest.cu.</summary>
+internal static class SelftestKernels
+{
+    public const string Source = "selftest.cu";
+
+    public static readonly KernelSpec Axpy = new(Source, ["axpy<float>", "axpy<double>"]);
+
+    public static readonly KernelSpec All = new(Source,
+        ["axpy<float>", "axpy<double>", "copy_param_blob", "reverse_in_shared", "report_cluster_rank"],
+        new CompileOptions { PtxasVerbose = true, LineInfo = true });
+}
