@@ -1,0 +1,81 @@
+using FlashAttention.Cuda.Launchers;
+
+namespace FlashAttention.Cuda;
+
+/// <summary>
+/// Exact softmax attention on NVIDIA Hopper GPUs (H100/H200, compute capability 9.0) with FlashAttention-3 kernels,
+/// compiled on first use by NVRTC and cached on disk (see <c>flashattn warmup</c>). Tensors are device memory
+/// described by <see cref="DeviceTensor"/> views in FlashAttention's layout (batch, seqlen, heads, head_dim), so memory
+/// owned by TorchSharp, ONNX Runtime or raw CUDA code passes without copies; <see cref="CudaTensor{T}"/> owns memory
+/// for callers who have none. Calls are asynchronous on <paramref name="stream"/> (the default stream when null).
+/// Arguments go through the same validation as the CPU API (<see cref="Attention"/>) plus what the kernels need:
+/// BFloat16 or Float16 elements, head dim 64/128/256 (forward) or 64/128 (backward), 16-byte aligned tensors whose
+/// strides are multiples of 8 elements (the TMA copy engine moves 16-byte units).
+/// </summary>
+public static class CudaAttention
+{
+    /// <summary>Forward pass; see <see cref="Attention.Forward{T}(System.Numerics.Tensors.ReadOnlyTensorSpan{T}, System.Numerics.Tensors.ReadOnlyTensorSpan{T}, System.Numerics.Tensors.ReadOnlyTensorSpan{T}, System.Numerics.Tensors.TensorSpan{T}, System.Numerics.Tensors.TensorSpan{float}, AttentionOptions?)"/> for the conventions.</summary>
+    /// <param name="query">(batch, seqlen_q, heads_q, head_dim).</param>
+    /// <param name="key">(batch, seqlen_k, heads_k, head_dim).</param>
+    /// <param name="value">Same shape as <paramref name="key"/>.</param>
+    /// <param name="output">(batch, seqlen_q, heads_q, head_dim), written in full.</param>
+    /// <param name="logSumExp">(batch, heads_q, seqlen_q) float32, or null when not needed (the backward pass needs it).</param>
+    /// <param name="options">Scale, mask, softcap.</param>
+    /// <param name="stream">Stream to run on; null for the default stream.</param>
+    /// <param name="device">GPU; null for device 0.</param>
+    public static void Forward(DeviceTensor query, DeviceTensor key, DeviceTensor value, DeviceTensor output,
+        DeviceTensor? logSumExp = null, AttentionOptions? options = null, CudaStream? stream = null, CudaDevice? device = null)
+        => Forward(query, key, value, output, logSumExp, options, stream, device, ablation: null);
+
+    internal static void Forward(DeviceTensor query, DeviceTensor key, DeviceTensor value, DeviceTensor output,
+        DeviceTensor? logSumExp, AttentionOptions? options, CudaStream? stream, CudaDevice? device, ForwardAblation? ablation)
+    {
+        var (q, k, v, o) = (query.ToLayout("query"), key.ToLayout("key"), value.ToLayout("value"), output.ToLayout("output"));
+        TensorLayout? lse = logSumExp?.ToLayout("logSumExp");
+        var problem = AttentionValidation.Forward(q, k, v, o, lse, options);
+        GpuRequirements.Check(problem, TileTables.ForwardHeadDims, "forward", q, k, v, o);
+        var gpu = stream?.Device ?? device ?? CudaDevice.Get(0);
+        FlashForwardLauncher.Launch(problem, q, k, v, o, lse, stream, gpu, ablation);
+    }
+
+    /// <summary>
+    /// Backward pass: gradients of query, key and value from the forward's output and log-sum-exp and the output
+    /// gradient. With GQA, key/value gradients sum over the query heads sharing a key head. Set
+    /// <see cref="AttentionOptions.Deterministic"/> for bitwise-reproducible gradients (dQ added in a fixed order).
+    /// </summary>
+    public static void Backward(DeviceTensor query, DeviceTensor key, DeviceTensor value, DeviceTensor output,
+        DeviceTensor outputGradient, DeviceTensor logSumExp, DeviceTensor queryGradient, DeviceTensor keyGradient,
+        DeviceTensor valueGradient, AttentionOptions? options = null, CudaStream? stream = null, CudaDevice? device = null)
+    {
+        var (q, k, v, o) = (query.ToLayout("query"), key.ToLayout("key"), value.ToLayout("value"), output.ToLayout("output"));
+        var (dO, lse) = (outputGradient.ToLayout("outputGradient"), logSumExp.ToLayout("logSumExp"));
+        var (dq, dk, dv) = (queryGradient.ToLayout("queryGradient"), keyGradient.ToLayout("keyGradient"), valueGradient.ToLayout("valueGradient"));
+        var problem = AttentionValidation.Backward(q, k, v, o, dO, lse, dq, dk, dv, options);
+        GpuRequirements.Check(problem, TileTables.BackwardHeadDims, "backward", q, k, v, o, dO, dq, dk, dv);
+        var gpu = stream?.Device ?? device ?? CudaDevice.Get(0);
+        FlashBackwardLauncher.Launch(problem, q, k, v, o, dO, lse, dq, dk, dv, stream, gpu);
+    }
+}
+
+/// <summary>What the GPU kernels need beyond the shared validation; messages name the argument and the expectation.</summary>
+internal static class GpuRequirements
+{
+    public static void Check(AttentionProblem p, int[] headDims, string direction, params TensorLayout[] tensors)
+    {
+        var first = tensors[0];
+        if (p.Type is not (DataType.BFloat16 or DataType.Float16))
+            throw new AttentionArgumentException(first.Name, $"{first.Name}: the GPU kernels take BFloat16 or Float16 elements; got {p.Type} (use the CPU engine, Attention.{(direction == "forward" ? "Forward" : "Backward")}, for Float32)");
+        if (Array.IndexOf(headDims, p.HeadDim) < 0)
+            throw new AttentionArgumentException(first.Name, $"{first.Name}: the GPU {direction} kernels support head_dim {string.Join(", ", headDims)}; got {p.HeadDim}");
+        if (p.IsVarlen)
+            throw new AttentionArgumentException("cuSeqLensQ", "cuSeqLensQ: variable-length batches are not supported on the GPU yet; pad to a dense batch or use the CPU engine");
+        foreach (var t in tensors)
+        {
+            if (t.Address % 16 != 0)
+                throw new AttentionArgumentException(t.Name, $"{t.Name}: the GPU kernels need a 16-byte aligned address; got 0x{t.Address:x}");
+            for (int i = 0; i < t.Rank - 1; i++)
+                if (t.Lengths[i] > 1 && t.Strides[i] % 8 != 0)
+                    throw new AttentionArgumentException(t.Name, $"{t.Name}: the GPU kernels need strides that are multiples of 8 elements (16 bytes); got strides {t.StrideText}");
+        }
+    }
+}

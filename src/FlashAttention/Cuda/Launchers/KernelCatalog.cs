@@ -1,0 +1,65 @@
+using System.Collections.Concurrent;
+using FlashAttention.Cuda.Compiler;
+
+namespace FlashAttention.Cuda.Launchers;
+
+/// <summary>
+/// Every kernel variant the library can launch, as NVRTC compilation specs: one module per variant, so
+/// variants compile in parallel and are cached independently. Specs are interned (one instance per name
+/// expression) because the module cache's fast path is keyed on the spec instance.
+/// </summary>
+internal static class KernelCatalog
+{
+    // ptxas -v puts registers and spills of each kernel into the log; line info serves compute-sanitizer and ncu.
+    private static readonly CompileOptions Options = CompileOptions.Default with { PtxasVerbose = true, LineInfo = true };
+    private static readonly ConcurrentDictionary<string, KernelSpec> Specs = new(StringComparer.Ordinal);
+
+    public static KernelSpec Spec(string sourceFile, string nameExpression)
+        => Specs.GetOrAdd(sourceFile + "|" + nameExpression, _ => new KernelSpec(sourceFile, [nameExpression], Options));
+
+    public static readonly DataType[] KernelTypes = [DataType.BFloat16, DataType.Float16];
+
+    /// <summary>A named variant for <c>flashattn warmup</c>: a label, its spec and its name expression.</summary>
+    public sealed record Entry(string Label, KernelSpec Spec, string NameExpression);
+
+    /// <summary>All variants the attention entry points use (not the ablations or probes unless asked).</summary>
+    public static IEnumerable<Entry> All(bool includeAblations = false, bool includeProbes = false)
+    {
+        foreach (var type in KernelTypes)
+        {
+            string t = DataTypes.ShortName(type);
+            foreach (int d in TileTables.ForwardHeadDims)
+            {
+                var c = TileTables.Forward(d);
+                yield return Forward(type, c, $"fwd {t} {c}");
+            }
+            foreach (int d in TileTables.BackwardHeadDims)
+            {
+                var c = TileTables.Backward(d);
+                yield return new Entry($"bwd {t} d{d}", Spec("flash_bwd.cu", c.NameExpression(type)), c.NameExpression(type));
+                yield return new Entry($"bwd-pre {t} d{d}", Spec("flash_bwd.cu", c.PreprocessExpression(type)), c.PreprocessExpression(type));
+                yield return new Entry($"bwd-post {t} d{d}", Spec("flash_bwd.cu", c.PostprocessExpression(type)), c.PostprocessExpression(type));
+            }
+        }
+        if (includeAblations)
+        {
+            foreach (var a in Ablations)
+            {
+                var c = TileTables.Forward(128, a);
+                yield return Forward(DataType.BFloat16, c, $"fwd bf16 {c} ({a.Name})");
+            }
+        }
+        if (includeProbes)
+            foreach (var e in PrimitiveProbes.Entries()) yield return e;
+    }
+
+    public static readonly ForwardAblation[] Ablations =
+    [
+        new(NoIntraWarpgroupOverlap: true),
+        new(NoPingPong: true),
+        new(NoWarpSpecialization: true),
+    ];
+
+    public static Entry Forward(DataType type, ForwardKernelConfig c, string label)
+        => new(label, Spec("flash_fwd.cu", c.NameExpression(type)), c.NameExpression(type));
+}

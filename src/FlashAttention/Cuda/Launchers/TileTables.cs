@@ -1,0 +1,118 @@
+namespace FlashAttention.Cuda.Launchers;
+
+/// <summary>
+/// One forward kernel variant: the template arguments of <c>fa::FwdConfig</c> (Cuda/Kernels/flash_fwd_config.cuh)
+/// and the launch geometry they imply. The shared-memory formula mirrors the header's.
+/// </summary>
+internal sealed record ForwardKernelConfig(int HeadDim, int BlockN, int Stages, bool IntraWgOverlap, bool PingPong,
+    bool OAliasQ, bool WarpSpecialized)
+{
+    public const int ConsumerWarpgroups = 2;
+    public const int BlockM = 64 * ConsumerWarpgroups;
+    public int Threads => 128 * (ConsumerWarpgroups + (WarpSpecialized ? 1 : 0));
+
+    public int SharedMemoryBytes
+    {
+        get
+        {
+            int slabs = HeadDim / 64, qBytes = BlockM * 128 * slabs, kBytes = BlockN * 128 * slabs;
+            int barriers = 8 * (2 + 4 * Stages);
+            return 1024 + qBytes + 2 * Stages * kBytes + (OAliasQ ? 0 : qBytes) + barriers;
+        }
+    }
+
+    public string NameExpression(DataType type)
+        => $"fa::flash_fwd_kernel<fa::FwdConfig<{KernelNames.ElementTag(type)}, {HeadDim}, {BlockN}, {Stages}, " +
+           $"{KernelNames.Bool(IntraWgOverlap)}, {KernelNames.Bool(PingPong)}, {KernelNames.Bool(OAliasQ)}, {KernelNames.Bool(WarpSpecialized)}>>";
+
+    public override string ToString()
+        => $"d{HeadDim} {BlockM}x{BlockN} stages {Stages}{(WarpSpecialized ? "" : " no-ws")}{(IntraWgOverlap ? "" : " no-overlap")}{(PingPong ? " ping-pong" : "")}{(OAliasQ ? " O-in-Q" : "")}";
+}
+
+/// <summary>
+/// The paper's ablation switches, for <c>flashattn bench --ablation</c>; not a user option. Each turns one of
+/// FlashAttention-3's ideas off in the default variant for the head dim.
+/// </summary>
+internal sealed record ForwardAblation(bool NoWarpSpecialization = false, bool NoIntraWarpgroupOverlap = false, bool NoPingPong = false)
+{
+    public static readonly ForwardAblation None = new();
+    public string Name => this == None ? "full" : string.Join("+", new[]
+    {
+        NoWarpSpecialization ? "no-warp-specialization" : null,
+        NoIntraWarpgroupOverlap ? "no-intra-wg-overlap" : null,
+        NoPingPong ? "no-ping-pong" : null,
+    }.Where(s => s is not null));
+}
+
+/// <summary>
+/// Which kernel variant runs for which head dim: the one table of tile sizes and pipeline depths, chosen by
+/// measurement (bench/results) within the shared-memory budget (227 KB per block). Starting points from
+/// FlashAttention-3's tile_size.h, adjusted to our kernel.
+/// </summary>
+internal static class TileTables
+{
+    public static readonly int[] ForwardHeadDims = [64, 128, 256];
+    public static readonly int[] BackwardHeadDims = [64, 128];
+
+    public static ForwardKernelConfig Forward(int headDim, ForwardAblation? ablation = null)
+    {
+        var config = headDim switch
+        {
+            64 => new ForwardKernelConfig(64, BlockN: 128, Stages: 2, IntraWgOverlap: true, PingPong: true, OAliasQ: false, WarpSpecialized: true),
+            128 => new ForwardKernelConfig(128, BlockN: 128, Stages: 2, IntraWgOverlap: true, PingPong: true, OAliasQ: false, WarpSpecialized: true),
+            // Q (64 KB) + two stages of K and V (160 KB) leave no room for a separate O buffer.
+            256 => new ForwardKernelConfig(256, BlockN: 80, Stages: 2, IntraWgOverlap: true, PingPong: false, OAliasQ: true, WarpSpecialized: true),
+            _ => throw new ArgumentOutOfRangeException(nameof(headDim), headDim, "no forward kernel for this head dim"),
+        };
+        if (ablation is null || ablation == ForwardAblation.None) return config;
+        return config with
+        {
+            WarpSpecialized = config.WarpSpecialized && !ablation.NoWarpSpecialization,
+            IntraWgOverlap = config.IntraWgOverlap && !ablation.NoIntraWarpgroupOverlap,
+            // Ping-pong hands the tensor cores between two consumers that a producer keeps fed; the
+            // non-specialised ablation runs without it.
+            PingPong = config.PingPong && !ablation.NoPingPong && !ablation.NoWarpSpecialization,
+        };
+    }
+
+    public static BackwardKernelConfig Backward(int headDim) => headDim switch
+    {
+        64 or 128 => new BackwardKernelConfig(headDim, Stages: 2),
+        _ => throw new ArgumentOutOfRangeException(nameof(headDim), headDim, "no backward kernel for this head dim"),
+    };
+}
+
+/// <summary>The backward kernel's template arguments (<c>fa::BwdConfig</c>) and geometry; mirrors flash_bwd_config.cuh.</summary>
+internal sealed record BackwardKernelConfig(int HeadDim, int Stages)
+{
+    public const int BlockM = 64;
+    public const int BlockN = 128;
+    public const int Threads = 384;
+
+    public int SharedMemoryBytes
+    {
+        get
+        {
+            int slabs = HeadDim / 64;
+            int kBytes = BlockN * 128 * slabs, qBytes = BlockM * 128 * slabs, dsBytes = BlockM * 128 * 2, rowBytes = BlockM * 4;
+            return 1024 + 2 * kBytes + 2 * Stages * qBytes + 2 * dsBytes + 2 * Stages * rowBytes + 8 * (1 + 2 * Stages);
+        }
+    }
+
+    public string NameExpression(DataType type) => $"fa::flash_bwd_kernel<fa::BwdConfig<{KernelNames.ElementTag(type)}, {HeadDim}, {Stages}>>";
+    public string PreprocessExpression(DataType type) => $"fa::flash_bwd_preprocess<{KernelNames.ElementTag(type)}, {HeadDim}>";
+    public string PostprocessExpression(DataType type) => $"fa::flash_bwd_postprocess<{KernelNames.ElementTag(type)}, {HeadDim}>";
+}
+
+internal static class KernelNames
+{
+    public static string ElementTag(DataType type) => type switch
+    {
+        DataType.BFloat16 => "fa::bf16_t",
+        DataType.Float16 => "fa::half_t",
+        DataType.Float8E4M3 => "fa::e4m3_t",
+        _ => throw new ArgumentOutOfRangeException(nameof(type), type, "no kernel element type"),
+    };
+
+    public static string Bool(bool value) => value ? "true" : "false";
+}
