@@ -177,16 +177,16 @@ public static class Fp8AccuracyStudy
     {
         static void Positive(int value, string name)
         {
-            if (value < 1) throw new ArgumentException($"options.{name}: expected at least 1; got {value}", "options");
+            if (value < 1) throw new AttentionArgumentException("options", $"options.{name}: expected at least 1; got {value}");
         }
         Positive(o.Batch, nameof(o.Batch));
         Positive(o.Heads, nameof(o.Heads));
         Positive(o.SeqLen, nameof(o.SeqLen));
         Positive(o.BlockSize, nameof(o.BlockSize));
         if (!Hadamard.IsSupportedLength(o.HeadDim) || o.HeadDim > AttentionValidation.MaxHeadDim)
-            throw new ArgumentException($"options.HeadDim: expected a power of two from 1 to {AttentionValidation.MaxHeadDim} (the Hadamard rotation needs a power of two); got {o.HeadDim}", "options");
+            throw new AttentionArgumentException("options", $"options.HeadDim: expected a power of two from 1 to {AttentionValidation.MaxHeadDim} (the Hadamard rotation needs a power of two); got {o.HeadDim}");
         if ((long)o.Batch * o.SeqLen * o.Heads * o.HeadDim > Array.MaxLength)
-            throw new ArgumentException($"options: batch·seqlen·heads·head_dim = {(long)o.Batch * o.SeqLen * o.Heads * o.HeadDim} elements is more than one array holds", "options");
+            throw new AttentionArgumentException("options", $"options: batch·seqlen·heads·head_dim = {(long)o.Batch * o.SeqLen * o.Heads * o.HeadDim} elements is more than one array holds");
     }
 
     /// <summary>Standard normal draws by Box–Muller, both values of each pair used.</summary>

@@ -110,11 +110,11 @@ public static unsafe class Fp8AttentionEmulation
     private static void CheckOptions(Fp8AttentionOptions fp8, int headDim)
     {
         if (fp8.Granularity == QuantizationGranularity.PerBlock && fp8.BlockSize < 1)
-            throw new ArgumentException($"fp8.BlockSize: expected at least 1 token per block; got {fp8.BlockSize}", "fp8");
+            throw new AttentionArgumentException("fp8", $"fp8.BlockSize: expected at least 1 token per block; got {fp8.BlockSize}");
         if (!Enum.IsDefined(fp8.Granularity))
-            throw new ArgumentException($"fp8.Granularity: expected PerTensor or PerBlock; got {fp8.Granularity}", "fp8");
+            throw new AttentionArgumentException("fp8", $"fp8.Granularity: expected PerTensor or PerBlock; got {fp8.Granularity}");
         if (fp8.IncoherentProcessing && !Hadamard.IsSupportedLength(headDim))
-            throw new ArgumentException($"fp8.IncoherentProcessing: the Hadamard rotation needs a power-of-two head_dim; got head_dim {headDim}", "fp8");
+            throw new AttentionArgumentException("fp8", $"fp8.IncoherentProcessing: the Hadamard rotation needs a power-of-two head_dim; got head_dim {headDim}");
     }
 
     private static void QuantizeInPlace(float[] x, int batch, int seqLen, int heads, int headDim, Fp8AttentionOptions fp8)
