@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 
@@ -22,8 +23,9 @@ namespace FlashAttention.Cpu;
 /// (balancing causal masks, where early keys see more queries); chunk c accumulates into its own float32 dQ
 /// partial, and a final pass sums the partials in chunk order 0…C−1. Which thread runs an item never matters, so the
 /// gradients are the same bits on every run (C depends only on the problem and the core count). Measured on
-/// 2 cores, B=1, H=8, S=4096, D=128: the one-chunk scheme; the chunked one costs only the partials' zeroing and
-/// the reduction (O(C·Sq·D) per head, against O(Sq·Sk·D) of the main pass).
+/// 2 cores (Zen 5), B=1, H=8, S=4096, D=128, i.e. 8 pairs: one chunk reached 290–299 GFLOP/s on a quiet machine,
+/// 2 and 4 chunks 238–273 (the partials' zeroing and the reduction, O(C·Sq·D) per head, plus a less cache-friendly
+/// dQ); under load from other processes all three fell to 70–160 with no consistent order.
 /// </para>
 /// </summary>
 internal static unsafe partial class CpuFlashAttention
@@ -66,60 +68,24 @@ internal static unsafe partial class CpuFlashAttention
         // Pre-pass: D = rowsum(dO ∘ O) and LSE·log2 e per (head, token); a row that saw no key gets +∞ so P = 0.
         var rowD = new float[hq * totalQ];
         var rowLse2 = new float[hq * totalQ];
-        ParallelWork.For(p.Batch * hq, bh =>
-        {
-            int b = bh / hq, h = bh % hq;
-            float* tmp = CpuScratch.Get(2 * dp);
-            float* orow = tmp, grow = tmp + dp;
-            for (int i = 0; i < p.SeqLenQOf(b); i++)
-            {
-                TileConvert.ToSingle((T*)po + p.QueryOffset(p.O, b, i, h), orow, d, dp);
-                TileConvert.ToSingle((T*)pdo + p.QueryOffset(p.DO, b, i, h), grow, d, dp);
-                TV s = TV.Zero;
-                for (int c = 0; c < dp; c += w) s = TV.Fma(TV.Load(orow + c), TV.Load(grow + c), s);
-                long idx = h * totalQ + TokenQ(p, b, i);
-                rowD[idx] = TV.Sum(s);
-                float l = ((float*)plse)[p.LseOffset(b, h, i)];
-                rowLse2[idx] = float.IsNegativeInfinity(l) ? float.PositiveInfinity : l * Log2E;
-            }
-        });
-
         int items = p.Batch * p.HeadsK * chunks;
-        float* partials = null;
         long partialFloats = totalQ * hq * dp;
-        if (chunks > 1) partials = (float*)NativeMemory.AllocZeroed((nuint)(chunks * partialFloats), sizeof(float));
+        float* partials = chunks > 1 ? (float*)NativeMemory.AllocZeroed((nuint)(chunks * partialFloats), sizeof(float)) : null;
         try
         {
             fixed (float* pD = rowD, pL = rowLse2)
             {
                 nint ppD = (nint)pD, ppL = (nint)pL, ppart = (nint)partials;
+                ParallelWork.For(p.Batch * hq, bh =>
+                    BackwardPrepass<T, TV>(p, (T*)po, (T*)pdo, (float*)plse, (float*)ppD, (float*)ppL, bh / hq, bh % hq));
                 ParallelWork.For(items, item =>
                 {
                     int c = item % chunks, bhk = item / chunks;
-                    int b = bhk / p.HeadsK, hk = bhk % p.HeadsK;
                     BackwardItem<T, TV>(p, (T*)pq, (T*)pk, (T*)pv, (T*)pdo, (T*)pdq, (T*)pdk, (T*)pdv,
-                        (float*)ppD, (float*)ppL, b, hk, c, chunks, (float*)ppart);
+                        (float*)ppD, (float*)ppL, bhk / p.HeadsK, bhk % p.HeadsK, c, chunks, (float*)ppart);
                 });
-            }
-            if (chunks > 1)
-            {
-                // dQ = Σ_c partial_c, in chunk order, then converted once.
-                ParallelWork.For(p.Batch * hq, bh =>
-                {
-                    int b = bh / hq, h = bh % hq;
-                    float* sum = CpuScratch.Get(dp);
-                    for (int i = 0; i < p.SeqLenQOf(b); i++)
-                    {
-                        long off = (TokenQ(p, b, i) * hq + h) * dp;
-                        for (int x = 0; x < dp; x += w)
-                        {
-                            TV s = TV.Load(partials + off + x);
-                            for (int cc = 1; cc < chunks; cc++) s = TV.Add(s, TV.Load(partials + cc * partialFloats + off + x));
-                            TV.Store(sum + x, s);
-                        }
-                        TileConvert.FromSingle(sum, (T*)pdq + p.QueryOffset(p.DQ, b, i, h), d);
-                    }
-                });
+                if (chunks > 1)
+                    ParallelWork.For(p.Batch * hq, bh => ReduceQueryGradient<T, TV>(p, (float*)ppart, chunks, (T*)pdq, bh / hq, bh % hq));
             }
         }
         finally
@@ -128,6 +94,50 @@ internal static unsafe partial class CpuFlashAttention
         }
     }
 
+    /// <summary>D = rowsum(dO ∘ O) and LSE·log2 e of every query row of (b, h), indexed (head, token).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void BackwardPrepass<T, TV>(AttentionProblem p, T* o, T* dO, float* lse, float* rowD, float* rowLse2, int b, int h)
+        where T : unmanaged where TV : unmanaged, ISimd<TV>
+    {
+        int w = TV.Count, d = p.HeadDim, dp = GemmKernels.RoundUp(d, w);
+        long totalQ = p.TotalQ;
+        float* tmp = CpuScratch.Get(2 * dp);
+        float* orow = tmp, grow = tmp + dp;
+        for (int i = 0; i < p.SeqLenQOf(b); i++)
+        {
+            TileConvert.ToSingle(o + p.QueryOffset(p.O, b, i, h), orow, d, dp);
+            TileConvert.ToSingle(dO + p.QueryOffset(p.DO, b, i, h), grow, d, dp);
+            TV s = TV.Zero;
+            for (int c = 0; c < dp; c += w) s = TV.Fma(TV.Load(orow + c), TV.Load(grow + c), s);
+            long idx = h * totalQ + TokenQ(p, b, i);
+            rowD[idx] = TV.Sum(s);
+            float l = lse[p.LseOffset(b, h, i)];
+            rowLse2[idx] = float.IsNegativeInfinity(l) ? float.PositiveInfinity : l * Log2E;
+        }
+    }
+
+    /// <summary>dQ of (b, h) = Σ_c partial_c in chunk order 0…C−1, converted once.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void ReduceQueryGradient<T, TV>(AttentionProblem p, float* partials, int chunks, T* dq, int b, int h)
+        where T : unmanaged where TV : unmanaged, ISimd<TV>
+    {
+        int w = TV.Count, d = p.HeadDim, dp = GemmKernels.RoundUp(d, w), hq = p.HeadsQ;
+        long partialFloats = p.TotalQ * hq * dp;
+        float* sum = CpuScratch.Get(dp);
+        for (int i = 0; i < p.SeqLenQOf(b); i++)
+        {
+            long off = (TokenQ(p, b, i) * hq + h) * dp;
+            for (int x = 0; x < dp; x += w)
+            {
+                TV s = TV.Load(partials + off + x);
+                for (int cc = 1; cc < chunks; cc++) s = TV.Add(s, TV.Load(partials + cc * partialFloats + off + x));
+                TV.Store(sum + x, s);
+            }
+            TileConvert.FromSingle(sum, dq + p.QueryOffset(p.DQ, b, i, h), d);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void BackwardItem<T, TV>(AttentionProblem p, T* q, T* k, T* v, T* dO, T* dq, T* dk, T* dv,
         float* rowD, float* rowLse2, int b, int hk, int chunk, int chunks, float* partials)
         where T : unmanaged where TV : unmanaged, ISimd<TV>

@@ -73,6 +73,9 @@ internal static unsafe partial class CpuFlashAttention
         });
     }
 
+    // Full optimisation from the first call: at tier 0 the ISimd wrappers are calls, ~10× slower, and a one-shot
+    // caller (the CLI on user files) would pay for it. Same for the other per-tile methods and the kernels.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void ForwardTile<T, TRound, TV>(AttentionProblem p, T* q, T* k, T* v, T* o, float* lse, int b, int h, int i0)
         where T : unmanaged where TRound : struct, IProbabilityRounding where TV : unmanaged, ISimd<TV>
     {

@@ -25,6 +25,7 @@ internal static unsafe partial class GemmKernels
     /// C[m×n] = A·B (<paramref name="accumulate"/> false) or C = diag(rowScale)·C + A·B (true; rowScale may be null).
     /// A(i, k) = a[i·aRow + k·aK]; B(k, j) = b[k·ldb + j]; C(i, j) = c[i·ldc + j]. n % TV.Count must be 0.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Run<TV>(int m, int n, int k, float* a, nint aRow, nint aK, float* b, nint ldb, float* c, nint ldc,
         bool accumulate, float* rowScale = null) where TV : unmanaged, ISimd<TV>
     {
