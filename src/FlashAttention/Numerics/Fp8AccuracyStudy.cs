@@ -10,7 +10,7 @@ public sealed record AccuracyStudyOptions
     /// <summary>Seed of the inputs (Q, K, V drawn in that order from one <see cref="Random(int)"/>) and of the Hadamard signs.</summary>
     public int Seed { get; init; }
     public int Batch { get; init; } = 1;
-    /// <summary>Heads (the FlashAttention-3 paper's own problem, b1 h8 s4096 d128, takes ~40 s here, almost all in the float64 reference; 4 heads halve that).</summary>
+    /// <summary>Heads (default 4: with 8, the b1 h8 s4096 d128 problem the study was specified on, a run takes ~45 s on 2 cores, almost all in the float64 reference; 4 heads halve that).</summary>
     public int Heads { get; init; } = 4;
     public int SeqLen { get; init; } = 4096;
     public int HeadDim { get; init; } = 128;
@@ -51,8 +51,8 @@ public sealed record AccuracyStudyResult(AccuracyStudyOptions Options, IReadOnly
 /// <item>One extra line, <b>FP8 per-block + incoherent, P·2^8</b>: the same with P scaled by 2^8 before its cast, as the
 ///   FlashAttention-3 code does (<see cref="Fp8AttentionOptions.ScaleProbabilities"/>); the paper has no figure for it.</item>
 /// </list>
-/// <para>The paper's figures are for its problem (b1 h8 s4096 d128 as far as the issue that specified this study says;
-/// the paper gives the distribution, not all sizes). Its FP16 figure is FlashAttention-2 in FP16 (its naive FP16 baseline:
+/// <para>The paper's figures come from its own runs on an H100 (same distribution; its sizes may differ from ours).
+/// Its FP16 figure is FlashAttention-2 in FP16 (its naive FP16 baseline:
 /// 3.2e-4); its "Baseline FP8" is per-tensor FP8 without incoherent processing; its two FP8 ablations are "No block quant"
 /// (per-tensor + incoherent, 9.3e-3) and "No incoherent processing" (per-block without the rotation, 2.4e-2).</para>
 /// </remarks>

@@ -127,6 +127,29 @@ public class Fp8AttentionEmulationTests
     }
 
     [Fact]
+    public void Strided_views_of_a_packed_qkv_buffer_give_the_same_result_as_contiguous_tensors()
+    {
+        const int s = 70, h = 2, d = 32;
+        var rng = new Random(6);
+        var packed = Random(s * 3 * h * d, rng); // (1, s, 3, h, d): q, k, v interleaved per token
+        // (A length-1 batch gets stride 0: TensorSpan counts length × stride of every dimension against the buffer.)
+        nint[] lengths = [1, s, h, d], strides = [0, 3 * h * d, d, 1];
+        ReadOnlyTensorSpan<float> View(int which) => new(packed, which * h * d, lengths, strides);
+        float[] Copy(int which)
+        {
+            var x = new float[s * h * d];
+            for (int t = 0; t < s; t++) Array.Copy(packed, t * 3 * h * d + which * h * d, x, t * h * d, h * d);
+            return x;
+        }
+        var strided = new float[s * h * d];
+        var contiguous = new float[s * h * d];
+        Fp8AttentionEmulation.Forward(View(0), View(1), View(2), new TensorSpan<float>(strided, lengths, default));
+        Fp8AttentionEmulation.Forward(new ReadOnlyTensorSpan<float>(Copy(0), lengths, default), new ReadOnlyTensorSpan<float>(Copy(1), lengths, default),
+            new ReadOnlyTensorSpan<float>(Copy(2), lengths, default), new TensorSpan<float>(contiguous, lengths, default));
+        Assert.Equal(contiguous, strided);
+    }
+
+    [Fact]
     public void Bad_arguments_are_refused_before_anything_is_written()
     {
         var q = new float[1 * 8 * 2 * 48];
