@@ -36,7 +36,10 @@ internal unsafe interface ISimd<TSelf> where TSelf : unmanaged, ISimd<TSelf>
     static abstract TSelf Select(TSelf mask, TSelf a, TSelf b);
     /// <summary>Copies the sign of <paramref name="sign"/> onto |<paramref name="magnitude"/>|.</summary>
     static abstract TSelf CopySign(TSelf magnitude, TSelf sign);
-    /// <summary>For lanes holding y = 1.5·2²³ + n (|n| ≤ 2²²), returns 2ⁿ⁻¹²⁷⁺¹²⁷ = 2ⁿ by building the exponent bits.</summary>
+    /// <summary>
+    /// For lanes holding y = 1.5·2²³ + n with n an integer in [−126, 127] (the "magic" rounding of n), returns 2ⁿ,
+    /// built directly as exponent bits: ((bits(y) + 127) &lt;&lt; 23) keeps only n + 127 in the exponent field.
+    /// </summary>
     static abstract TSelf PowerOfTwoFromMagic(TSelf y);
     static abstract float Sum(TSelf v);
     /// <summary>True when every lane of a equals the same lane of b.</summary>
