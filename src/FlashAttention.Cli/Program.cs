@@ -12,6 +12,7 @@ public static class Program
     {
         var root = new RootCommand("flashattn: exact softmax attention (FlashAttention) for .NET, on the CPU and on Hopper GPUs.");
         root.Subcommands.Add(InfoCommand.Create());
+        root.Subcommands.Add(AccuracyCommand.Create());
         return root;
     }
 }

@@ -11,9 +11,9 @@ public enum DataType
     Float16,
     /// <summary>bfloat16 (<see cref="Numerics.BFloat16"/>): float32's exponent with 8 bits of mantissa.</summary>
     BFloat16,
-    /// <summary>FP8 E4M3 (the "fn" variant: no infinities, max ±448).</summary>
+    /// <summary>FP8 E4M3 (<see cref="Numerics.Float8E4M3"/>, the "fn" variant: no infinities, max ±448).</summary>
     Float8E4M3,
-    /// <summary>FP8 E5M2 (IEEE-like, max ±57344).</summary>
+    /// <summary>FP8 E5M2 (<see cref="Numerics.Float8E5M2"/>, IEEE-like, max ±57344).</summary>
     Float8E5M2,
 }
 
@@ -35,6 +35,8 @@ public static class DataTypes
         if (typeof(T) == typeof(float)) return DataType.Float32;
         if (typeof(T) == typeof(Half)) return DataType.Float16;
         if (typeof(T) == typeof(BFloat16)) return DataType.BFloat16;
+        if (typeof(T) == typeof(Float8E4M3)) return DataType.Float8E4M3;
+        if (typeof(T) == typeof(Float8E5M2)) return DataType.Float8E5M2;
         return null;
     }
 

@@ -1,5 +1,7 @@
 using System.Globalization;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 
 namespace FlashAttention.Numerics;
 
@@ -41,6 +43,91 @@ public readonly struct BFloat16 : IEquatable<BFloat16>, IComparable<BFloat16>, I
     /// <summary>Widening conversion: exact.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float ToSingle(ushort bits) => BitConverter.UInt32BitsToSingle((uint)bits << 16);
+
+    /// <summary>Vectorised exact widening: destination[i] = (float)source[i].</summary>
+    public static void ConvertToSingle(ReadOnlySpan<BFloat16> source, Span<float> destination)
+    {
+        CheckLengths(source.Length, destination.Length);
+        ReadOnlySpan<ushort> bits = MemoryMarshal.Cast<BFloat16, ushort>(source);
+        ref ushort src = ref MemoryMarshal.GetReference(bits);
+        ref uint dst = ref Unsafe.As<float, uint>(ref MemoryMarshal.GetReference(destination));
+        int n = source.Length, i = 0;
+        if (Vector512.IsHardwareAccelerated)
+            for (; i <= n - 32; i += 32)
+            {
+                var (lo, hi) = Vector512.Widen(Vector512.LoadUnsafe(ref src, (nuint)i));
+                (lo << 16).StoreUnsafe(ref dst, (nuint)i);
+                (hi << 16).StoreUnsafe(ref dst, (nuint)i + 16);
+            }
+        else if (Vector256.IsHardwareAccelerated)
+            for (; i <= n - 16; i += 16)
+            {
+                var (lo, hi) = Vector256.Widen(Vector256.LoadUnsafe(ref src, (nuint)i));
+                (lo << 16).StoreUnsafe(ref dst, (nuint)i);
+                (hi << 16).StoreUnsafe(ref dst, (nuint)i + 8);
+            }
+        for (; i < n; i++) Unsafe.Add(ref dst, i) = (uint)Unsafe.Add(ref src, i) << 16;
+    }
+
+    /// <summary>Vectorised narrowing, round to nearest even, exactly as <see cref="RoundToBits"/> element by element.</summary>
+    public static void ConvertFromSingle(ReadOnlySpan<float> source, Span<BFloat16> destination)
+    {
+        CheckLengths(source.Length, destination.Length);
+        ref uint src = ref Unsafe.As<float, uint>(ref MemoryMarshal.GetReference(source));
+        ref ushort dst = ref MemoryMarshal.GetReference(MemoryMarshal.Cast<BFloat16, ushort>(destination));
+        int n = source.Length, i = 0;
+        if (Vector512.IsHardwareAccelerated)
+            for (; i <= n - 32; i += 32)
+                Vector512.Narrow(RoundHigh(Vector512.LoadUnsafe(ref src, (nuint)i)) >> 16, RoundHigh(Vector512.LoadUnsafe(ref src, (nuint)i + 16)) >> 16)
+                    .StoreUnsafe(ref dst, (nuint)i);
+        else if (Vector256.IsHardwareAccelerated)
+            for (; i <= n - 16; i += 16)
+                Vector256.Narrow(RoundHigh(Vector256.LoadUnsafe(ref src, (nuint)i)) >> 16, RoundHigh(Vector256.LoadUnsafe(ref src, (nuint)i + 8)) >> 16)
+                    .StoreUnsafe(ref dst, (nuint)i);
+        for (; i < n; i++) Unsafe.Add(ref dst, i) = RoundToBits(BitConverter.UInt32BitsToSingle(Unsafe.Add(ref src, i)));
+    }
+
+    /// <summary>
+    /// Rounds every value to the nearest bfloat16 and widens it back, in one vectorised pass (what a kernel's operand looks
+    /// like after a cast to bfloat16). <paramref name="source"/> and <paramref name="destination"/> may be the same span.
+    /// </summary>
+    public static void Round(ReadOnlySpan<float> source, Span<float> destination)
+    {
+        CheckLengths(source.Length, destination.Length);
+        ref uint src = ref Unsafe.As<float, uint>(ref MemoryMarshal.GetReference(source));
+        ref uint dst = ref Unsafe.As<float, uint>(ref MemoryMarshal.GetReference(destination));
+        int n = source.Length, i = 0;
+        if (Vector512.IsHardwareAccelerated)
+            for (; i <= n - 16; i += 16)
+                (RoundHigh(Vector512.LoadUnsafe(ref src, (nuint)i)) & Vector512.Create(0xFFFF_0000u)).StoreUnsafe(ref dst, (nuint)i);
+        else if (Vector256.IsHardwareAccelerated)
+            for (; i <= n - 8; i += 8)
+                (RoundHigh(Vector256.LoadUnsafe(ref src, (nuint)i)) & Vector256.Create(0xFFFF_0000u)).StoreUnsafe(ref dst, (nuint)i);
+        for (; i < n; i++) Unsafe.Add(ref dst, i) = (uint)RoundToBits(BitConverter.UInt32BitsToSingle(Unsafe.Add(ref src, i))) << 16;
+    }
+
+    // float32 bits whose upper half is the rounded bfloat16 (low half garbage): RNE, NaN made quiet.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<uint> RoundHigh(Vector512<uint> bits)
+    {
+        var rounded = bits + Vector512.Create(0x7FFFu) + ((bits >> 16) & Vector512<uint>.One);
+        var isNaN = Vector512.GreaterThan(bits & Vector512.Create(0x7FFF_FFFFu), Vector512.Create(0x7F80_0000u));
+        return Vector512.ConditionalSelect(isNaN, bits | Vector512.Create(0x0040_0000u), rounded);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<uint> RoundHigh(Vector256<uint> bits)
+    {
+        var rounded = bits + Vector256.Create(0x7FFFu) + ((bits >> 16) & Vector256<uint>.One);
+        var isNaN = Vector256.GreaterThan(bits & Vector256.Create(0x7FFF_FFFFu), Vector256.Create(0x7F80_0000u));
+        return Vector256.ConditionalSelect(isNaN, bits | Vector256.Create(0x0040_0000u), rounded);
+    }
+
+    private static void CheckLengths(int source, int destination)
+    {
+        if (destination < source)
+            throw new ArgumentException($"destination: expected at least {source} elements (the length of source); got {destination}", "destination");
+    }
 
     public static explicit operator BFloat16(float value) => new(RoundToBits(value));
     public static explicit operator BFloat16(double value) => new(RoundToBits((float)value));
