@@ -101,13 +101,17 @@ public static unsafe class ReferenceAttention
         int d = p.HeadDim;
         var output = new double[p.TotalQ * p.HeadsQ * d];
         var lse = new double[p.TotalQ * p.HeadsQ];
-        Parallel.For(0, p.Batch * p.HeadsQ, bh =>
+        // Rows are independent: one task per (batch, head, chunk of rows), so long sequences use every core.
+        const int rowsPerTask = 32;
+        int chunks = (p.SeqLenQ + rowsPerTask - 1) / rowsPerTask;
+        Parallel.For(0, (long)p.Batch * p.HeadsQ * chunks, task =>
         {
+            int chunk = (int)(task % chunks), bh = (int)(task / chunks);
             int b = bh / p.HeadsQ, h = bh % p.HeadsQ, hk = h / p.GroupSize;
             int sq = p.SeqLenQOf(b), sk = p.SeqLenKOf(b);
             var mask = p.MaskOf(b);
             var scores = new double[sk];
-            for (int i = 0; i < sq; i++)
+            for (int i = chunk * rowsPerTask; i < Math.Min(sq, (chunk + 1) * rowsPerTask); i++)
             {
                 double rowLse = RowScores(p, q, k, b, h, hk, i, mask, scores, out _);
                 lse[LseIndex(p, b, h, i)] = rowLse;
