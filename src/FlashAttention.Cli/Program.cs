@@ -10,9 +10,10 @@ public static class Program
     public static int Main(string[] args) => Run(args, Console.Out, Console.Error);
 
     /// <summary>Runs the command line with the given writers (tests pass their own); returns the exit code (see <see cref="ExitCodes"/>).</summary>
-    public static int Run(string[] args, TextWriter output, TextWriter error)
+    /// <param name="root">The command tree; tests pass one built with fake backends.</param>
+    public static int Run(string[] args, TextWriter output, TextWriter error, RootCommand? root = null)
     {
-        var parseResult = BuildRoot().Parse(args);
+        var parseResult = (root ?? BuildRoot()).Parse(args);
         if (parseResult.Errors.Count > 0 && parseResult.Action is not { ClearsParseErrors: true })
         {
             // Usage errors: one line each and a pointer to the help, exit 2 (System.CommandLine would print the whole help and exit 1).

@@ -22,6 +22,16 @@ public static class ChartRenderer
         ["triton"] = "#E31A1C",
     };
 
+    /// <summary>A sans-serif family Skia can find here (ScottPlot's default may resolve to a serif face on Linux).</summary>
+    private static readonly Lazy<string> SansFont = new(() =>
+    {
+        foreach (string family in new[] { "DejaVu Sans", "Liberation Sans", "Arial", "Helvetica", "Noto Sans", "Open Sans" })
+            using (var typeface = SkiaSharp.SKTypeface.FromFamilyName(family))
+                if (typeface is not null && string.Equals(typeface.FamilyName, family, StringComparison.OrdinalIgnoreCase))
+                    return family;
+        return Fonts.Sans;
+    });
+
     private static readonly string[] Palette = ["#A6CEE3", "#B2DF8A", "#FB9A99", "#FDBF6F", "#CAB2D6", "#FFFF99"];
 
     public static Color ColorOf(string implementation, IReadOnlyList<string> all)
@@ -35,6 +45,7 @@ public static class ChartRenderer
     public static Plot Build(ChartGroup g, double? ceilingTflops)
     {
         var plot = new Plot();
+        plot.Font.Set(SansFont.Value);
         var impls = g.Implementations;
         var lens = g.SeqLens;
         int n = impls.Count;
@@ -81,16 +92,13 @@ public static class ChartRenderer
             line.LinePattern = LinePattern.Dashed;
             line.LineWidth = 2;
             line.Color = Color.FromHex("#444444");
-            line.LabelText = $"GEMM {MarkdownReport.Format(y)}";
-            line.LabelFontSize = 11;
-            line.LabelOppositeAxis = true;
             legend.Add(new LegendItem { LabelText = $"dense GEMM ceiling ({MarkdownReport.Format(y)} {g.Unit})", LineColor = Color.FromHex("#444444"), LineWidth = 2, LinePattern = LinePattern.Dashed });
             max = Math.Max(max, y);
         }
         plot.ShowLegend(legend, Alignment.UpperLeft);
         plot.Legend.FontSize = 13;
 
-        plot.Axes.SetLimits(-0.6, lens.Count - 0.4, 0, max <= 0 ? 1 : max * (1.12 + 0.06 * Math.Min(n + 1, 5)));
+        plot.Axes.SetLimits(-0.6, lens.Count - 0.4, 0, max <= 0 ? 1 : max * (1.08 + 0.055 * Math.Min(legend.Count, 6)));
 
         var (dates, commits) = g.Provenance();
         string sample = g.IsSample ? "SAMPLE DATA (not a measurement) — " : "";
