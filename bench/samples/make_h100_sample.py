@@ -35,7 +35,7 @@ for impl, (fwd_top, bwd_top, half) in IMPLS.items():
                     if impl == "flashattn":
                         row["gemm_tflops"] = 765
                     else:
-                        row["software"] = "torch 2.9 (sample)"
+                        row["notes"] = "torch 2.9 (sample)"
                     rows.append(row)
 out = {
     "schema_version": 1,

@@ -42,8 +42,16 @@ public sealed class BenchRow
     public double? PercentOfPeak { get; set; }
     /// <summary>Optional measured dense GEMM throughput of this device in this dtype, TFLOP/s (the chart's ceiling line).</summary>
     public double? GemmTflops { get; set; }
-    /// <summary>Peer libraries' versions or anything else worth keeping ("torch 2.9.0, cuDNN 9.10").</summary>
-    public string? Software { get; set; }
+    /// <summary>Free text worth keeping with the row, e.g. the peer libraries' versions ("torch 2.9.0, cuDNN 91002").</summary>
+    public string? Notes { get; set; }
+
+    /// <summary>Read-only alias of <see cref="DriverVersion"/> ("driver", as early peer files write it); never written.</summary>
+    [JsonPropertyName("driver")]
+    public string? DriverAlias { get => null; set => DriverVersion ??= value; }
+
+    /// <summary>Read-only alias of <see cref="NvrtcVersion"/> ("nvrtc"); never written.</summary>
+    [JsonPropertyName("nvrtc")]
+    public string? NvrtcAlias { get => null; set => NvrtcVersion ??= value; }
     /// <summary>Commit of this repository the numbers were measured at ("unknown" when not known).</summary>
     public string Commit { get; set; } = "unknown";
     /// <summary>ISO 8601 UTC, e.g. 2026-11-25T06:00:00Z.</summary>
@@ -169,8 +177,13 @@ public static class BenchJson
         Require(row.Direction is "fwd" or "bwd", $"\"direction\" must be \"fwd\" or \"bwd\"; got \"{row.Direction}\"");
         Require(double.IsFinite(row.TimeMsMedian) && row.TimeMsMedian > 0, $"\"time_ms_median\" must be > 0; got {row.TimeMsMedian}");
         Require(double.IsFinite(row.Tflops) && row.Tflops >= 0, $"\"tflops\" must be ≥ 0; got {row.Tflops}");
+        // "device" is the kind ("cpu" or "cuda"); a file that puts the GPU's name there (and no "device_name") is read as cuda.
+        if (row.Device is not ("cpu" or "cuda"))
+        {
+            if (string.IsNullOrWhiteSpace(row.DeviceName) && !string.IsNullOrWhiteSpace(row.Device)) row.DeviceName = row.Device;
+            row.Device = "cuda";
+        }
         if (string.IsNullOrWhiteSpace(row.DeviceName)) row.DeviceName = "unknown device";
-        if (string.IsNullOrWhiteSpace(row.Device)) row.Device = "cuda";
     }
 }
 

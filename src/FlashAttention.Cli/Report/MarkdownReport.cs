@@ -44,8 +44,8 @@ public static class MarkdownReport
             sb.AppendLine();
         }
         if (ceiling is double c) sb.AppendLine().AppendLine($"Dense GEMM ceiling: {Format(c * g.Scale)} {g.Unit}.");
-        var software = g.Rows.Select(r => r.Row.Software).Where(x => !string.IsNullOrEmpty(x)).Distinct().ToList();
-        if (software.Count > 0) sb.AppendLine().AppendLine("Peers' software: " + string.Join("; ", software) + ".");
+        var notes = g.Rows.Where(r => !string.IsNullOrEmpty(r.Row.Notes)).Select(r => $"{r.Row.Implementation}: {r.Row.Notes}").Distinct().ToList();
+        if (notes.Count > 0) sb.AppendLine().AppendLine("Notes: " + string.Join("; ", notes) + ".");
         var files = g.Rows.Select(r => Path.GetFileName(r.File)).Distinct().ToList();
         sb.AppendLine().AppendLine("Source: " + string.Join(", ", files.Select(f => $"`{f}`")) + ".");
         return sb.ToString();

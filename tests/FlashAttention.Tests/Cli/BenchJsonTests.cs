@@ -24,6 +24,27 @@ public class BenchJsonTests
     }
 
     [Fact]
+    public void ReadsRowsAsTheSdpaPeerScriptWritesThem()
+    {
+        // bench/peers/sdpa_peers.py (first version): a bare list, the GPU name in "device", "driver"/"nvrtc"/"notes".
+        const string peer = """
+            [ { "implementation": "cudnn", "device": "NVIDIA H100 80GB HBM3", "sm_count": 132, "driver": "12.4", "nvrtc": null,
+                "commit": "abc", "date": "2026-11-25T05:45:12+00:00", "dtype": "bf16", "batch": 8, "seqlen_q": 2048, "seqlen_k": 2048,
+                "heads_q": 16, "heads_k": 16, "head_dim": 128, "mask": "full", "direction": "fwd", "time_ms_median": 1.2,
+                "time_ms_min": 1.1, "time_ms_max": 1.3, "flops": 1e12, "tflops": 550.0, "repeats": 30, "notes": "torch 2.9.0, cuDNN 91002" } ]
+            """;
+        var row = Assert.Single(BenchJson.Parse(peer, "peers.json").Rows);
+        Assert.Equal("cuda", row.Device);
+        Assert.Equal("NVIDIA H100 80GB HBM3", row.DeviceName);
+        Assert.Equal("12.4", row.DriverVersion);
+        Assert.Equal("torch 2.9.0, cuDNN 91002", row.Notes);
+        Assert.NotNull(row.ParsedDate);
+        string written = BenchJson.Serialize(new BenchFile { Rows = [row] });
+        Assert.Contains("\"driver_version\": \"12.4\"", written);
+        Assert.DoesNotContain("\"driver\":", written);
+    }
+
+    [Fact]
     public void AcceptsABareArrayOfRows() => Assert.Single(BenchJson.Parse($"[ {Row} ]", "x.json").Rows);
 
     [Fact]
