@@ -84,6 +84,22 @@ internal static class ReportCommand
             written.Add(md);
             index.AppendLine(table.Replace("\n## ", "\n### ").Replace("## ", "### ", StringComparison.Ordinal)).AppendLine();
         }
+        // Paper-style overviews: one figure per device × dtype × direction with a panel per mask × head dim.
+        var overviews = new StringBuilder();
+        foreach (var set in groups.GroupBy(g => (g.DeviceName, g.Dtype, g.Direction)).Where(s => s.Count() > 1))
+        {
+            var members = set.ToList();
+            string stem = (withDevice ? members[0].FileStem(true).Split($"-{members[0].Direction}-")[0] + "-" : "") + $"overview-{set.Key.Direction}-{set.Key.Dtype}";
+            string png = Path.Combine(outDir, stem + ".png");
+            int rows = members.Select(m => m.Mask).Distinct().Count(), cols = members.Select(m => m.HeadDim).Distinct().Count();
+            progress?.Invoke($"overview {stem}");
+            byte[] bytes = ChartRenderer.OverviewPng(members, g => ceiling ?? g.RecordedCeiling, Math.Max(width, 560 * cols), Math.Max(height, 64 + 420 * rows));
+            AtomicFile.Write(png, stream => stream.Write(bytes));
+            written.Add(png);
+            overviews.AppendLine($"![{set.Key.Direction} {set.Key.Dtype} overview]({stem}.png)").AppendLine();
+        }
+        if (overviews.Length > 0) index.Insert(index.ToString().IndexOf('\n') + 2, "## Overview\n\n" + overviews + "## Panels\n\n");
+
         string indexPath = Path.Combine(outDir, "index.md");
         AtomicFile.WriteAllText(indexPath, index.ToString());
         written.Add(indexPath);

@@ -30,6 +30,8 @@ public static class CommandActions
     /// <summary>Writes the one-line error for <paramref name="e"/> and returns its exit code.</summary>
     public static int Report(CliContext context, Exception e)
     {
+        bool debug = Environment.GetEnvironmentVariable("FLASHATTN_DEBUG") is "1";
+        if (debug && e is not CliException) context.Err.WriteLine(e.ToString());
         switch (e)
         {
             case CliException cli:
@@ -48,9 +50,7 @@ public static class CommandActions
                 context.Error("cancelled");
                 return 130;
             default:
-                context.Error($"unexpected {e.GetType().Name}: {e.Message}" +
-                              (Environment.GetEnvironmentVariable("FLASHATTN_DEBUG") is "1" ? "" : " (set FLASHATTN_DEBUG=1 for the stack trace)"));
-                if (Environment.GetEnvironmentVariable("FLASHATTN_DEBUG") is "1") context.Err.WriteLine(e.ToString());
+                context.Error($"unexpected {e.GetType().Name}: {e.Message}" + (debug ? "" : " (set FLASHATTN_DEBUG=1 for the stack trace)"));
                 return ExitCodes.Failure;
         }
     }

@@ -30,9 +30,12 @@ public class ReportCommandTests : IDisposable
         var result = _h.Run("report", SamplePath, "--out", outDir, "--width", "640", "--height", "400");
         Assert.True(result.ExitCode == 0, result.Err);
 
-        var pngs = Directory.GetFiles(outDir, "*.png");
+        var pngs = Directory.GetFiles(outDir, "*.png").Where(f => !Path.GetFileName(f).StartsWith("overview")).ToArray();
         // 2 directions × 2 masks × 3 head dims.
         Assert.Equal(12, pngs.Length);
+        // And a paper-style overview per direction: 2 rows (masks) × 3 columns (head dims) of 560 × 420 pixel panels under a 64-pixel header.
+        foreach (string dir in new[] { "fwd", "bwd" })
+            Assert.Equal((3 * 560, 64 + 2 * 420), PngSize(Path.Combine(outDir, $"overview-{dir}-bf16.png")));
         foreach (string png in pngs)
         {
             var (width, height) = PngSize(png);
