@@ -55,7 +55,7 @@ public static class BenchTable
                     string color = ratio >= 1 ? "green" : ratio >= 0.9 ? "yellow" : "red";
                     cells.Add(Markup.Escape(best.Implementation));
                     cells.Add(Speed(best.Tflops, allCpu));
-                    cells.Add($"[{color}]{ratio.ToString("F2", CultureInfo.InvariantCulture)}×[/]");
+                    cells.Add($"[{color}]{Ratio(ratio)}×[/]");
                 }
             }
             table.AddRow(cells.ToArray());
@@ -69,6 +69,9 @@ public static class BenchTable
         double v = inGflops ? tflops * 1000 : tflops;
         return v.ToString(v >= 100 ? "F0" : v >= 10 ? "F1" : "F2", CultureInfo.InvariantCulture);
     }
+
+    /// <summary>Two decimals, or two significant digits below 0.1 (a CPU row against a GPU peer).</summary>
+    public static string Ratio(double ratio) => ratio.ToString(ratio >= 0.1 ? "F2" : "G2", CultureInfo.InvariantCulture);
 
     private static string Ms(double ms) => ms.ToString(ms >= 100 ? "F0" : ms >= 10 ? "F1" : ms >= 1 ? "F2" : "F3", CultureInfo.InvariantCulture);
 }

@@ -122,6 +122,7 @@ public sealed class CpuBenchBackend : IBenchBackend
                     new TensorSpan<T>(dv!, kShape), options);
         }
 
+        progress?.Invoke($"{s.Warmup} warm-up call{(s.Warmup == 1 ? "" : "s")}, then {s.Repeats} timed");
         int call = 0;
         for (int i = 0; i < s.Warmup; i++)
         {

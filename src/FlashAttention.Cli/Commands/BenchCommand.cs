@@ -133,7 +133,7 @@ internal static class BenchCommand
                 {
                     var c = cases[i];
                     string label = $"[{i + 1}/{cases.Count}] {c}";
-                    context.Progress($"{label}: warm-up {settings.Warmup}, timing {settings.Repeats}…");
+                    context.Progress($"{label}…");
                     var m = backend.Run(c, settings, line => context.Progress($"{label}: {line}"), CancellationToken.None);
                     var row = BenchRows.From(m, deviceInfo, backend.Implementation, settings, commit, DateTimeOffset.UtcNow);
                     rows.Add(row);
