@@ -63,8 +63,7 @@ internal static class ReportCommand
         }
         bool withDevice = groups.Select(g => g.DeviceName).Distinct().Count() > 1;
         var written = new List<string>();
-        var index = new StringBuilder("# Attention benchmark report\n\n");
-        if (groups.Any(g => g.IsSample)) index.AppendLine("> **Contains SAMPLE DATA — made up for tests, not a measurement.**").AppendLine();
+        var panels = new StringBuilder();
         for (int i = 0; i < groups.Count; i++)
         {
             var g = groups[i];
@@ -82,7 +81,7 @@ internal static class ReportCommand
             AtomicFile.WriteAllText(md, table);
             written.Add(png);
             written.Add(md);
-            index.AppendLine(table.Replace("\n## ", "\n### ").Replace("## ", "### ", StringComparison.Ordinal)).AppendLine();
+            panels.AppendLine(table.Replace("## ", "### ", StringComparison.Ordinal)).AppendLine();
         }
         // Paper-style overviews: one figure per device × dtype × direction with a panel per mask × head dim.
         var overviews = new StringBuilder();
@@ -98,7 +97,10 @@ internal static class ReportCommand
             written.Add(png);
             overviews.AppendLine($"![{set.Key.Direction} {set.Key.Dtype} overview]({stem}.png)").AppendLine();
         }
-        if (overviews.Length > 0) index.Insert(index.ToString().IndexOf('\n') + 2, "## Overview\n\n" + overviews + "## Panels\n\n");
+        var index = new StringBuilder("# Attention benchmark report\n\n");
+        if (groups.Any(g => g.IsSample)) index.AppendLine("> **Contains SAMPLE DATA — made up for tests, not a measurement.**").AppendLine();
+        if (overviews.Length > 0) index.Append("## Overview\n\n").Append(overviews);
+        index.Append("## Panels\n\n").Append(panels);
 
         string indexPath = Path.Combine(outDir, "index.md");
         AtomicFile.WriteAllText(indexPath, index.ToString());

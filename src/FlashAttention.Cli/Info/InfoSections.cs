@@ -31,7 +31,7 @@ public static class InfoSections
     [
         new MachineSection(),
         new CpuSection(),
-        // GPU: new CudaInfoSection(),   (the CUDA backend's section goes here)
+        new GpuPlaceholderSection(), // GPU: replace with new CudaInfoSection() (the CUDA backend's IInfoSection)
     ];
 }
 
@@ -70,4 +70,12 @@ public sealed class CpuSection : IInfoSection
             items.Add(new("fp32 FMA peak", FmaPeak.Measure(request.PeakDuration).Describe() + " (measured)"));
         return items;
     }
+}
+
+/// <summary>Stands in for the GPU section until the CUDA backend provides one: says so instead of staying silent.</summary>
+public sealed class GpuPlaceholderSection : IInfoSection
+{
+    public string Title => "gpu";
+
+    public IReadOnlyList<InfoItem> Collect(InfoRequest request) => [new("backend", "none in this build (the CUDA backend is not wired into flashattn yet)")];
 }
