@@ -125,6 +125,7 @@ internal static class BenchCommand
             }
 
             string commit = GitCommit.Current();
+            string note = $"flashattn bench {string.Join(' ', p.Tokens.Select(t => t.Value))}".TrimEnd();
             var rows = new List<BenchRow>();
             var total = Stopwatch.StartNew();
             try
@@ -137,6 +138,8 @@ internal static class BenchCommand
                     var m = backend.Run(c, settings, line => context.Progress($"{label}: {line}"), CancellationToken.None);
                     var row = BenchRows.From(m, deviceInfo, backend.Implementation, settings, commit, DateTimeOffset.UtcNow);
                     rows.Add(row);
+                    // Saved after every case: a run cut short (a time limit on the GPU machine, Ctrl+C) keeps what it measured.
+                    if (jsonPath is not null) BenchJson.Save(jsonPath, new BenchFile { Rows = rows, Note = note });
                     context.Progress($"{label}: {row.TimeMsMedian.ToString("G4", CultureInfo.InvariantCulture)} ms, " +
                                      $"{BenchTable.Speed(row.Tflops, row.Device == "cpu")} {(row.Device == "cpu" ? "GFLOP/s" : "TFLOP/s")}");
                 }
@@ -155,7 +158,7 @@ internal static class BenchCommand
             context.Out.WriteLine($"{deviceInfo.Name} · commit {commit} · {settings.Repeats} timed calls after {settings.Warmup} warm-up · total {total.Elapsed.TotalSeconds:F1} s");
             if (jsonPath is not null)
             {
-                BenchJson.Save(jsonPath, new BenchFile { Rows = rows, Note = $"flashattn bench {string.Join(' ', p.Tokens.Select(t => t.Value))}".TrimEnd() });
+                BenchJson.Save(jsonPath, new BenchFile { Rows = rows, Note = note });
                 context.Out.WriteLine($"wrote {rows.Count} rows to {jsonPath}");
             }
             return ExitCodes.Ok;
