@@ -13,7 +13,7 @@ internal static class ReportCommand
     {
         var files = new Argument<string[]>("files") { Description = "Bench JSON files (ours from bench --json, peers' from bench/peers/).", Arity = ArgumentArity.OneOrMore };
         var output = new Option<string>("--out") { Description = "Folder for the PNG charts and Markdown tables (created if needed).", DefaultValueFactory = _ => "bench-report", HelpName = "DIR" };
-        var ceiling = new Option<double?>("--ceiling") { Description = "Dense GEMM ceiling in TFLOP/s, drawn as a dashed line (default: gemm_tflops from the rows, if any)." };
+        var ceiling = new Option<double?>("--ceiling") { Description = "Ceiling in TFLOP/s, drawn as a dashed line (default: gemm_tflops from GPU rows, the measured FMA peak_gflops from CPU rows)." };
         var width = new Option<int>("--width") { Description = "PNG width in pixels.", DefaultValueFactory = _ => 1200 };
         var height = new Option<int>("--height") { Description = "PNG height in pixels.", DefaultValueFactory = _ => 700 };
 

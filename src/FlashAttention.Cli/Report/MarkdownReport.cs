@@ -43,7 +43,7 @@ public static class MarkdownReport
             }
             sb.AppendLine();
         }
-        if (ceiling is double c) sb.AppendLine().AppendLine($"Dense GEMM ceiling: {Format(c * g.Scale)} {g.Unit}.");
+        if (ceiling is double c) sb.AppendLine().AppendLine($"{char.ToUpperInvariant(g.CeilingLabel[0])}{g.CeilingLabel[1..]}: {Format(c * g.Scale)} {g.Unit}.");
         var notes = g.Rows.Where(r => !string.IsNullOrEmpty(r.Row.Notes)).Select(r => $"{r.Row.Implementation}: {r.Row.Notes}").Distinct().ToList();
         if (notes.Count > 0) sb.AppendLine().AppendLine("Notes: " + string.Join("; ", notes) + ".");
         var files = g.Rows.Select(r => Path.GetFileName(r.File)).Distinct().ToList();

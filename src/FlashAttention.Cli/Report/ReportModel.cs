@@ -45,8 +45,16 @@ public sealed class ChartGroup
 
     public string MaskTitle => Mask switch { "causal" => "causal", "window" => "sliding window", _ => "full (non-causal)" };
 
-    /// <summary>The measured GEMM ceiling recorded in the rows (TFLOP/s), if any.</summary>
-    public double? RecordedCeiling => Rows.Select(r => r.Row.GemmTflops).Where(g => g is > 0).Max();
+    /// <summary>
+    /// The ceiling recorded in the rows, in TFLOP/s: the dense GEMM throughput of a GPU (<c>gemm_tflops</c>), or for CPU
+    /// rows the measured fp32 FMA peak (<c>peak_gflops</c>); null when the rows hold none.
+    /// </summary>
+    public double? RecordedCeiling => Rows.All(r => r.Row.Device == "cpu")
+        ? Rows.Select(r => r.Row.PeakGflops).Where(g => g is > 0).Max() / 1000
+        : Rows.Select(r => r.Row.GemmTflops).Where(g => g is > 0).Max();
+
+    /// <summary>What the ceiling line is: the GPU's dense GEMM, or the CPU's FMA peak.</summary>
+    public string CeilingLabel => Rows.All(r => r.Row.Device == "cpu") ? "measured fp32 FMA peak" : "dense GEMM ceiling";
 
     /// <summary>Dates (day) and commits of our rows (of all rows when ours are absent), for titles.</summary>
     public (string Dates, string Commits) Provenance()
