@@ -7,7 +7,7 @@ namespace FlashAttention.Cuda;
 /// compiled on first use by NVRTC and cached on disk (see <c>flashattn warmup</c>). Tensors are device memory
 /// described by <see cref="DeviceTensor"/> views in FlashAttention's layout (batch, seqlen, heads, head_dim), so memory
 /// owned by TorchSharp, ONNX Runtime or raw CUDA code passes without copies; <see cref="CudaTensor{T}"/> owns memory
-/// for callers who have none. Calls are asynchronous on <paramref name="stream"/> (the default stream when null).
+/// for callers who have none. Calls are asynchronous on the given stream (the default stream when null).
 /// Arguments go through the same validation as the CPU API (<see cref="Attention"/>) plus what the kernels need:
 /// BFloat16 or Float16 elements, head dim 64/128/256 (forward) or 64/128 (backward), 16-byte aligned tensors whose
 /// strides are multiples of 8 elements (the TMA copy engine moves 16-byte units).

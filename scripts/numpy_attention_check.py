@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""Checks `flashattn run` against NumPy's own attention on the same .npy files.
+
+Makes random q/k/v files with NumPy (float32 '<f4', float16 '<f2', bfloat16 bits as uint16 '<u2' and as raw '|V2'),
+runs `flashattn run` on them, computes attention in float64 with NumPy from the very same (already rounded) inputs,
+and prints the max abs error of O and of the log-sum-exp for each case. Exits 1 if an error exceeds its tolerance.
+
+Needs NumPy (Debian: apt-get install -y python3-numpy, then run it with /usr/bin/python3):
+    /usr/bin/python3 scripts/numpy_attention_check.py
+    /usr/bin/python3 scripts/numpy_attention_check.py --flashattn artifacts/device/flashattn --keep /tmp/npy-check
+"""
+import argparse, os, shlex, subprocess, sys, tempfile
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Tolerances on max |O - O_float64|: a few units of the output type's rounding (outputs are O(1)).
+TOLERANCE = {"float32": 2e-5, "float16": 2e-3, "bf16-u2": 1.6e-2, "bf16-V2": 1.6e-2}
+
+def to_bf16_bits(x):
+    """float32 -> bfloat16 bits (round to nearest even), as uint16."""
+    u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    u = (u + 0x7FFF + ((u >> 16) & 1)) >> 16
+    return u.astype(np.uint16)
+
+def from_bf16_bits(b):
+    return (b.astype(np.uint32) << 16).view(np.float32)
+
+def attention(q, k, v, causal=False, window=(-1, -1), softcap=0.0, scale=None):
+    """float64 attention, FlashAttention's conventions: (b, s, h, d), GQA, bottom-right causal/window, softcap."""
+    q, k, v = (np.asarray(t, dtype=np.float64) for t in (q, k, v))
+    b, sq, hq, d = q.shape
+    sk, hk = k.shape[1], k.shape[2]
+    group = hq // hk
+    k = np.repeat(k, group, axis=2)
+    v = np.repeat(v, group, axis=2)
+    scale = 1.0 / np.sqrt(d) if scale is None else scale
+    s = np.einsum("bqhd,bkhd->bhqk", q, k) * scale
+    if softcap > 0:
+        s = softcap * np.tanh(s / softcap)
+    left, right = window
+    if causal:
+        right = 0
+    i = np.arange(sq)[:, None] + (sk - sq)
+    j = np.arange(sk)[None, :]
+    visible = np.ones((sq, sk), dtype=bool)
+    if left >= 0:
+        visible &= j >= i - left
+    if right >= 0:
+        visible &= j <= i + right
+    s = np.where(visible, s, -np.inf)
+    m = s.max(axis=-1, keepdims=True)
+    m_safe = np.where(np.isfinite(m), m, 0.0)
+    p = np.exp(s - m_safe)
+    l = p.sum(axis=-1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lse = np.where(l > 0, np.log(l) + m_safe, -np.inf)[..., 0]
+        p = np.where(l > 0, p / l, 0.0)
+    o = np.einsum("bhqk,bkhd->bqhd", p, v)
+    return o, lse  # o: (b, sq, hq, d); lse: (b, hq, sq)
+
+CASES = [
+    # name, (b, sq, sk, hq, hk, d), rank, options
+    ("full", (2, 129, 129, 4, 4, 64), 4, {}),
+    ("causal Sq<Sk GQA 4:1", (1, 100, 257, 8, 2, 128), 4, {"causal": True}),
+    ("window+softcap rank3", (1, 200, 200, 2, 2, 80), 3, {"window": (32, 8), "softcap": 20.0}),
+]
+
+def run_case(flashattn, workdir, dtype, name, shape, rank, opts, rng):
+    b, sq, sk, hq, hk, d = shape
+    q = rng.standard_normal((b, sq, hq, d), dtype=np.float32)
+    k = rng.standard_normal((b, sk, hk, d), dtype=np.float32)
+    v = rng.standard_normal((b, sk, hk, d), dtype=np.float32)
+    if dtype == "float32":
+        files = (q, k, v); widen = lambda x: x
+    elif dtype == "float16":
+        files = tuple(t.astype(np.float16) for t in (q, k, v)); widen = lambda x: x.astype(np.float32)
+    elif dtype == "bf16-u2":
+        files = tuple(to_bf16_bits(t) for t in (q, k, v)); widen = from_bf16_bits
+    else:  # raw 2-byte void, what ml_dtypes.bfloat16 arrays look like on disk
+        files = tuple(to_bf16_bits(t).view("V2") for t in (q, k, v)); widen = lambda x: from_bf16_bits(x.view(np.uint16))
+    paths = {}
+    for label, arr in zip("qkv", files):
+        arr = arr[0] if rank == 3 else arr
+        paths[label] = os.path.join(workdir, f"{label}.npy")
+        np.save(paths[label], arr)
+    out, lse_path = os.path.join(workdir, "o.npy"), os.path.join(workdir, "lse.npy")
+    for p in (out, lse_path):
+        if os.path.exists(p): os.remove(p)
+    cmd = flashattn + ["run", "--q", paths["q"], "--k", paths["k"], "--v", paths["v"], "--out", out, "--lse", lse_path]
+    if opts.get("causal"): cmd.append("--causal")
+    if "window" in opts: cmd += ["--window-left", str(opts["window"][0]), "--window-right", str(opts["window"][1])]
+    if "softcap" in opts: cmd += ["--softcap", str(opts["softcap"])]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        print(f"FAIL {dtype:8} {name}: flashattn exited {r.returncode}: {r.stderr.strip()}")
+        return False
+    o = np.load(out)
+    lse = np.load(lse_path)
+    # The same inputs NumPy sees: read back from our own files, widened exactly.
+    qq, kk, vv = (widen(np.load(paths[x])) for x in "qkv")
+    if rank == 3:
+        qq, kk, vv = qq[None], kk[None], vv[None]
+    ref_o, ref_lse = attention(qq, kk, vv, opts.get("causal", False), opts.get("window", (-1, -1)), opts.get("softcap", 0.0))
+    if rank == 3:
+        ref_o, ref_lse = ref_o[0], ref_lse[0]
+    expected_dtype = files[0].dtype
+    if o.dtype != expected_dtype or o.shape != ref_o.shape:
+        print(f"FAIL {dtype:8} {name}: got {o.dtype} {o.shape}, expected {expected_dtype} {ref_o.shape}")
+        return False
+    err_o = float(np.max(np.abs(widen(o).astype(np.float64) - ref_o)))
+    finite = np.isfinite(ref_lse)
+    err_lse = float(np.max(np.abs(lse[finite].astype(np.float64) - ref_lse[finite]))) if finite.any() else 0.0
+    ok = err_o <= TOLERANCE[dtype] and err_lse <= 1e-4 and np.array_equal(np.isfinite(lse), finite)
+    print(f"{'ok  ' if ok else 'FAIL'} {dtype:8} {name:22} O {o.dtype.str} {str(o.shape):18} max|O-numpy| = {err_o:.3e} "
+          f"(tol {TOLERANCE[dtype]:.1e})  max|lse-numpy| = {err_lse:.3e}")
+    return ok
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--flashattn", default=f"dotnet run --project {shlex.quote(os.path.join(REPO, 'src', 'FlashAttention.Cli'))} -c Release --",
+                    help="command that runs flashattn (default: dotnet run on this repository)")
+    ap.add_argument("--keep", help="folder to keep the .npy files in (default: a temporary folder)")
+    ap.add_argument("--seed", type=int, default=1234)
+    args = ap.parse_args()
+    flashattn = shlex.split(args.flashattn)
+    rng = np.random.default_rng(args.seed)
+    workdir = args.keep or tempfile.mkdtemp(prefix="flashattn-npy-")
+    os.makedirs(workdir, exist_ok=True)
+    print(f"numpy {np.__version__}; files in {workdir}")
+    ok = True
+    for dtype in ("float32", "float16", "bf16-u2", "bf16-V2"):
+        for name, shape, rank, opts in CASES:
+            ok &= run_case(flashattn, workdir, dtype, name, shape, rank, opts, rng)
+    print("all cases match NumPy" if ok else "MISMATCH")
+    return 0 if ok else 1
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+using System.Globalization;
+
+namespace FlashAttention.Cli.Bench;
+
+/// <summary>Which pass is timed.</summary>
+public enum BenchDirection
+{
+    /// <summary>Forward: O and LSE from Q, K, V.</summary>
+    Forward,
+    /// <summary>Backward: dQ, dK, dV from dO (O and LSE come from an untimed forward).</summary>
+    Backward,
+}
+
+/// <summary>One problem to time. FLOPs follow FlashAttention's convention (<see cref="FlopCount"/>).</summary>
+public sealed record BenchCase(int Batch, int SeqLenQ, int SeqLenK, int HeadsQ, int HeadsK, int HeadDim, DataType Type, bool Causal, BenchDirection Direction)
+{
+    /// <summary>4·B·H·Sq·Sk·D, halved for causal, ×2.5 for backward.</summary>
+    public double Flops => Direction == BenchDirection.Forward
+        ? FlopCount.Forward(Batch, HeadsQ, SeqLenQ, SeqLenK, HeadDim, Causal)
+        : FlopCount.Backward(Batch, HeadsQ, SeqLenQ, SeqLenK, HeadDim, Causal);
+
+    /// <summary>"full" or "causal" (the JSON's mask names; "window" is reserved for sliding windows).</summary>
+    public string Mask => Causal ? "causal" : "full";
+
+    /// <summary>"fwd" or "bwd".</summary>
+    public string DirectionName => BenchNames.Direction(Direction);
+
+    public string DtypeName => DataTypes.ShortName(Type);
+
+    /// <summary>Compact shape: <c>b1 h8 s2048 d128</c> (with <c>h8/2</c> for GQA and <c>s512x2048</c> when Sq ≠ Sk).</summary>
+    public string Shape => BenchNames.Shape(Batch, HeadsQ, HeadsK, SeqLenQ, SeqLenK, HeadDim);
+
+    public override string ToString() => $"{DirectionName} {Mask} {DtypeName} {Shape}";
+}
+
+/// <summary>How to time.</summary>
+/// <param name="Warmup">Untimed calls before timing.</param>
+/// <param name="Repeats">Timed calls; the median, min and max are reported.</param>
+/// <param name="Seed">Seed of the random inputs (fresh each run unless given).</param>
+public sealed record BenchSettings(int Warmup, int Repeats, int Seed);
+
+/// <summary>The device a backend runs on, as recorded with every row. Null fields are unknown or do not apply.</summary>
+public sealed record BenchDeviceInfo
+{
+    /// <summary>"cpu" or "cuda" (the <c>--device</c> value).</summary>
+    public required string Device { get; init; }
+    /// <summary>CPU model or GPU name.</summary>
+    public required string Name { get; init; }
+    public int? SmCount { get; init; }
+    public double? SmClockMhz { get; init; }
+    public double? MemClockMhz { get; init; }
+    public string? DriverVersion { get; init; }
+    public string? NvrtcVersion { get; init; }
+    public string? ComputeCapability { get; init; }
+    public int? CpuCores { get; init; }
+    /// <summary>Measured fp32 FMA peak (CPU), the yardstick for "% of peak".</summary>
+    public double? PeakGflops { get; init; }
+    /// <summary>Measured dense GEMM throughput in the benchmark's dtype (GPU), drawn as the ceiling in reports.</summary>
+    public double? GemmTflops { get; init; }
+}
+
+/// <summary>Timings of one case.</summary>
+public sealed record BenchMeasurement(BenchCase Case, IReadOnlyList<double> TimesMs)
+{
+    public double MedianMs => Median(TimesMs);
+    public double MinMs => TimesMs.Min();
+    public double MaxMs => TimesMs.Max();
+
+    /// <summary>FLOP/s at the median time.</summary>
+    public double FlopsPerSecond => Case.Flops / (MedianMs * 1e-3);
+
+    public static double Median(IReadOnlyList<double> values)
+    {
+        if (values.Count == 0) throw new ArgumentException("no timings", nameof(values));
+        var sorted = values.Order().ToArray();
+        int mid = sorted.Length / 2;
+        return sorted.Length % 2 == 1 ? sorted[mid] : 0.5 * (sorted[mid - 1] + sorted[mid]);
+    }
+}
+
+/// <summary>Names shared by the table, the JSON and the report.</summary>
+public static class BenchNames
+{
+    public static string Direction(BenchDirection d) => d == BenchDirection.Forward ? "fwd" : "bwd";
+
+    public static string Shape(int batch, int headsQ, int headsK, int seqQ, int seqK, int headDim)
+        => $"b{batch} h{headsQ}{(headsK != headsQ ? "/" + headsK : "")} s{seqQ}{(seqK != seqQ ? "x" + seqK : "")} d{headDim}";
+
+    /// <summary>512 → "512", 2048 → "2k", 16384 → "16k", 1000 → "1000".</summary>
+    public static string SeqLen(int s) => s >= 1024 && s % 1024 == 0 ? (s / 1024).ToString(CultureInfo.InvariantCulture) + "k" : s.ToString(CultureInfo.InvariantCulture);
+}

@@ -1,0 +1,77 @@
+using System.Globalization;
+
+namespace FlashAttention.Cli.Bench;
+
+/// <summary>Builds JSON rows from measurements and attaches peers' numbers to ours.</summary>
+public static class BenchRows
+{
+    public static BenchRow From(BenchMeasurement m, BenchDeviceInfo device, string implementation, BenchSettings settings, string commit, DateTimeOffset date)
+    {
+        var c = m.Case;
+        double flopsPerSecond = m.FlopsPerSecond;
+        return new BenchRow
+        {
+            Implementation = implementation,
+            Device = device.Device,
+            DeviceName = device.Name,
+            SmCount = device.SmCount,
+            SmClockMhz = device.SmClockMhz,
+            MemClockMhz = device.MemClockMhz,
+            ComputeCapability = device.ComputeCapability,
+            DriverVersion = device.DriverVersion,
+            NvrtcVersion = device.NvrtcVersion,
+            CpuCores = device.CpuCores,
+            PeakGflops = device.PeakGflops is double p ? Math.Round(p, 1) : null,
+            PercentOfPeak = device.PeakGflops is double peak && peak > 0 ? Math.Round(100 * flopsPerSecond / 1e9 / peak, 2) : null,
+            GemmTflops = device.GemmTflops,
+            Commit = commit,
+            Date = date.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture),
+            Dtype = c.DtypeName,
+            Batch = c.Batch,
+            SeqlenQ = c.SeqLenQ,
+            SeqlenK = c.SeqLenK,
+            HeadsQ = c.HeadsQ,
+            HeadsK = c.HeadsK,
+            HeadDim = c.HeadDim,
+            Mask = c.Mask,
+            Direction = c.DirectionName,
+            Warmup = settings.Warmup,
+            Repeats = settings.Repeats,
+            TimeMsMedian = Round(m.MedianMs),
+            TimeMsMin = Round(m.MinMs),
+            TimeMsMax = Round(m.MaxMs),
+            Flops = c.Flops,
+            Tflops = Math.Round(flopsPerSecond / 1e12, 6),
+        };
+    }
+
+    private static double Round(double ms) => Math.Round(ms, ms < 1 ? 6 : 4);
+
+    /// <summary>
+    /// For each of <paramref name="ours"/>, the other implementations' rows of the same case (<see cref="BenchRow.CaseKey"/>)
+    /// become its <see cref="BenchRow.Peers"/>, one per implementation (its latest row). Warns when the device names differ.
+    /// </summary>
+    /// <returns>How many of our rows found at least one peer.</returns>
+    public static int AttachPeers(IReadOnlyList<BenchRow> ours, IEnumerable<BenchRow> peerRows, Action<string> warn)
+    {
+        var byCase = peerRows.GroupBy(r => r.CaseKey).ToDictionary(g => g.Key, g => g.ToList());
+        int matched = 0;
+        var warned = new HashSet<string>();
+        foreach (var row in ours)
+        {
+            if (!byCase.TryGetValue(row.CaseKey, out var candidates)) continue;
+            var peers = candidates
+                .Where(p => p.Implementation != row.Implementation)
+                .GroupBy(p => p.Implementation)
+                .Select(g => g.OrderByDescending(p => p.ParsedDate ?? DateTimeOffset.MinValue).First())
+                .ToList();
+            if (peers.Count == 0) continue;
+            foreach (var p in peers)
+                if (p.DeviceName != row.DeviceName && warned.Add(p.DeviceName))
+                    warn($"peer rows of {p.Implementation} were measured on \"{p.DeviceName}\", ours on \"{row.DeviceName}\"; the ratio compares different devices");
+            row.Peers = peers.Select(p => new PeerResult { Implementation = p.Implementation, TimeMsMedian = p.TimeMsMedian, Tflops = p.Tflops }).ToList();
+            matched++;
+        }
+        return matched;
+    }
+}

@@ -1,0 +1,216 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using FlashAttention.Cli.Bench;
+using FlashAttention.Cli.Terminal;
+
+namespace FlashAttention.Cli.Commands;
+
+/// <summary><c>flashattn bench</c>: times attention on a built-in problem, a list of shapes or the paper's grid.</summary>
+internal static class BenchCommand
+{
+    /// <summary>The built-in problem (no shape options): fwd and bwd, fp32 on the CPU.</summary>
+    public static class Defaults
+    {
+        public const int Batch = 1;
+        public const int Heads = 8;
+        public const int SeqLen = 2048;
+        public const int HeadDim = 128;
+    }
+
+    public static Command Create() => Create(BenchBackends.All);
+
+    /// <summary>The command over a given list of backends (tests pass fakes).</summary>
+    public static Command Create(IReadOnlyList<IBenchBackend> backends)
+    {
+        string devices = string.Join('|', backends.Select(b => b.Device).Distinct());
+        var device = new Option<string?>("--device") { Description = $"Where to run: {devices}. Default: the first usable of {string.Join(", ", backends.Select(b => b.Device))}." };
+        var grid = new Option<string?>("--grid") { Description = "A named grid of cases instead of one shape: 'paper' (FlashAttention-3's: 16k tokens, hidden 2048, seqlen 512…16k, head dim 64/128/256, full and causal). --seqlen, --hdim and --causal narrow it." };
+        grid.AcceptOnlyFromAmong("paper");
+        var seqLen = new Option<int[]>("--seqlen") { Description = $"Sequence length(s), query and key (default {Defaults.SeqLen}).", AllowMultipleArgumentsPerToken = true };
+        var seqLenK = new Option<int?>("--seqlen-k") { Description = "Key length when it differs from the query length." };
+        var headDim = new Option<int[]>("--hdim") { Description = $"Head dim(s) (default {Defaults.HeadDim}).", AllowMultipleArgumentsPerToken = true };
+        var heads = new Option<int?>("--heads") { Description = $"Query heads (default {Defaults.Heads})." };
+        var headsK = new Option<int?>("--heads-k") { Description = "Key/value heads, dividing --heads (GQA/MQA); default: --heads." };
+        var batch = new Option<int?>("--batch") { Description = $"Batch size (default {Defaults.Batch})." };
+        var causal = new Option<bool>("--causal") { Description = "Causal mask (FLOPs halved)." };
+        var dtype = new Option<string?>("--dtype") { Description = "Element type: fp32, fp16 or bf16 (default: fp32 on the CPU, the backend's choice elsewhere)." };
+        dtype.AcceptOnlyFromAmong("fp32", "fp16", "bf16");
+        var forward = new Option<bool>("--forward") { Description = "Time the forward pass (neither --forward nor --backward: both)." };
+        var backward = new Option<bool>("--backward") { Description = "Time the backward pass, FLOPs 2.5× forward (neither --forward nor --backward: both)." };
+        var warmup = new Option<int?>("--warmup") { Description = "Untimed calls per case (default: 1 on the CPU)." };
+        var repeats = new Option<int?>("--repeats") { Description = "Timed calls per case; median, min and max are reported (default: 5 on the CPU)." };
+        var json = new Option<string?>("--json") { Description = "Write the rows to this JSON file (schema: bench/SCHEMA.md).", HelpName = "FILE" };
+        var compare = new Option<string[]>("--compare") { Description = "Peer results (bench JSON, e.g. from bench/peers/) to compare with: the table gains the best peer and the ratio.", HelpName = "FILE", AllowMultipleArgumentsPerToken = true };
+        var seed = new Option<int?>("--seed") { Description = "Seed of the random inputs (default: a fresh one each run)." };
+        var peak = new Option<double?>("--peak-gflops") { Description = "The CPU's fp32 FMA peak in GFLOP/s, to skip measuring it (see flashattn info)." };
+
+        var command = new Command("bench", $"""
+            Time attention and print a table: median (min–max) time, GFLOP/s (CPU) or TFLOP/s (GPU), % of the measured
+            fp32 FMA peak for CPU rows, and the best peer with our ratio to it when --compare is given.
+            FLOPs are FlashAttention's count: 4·B·H·Sq·Sk·D, half for causal, 2.5× for backward.
+            Without shape options it runs the built-in problem: b{Defaults.Batch} h{Defaults.Heads} s{Defaults.SeqLen} d{Defaults.HeadDim}, forward and backward
+            (fp32 on the CPU). Inputs are fresh standard-normal values, rotated between calls.
+            """)
+        {
+            device, grid, seqLen, seqLenK, headDim, heads, headsK, batch, causal, dtype, forward, backward, warmup, repeats, json, compare, seed, peak,
+        }.WithExamples(
+            "flashattn bench",
+            "flashattn bench --device cpu --seqlen 4096 --hdim 128 --heads 8",
+            "flashattn bench --seqlen 512 1024 2048 --hdim 64 128 --causal --forward --json cpu.json",
+            "flashattn bench --device cuda --grid paper --dtype bf16 --json h100.json --compare bench/peers/h100.json");
+
+        CommandActions.Set(command, (p, context) =>
+        {
+            var backend = ResolveBackend(backends, p.GetValue(device), context);
+            var type = p.GetValue(dtype) is string dt ? ParseType(dt) : backend.DefaultType;
+            var directions = (p.GetValue(forward), p.GetValue(backward)) switch
+            {
+                (true, false) => new[] { BenchDirection.Forward },
+                (false, true) => new[] { BenchDirection.Backward },
+                _ => new[] { BenchDirection.Forward, BenchDirection.Backward },
+            };
+            int[]? seqLens = NonEmpty(p.GetValue(seqLen)), headDims = NonEmpty(p.GetValue(headDim));
+            foreach (int s in seqLens ?? []) Positive("--seqlen", s);
+            foreach (int d in headDims ?? []) Positive("--hdim", d);
+
+            IReadOnlyList<BenchCase> cases;
+            if (p.GetValue(grid) is "paper")
+            {
+                if (p.GetValue(batch) is not null || p.GetValue(heads) is not null || p.GetValue(headsK) is not null || p.GetValue(seqLenK) is not null)
+                    throw new CliException("--grid paper sets batch, heads and lengths itself; use --seqlen, --hdim and --causal to narrow it");
+                cases = BenchGrid.Paper(type, directions, seqLens, headDims, p.GetValue(causal) ? true : null);
+                if (cases.Count == 0)
+                    throw new CliException($"--grid paper: no case left after --seqlen/--hdim; the grid has seqlen {string.Join(", ", BenchGrid.PaperSeqLens)} and head dim {string.Join(", ", BenchGrid.PaperHeadDims)}");
+            }
+            else
+            {
+                int b = Positive("--batch", p.GetValue(batch) ?? Defaults.Batch);
+                int h = Positive("--heads", p.GetValue(heads) ?? Defaults.Heads);
+                int hk = Positive("--heads-k", p.GetValue(headsK) ?? h);
+                if (h % hk != 0) throw new CliException($"--heads-k: expected a divisor of --heads = {h}; got {hk}");
+                int? sk = p.GetValue(seqLenK) is int k ? Positive("--seqlen-k", k) : null;
+                var list = new List<BenchCase>();
+                foreach (var direction in directions)
+                foreach (int d in headDims ?? [Defaults.HeadDim])
+                foreach (int s in seqLens ?? [Defaults.SeqLen])
+                    list.Add(new BenchCase(b, s, sk ?? s, h, hk, d, type, p.GetValue(causal), direction));
+                cases = list;
+            }
+            foreach (var c in cases)
+                if (!backend.Supports(c, out string why)) throw new CliException($"{c}: {why}");
+
+            var settings = new BenchSettings(
+                NonNegative("--warmup", p.GetValue(warmup) ?? backend.DefaultWarmup),
+                Positive("--repeats", p.GetValue(repeats) ?? backend.DefaultRepeats),
+                p.GetValue(seed) ?? Random.Shared.Next());
+
+            // Read peers first: a bad file should fail before minutes of timing.
+            var peerRows = new List<BenchRow>();
+            foreach (string file in p.GetValue(compare) ?? []) peerRows.AddRange(BenchJson.Load(file).Rows);
+            string? jsonPath = p.GetValue(json);
+            if (jsonPath is not null) CheckWritable(jsonPath, "--json");
+
+            double? knownPeak = p.GetValue(peak);
+            if (knownPeak is double kp && !(kp > 0)) throw new CliException($"--peak-gflops: expected a value > 0; got {kp}");
+            if (backend.Device == "cpu" && knownPeak is null) context.Progress("measuring the CPU's fp32 FMA peak…");
+            var deviceInfo = backend.DescribeDevice(knownPeak);
+            context.Progress($"{backend.Implementation} on {backend.Device}: {deviceInfo.Name}" +
+                             (deviceInfo.PeakGflops is double pk ? $", fp32 FMA peak {pk:F0} GFLOP/s" : ""));
+            if (backend.Device == "cpu" && cases.Count > 4 && deviceInfo.PeakGflops is double cpuPeak)
+            {
+                double seconds = cases.Sum(c => c.Flops) * (settings.Warmup + settings.Repeats) / (0.3e9 * cpuPeak);
+                if (seconds > 120)
+                    context.Warn($"{cases.Count} cases on the CPU: roughly {FormatDuration(seconds)} at 30% of peak (the paper grid is meant for GPUs)");
+            }
+
+            string commit = GitCommit.Current();
+            string note = $"flashattn bench {string.Join(' ', p.Tokens.Select(t => t.Value))}".TrimEnd();
+            var rows = new List<BenchRow>();
+            var total = Stopwatch.StartNew();
+            try
+            {
+                for (int i = 0; i < cases.Count; i++)
+                {
+                    var c = cases[i];
+                    string label = $"[{i + 1}/{cases.Count}] {c}";
+                    context.Progress($"{label}…");
+                    var m = backend.Run(c, settings, line => context.Progress($"{label}: {line}"), CancellationToken.None);
+                    var row = BenchRows.From(m, deviceInfo, backend.Implementation, settings, commit, DateTimeOffset.UtcNow);
+                    rows.Add(row);
+                    // Saved after every case: a run cut short (a time limit on the GPU machine, Ctrl+C) keeps what it measured.
+                    if (jsonPath is not null) BenchJson.Save(jsonPath, new BenchFile { Rows = rows, Note = note });
+                    context.Progress($"{label}: {row.TimeMsMedian.ToString("G4", CultureInfo.InvariantCulture)} ms, " +
+                                     $"{BenchTable.Speed(row.Tflops, row.Device == "cpu")} {(row.Device == "cpu" ? "GFLOP/s" : "TFLOP/s")}");
+                }
+            }
+            finally
+            {
+                (backend as IDisposable)?.Dispose();
+            }
+
+            if (peerRows.Count > 0)
+            {
+                int matched = BenchRows.AttachPeers(rows, peerRows, context.Warn);
+                if (matched == 0) context.Warn("no peer row matches a measured case (same device kind, dtype, shape, mask and direction)");
+            }
+            context.Console.Write(BenchTable.Build(rows));
+            context.Out.WriteLine($"{deviceInfo.Name} · commit {commit} · {settings.Repeats} timed calls after {settings.Warmup} warm-up · total {total.Elapsed.TotalSeconds:F1} s");
+            if (jsonPath is not null)
+            {
+                BenchJson.Save(jsonPath, new BenchFile { Rows = rows, Note = note });
+                context.Out.WriteLine($"wrote {rows.Count} rows to {jsonPath}");
+            }
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+
+    private static IBenchBackend ResolveBackend(IReadOnlyList<IBenchBackend> backends, string? device, CliContext context)
+    {
+        if (device is not null)
+        {
+            var chosen = backends.FirstOrDefault(b => string.Equals(b.Device, device, StringComparison.OrdinalIgnoreCase))
+                ?? throw new CliException($"--device {device}: no such backend in this build; available: {string.Join(", ", backends.Select(b => b.Device))}", ExitCodes.DeviceUnavailable);
+            if (!chosen.IsAvailable(out string reason))
+                throw new CliException($"--device {device}: not usable here: {reason}", ExitCodes.DeviceUnavailable);
+            return chosen;
+        }
+        foreach (var b in backends)
+        {
+            if (b.IsAvailable(out string reason)) return b;
+            context.Progress($"{b.Device}: not usable ({reason}); trying the next device");
+        }
+        throw new CliException("no usable device", ExitCodes.DeviceUnavailable);
+    }
+
+    internal static DataType ParseType(string name) => name.ToLowerInvariant() switch
+    {
+        "fp32" or "float32" => DataType.Float32,
+        "fp16" or "float16" => DataType.Float16,
+        "bf16" or "bfloat16" => DataType.BFloat16,
+        _ => throw new CliException($"--dtype: expected fp32, fp16 or bf16; got '{name}'"),
+    };
+
+    private static int[]? NonEmpty(int[]? values) => values is { Length: > 0 } ? values.Distinct().ToArray() : null;
+
+    private static int Positive(string option, int value)
+        => value > 0 ? value : throw new CliException($"{option}: expected a positive integer; got {value}");
+
+    private static int NonNegative(string option, int value)
+        => value >= 0 ? value : throw new CliException($"{option}: expected 0 or more; got {value}");
+
+    internal static void CheckWritable(string path, string option)
+    {
+        string? dir = Path.GetDirectoryName(Path.GetFullPath(path));
+        if (dir is null || !Directory.Exists(dir)) throw new CliException($"{option} {path}: the folder {dir} does not exist");
+        if (Directory.Exists(path)) throw new CliException($"{option} {path}: is a folder; expected a file name");
+    }
+
+    private static string FormatDuration(double seconds) => seconds switch
+    {
+        < 120 => $"{seconds:F0} s",
+        < 7200 => $"{seconds / 60:F0} min",
+        _ => $"{seconds / 3600:F1} h",
+    };
+}

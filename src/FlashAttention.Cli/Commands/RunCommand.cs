@@ -1,0 +1,161 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Numerics.Tensors;
+using FlashAttention.Cli.Bench;
+using FlashAttention.Cli.Npy;
+using FlashAttention.Cli.Terminal;
+using FlashAttention.Numerics;
+
+namespace FlashAttention.Cli.Commands;
+
+/// <summary><c>flashattn run</c>: attention on tensors from NumPy .npy files, on the CPU engine.</summary>
+internal static class RunCommand
+{
+    public static Command Create()
+    {
+        var q = new Option<string>("--q") { Description = "Query .npy: (batch, seqlen_q, heads_q, head_dim) or (seqlen_q, heads_q, head_dim).", Required = true, HelpName = "FILE" };
+        var k = new Option<string>("--k") { Description = "Key .npy: (batch, seqlen_k, heads_k, head_dim) or (seqlen_k, heads_k, head_dim); heads_k divides heads_q.", Required = true, HelpName = "FILE" };
+        var v = new Option<string>("--v") { Description = "Value .npy, shaped like the key.", Required = true, HelpName = "FILE" };
+        var output = new Option<string>("--out") { Description = "Output .npy, shaped like the query, in the query's dtype.", Required = true, HelpName = "FILE" };
+        var lse = new Option<string?>("--lse") { Description = "Also write the row log-sum-exp (float32, natural log): (batch, heads_q, seqlen_q), or (heads_q, seqlen_q) for rank-3 inputs.", HelpName = "FILE" };
+        var causal = new Option<bool>("--causal") { Description = "Causal mask, aligned to the bottom-right corner when seqlen_q ≠ seqlen_k." };
+        var windowLeft = new Option<int>("--window-left") { Description = "Sliding window: keys visible left of the diagonal (-1 = unbounded).", DefaultValueFactory = _ => -1 };
+        var windowRight = new Option<int>("--window-right") { Description = "Sliding window: keys visible right of the diagonal (-1 = unbounded).", DefaultValueFactory = _ => -1 };
+        var softcap = new Option<float>("--softcap") { Description = "Softcap: scores become cap·tanh(s/cap) (0 = off)." };
+        var scale = new Option<float?>("--scale") { Description = "Softmax scale (default 1/sqrt(head_dim))." };
+
+        var command = new Command("run", $"""
+            Compute attention O = softmax(scale · Q Kᵀ + mask) V on tensors read from NumPy .npy files (CPU engine) and
+            write O (and optionally the log-sum-exp) as .npy. Layout (batch, seqlen, heads, head_dim), C order;
+            rank 3 (seqlen, heads, head_dim) means batch 1. Element types: {NpyDescr.AcceptedText}.
+            bfloat16 has no NumPy type: pass its raw bits as uint16, e.g. (x.astype(np.float32).view(np.uint32) >> 16).astype(np.uint16),
+            or an ml_dtypes.bfloat16 array (saved as '<V2'). O is written with the query's dtype and descr.
+            q, k and v must share one element type. Nothing is written when anything fails.
+            """)
+        {
+            q, k, v, output, lse, causal, windowLeft, windowRight, softcap, scale,
+        }.WithExamples(
+            "flashattn run --q q.npy --k k.npy --v v.npy --out o.npy",
+            "flashattn run --q q.npy --k k.npy --v v.npy --out o.npy --lse lse.npy --causal",
+            "flashattn run --q q.npy --k k.npy --v v.npy --out o.npy --window-left 256 --window-right 0 --softcap 30",
+            "python3 scripts/numpy_attention_check.py      # compare with NumPy's attention on random files");
+
+        CommandActions.Set(command, (p, context) =>
+        {
+            string qPath = p.GetValue(q)!, kPath = p.GetValue(k)!, vPath = p.GetValue(v)!, outPath = p.GetValue(output)!;
+            string? lsePath = p.GetValue(lse);
+            BenchCommand.CheckWritable(outPath, "--out");
+            if (lsePath is not null)
+            {
+                BenchCommand.CheckWritable(lsePath, "--lse");
+                if (Path.GetFullPath(lsePath) == Path.GetFullPath(outPath)) throw new CliException($"--lse {lsePath}: the same file as --out; expected two different files");
+            }
+            var options = new AttentionOptions
+            {
+                Causal = p.GetValue(causal),
+                WindowLeft = p.GetValue(windowLeft),
+                WindowRight = p.GetValue(windowRight),
+                Softcap = p.GetValue(softcap),
+                SoftmaxScale = p.GetValue(scale),
+            };
+
+            var query = NpyFile.Read(qPath);
+            var key = NpyFile.Read(kPath);
+            var value = NpyFile.Read(vPath);
+            ExpectLayout(query, qPath);
+            foreach (var (array, path) in new[] { (key, kPath), (value, vPath) })
+            {
+                ExpectLayout(array, path);
+                if (array.ElementType != query.ElementType)
+                    throw new NpyFormatException(path, $"dtype '{array.Descr}' ({array.ElementType}) differs from {qPath}'s '{query.Descr}' ({query.ElementType}); expected q, k and v to share one element type");
+                if (array.Rank != query.Rank)
+                    throw new NpyFormatException(path, $"rank {array.Rank} with shape {NpyArray.ShapeText(array.Shape)}, but {qPath} has rank {query.Rank}; expected the same layout for q, k and v");
+            }
+
+            bool batched = query.Rank == 4;
+            long[] qShape = batched ? query.Shape : [1, .. query.Shape];
+            long[] kShape = batched ? key.Shape : [1, .. key.Shape];
+            long[] vShape = batched ? value.Shape : [1, .. value.Shape];
+            var o = NpyArray.Create(query.Descr, query.Shape);
+            long[] lseShape = batched ? [qShape[0], qShape[2], qShape[1]] : [qShape[2], qShape[1]];
+            var logSumExp = NpyArray.Create("<f4", lseShape);
+
+            double flops = FlopCount.Forward((int)Math.Min(qShape[0], int.MaxValue), (int)Math.Min(qShape[2], int.MaxValue),
+                (int)Math.Min(qShape[1], int.MaxValue), (int)Math.Min(kShape[1], int.MaxValue), (int)Math.Min(qShape[3], int.MaxValue), false);
+            if (flops > 5e9)
+                context.Progress($"computing attention: batch {qShape[0]}, seqlen {qShape[1]}×{kShape[1]}, heads {qShape[2]}/{kShape[2]}, head dim {qShape[3]}, {query.ElementType}…");
+            var watch = Stopwatch.StartNew();
+            var files = new Dictionary<string, string> { ["query"] = qPath, ["key"] = kPath, ["value"] = vPath, ["output"] = outPath, ["logSumExp"] = lsePath ?? "(lse)" };
+            try
+            {
+                switch (query.ElementType)
+                {
+                    case NpyElementType.Float32: Forward<float>(query, key, value, o, logSumExp, qShape, kShape, vShape, lseShape, batched, options); break;
+                    case NpyElementType.Float16: Forward<Half>(query, key, value, o, logSumExp, qShape, kShape, vShape, lseShape, batched, options); break;
+                    default: Forward<BFloat16>(query, key, value, o, logSumExp, qShape, kShape, vShape, lseShape, batched, options); break;
+                }
+            }
+            catch (AttentionArgumentException e)
+            {
+                // The library names the argument ("key: expected …"); say which file that is.
+                string message = e.Message;
+                if (e.ParamName is { } name && files.TryGetValue(name, out string? file) && message.StartsWith(name + ":", StringComparison.Ordinal))
+                    message = $"{name} ({file}){message[name.Length..]}";
+                else if (e.ParamName == "options")
+                    message = message.Replace("options.SoftmaxScale", "--scale").Replace("options.Softcap", "--softcap")
+                        .Replace("options.WindowLeft", "--window-left").Replace("options.WindowRight", "--window-right").Replace("Causal = true", "--causal");
+                throw new CliException(message);
+            }
+            double seconds = watch.Elapsed.TotalSeconds;
+
+            // Both files go to temporary names first and are renamed together: a failure leaves neither.
+            var outputs = new List<(string Path, NpyArray Array)> { (outPath, o) };
+            if (lsePath is not null) outputs.Add((lsePath, logSumExp));
+            var temps = new List<string>();
+            try
+            {
+                foreach (var (path, array) in outputs)
+                {
+                    string temp = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, $".{Path.GetFileName(path)}.{Environment.ProcessId}.tmp");
+                    temps.Add(temp);
+                    NpyFile.Write(temp, array);
+                }
+                for (int i = 0; i < outputs.Count; i++) File.Move(temps[i], outputs[i].Path, overwrite: true);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                foreach (string temp in temps) try { File.Delete(temp); } catch (IOException) { }
+                throw new CliException($"cannot write the output: {CliContext.OneLine(e.Message)}", ExitCodes.Failure);
+            }
+            foreach (var (path, array) in outputs)
+                context.Out.WriteLine($"wrote {path}: shape {NpyArray.ShapeText(array.Shape)} '{array.Descr}'");
+            context.Out.WriteLine($"attention took {seconds * 1e3:F1} ms ({flops / seconds / 1e9:F1} GFLOP/s by the full-attention count)");
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+
+    private static void ExpectLayout(NpyArray array, string path)
+    {
+        if (array.Rank is not (3 or 4))
+            throw new NpyFormatException(path, $"shape {NpyArray.ShapeText(array.Shape)} has rank {array.Rank}; expected (batch, seqlen, heads, head_dim) or (seqlen, heads, head_dim)");
+        foreach (long length in array.Shape)
+            if (length > int.MaxValue)
+                throw new NpyFormatException(path, $"shape {NpyArray.ShapeText(array.Shape)}: a length exceeds {int.MaxValue}");
+    }
+
+    private static void Forward<T>(NpyArray q, NpyArray k, NpyArray v, NpyArray o, NpyArray lse,
+        long[] qShape, long[] kShape, long[] vShape, long[] lseShape, bool batched, AttentionOptions options) where T : unmanaged
+    {
+        long[] lse4 = batched ? lseShape : [1, .. lseShape];
+        Attention.Forward<T>(
+            new ReadOnlyTensorSpan<T>(q.AsSpan<T>(), Lengths(qShape)),
+            new ReadOnlyTensorSpan<T>(k.AsSpan<T>(), Lengths(kShape)),
+            new ReadOnlyTensorSpan<T>(v.AsSpan<T>(), Lengths(vShape)),
+            new TensorSpan<T>(o.AsSpan<T>(), Lengths(qShape)),
+            new TensorSpan<float>(lse.AsSpan<float>(), Lengths(lse4)),
+            options);
+    }
+
+    private static nint[] Lengths(long[] shape) => shape.Select(l => (nint)l).ToArray();
+}

@@ -1,0 +1,55 @@
+using System.Globalization;
+using System.Text;
+using FlashAttention.Cli.Bench;
+
+namespace FlashAttention.Cli.Report;
+
+/// <summary>The Markdown table written beside each chart, for people who read rather than look.</summary>
+public static class MarkdownReport
+{
+    public static string Table(ChartGroup g, string? pngFileName, double? ceiling)
+    {
+        var sb = new StringBuilder();
+        var (dates, commits) = g.Provenance();
+        if (g.IsSample) sb.AppendLine("> **SAMPLE DATA — made up for tests, not a measurement.**").AppendLine();
+        sb.AppendLine($"## {g.DirectionTitle}, head dim {g.HeadDim}, {g.MaskTitle}, {g.Dtype}").AppendLine();
+        sb.AppendLine($"{g.DeviceName} · {dates} · commit `{commits}` · {g.Unit} (higher is better; FLOPs = 4·B·H·Sq·Sk·D{(g.Mask == "causal" ? ", halved for causal" : "")}{(g.Direction == "bwd" ? ", ×2.5 for backward" : "")})").AppendLine();
+        if (pngFileName is not null) sb.AppendLine($"![{g.DirectionTitle}, head dim {g.HeadDim}, {g.Mask}]({pngFileName})").AppendLine();
+        var impls = g.Implementations;
+        var peers = impls.Where(i => i != "flashattn").ToList();
+        bool ratio = impls.Contains("flashattn") && peers.Count > 0;
+        sb.Append("| seqlen | batch × heads |");
+        foreach (string impl in impls) sb.Append($" {impl} |");
+        if (ratio) sb.Append(" flashattn / best peer |");
+        sb.AppendLine();
+        sb.Append("|---:|---:|");
+        foreach (string _ in impls) sb.Append("---:|");
+        if (ratio) sb.Append("---:|");
+        sb.AppendLine();
+        foreach (var s in g.SeqLens)
+        {
+            var any = impls.Select(i => g.Find(i, s)).First(r => r is not null)!;
+            string len = s.Q == s.K ? s.Q.ToString(CultureInfo.InvariantCulture) : $"{s.Q}×{s.K}";
+            sb.Append($"| {len} | {any.Batch} × {any.HeadsQ}{(any.HeadsK != any.HeadsQ ? "/" + any.HeadsK : "")} |");
+            foreach (string impl in impls)
+                sb.Append(g.Find(impl, s) is { } r ? $" {Format(r.Tflops * g.Scale)} |" : " – |");
+            if (ratio)
+            {
+                var ours = g.Find("flashattn", s);
+                var best = peers.Select(pi => g.Find(pi, s)).Where(r => r is not null).MaxBy(r => r!.Tflops);
+                sb.Append(ours is not null && best is not null && best.Tflops > 0
+                    ? $" {(ours.Tflops / best.Tflops).ToString("F2", CultureInfo.InvariantCulture)}× ({best.Implementation}) |"
+                    : " – |");
+            }
+            sb.AppendLine();
+        }
+        if (ceiling is double c) sb.AppendLine().AppendLine($"{char.ToUpperInvariant(g.CeilingLabel[0])}{g.CeilingLabel[1..]}: {Format(c * g.Scale)} {g.Unit}.");
+        var notes = g.Rows.Where(r => !string.IsNullOrEmpty(r.Row.Notes)).Select(r => $"{r.Row.Implementation}: {r.Row.Notes}").Distinct().ToList();
+        if (notes.Count > 0) sb.AppendLine().AppendLine("Notes: " + string.Join("; ", notes) + ".");
+        var files = g.Rows.Select(r => Path.GetFileName(r.File)).Distinct().ToList();
+        sb.AppendLine().AppendLine("Source: " + string.Join(", ", files.Select(f => $"`{f}`")) + ".");
+        return sb.ToString();
+    }
+
+    public static string Format(double v) => v.ToString(v >= 100 ? "F0" : v >= 10 ? "F1" : "F2", CultureInfo.InvariantCulture);
+}

@@ -1,0 +1,229 @@
+using System.CommandLine;
+using FlashAttention.Cli;
+using FlashAttention.Cli.Bench;
+using FlashAttention.Cli.Commands;
+using FlashAttention.Cli.Terminal;
+
+namespace FlashAttention.Tests.Cli;
+
+/// <summary><c>flashattn bench</c> with fake backends (fast, independent of the engine's speed) and on the real CPU engine at a tiny size.</summary>
+public class BenchCommandTests : IDisposable
+{
+    private readonly CliHarness _h = new();
+
+    public void Dispose() => _h.Dispose();
+
+    /// <summary>A backend that "takes" 1 ms per GFLOP, so its speed is exactly 1 TFLOP/s.</summary>
+    private sealed class FakeBackend(string device, bool available = true) : IBenchBackend
+    {
+        public List<BenchCase> Ran { get; } = [];
+        public string Device => device;
+        public string Implementation => "flashattn";
+        public DataType DefaultType => DataType.BFloat16;
+        public int DefaultWarmup => 2;
+        public int DefaultRepeats => 3;
+
+        public bool IsAvailable(out string reason)
+        {
+            reason = available ? "" : "no GPU found (fake)";
+            return available;
+        }
+
+        public bool Supports(BenchCase benchCase, out string reason)
+        {
+            reason = "";
+            return true;
+        }
+
+        public BenchDeviceInfo DescribeDevice(double? knownPeakGflops) => new()
+        {
+            Device = device, Name = "Fake H100", SmCount = 132, DriverVersion = "560.00", NvrtcVersion = "12.6",
+        };
+
+        public BenchMeasurement Run(BenchCase benchCase, BenchSettings settings, Action<string>? progress, CancellationToken cancellationToken)
+        {
+            Ran.Add(benchCase);
+            double ms = benchCase.Flops / 1e9;
+            return new BenchMeasurement(benchCase, [ms * 0.99, ms, ms * 1.2]);
+        }
+    }
+
+    private CliResult Run(IReadOnlyList<IBenchBackend> backends, params string[] args)
+    {
+        var root = new RootCommand("test");
+        root.Subcommands.Add(BenchCommand.Create(backends));
+        CommandHelp.Install(root);
+        var output = new StringWriter();
+        var error = new StringWriter();
+        int code = Program.Run(args, output, error, root);
+        return new CliResult(code, output.ToString(), error.ToString());
+    }
+
+    [Fact]
+    public void DefaultDeviceIsTheFirstUsableBackend()
+    {
+        var gpu = new FakeBackend("cuda");
+        var result = Run([gpu, new CpuBenchBackend()], "bench", "--seqlen", "1024", "--hdim", "64");
+        Assert.True(result.ExitCode == 0, result.Err);
+        Assert.Equal(2, gpu.Ran.Count); // forward and backward
+        Assert.Contains("TFLOP/s", result.Out);
+        Assert.Contains("b1 h8 s1024 d64", result.Out);
+        Assert.Contains("1.00", result.Out); // 1 TFLOP/s by construction
+    }
+
+    [Fact]
+    public void UnusableBackendIsSkippedByDefault()
+    {
+        var gpu = new FakeBackend("cuda", available: false);
+        var cpu = new FakeBackend("cpu");
+        var result = Run([gpu, cpu], "bench", "--forward");
+        Assert.True(result.ExitCode == 0, result.Err);
+        Assert.Empty(gpu.Ran);
+        Assert.Single(cpu.Ran);
+        Assert.Contains("cuda: not usable (no GPU found (fake))", result.Err);
+    }
+
+    [Fact]
+    public void RequestedDeviceThatIsUnusableExitsWithThree()
+    {
+        var result = Run([new FakeBackend("cuda", available: false), new FakeBackend("cpu")], "bench", "--device", "cuda");
+        result.AssertOneLineError(ExitCodes.DeviceUnavailable, "--device cuda: not usable here: no GPU found (fake)");
+    }
+
+    [Fact]
+    public void RequestedDeviceThatIsNotRegisteredExitsWithThree()
+    {
+        var result = _h.Run("bench", "--device", "cuda");
+        result.AssertOneLineError(ExitCodes.DeviceUnavailable, "--device cuda", "available: cpu");
+    }
+
+    [Fact]
+    public void PaperGridHasTheFlashAttention3Shapes()
+    {
+        var cases = BenchGrid.Paper(DataType.BFloat16, [BenchDirection.Forward, BenchDirection.Backward]);
+        Assert.Equal(2 * 2 * 3 * 6, cases.Count);
+        Assert.All(cases, c =>
+        {
+            Assert.Equal(16384, c.Batch * c.SeqLenQ);
+            Assert.Equal(2048, c.HeadsQ * c.HeadDim);
+        });
+        var gpu = new FakeBackend("cuda");
+        var result = Run([gpu], "bench", "--grid", "paper", "--hdim", "128", "--causal", "--forward");
+        Assert.True(result.ExitCode == 0, result.Err);
+        Assert.Equal(6, gpu.Ran.Count);
+        Assert.All(gpu.Ran, c => Assert.True(c.Causal && c.HeadDim == 128 && c.HeadsQ == 16));
+        Assert.Contains("[6/6]", result.Err); // progress
+    }
+
+    [Fact]
+    public void JsonRowsCarryTheContextAndRoundTrip()
+    {
+        string json = _h.PathOf("out.json");
+        var result = Run([new FakeBackend("cuda")], "bench", "--seqlen", "512", "2048", "--hdim", "128", "--heads", "16", "--heads-k", "4",
+            "--batch", "2", "--causal", "--dtype", "fp16", "--json", json);
+        Assert.True(result.ExitCode == 0, result.Err);
+        var file = BenchJson.Load(json);
+        Assert.Equal(4, file.Rows.Count);
+        var row = file.Rows.Single(r => r.Direction == "bwd" && r.SeqlenQ == 2048);
+        Assert.Equal("flashattn", row.Implementation);
+        Assert.Equal("cuda", row.Device);
+        Assert.Equal("Fake H100", row.DeviceName);
+        Assert.Equal(132, row.SmCount);
+        Assert.Equal("560.00", row.DriverVersion);
+        Assert.Equal("fp16", row.Dtype);
+        Assert.Equal((2, 2048, 2048, 16, 4, 128), (row.Batch, row.SeqlenQ, row.SeqlenK, row.HeadsQ, row.HeadsK, row.HeadDim));
+        Assert.Equal("causal", row.Mask);
+        Assert.Equal(FlopCount.Backward(2, 16, 2048, 2048, 128, true), row.Flops);
+        Assert.Equal(1.0, row.Tflops, 3);
+        Assert.True(row.TimeMsMin <= row.TimeMsMedian && row.TimeMsMedian <= row.TimeMsMax);
+        Assert.NotNull(row.ParsedDate);
+        Assert.False(string.IsNullOrEmpty(row.Commit));
+
+        string text = File.ReadAllText(json);
+        Assert.Contains("\"seqlen_q\": 2048", text);
+        Assert.Contains("\"time_ms_median\"", text);
+        Assert.Equal(BenchJson.Serialize(file), BenchJson.Serialize(BenchJson.Parse(BenchJson.Serialize(file), "again")));
+    }
+
+    [Fact]
+    public void CompareAddsTheBestPeerAndTheRatio()
+    {
+        string peers = _h.PathOf("peers.json");
+        var baseRow = new BenchRow
+        {
+            Device = "cuda", DeviceName = "Fake H100", Dtype = "bf16", Batch = 1, SeqlenQ = 2048, SeqlenK = 2048, HeadsQ = 8, HeadsK = 8,
+            HeadDim = 128, Mask = "full", Direction = "fwd", TimeMsMedian = 1, TimeMsMin = 1, TimeMsMax = 1, Date = "2026-11-24T00:00:00Z",
+        };
+        BenchRow Peer(string impl, double tflops) => new()
+        {
+            Implementation = impl, Device = baseRow.Device, DeviceName = baseRow.DeviceName, Dtype = baseRow.Dtype, Batch = 1, SeqlenQ = 2048,
+            SeqlenK = 2048, HeadsQ = 8, HeadsK = 8, HeadDim = 128, Mask = "full", Direction = "fwd", TimeMsMedian = 1, TimeMsMin = 1, TimeMsMax = 1,
+            Tflops = tflops, Date = baseRow.Date,
+        };
+        BenchJson.Save(peers, new BenchFile { Rows = [Peer("cudnn", 0.8), Peer("fa2", 0.5)] });
+        string json = _h.PathOf("ours.json");
+        var result = Run([new FakeBackend("cuda")], "bench", "--forward", "--compare", peers, "--json", json);
+        Assert.True(result.ExitCode == 0, result.Err);
+        Assert.Contains("best peer", result.Out);
+        Assert.Contains("cudnn", result.Out);
+        Assert.Contains("1.25×", result.Out); // 1.0 / 0.8
+        Assert.DoesNotContain("\u001b[", result.Out); // no colour codes when not a terminal
+        var row = BenchJson.Load(json).Rows.Single();
+        Assert.Equal(["cudnn", "fa2"], row.Peers!.Select(p => p.Implementation).Order());
+    }
+
+    [Fact]
+    public void BadCompareFileFailsBeforeTiming()
+    {
+        string peers = _h.PathOf("peers.json");
+        File.WriteAllText(peers, "{ \"rows\": [ { \"implementation\": \"cudnn\", ");
+        var gpu = new FakeBackend("cuda");
+        var result = Run([gpu], "bench", "--compare", peers);
+        result.AssertOneLineError(2, "peers.json: not a valid bench JSON file");
+        Assert.Empty(gpu.Ran);
+    }
+
+    [Theory]
+    [InlineData("--seqlen", "0", "--seqlen: expected a positive integer; got 0")]
+    [InlineData("--heads-k", "3", "--heads-k: expected a divisor of --heads = 8; got 3")]
+    [InlineData("--repeats", "0", "--repeats: expected a positive integer; got 0")]
+    [InlineData("--dtype", "fp64", "fp64")]
+    [InlineData("--grid", "huge", "huge")]
+    public void BadOptionsAreOneLineErrors(string option, string value, string message)
+    {
+        var gpu = new FakeBackend("cuda");
+        var result = Run([gpu], "bench", option, value);
+        result.AssertOneLineError(2, message);
+        Assert.Empty(gpu.Ran);
+    }
+
+    [Fact]
+    public void JsonIntoAMissingFolderFailsBeforeTiming()
+    {
+        var gpu = new FakeBackend("cuda");
+        var result = Run([gpu], "bench", "--json", _h.PathOf("nope/out.json"));
+        result.AssertOneLineError(2, "--json", "does not exist");
+        Assert.Empty(gpu.Ran);
+    }
+
+    [Fact]
+    public void CpuEngineTinyCaseFillsTheTable()
+    {
+        // The real CPU backend at a size that takes milliseconds: checks the plumbing, not the speed.
+        string json = _h.PathOf("cpu.json");
+        var result = _h.Run("bench", "--device", "cpu", "--seqlen", "32", "--hdim", "16", "--heads", "2", "--warmup", "0", "--repeats", "2",
+            "--peak-gflops", "100", "--json", json);
+        Assert.True(result.ExitCode == 0, result.Err);
+        Assert.Contains("GFLOP/s", result.Out);
+        Assert.Contains("% peak", result.Out);
+        var rows = BenchJson.Load(json).Rows;
+        Assert.Equal(["bwd", "fwd"], rows.Select(r => r.Direction).Order());
+        Assert.All(rows, r =>
+        {
+            Assert.Equal("cpu", r.Device);
+            Assert.Equal(100, r.PeakGflops);
+            Assert.NotNull(r.PercentOfPeak);
+            Assert.True(r.Tflops > 0);
+        });
+    }
+}
