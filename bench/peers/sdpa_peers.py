@@ -55,6 +55,14 @@ def time_ms(fn, warmup, repeats):
     return times
 
 
+def gemm_tflops(dtype, n=8192, repeats=20):
+    """The practical ceiling: a dense n^3 matrix product through cuBLAS, median of timed runs, random inputs."""
+    a = torch.randn(n, n, device="cuda", dtype=dtype)
+    b = torch.randn(n, n, device="cuda", dtype=dtype)
+    times = time_ms(lambda: a @ b, 5, repeats)
+    return 2.0 * n ** 3 / statistics.median(times) / 1e9
+
+
 def run_case(case, backend, dtype, backward, warmup, repeats):
     b, s, h, d = case["batch"], case["seqlen"], case["heads"], case["hdim"]
     gen = torch.Generator(device="cuda").manual_seed(1234)
@@ -96,6 +104,10 @@ def main():
                       heads=args.heads or 2048 // d, hdim=d, causal=c) for d in args.hdim for c in causals]
 
     props = torch.cuda.get_device_properties(0)
+    driver = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                            capture_output=True, text=True).stdout.strip().splitlines()
+    gemm = gemm_tflops(DTYPES[args.dtype])
+    print(f"{props.name}: dense {args.dtype} GEMM 8192^3 at {gemm:.0f} TFLOP/s (the ceiling line of the charts)")
     commit = os.environ.get("FLASHATTN_COMMIT") or subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip() or "unknown"
     now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
@@ -111,21 +123,22 @@ def main():
             med = statistics.median(times)
             f = flops(case, args.backward)
             row = {
-                "implementation": backend, "device": props.name, "sm_count": props.multi_processor_count,
-                "driver": torch.version.cuda, "nvrtc": None, "commit": commit, "date": now,
+                "implementation": backend, "device": "cuda", "device_name": props.name,
+                "sm_count": props.multi_processor_count, "compute_capability": f"{props.major}.{props.minor}",
+                "driver_version": driver[0] if driver else None, "gemm_tflops": gemm, "commit": commit, "date": now,
                 "dtype": args.dtype, "batch": case["batch"], "seqlen_q": case["seqlen"], "seqlen_k": case["seqlen"],
                 "heads_q": case["heads"], "heads_k": case["heads"], "head_dim": case["hdim"],
                 "mask": "causal" if case["causal"] else "full", "direction": "bwd" if args.backward else "fwd",
                 "time_ms_median": med, "time_ms_min": min(times), "time_ms_max": max(times),
                 "flops": f, "tflops": f / med / 1e9, "repeats": len(times),
-                "notes": f"torch {torch.__version__}, cuDNN {torch.backends.cudnn.version()}",
+                "notes": f"torch {torch.__version__}, CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}",
             }
             rows.append(row)
             print(f"{backend:6} {row['direction']:3} {row['mask']:6} {case['batch']:>3} {case['seqlen']:>6} "
                   f"{case['heads']:>3} {case['hdim']:>4} {med:9.3f} {row['tflops']:8.1f}", flush=True)
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump(rows, fh, indent=1)
+            json.dump({"schema_version": 1, "note": "bench/peers/sdpa_peers.py " + " ".join(sys.argv[1:]), "rows": rows}, fh, indent=1)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,8 @@ public static class Program
         root.Subcommands.Add(BenchCommand.Create());
         root.Subcommands.Add(RunCommand.Create());
         root.Subcommands.Add(AccuracyCommand.Create());
+        root.Subcommands.Add(VerifyCommand.Create());
+        root.Subcommands.Add(WarmupCommand.Create());
         root.Subcommands.Add(ReportCommand.Create());
         CommandHelp.Install(root);
         return root;

@@ -54,7 +54,7 @@ public static class BenchBackends
     /// </summary>
     public static IReadOnlyList<IBenchBackend> All { get; } =
     [
-        // new CudaBenchBackend(),
+        new CudaBenchBackend(),
         new CpuBenchBackend(),
     ];
 }

@@ -44,6 +44,7 @@ internal static class BenchCommand
         var compare = new Option<string[]>("--compare") { Description = "Peer results (bench JSON, e.g. from bench/peers/) to compare with: the table gains the best peer and the ratio.", HelpName = "FILE", AllowMultipleArgumentsPerToken = true };
         var seed = new Option<int?>("--seed") { Description = "Seed of the random inputs (default: a fresh one each run)." };
         var peak = new Option<double?>("--peak-gflops") { Description = "The CPU's fp32 FMA peak in GFLOP/s, to skip measuring it (see flashattn info)." };
+        var ablation = new Option<bool>("--ablation") { Description = "GPU forward only: also time the kernel with each of FlashAttention-3's ideas switched off (no intra-warpgroup overlap, no ping-pong, no warp specialisation), as in the paper's ablation table." };
 
         var command = new Command("bench", $"""
             Time attention and print a table: median (min–max) time, GFLOP/s (CPU) or TFLOP/s (GPU), % of the measured
@@ -53,12 +54,13 @@ internal static class BenchCommand
             (fp32 on the CPU). Inputs are fresh standard-normal values, rotated between calls.
             """)
         {
-            device, grid, seqLen, seqLenK, headDim, heads, headsK, batch, causal, dtype, forward, backward, warmup, repeats, json, compare, seed, peak,
+            device, grid, seqLen, seqLenK, headDim, heads, headsK, batch, causal, dtype, forward, backward, warmup, repeats, json, compare, seed, peak, ablation,
         }.WithExamples(
             "flashattn bench",
             "flashattn bench --device cpu --seqlen 4096 --hdim 128 --heads 8",
             "flashattn bench --seqlen 512 1024 2048 --hdim 64 128 --causal --forward --json cpu.json",
-            "flashattn bench --device cuda --grid paper --dtype bf16 --json h100.json --compare bench/peers/h100.json");
+            "flashattn bench --device cuda --grid paper --dtype bf16 --json h100.json --compare bench/peers/h100.json",
+            "flashattn bench --device cuda --seqlen 8192 --hdim 128 --heads 16 --batch 2 --forward --ablation");
 
         CommandActions.Set(command, (p, context) =>
         {
@@ -99,6 +101,14 @@ internal static class BenchCommand
             }
             foreach (var c in cases)
                 if (!backend.Supports(c, out string why)) throw new CliException($"{c}: {why}");
+            // The backends to time each case with: ours, then (with --ablation) our kernel with each idea switched off.
+            var variants = new List<IBenchBackend> { backend };
+            if (p.GetValue(ablation))
+            {
+                if (backend is not CudaBenchBackend) throw new CliException("--ablation: the ablation variants are GPU kernels; use --device cuda");
+                if (directions.Contains(BenchDirection.Backward)) throw new CliException("--ablation: the ablation variants are forward kernels; add --forward");
+                variants.AddRange(CudaBenchBackend.AblationVariants());
+            }
 
             var settings = new BenchSettings(
                 NonNegative("--warmup", p.GetValue(warmup) ?? backend.DefaultWarmup),
@@ -130,13 +140,14 @@ internal static class BenchCommand
             var total = Stopwatch.StartNew();
             try
             {
-                for (int i = 0; i < cases.Count; i++)
+                for (int i = 0; i < cases.Count * variants.Count; i++)
                 {
-                    var c = cases[i];
-                    string label = $"[{i + 1}/{cases.Count}] {c}";
+                    var c = cases[i / variants.Count];
+                    var variant = variants[i % variants.Count];
+                    string label = $"[{i + 1}/{cases.Count * variants.Count}] {c}{(variants.Count > 1 ? " " + variant.Implementation : "")}";
                     context.Progress($"{label}…");
-                    var m = backend.Run(c, settings, line => context.Progress($"{label}: {line}"), CancellationToken.None);
-                    var row = BenchRows.From(m, deviceInfo, backend.Implementation, settings, commit, DateTimeOffset.UtcNow);
+                    var m = variant.Run(c, settings, line => context.Progress($"{label}: {line}"), CancellationToken.None);
+                    var row = BenchRows.From(m, deviceInfo, variant.Implementation, settings, commit, DateTimeOffset.UtcNow);
                     rows.Add(row);
                     // Saved after every case: a run cut short (a time limit on the GPU machine, Ctrl+C) keeps what it measured.
                     if (jsonPath is not null) BenchJson.Save(jsonPath, new BenchFile { Rows = rows, Note = note });
@@ -146,7 +157,7 @@ internal static class BenchCommand
             }
             finally
             {
-                (backend as IDisposable)?.Dispose();
+                foreach (var v in variants) (v as IDisposable)?.Dispose();
             }
 
             if (peerRows.Count > 0)

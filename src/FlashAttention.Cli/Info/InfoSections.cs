@@ -31,7 +31,7 @@ public static class InfoSections
     [
         new MachineSection(),
         new CpuSection(),
-        new GpuPlaceholderSection(), // GPU: replace with new CudaInfoSection() (the CUDA backend's IInfoSection)
+        new CudaInfoSection(),
     ];
 }
 
@@ -72,10 +72,33 @@ public sealed class CpuSection : IInfoSection
     }
 }
 
-/// <summary>Stands in for the GPU section until the CUDA backend provides one: says so instead of staying silent.</summary>
-public sealed class GpuPlaceholderSection : IInfoSection
+/// <summary>
+/// The GPU backend: driver and NVRTC (versions, paths), each device (name, compute capability, SMs, memory, L2, shared
+/// memory, clocks) and whether the kernels can run on it, and the kernel cache folder with its size. Never throws: a
+/// missing driver, NVRTC or Hopper GPU is reported with what to install or which GPU is needed.
+/// </summary>
+public sealed class CudaInfoSection : IInfoSection
 {
     public string Title => "gpu";
 
-    public IReadOnlyList<InfoItem> Collect(InfoRequest request) => [new("backend", "none in this build (the CUDA backend is not wired into flashattn yet)")];
+    public IReadOnlyList<InfoItem> Collect(InfoRequest request)
+    {
+        var r = FlashAttention.Cuda.CudaEnvironment.Probe();
+        var items = new List<InfoItem>
+        {
+            new("driver", r.DriverFound ? $"{r.DriverVersion} ({r.DriverPath})" : $"not found: {r.DriverProblem}"),
+            new("nvrtc", r.NvrtcFound ? $"{r.NvrtcVersion} ({r.NvrtcPath}, {r.NvrtcOrigin})" : $"not found: {r.NvrtcProblem}"),
+        };
+        if (r.NvrtcArchitectures.Count > 0) items.Add(new("nvrtc targets", string.Join(' ', r.NvrtcArchitectures)));
+        foreach (var d in r.Devices)
+        {
+            items.Add(new($"device {d.Ordinal}", $"{d.Name}, compute capability {d.ComputeCapability}, {d.MultiprocessorCount} SMs, " +
+                $"{d.TotalMemoryBytes / (1L << 30)} GiB, L2 {d.L2CacheBytes / (1 << 20)} MiB, {d.MaxSharedMemoryPerBlockOptIn / 1024} KB shared/block" +
+                (d.ClockRateKHz is int sm ? $", SM clock {sm / 1000} MHz" : "") + (d.MemoryClockRateKHz is int mem ? $", memory clock {mem / 1000} MHz" : "")));
+            items.Add(new($"device {d.Ordinal} kernels", d.IsSupported ? "supported (sm_90a)" : d.Problem ?? "not supported"));
+        }
+        items.Add(new("kernel cache", $"{r.CacheDirectory} ({r.CacheEntryCount} entries, {r.CacheSizeBytes / 1024.0 / 1024.0:F1} MiB)"));
+        items.Add(new("status", r.IsUsable ? "usable" : $"not usable: {r.UnavailableMessage}"));
+        return items;
+    }
 }

@@ -4,13 +4,15 @@
 // shared/REFERENCES.md; each wrapper is proved by a unit kernel in primitives.cu (flashattn verify).
 #pragma once
 
+namespace fa {
+
+// Our own fixed-width names, inside the namespace: no standard header is available to NVRTC here, and a
+// global typedef could collide with one the compiler might predefine.
 typedef unsigned char uint8_t;
 typedef unsigned short uint16_t;
 typedef unsigned int uint32_t;
 typedef unsigned long long uint64_t;
 typedef long long int64_t;
-
-namespace fa {
 
 // Element tags: storage is raw bits; arithmetic happens in float32 registers.
 struct bf16_t { uint16_t bits; };

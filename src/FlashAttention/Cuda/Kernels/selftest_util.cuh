@@ -12,14 +12,14 @@ inline unsigned int global_thread_index() { return blockIdx.x * blockDim.x + thr
 template <typename T> inline T axpy_value(T a, T x, T y) { return a * x + y; }
 
 // Reads a special register of the thread-block cluster (sm_90): this block's rank within its cluster.
-inline unsigned int cluster_block_rank() {
+__device__ inline unsigned int cluster_block_rank() {
     unsigned int rank;
     asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(rank));
     return rank;
 }
 
 // Number of blocks in this block's cluster.
-inline unsigned int cluster_block_count() {
+__device__ inline unsigned int cluster_block_count() {
     unsigned int count;
     asm volatile("mov.u32 %0, %%cluster_nctarank;" : "=r"(count));
     return count;

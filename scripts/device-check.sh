@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Runs the GPU checks on the device machine (see CONTRIBUTING.md): publish the AOT binary here first
+# (scripts/publish-device.sh), then through the device tool, with carry ["artifacts/device"]:
+#   bash scripts/device-check.sh info warmup sass verify-quick verify-fwd verify-bwd bench peers sanitize
+# Each stage writes a log under $OUT (at most a few files: the device tool brings back 8) and goes on after a failure;
+# hangs are cut by per-stage timeouts. The last lines printed are a summary.
+set -u
+B="$PWD/artifacts/device/flashattn"
+OUT="${OUT:-/tmp/flashattn-out}"
+mkdir -p "$OUT"
+export FLASHATTN_CACHE_DIR="${FLASHATTN_CACHE_DIR:-/tmp/flashattn-cache}"
+export FLASHATTN_DUMP_DIR="${FLASHATTN_DUMP_DIR:-/tmp/flashattn-dump}"
+export FLASHATTN_COMMIT="${FLASHATTN_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}"
+export PYTHONUNBUFFERED=1
+summary=()
+
+run() {  # run NAME TIMEOUT LOG CMD...
+  local name=$1 limit=$2 log=$3; shift 3
+  echo "=== $name: $*" | tee -a "$OUT/$log"
+  local start=$SECONDS
+  timeout "$limit" "$@" >> "$OUT/$log" 2>&1
+  local rc=$?
+  summary+=("$name: exit $rc in $((SECONDS - start)) s")
+  tail -n 25 "$OUT/$log"
+  return 0
+}
+
+for stage in "$@"; do
+  case "$stage" in
+    info)
+      run nvidia-smi 30 info.log nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem,power.limit --format=csv
+      run info 60 info.log "$B" info ;;
+    warmup)
+      run warmup 300 info.log "$B" warmup --probes --ablations --jobs 16 ;;
+    sass)
+      {
+        for f in "$FLASHATTN_DUMP_DIR"/*.cubin; do
+          [ -e "$f" ] || continue
+          s=$(cuobjdump --dump-sass "$f" 2>/dev/null)
+          printf '%-90s HGMMA %5d  LDL %4d  STL %4d\n' "$(basename "$f")" "$(grep -c HGMMA <<<"$s")" "$(grep -c 'LDL' <<<"$s")" "$(grep -c 'STL' <<<"$s")"
+        done
+      } > "$OUT/sass.log" 2>&1
+      summary+=("sass: $(grep -c cubin "$OUT/sass.log") cubins")
+      cat "$OUT/sass.log" ;;
+    verify-quick) run verify-quick 90 verify.log "$B" verify --device cuda --quick ;;
+    verify-fwd) run verify-fwd 200 verify.log "$B" verify --device cuda --forward --no-probes ;;
+    verify-bwd) run verify-bwd 200 verify.log "$B" verify --device cuda --backward --no-probes ;;
+    bench) run bench 480 bench.log "$B" bench --device cuda --grid paper --json "$OUT/ours.json" ;;
+    bench-fwd) run bench-fwd 300 bench.log "$B" bench --device cuda --grid paper --forward --json "$OUT/ours.json" ;;
+    ablation) run ablation 300 bench.log "$B" bench --device cuda --batch 2 --heads 16 --seqlen 8192 --hdim 128 --forward --ablation --json "$OUT/ablation.json" ;;
+    peers) run peers 480 peers.log python3 bench/peers/sdpa_peers.py --grid paper --json "$OUT/peers.json" ;;
+    peers-fwd) run peers-fwd 300 peers.log python3 bench/peers/sdpa_peers.py --grid paper --json "$OUT/peers.json" ;;
+    peers-bwd) run peers-bwd 400 peers.log python3 bench/peers/sdpa_peers.py --grid paper --backward --json "$OUT/peers-bwd.json" ;;
+    sanitize)
+      run memcheck 300 sanitize.log compute-sanitizer --tool memcheck "$B" verify --device cuda --quick --no-probes
+      run racecheck 300 sanitize.log compute-sanitizer --tool racecheck "$B" verify --device cuda --quick --no-probes ;;
+    *) echo "unknown stage $stage" ;;
+  esac
+done
+echo "=== summary"
+printf '%s\n' "${summary[@]}"

@@ -1,0 +1,212 @@
+using FlashAttention.Cuda;
+using FlashAttention.Cuda.Launchers;
+using FlashAttention.Numerics;
+
+namespace FlashAttention.Cli.Bench;
+
+/// <summary>
+/// Times our Hopper kernels (<see cref="CudaAttention"/>) with CUDA events around each call, after warm-up (which also
+/// compiles or loads the kernel). Inputs are standard-normal values uploaded from one host pool, in enough sets to
+/// rotate through more than twice the L2 cache, so no call finds its inputs in L2. With an <see cref="Ablation"/>, the
+/// kernel runs with one of FlashAttention-3's ideas switched off (the paper's ablation table).
+/// </summary>
+public sealed class CudaBenchBackend : IBenchBackend, IDisposable
+{
+    private readonly Dictionary<DataType, ushort[]> _pools = new();
+    private CudaDevice? _device;
+
+    internal CudaBenchBackend(ForwardAblation? ablation = null) => Ablation = ablation;
+
+    public CudaBenchBackend() : this(null) { }
+
+    internal ForwardAblation? Ablation { get; }
+
+    public string Device => "cuda";
+    public string Implementation => Ablation is null ? "flashattn" : $"flashattn ({Ablation.Name})";
+    public DataType DefaultType => DataType.BFloat16;
+    public int DefaultWarmup => 5;
+    public int DefaultRepeats => 30;
+
+    /// <summary>The same kernel with each ablation switch, for <c>bench --ablation</c>.</summary>
+    internal static IReadOnlyList<CudaBenchBackend> AblationVariants() => [.. KernelCatalog.Ablations.Select(a => new CudaBenchBackend(a))];
+
+    public bool IsAvailable(out string reason)
+    {
+        var report = CudaEnvironment.Probe();
+        reason = report.UnavailableMessage ?? "";
+        return report.IsUsable;
+    }
+
+    public bool Supports(BenchCase c, out string reason)
+    {
+        reason = "";
+        var dims = c.Direction == BenchDirection.Forward ? TileTables.ForwardHeadDims : TileTables.BackwardHeadDims;
+        if (c.Type is not (DataType.BFloat16 or DataType.Float16))
+            reason = $"the GPU kernels take bf16 or fp16; got {DataTypes.ShortName(c.Type)}";
+        else if (Array.IndexOf(dims, c.HeadDim) < 0)
+            reason = $"the GPU {(c.Direction == BenchDirection.Forward ? "forward" : "backward")} kernels support head dim {string.Join(", ", dims)}; got {c.HeadDim}";
+        else if (Ablation is not null && c.Direction == BenchDirection.Backward)
+            reason = "the ablation variants are forward kernels";
+        return reason.Length == 0;
+    }
+
+    public BenchDeviceInfo DescribeDevice(double? knownPeakGflops)
+    {
+        var device = _device ??= CudaDevice.Get(0);
+        var report = CudaEnvironment.Probe();
+        return new BenchDeviceInfo
+        {
+            Device = Device,
+            Name = device.Name,
+            SmCount = device.MultiprocessorCount,
+            SmClockMhz = device.ClockRateKHz / 1000.0,
+            MemClockMhz = device.MemoryClockRateKHz / 1000.0,
+            DriverVersion = device.DriverVersionText,
+            NvrtcVersion = report.NvrtcVersion,
+            ComputeCapability = device.ComputeCapability.ToString(),
+        };
+    }
+
+    public BenchMeasurement Run(BenchCase c, BenchSettings s, Action<string>? progress, CancellationToken ct)
+    {
+        var device = _device ??= CudaDevice.Get(0);
+        bool backward = c.Direction == BenchDirection.Backward;
+        long[] qShape = [c.Batch, c.SeqLenQ, c.HeadsQ, c.HeadDim], kShape = [c.Batch, c.SeqLenK, c.HeadsK, c.HeadDim];
+        long[] lseShape = [c.Batch, c.HeadsQ, c.SeqLenQ];
+        long qBytes = Elements(qShape) * 2, kBytes = Elements(kShape) * 2;
+        long setBytes = 2 * qBytes + 2 * kBytes + (backward ? qBytes : 0);  // q, k, v, o (+ dO)
+        long rotate = 2L * Math.Max(device.L2CacheBytes, 50 << 20);
+        var (free, _) = device.GetMemoryInfo();
+        int sets = (int)Math.Clamp((rotate + setBytes - 1) / setBytes, 1, 4);
+        while (sets > 1 && sets * setBytes > free / 2) sets--;
+
+        var pool = Pool(c.Type, s.Seed);
+        var inputs = new List<InputSet>();
+        using var stream = new CudaStream(device);
+        var options = new AttentionOptions { Causal = c.Causal };
+        try
+        {
+            progress?.Invoke($"{sets} input set{(sets > 1 ? "s" : "")} of {setBytes / (1 << 20)} MiB");
+            for (int i = 0; i < sets; i++)
+            {
+                var set = new InputSet(device, c.Type, qShape, kShape, lseShape, backward);
+                set.Q.Upload(pool, i * 7919L);
+                set.K.Upload(pool, i * 7919L + 104729);
+                set.V.Upload(pool, i * 7919L + 1299709);
+                if (backward)
+                {
+                    set.DO!.Upload(pool, i * 7919L + 15485863);
+                    CudaAttention.Forward(set.Q.Tensor, set.K.Tensor, set.V.Tensor, set.O.Tensor, set.Lse, options, stream);
+                }
+                inputs.Add(set);
+            }
+            stream.Synchronize();
+
+            void Call(InputSet set)
+            {
+                if (!backward)
+                    CudaAttention.Forward(set.Q.Tensor, set.K.Tensor, set.V.Tensor, set.O.Tensor, set.Lse, options, stream, device, Ablation);
+                else
+                    CudaAttention.Backward(set.Q.Tensor, set.K.Tensor, set.V.Tensor, set.O.Tensor, set.DO!.Tensor, set.Lse,
+                        set.DQ!.Tensor, set.DK!.Tensor, set.DV!.Tensor, options, stream);
+            }
+
+            int call = 0;
+            for (int i = 0; i < s.Warmup; i++) Call(inputs[call++ % sets]);
+            stream.Synchronize();
+            using var start = new CudaEvent(device);
+            using var end = new CudaEvent(device);
+            var times = new double[s.Repeats];
+            for (int i = 0; i < s.Repeats; i++)
+            {
+                ct.ThrowIfCancellationRequested();
+                var set = inputs[call++ % sets];
+                start.Record(stream);
+                Call(set);
+                end.Record(stream);
+                end.Synchronize();
+                times[i] = CudaEvent.ElapsedMilliseconds(start, end);
+            }
+            return new BenchMeasurement(c, times);
+        }
+        finally
+        {
+            foreach (var set in inputs) set.Dispose();
+        }
+    }
+
+    private static long Elements(long[] shape) => shape.Aggregate(1L, (a, b) => a * b);
+
+    // One pool of random 16-bit values per type (2^26 elements, 128 MiB), generated once; tensors upload slices of it
+    // starting at different offsets, so every tensor holds fresh-looking normal values without regenerating per case.
+    private ushort[] Pool(DataType type, int seed)
+    {
+        if (_pools.TryGetValue(type, out var pool)) return pool;
+        var values = new float[1 << 26];
+        RandomTensors.FillNormal(values, seed);
+        pool = new ushort[values.Length];
+        Parallel.For(0, values.Length / 4096, chunk =>
+        {
+            for (int i = chunk * 4096; i < (chunk + 1) * 4096; i++)
+                pool[i] = type == DataType.BFloat16 ? BFloat16.RoundToBits(values[i]) : BitConverter.HalfToUInt16Bits((Half)values[i]);
+        });
+        return _pools[type] = pool;
+    }
+
+    private sealed class DeviceArray(CudaDevice device, DataType type, long[] shape) : IDisposable
+    {
+        public readonly DeviceBuffer Buffer = new(shape.Aggregate(1L, (a, b) => a * b) * DataTypes.SizeOf(type), device);
+        public DeviceTensor Tensor => DeviceTensor.Contiguous(Buffer.Pointer, type, shape);
+
+        /// <summary>Fills the tensor from the pool, wrapping around, starting at <paramref name="offset"/>.</summary>
+        public void Upload(ushort[] pool, long offset)
+        {
+            long count = Buffer.ByteCount / 2, done = 0;
+            int start = (int)(offset % pool.Length);
+            while (done < count)
+            {
+                int n = (int)Math.Min(count - done, pool.Length - start);
+                Buffer.CopyFrom<ushort>(pool.AsSpan(start, n), done * 2);
+                done += n;
+                start = 0;
+            }
+        }
+
+        public void Dispose() => Buffer.Dispose();
+    }
+
+    private sealed class InputSet : IDisposable
+    {
+        public readonly DeviceArray Q, K, V, O;
+        public readonly DeviceArray? DO, DQ, DK, DV;
+        private readonly DeviceBuffer _lse;
+        private readonly long[] _lseShape;
+
+        public InputSet(CudaDevice device, DataType type, long[] qShape, long[] kShape, long[] lseShape, bool backward)
+        {
+            Q = new(device, type, qShape);
+            K = new(device, type, kShape);
+            V = new(device, type, kShape);
+            O = new(device, type, qShape);
+            _lseShape = lseShape;
+            _lse = new DeviceBuffer(lseShape.Aggregate(1L, (a, b) => a * b) * 4, device);
+            if (backward)
+            {
+                DO = new(device, type, qShape);
+                DQ = new(device, type, qShape);
+                DK = new(device, type, kShape);
+                DV = new(device, type, kShape);
+            }
+        }
+
+        public DeviceTensor Lse => DeviceTensor.Contiguous(_lse.Pointer, DataType.Float32, _lseShape);
+
+        public void Dispose()
+        {
+            foreach (var a in new[] { Q, K, V, O, DO, DQ, DK, DV }) a?.Dispose();
+            _lse.Dispose();
+        }
+    }
+
+    public void Dispose() { }
+}

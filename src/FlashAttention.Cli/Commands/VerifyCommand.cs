@@ -1,0 +1,98 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using FlashAttention.Cli.Terminal;
+using FlashAttention.Cuda;
+using FlashAttention.Cuda.Launchers;
+using FlashAttention.Cli.Verify;
+using FlashAttention.Cuda.Verification;
+
+namespace FlashAttention.Cli.Commands;
+
+/// <summary>
+/// <c>flashattn verify</c>: checks the kernels against the CPU's float64 reference on fresh random inputs. On the GPU,
+/// first the device primitives (TMA swizzle, wgmma descriptors and fragments) one by one, then every attention case of
+/// the grid, forward and backward; one line per checked quantity with the error, the bound and PASS/FAIL. Exits 4 when
+/// anything fails.
+/// </summary>
+internal static class VerifyCommand
+{
+    public static Command Create()
+    {
+        var device = new Option<string?>("--device") { Description = "cuda (the GPU kernels) or cpu (the CPU engine). Default: cuda when usable, else cpu." };
+        device.AcceptOnlyFromAmong("cuda", "cpu");
+        var forward = new Option<bool>("--forward") { Description = "Forward cases only." };
+        var backward = new Option<bool>("--backward") { Description = "Backward cases only." };
+        var quick = new Option<bool>("--quick") { Description = "A few small cases (e.g. under compute-sanitizer)." };
+        var noProbes = new Option<bool>("--no-probes") { Description = "Skip the primitive checks." };
+        var seed = new Option<int?>("--seed") { Description = "Seed of the random inputs (default: fresh each run)." };
+        var filter = new Option<string?>("--filter") { Description = "Only cases whose description contains this text, e.g. 'd128 causal'." };
+        var command = new Command("verify", """
+            Check the attention kernels against the float64 CPU reference on fresh random inputs, outputs poisoned (NaN)
+            first. Rule (FlashAttention's): the largest absolute error must be at most 2x that of a plain implementation in
+            the same precision, plus the element type's rounding step at 0.3. Exit code 4 when any check fails.
+            """) { device, forward, backward, quick, noProbes, seed, filter }.WithExamples(
+            "flashattn verify --device cuda",
+            "flashattn verify --device cuda --backward",
+            "flashattn verify --device cuda --quick --no-probes",
+            "flashattn verify --device cpu --quick");
+        CommandActions.Set(command, (p, context) =>
+        {
+            var env = CudaEnvironment.Probe();
+            string chosen = p.GetValue(device) ?? (env.IsUsable ? "cuda" : "cpu");
+            if (chosen == "cuda" && !env.IsUsable)
+                throw new CliException($"--device cuda: not usable here: {env.UnavailableMessage}", ExitCodes.DeviceUnavailable);
+            bool fwd = p.GetValue(forward) || !p.GetValue(backward), bwd = p.GetValue(backward) || !p.GetValue(forward);
+            int baseSeed = p.GetValue(seed) ?? Random.Shared.Next();
+            string? text = p.GetValue(filter);
+            var cases = new List<VerifyCase>();
+            if (fwd) cases.AddRange(chosen == "cuda" ? VerifyGrids.Forward(p.GetValue(quick)) : CpuVerifier.ForwardGrid(p.GetValue(quick)));
+            if (bwd) cases.AddRange(chosen == "cuda" ? VerifyGrids.Backward(p.GetValue(quick)) : CpuVerifier.BackwardGrid(p.GetValue(quick)));
+            cases = cases.Where(c => text is null || c.ToString().Contains(text, StringComparison.OrdinalIgnoreCase)).ToList();
+
+            int passed = 0, failed = 0;
+            var clock = Stopwatch.StartNew();
+            context.Out.WriteLine($"verify on {chosen}, seed {baseSeed}");
+            if (chosen == "cuda" && !p.GetValue(noProbes))
+            {
+                var gpu = CudaDevice.Get(env.SupportedDeviceOrdinal ?? 0);
+                foreach (var r in PrimitiveProbes.RunAll(gpu, baseSeed))
+                {
+                    Count(r.Passed, ref passed, ref failed);
+                    context.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                        $"{(r.Passed ? "PASS" : "FAIL")}  probe {r.Name,-46} error {r.Error,9:G3}  tol {r.Tolerance,8:G3}  ({r.Proves})"));
+                }
+            }
+            for (int i = 0; i < cases.Count; i++)
+            {
+                var c = cases[i];
+                List<VerifyRow> rows;
+                try
+                {
+                    rows = chosen == "cuda"
+                        ? GpuAttentionVerifier.Run(c, CudaDevice.Get(env.SupportedDeviceOrdinal ?? 0), baseSeed + i)
+                        : CpuVerifier.Run(c, baseSeed + i);
+                }
+                catch (CudaException e)
+                {
+                    rows = [new VerifyRow(c, "run", double.PositiveInfinity, 0, 0, false, CliContext.OneLine(e.Message))];
+                }
+                foreach (var r in rows)
+                {
+                    Count(r.Passed, ref passed, ref failed);
+                    context.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                        $"{(r.Passed ? "PASS" : "FAIL")}  {c,-58} {r.Quantity,-6} error {r.Error,9:G3}  plain {r.PlainError,9:G3}  tol {r.Tolerance,9:G3}{(r.Note is null ? "" : "  " + r.Note)}"));
+                }
+            }
+            context.Out.WriteLine($"{passed} passed, {failed} failed, {clock.Elapsed.TotalSeconds:F1} s");
+            return failed == 0 ? ExitCodes.Ok : ExitCodes.CheckFailed;
+        });
+        return command;
+    }
+
+    private static void Count(bool ok, ref int passed, ref int failed)
+    {
+        if (ok) passed++;
+        else failed++;
+    }
+}

@@ -1,0 +1,108 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using FlashAttention.Cli.Terminal;
+using FlashAttention.Cuda;
+using FlashAttention.Cuda.Compiler;
+using FlashAttention.Cuda.Launchers;
+
+namespace FlashAttention.Cli.Commands;
+
+/// <summary>
+/// <c>flashattn warmup</c>: compiles every kernel variant into the on-disk cache ahead of time, in parallel, so a
+/// deployment never compiles on a request path. Needs NVRTC, not a GPU. Reports per variant how it was obtained, the
+/// NVRTC compile time, the time to load it back from the cache, and ptxas's register and spill figures.
+/// </summary>
+internal static class WarmupCommand
+{
+    public static Command Create()
+    {
+        var ablations = new Option<bool>("--ablations") { Description = "Also the forward ablation variants (bench --ablation)." };
+        var probes = new Option<bool>("--probes") { Description = "Also the primitive probe kernels (verify)." };
+        var jobs = new Option<int?>("--jobs") { Description = "Parallel compilations (default: the core count)." };
+        var filter = new Option<string?>("--filter") { Description = "Only variants whose label contains this text (e.g. 'fwd bf16 d128')." };
+        var command = new Command("warmup", """
+            Compile kernel variants into the on-disk cache (FLASHATTN_CACHE_DIR, else ~/.cache/flashattention) ahead of
+            time, with progress; then load each back from the cache and report both times and ptxas's registers/spills.
+            Needs NVRTC; no GPU is needed.
+            """) { ablations, probes, jobs, filter }.WithExamples(
+            "flashattn warmup",
+            "flashattn warmup --ablations --probes --jobs 16",
+            "flashattn warmup --filter 'fwd bf16'");
+        CommandActions.Set(command, (p, context) =>
+        {
+            KernelCompiler compiler;
+            try
+            {
+                compiler = KernelCompiler.Default;
+            }
+            catch (CudaUnavailableException e)
+            {
+                throw new CliException(e.Message, ExitCodes.DeviceUnavailable);
+            }
+            string? text = p.GetValue(filter);
+            var entries = KernelCatalog.All(p.GetValue(ablations), p.GetValue(probes))
+                .Where(e => text is null || e.Label.Contains(text, StringComparison.OrdinalIgnoreCase))
+                .DistinctBy(e => e.Spec)
+                .ToList();
+            if (entries.Count == 0) throw new CliException($"--filter {text}: no kernel variant matches");
+            int parallel = p.GetValue(jobs) ?? Environment.ProcessorCount;
+            if (parallel < 1) throw new CliException($"--jobs: expected 1 or more; got {parallel}");
+
+            context.Progress($"{entries.Count} variants, {parallel} at a time, cache {compiler.Cache?.Directory ?? "(none)"}");
+            var wall = Stopwatch.StartNew();
+            var results = new CompiledKernelModule[entries.Count];
+            int done = 0;
+            var failures = new List<string>();
+            Parallel.For(0, entries.Count, new ParallelOptions { MaxDegreeOfParallelism = parallel }, i =>
+            {
+                try
+                {
+                    results[i] = compiler.GetOrCompile(entries[i].Spec);
+                    int n = Interlocked.Increment(ref done);
+                    context.Progress($"[{n}/{entries.Count}] {entries[i].Label}: {Describe(results[i].Origin)} in {results[i].ObtainTime.TotalSeconds:F2} s");
+                }
+                catch (KernelCompilationException e)
+                {
+                    lock (failures) failures.Add($"{entries[i].Label}: {e.Message}\n{e.Log}");
+                }
+            });
+            foreach (string f in failures) context.Error(f);
+            double warmSeconds = wall.Elapsed.TotalSeconds;
+
+            // Load every entry back from disk with a fresh compiler (its memory cache is empty): the cost a new process pays.
+            var fresh = new KernelCompiler(compiler.Compiler, compiler.Architecture, compiler.Cache);
+            context.Out.WriteLine($"{"variant",-58} {"origin",-9} {"compile s",9} {"load ms",8} {"regs",5} {"spill B",8}");
+            var compileTimes = new List<double>();
+            var loadTimes = new List<double>();
+            for (int i = 0; i < entries.Count; i++)
+            {
+                if (results[i] is null) continue;
+                var loaded = fresh.GetOrCompile(entries[i].Spec);
+                var ptxas = PtxasInfo.Parse(results[i].Log);
+                var info = ptxas.Count > 0 ? ptxas[0] : null;
+                if (results[i].Origin == KernelOrigin.Compiled) compileTimes.Add(results[i].CompileTime.TotalSeconds);
+                if (loaded.Origin == KernelOrigin.DiskCache) loadTimes.Add(loaded.ObtainTime.TotalMilliseconds);
+                context.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"{Trim(entries[i].Label, 58),-58} {Describe(results[i].Origin),-9} {results[i].CompileTime.TotalSeconds,9:F2} {loaded.ObtainTime.TotalMilliseconds,8:F1} {info?.Registers.ToString() ?? "?",5} {(info is null ? "?" : (info.SpillStoreBytes + info.SpillLoadBytes).ToString()),8}"));
+                foreach (string line in (results[i].Log ?? "").Split('\n'))
+                    if (line.Contains("warning", StringComparison.OrdinalIgnoreCase)) context.Warn($"{entries[i].Label}: {line.Trim()}");
+            }
+            context.Out.WriteLine(
+                FormattableString.Invariant($"{entries.Count - failures.Count} of {entries.Count} variants ready in {warmSeconds:F1} s wall ({parallel} parallel)") +
+                (compileTimes.Count > 0 ? FormattableString.Invariant($"; cold compile {compileTimes.Average():F2} s per variant (max {compileTimes.Max():F2} s)") : "; nothing needed compiling") +
+                (loadTimes.Count > 0 ? FormattableString.Invariant($"; cached load {loadTimes.Average():F1} ms per variant") : ""));
+            return failures.Count == 0 ? ExitCodes.Ok : ExitCodes.Failure;
+        });
+        return command;
+    }
+
+    private static string Describe(KernelOrigin origin) => origin switch
+    {
+        KernelOrigin.Compiled => "compiled",
+        KernelOrigin.DiskCache => "cached",
+        _ => "in memory",
+    };
+
+    private static string Trim(string s, int n) => s.Length <= n ? s : s[..(n - 1)] + "…";
+}
