@@ -51,6 +51,20 @@ for stage in "$@"; do
     peers) run peers 480 peers.log python3 bench/peers/sdpa_peers.py --grid paper --json "$OUT/peers.json" ;;
     peers-fwd) run peers-fwd 300 peers.log python3 bench/peers/sdpa_peers.py --grid paper --json "$OUT/peers.json" ;;
     peers-bwd) run peers-bwd 400 peers.log python3 bench/peers/sdpa_peers.py --grid paper --backward --json "$OUT/peers-bwd.json" ;;
+    ablation2)
+      # the same four kernels again, in reverse order, to see how much of a difference is noise
+      run ablation2 120 bench.log "$B" bench --device cuda --batch 2 --heads 16 --seqlen 8192 --hdim 128 --forward --ablation --repeats 50 --json "$OUT/ablation2.json" ;;
+    sweep)
+      # forward tile sweep at d128, s8k, full and causal: FLASHATTN_FWD_CONFIG picks the variant (compiled on the fly)
+      for cfg in "128:n128,s2" "128:n176,s2,alias" "128:n192,s2,alias" "128:n160,s2,alias" "128:n128,s2,alias" "128:n96,s3"; do
+        export FLASHATTN_FWD_CONFIG="$cfg"
+        run "sweep $cfg" 60 sweep.log "$B" bench --device cuda --batch 2 --heads 16 --seqlen 8192 --hdim 128 --forward --repeats 30
+        run "sweep $cfg causal" 60 sweep.log "$B" bench --device cuda --batch 2 --heads 16 --seqlen 8192 --hdim 128 --forward --causal --repeats 30
+      done
+      unset FLASHATTN_FWD_CONFIG
+      grep -E "^(=== sweep|│ fwd)" "$OUT/sweep.log" ;;
+    ncu)
+      run ncu 240 ncu.log ncu --kernel-name regex:flash_fwd --launch-skip 3 --launch-count 1 --section SpeedOfLight --section WarpStateStats --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --section Occupancy "$B" bench --device cuda --batch 2 --heads 16 --seqlen 8192 --hdim 128 --forward --warmup 3 --repeats 1 ;;
     sanitize)
       run memcheck 300 sanitize.log compute-sanitizer --tool memcheck "$B" verify --device cuda --quick --no-probes
       run racecheck 300 sanitize.log compute-sanitizer --tool racecheck "$B" verify --device cuda --quick --no-probes ;;

@@ -99,6 +99,19 @@ internal static class BenchCommand
                     list.Add(new BenchCase(b, s, sk ?? s, h, hk, d, type, p.GetValue(causal), direction));
                 cases = list;
             }
+            if (p.GetValue(grid) is not null)
+            {
+                // A named grid may hold cases this backend cannot run (e.g. a head dim without a backward kernel): skip
+                // those, say so, and time the rest. Explicit shapes must all be supported.
+                var skipped = cases.Where(c => !backend.Supports(c, out _)).ToList();
+                foreach (var c in skipped)
+                {
+                    backend.Supports(c, out string why);
+                    context.Warn($"skipping {c}: {why}");
+                }
+                cases = cases.Except(skipped).ToList();
+                if (cases.Count == 0) throw new CliException("--grid: this backend supports none of the grid's cases");
+            }
             foreach (var c in cases)
                 if (!backend.Supports(c, out string why)) throw new CliException($"{c}: {why}");
             // The backends to time each case with: ours, then (with --ablation) our kernel with each idea switched off.

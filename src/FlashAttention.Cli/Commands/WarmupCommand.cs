@@ -86,7 +86,9 @@ internal static class WarmupCommand
                 context.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"{Trim(entries[i].Label, 58),-58} {Describe(results[i].Origin),-9} {results[i].CompileTime.TotalSeconds,9:F2} {loaded.ObtainTime.TotalMilliseconds,8:F1} {info?.Registers.ToString() ?? "?",5} {(info is null ? "?" : (info.SpillStoreBytes + info.SpillLoadBytes).ToString()),8}"));
                 foreach (string line in (results[i].Log ?? "").Split('\n'))
-                    if (line.Contains("warning", StringComparison.OrdinalIgnoreCase)) context.Warn($"{entries[i].Label}: {line.Trim()}");
+                    // ptxas reports wgmma serialisation and ignored setmaxnreg as "info" lines with a C75xx code.
+                    if (line.Contains("warning", StringComparison.OrdinalIgnoreCase) || line.Contains("Performance Loss", StringComparison.Ordinal) || line.Contains("(C75", StringComparison.Ordinal))
+                        context.Warn($"{entries[i].Label}: {line.Trim()}");
             }
             context.Out.WriteLine(
                 FormattableString.Invariant($"{entries.Count - failures.Count} of {entries.Count} variants ready in {warmSeconds:F1} s wall ({parallel} parallel)") +

@@ -54,9 +54,15 @@ internal static class TileTables
     public static readonly int[] ForwardHeadDims = [64, 128, 256];
     public static readonly int[] BackwardHeadDims = [64, 128];
 
+    /// <summary>
+    /// Tuning override for measurement sweeps (not a user option): <c>FLASHATTN_FWD_CONFIG="128:n176,s2,alias,nopp,noov"</c>
+    /// replaces the forward variant of one head dim; kernels compile at run time, so a sweep needs no rebuild.
+    /// </summary>
+    public const string ForwardOverrideVariable = "FLASHATTN_FWD_CONFIG";
+
     public static ForwardKernelConfig Forward(int headDim, ForwardAblation? ablation = null)
     {
-        var config = headDim switch
+        var config = Override(headDim) ?? headDim switch
         {
             64 => new ForwardKernelConfig(64, BlockN: 128, Stages: 2, IntraWgOverlap: true, PingPong: true, OAliasQ: false, WarpSpecialized: true),
             128 => new ForwardKernelConfig(128, BlockN: 128, Stages: 2, IntraWgOverlap: true, PingPong: true, OAliasQ: false, WarpSpecialized: true),
@@ -73,6 +79,32 @@ internal static class TileTables
             // non-specialised ablation runs without it.
             PingPong = config.PingPong && !ablation.NoPingPong && !ablation.NoWarpSpecialization,
         };
+    }
+
+    private static ForwardKernelConfig? Override(int headDim)
+    {
+        string? text = Environment.GetEnvironmentVariable(ForwardOverrideVariable);
+        if (string.IsNullOrWhiteSpace(text)) return null;
+        foreach (string entry in text.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            string[] parts = entry.Split(':', 2);
+            if (parts.Length != 2 || !int.TryParse(parts[0], out int d) || d != headDim) continue;
+            int blockN = 128, stages = 2;
+            bool alias = headDim == 256, pingPong = headDim <= 128, overlap = true;
+            foreach (string f in parts[1].Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+            {
+                if (f.StartsWith('n') && int.TryParse(f[1..], out int n)) blockN = n;
+                else if (f.StartsWith('s') && int.TryParse(f[1..], out int st)) stages = st;
+                else if (f == "alias") alias = true;
+                else if (f == "noalias") alias = false;
+                else if (f == "pp") pingPong = true;
+                else if (f == "nopp") pingPong = false;
+                else if (f == "noov") overlap = false;
+                else throw new ArgumentException($"{ForwardOverrideVariable}: unknown field '{f}' in '{entry}'");
+            }
+            return new ForwardKernelConfig(headDim, blockN, stages, overlap, pingPong, alias, WarpSpecialized: true);
+        }
+        return null;
     }
 
     public static BackwardKernelConfig Backward(int headDim) => headDim switch
