@@ -55,16 +55,20 @@ for stage in "$@"; do
       # the same four kernels again, in reverse order, to see how much of a difference is noise
       run ablation2 120 bench.log "$B" bench --device cuda --batch 2 --heads 16 --seqlen 8192 --hdim 128 --forward --ablation --repeats 50 --json "$OUT/ablation2.json" ;;
     sweep)
-      # forward tile sweep at d128, s8k, full and causal: FLASHATTN_FWD_CONFIG picks the variant (compiled on the fly)
-      for cfg in "128:n128,s2" "128:n176,s2,alias" "128:n192,s2,alias" "128:n160,s2,alias" "128:n128,s2,alias" "128:n96,s3"; do
+      # forward tile sweep: FLASHATTN_FWD_CONFIG picks the variant (compiled on the fly); SWEEP overrides the list
+      for item in ${SWEEP:-"128:n128,s2,q2|128" "128:n128,s2,q1|128" "128:n176,s2,alias|128" "128:n112,s2,q2|128" "64:n128,s2,q2|64" "64:n192,s2,q2|64" "64:n256,s2,q1|64"}; do
+        cfg=${item%%|*}; d=${item##*|}; h=$((2048 / d))
         export FLASHATTN_FWD_CONFIG="$cfg"
-        run "sweep $cfg" 60 sweep.log "$B" bench --device cuda --batch 2 --heads 16 --seqlen 8192 --hdim 128 --forward --repeats 30
-        run "sweep $cfg causal" 60 sweep.log "$B" bench --device cuda --batch 2 --heads 16 --seqlen 8192 --hdim 128 --forward --causal --repeats 30
+        run "sweep $cfg" 60 sweep.log "$B" bench --device cuda --batch 2 --heads $h --seqlen 8192 --hdim $d --forward --repeats 30
+        run "sweep $cfg causal" 60 sweep.log "$B" bench --device cuda --batch 2 --heads $h --seqlen 8192 --hdim $d --forward --causal --repeats 30
+        run "sweep $cfg causal 2k" 60 sweep.log "$B" bench --device cuda --batch 8 --heads $h --seqlen 2048 --hdim $d --forward --causal --repeats 30
       done
       unset FLASHATTN_FWD_CONFIG
       grep -E "^(=== sweep|│ fwd)" "$OUT/sweep.log" ;;
     ncu)
-      run ncu 240 ncu.log ncu --kernel-name regex:flash_fwd --launch-skip 3 --launch-count 1 --section SpeedOfLight --section WarpStateStats --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --section Occupancy "$B" bench --device cuda --batch 2 --heads 16 --seqlen 8192 --hdim 128 --forward --warmup 3 --repeats 1 ;;
+      sections="--section SpeedOfLight --section WarpStateStats --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --section InstructionStats"
+      run ncu-fwd 150 ncu.log ncu --kernel-name regex:flash_fwd --launch-skip 3 --launch-count 1 $sections "$B" bench --device cuda --batch 2 --heads 16 --seqlen 8192 --hdim 128 --forward --warmup 3 --repeats 1
+      run ncu-bwd 150 ncu.log ncu --kernel-name regex:flash_bwd_kernel --launch-skip 2 --launch-count 1 $sections "$B" bench --device cuda --batch 2 --heads 16 --seqlen 8192 --hdim 128 --backward --warmup 2 --repeats 1 ;;
     sanitize)
       run memcheck 300 sanitize.log compute-sanitizer --tool memcheck "$B" verify --device cuda --quick --no-probes
       run racecheck 300 sanitize.log compute-sanitizer --tool racecheck "$B" verify --device cuda --quick --no-probes ;;

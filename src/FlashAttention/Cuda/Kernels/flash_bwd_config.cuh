@@ -43,8 +43,8 @@ struct BwdConfig {
   static_assert(kSmemBytes <= 232448, "exceeds the 227 KB of shared memory a block may opt in to");
 
   static constexpr int kStepBytes = 2 * kQBytes + 2 * kRowBytes;  // what one stage's TMA brings
-  static constexpr int kDqChunks = kHeadDim / 64;                 // dQ = dS·K in 64-column chunks; chunk c: consumer c % 2
-  static constexpr int kBarDsReady = 1;                           // named barrier: both consumers wrote dS
+  // Named barriers: 1 = both consumers wrote dS; 2–4 = the ordered dQ addition of deterministic mode.
+  static constexpr int kBarDsReady = 1;
 };
 
 template <class Cfg>

@@ -167,37 +167,36 @@ struct BwdConsumer {
     gemm_rs_mnmajor<E, kD, kM>(dspk, q_st, Cfg::kQSlabBytes, dk);  // dK += dSᵀ Q
     wgmma_commit();
     fence_proxy_async_smem();
-    named_barrier_sync(Cfg::kBarDsReady, 2 * 128);  // both consumers' dS are in shared memory
 
-    // dQ[:, 64c … 64c+63] = dS (64 x 128 keys) · K[:, 64c …]: chunk c belongs to consumer c % 2.
-    constexpr int kMyChunks = (Cfg::kDqChunks + 1) / 2;
-    float dq[kMyChunks][32];
-#pragma unroll
-    for (int k = 0; k < kMyChunks; ++k) {
-      const int c = consumer + 2 * k;
-      if (c < Cfg::kDqChunks) {
-        gemm_ss_mnmajor_b<E, 64, Cfg::kBlockN>(ds_buf, Cfg::kDsSlabBytes, smem + Cfg::kOffK + c * Cfg::kKSlabBytes,
-                                              Cfg::kKSlabBytes, dq[k], false);
-      }
-    }
+    // dQ (64 queries x 64 columns per consumer) = dS · K, issued by both consumers without a branch on the consumer
+    // (a wgmma in a divergent path makes ptxas serialise them all):
+    //  d128: consumer c takes columns 64c … 64c+63 and needs all 128 keys' dS, so it waits for its sibling's slab;
+    //  d64:  each consumer takes its own 64 keys (a partial sum over keys, both add into dQ): no exchange needed.
+    constexpr bool kSplitKeys = kD == 64;
+    if constexpr (!kSplitKeys) named_barrier_sync(Cfg::kBarDsReady, 2 * 128);
+    float dq[32];
+    constexpr int kDqKeys = kSplitKeys ? 64 : Cfg::kBlockN;
+    const uint32_t a = ds_buf + (kSplitKeys ? consumer * Cfg::kDsSlabBytes : 0);
+    const uint32_t b = smem + Cfg::kOffK + (kSplitKeys ? consumer * Cfg::kWgRowBytes : consumer * Cfg::kKSlabBytes);
+    gemm_ss_mnmajor_b<E, 64, kDqKeys>(a, Cfg::kDsSlabBytes, b, Cfg::kKSlabBytes, dq, false);
     wgmma_commit();
     wgmma_wait<0>();
     fence_regs(dv);
     fence_regs(dk);
-#pragma unroll
-    for (int k = 0; k < kMyChunks; ++k) fence_regs(dq[k]);
+    fence_regs(dq);
     if (thread == 0) mbar_arrive(bars.empty(s));
 
-    add_dq(h, m, dq);
+    add_dq(h, m, kSplitKeys ? 0 : 64 * consumer, dq);
   }
 
-  // Adds this consumer's dQ chunks into the float32 buffer; in deterministic mode, in key-block order.
-  template <int kMyChunks>
-  __device__ __forceinline__ void add_dq(int h, int m, float (&dq)[kMyChunks][32]) const {
+  // Adds this consumer's dQ block (64 queries x 64 columns from `col0`) into the float32 buffer; in deterministic
+  // mode, in key-block order.
+  __device__ __forceinline__ void add_dq(int h, int m, int col0, float (&dq)[32]) const {
     const int bh = batch * p.heads_q + h;
     int* sem = p.dq_semaphore + (int64_t)bh * (p.seqlen_q_padded / kM) + m;
     // Deterministic mode: the key blocks that see query block m add in increasing order; this one is number
-    // n_block - n_first, and waits until the semaphore has counted its predecessors.
+    // n_block - n_first, and waits until the semaphore has counted its predecessors. Within the CTA the two
+    // consumers add one after the other (d64: both add to the same columns).
     int ticket = 0;
     if (p.deterministic) {
       int n_first, n_last;
@@ -206,29 +205,22 @@ struct BwdConsumer {
       if (thread == 0 && consumer == 0)
         while (ld_acquire_gpu(sem) != ticket) {}
       named_barrier_sync(Cfg::kBarDsReady + 1, 2 * 128);
+      if (consumer == 1) named_barrier_sync(Cfg::kBarDsReady + 2, 2 * 128);
     }
-    float* rows = p.dq_accum + ((int64_t)bh * p.seqlen_q_padded + m * kM) * kD;
+    float* rows = p.dq_accum + ((int64_t)bh * p.seqlen_q_padded + m * kM) * kD + col0;
     const int r0 = warp() * 16 + lane() / 4;
 #pragma unroll
-    for (int k = 0; k < kMyChunks; ++k) {
-      const int c = consumer + 2 * k;
-      if (c >= Cfg::kDqChunks) continue;
+    for (int hh = 0; hh < 2; ++hh) {
+      const int r = r0 + 8 * hh;
+      if (m * kM + r < p.seqlen_q) {
 #pragma unroll
-      for (int j = 0; j < 8; ++j) {
-#pragma unroll
-        for (int hh = 0; hh < 2; ++hh) {
-          const int r = r0 + 8 * hh;
-          if (m * kM + r < p.seqlen_q) {
-            float* at = rows + r * kD + 64 * c + 8 * j + 2 * (lane() & 3);
-            red_add(at, dq[k][4 * j + 2 * hh]);
-            red_add(at + 1, dq[k][4 * j + 2 * hh + 1]);
-          }
-        }
+        for (int j = 0; j < 8; ++j) red_add2(rows + r * kD + 8 * j + 2 * (lane() & 3), dq[4 * j + 2 * hh], dq[4 * j + 2 * hh + 1]);
       }
     }
     if (p.deterministic) {
       fence_acq_rel_gpu();
-      named_barrier_sync(Cfg::kBarDsReady + 1, 2 * 128);
+      if (consumer == 0) named_barrier_arrive(Cfg::kBarDsReady + 2, 2 * 128);
+      named_barrier_sync(Cfg::kBarDsReady + 3, 2 * 128);
       if (thread == 0 && consumer == 0) st_release_gpu(sem, ticket + 1);
     }
   }

@@ -36,18 +36,19 @@ __device__ __forceinline__ void fwd_consumer(const FwdParams& p, const Mask& mas
     softmax.reset();
 
     if constexpr (!Cfg::kWarpSpecialized) inline_loads.begin_tile(p, t, m0, n_min, n_max);
-    mbar_wait(bars.full_q(), q_count & 1);
+    const int q_buffer = q_count % Cfg::kQStages;
+    mbar_wait(bars.full_q(q_buffer), (q_count / Cfg::kQStages) & 1);
     ++q_count;
     if (n_max >= n_min) {
-      if constexpr (Cfg::kWarpSpecialized) mainloop.run(m0, n_min, n_max, kv, o, softmax, no_loads);
-      else mainloop.run(m0, n_min, n_max, kv, o, softmax, inline_loads);
+      if constexpr (Cfg::kWarpSpecialized) mainloop.run(m0, n_min, n_max, q_buffer, kv, o, softmax, no_loads);
+      else mainloop.run(m0, n_min, n_max, q_buffer, kv, o, softmax, inline_loads);
     }
-    if (!Cfg::kOAliasQ && thread == 0) mbar_arrive(bars.empty_q());
+    if (!Cfg::kOAliasQ && thread == 0) mbar_arrive(bars.empty_q(q_buffer));
 
-    fwd_epilogue<Cfg>(p, tma_o, smem, smem_ptr, consumer, thread, t, o, softmax);
+    fwd_epilogue<Cfg>(p, tma_o, smem, smem_ptr, consumer, thread, q_buffer, t, o, softmax);
     if (Cfg::kOAliasQ && thread == 0) {
       bulk_wait_read_all();  // O, staged in Q's buffer, has been read by the copy engine
-      mbar_arrive(bars.empty_q());
+      mbar_arrive(bars.empty_q(q_buffer));
     }
   }
   if (thread == 0) bulk_wait_all();
@@ -66,8 +67,10 @@ flash_fwd_kernel(const __grid_constant__ FwdParams p, const __grid_constant__ Tm
   const FwdBarriers<Cfg> bars{smem + Cfg::kOffBar};
 
   if (threadIdx.x == 0) {
-    mbar_init(bars.full_q(), 1);
-    mbar_init(bars.empty_q(), Cfg::kConsumerWGs);
+    for (int b = 0; b < Cfg::kQStages; ++b) {
+      mbar_init(bars.full_q(b), 1);
+      mbar_init(bars.empty_q(b), Cfg::kConsumerWGs);
+    }
     for (int s = 0; s < Cfg::kStages; ++s) {
       mbar_init(bars.full_k(s), 1);
       mbar_init(bars.empty_k(s), Cfg::kConsumerWGs);

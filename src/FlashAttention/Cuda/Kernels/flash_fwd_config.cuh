@@ -7,7 +7,7 @@
 namespace fa {
 
 template <typename Element_, int kHeadDim_, int kBlockN_, int kStages_, bool kIntraWgOverlap_, bool kPingPong_,
-          bool kOAliasQ_, bool kWarpSpecialized_ = true>
+          bool kOAliasQ_, bool kWarpSpecialized_ = true, int kQStages_ = 1>
 struct FwdConfig {
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
@@ -18,6 +18,8 @@ struct FwdConfig {
   static constexpr bool kIntraWgOverlap = kIntraWgOverlap_;  // softmax of block j overlaps P·V of block j+1
   static constexpr bool kPingPong = kPingPong_;              // consumers take turns issuing their GEMMs
   static constexpr bool kOAliasQ = kOAliasQ_;                // O staged in Q's shared memory (when smem is short)
+  // Q buffers: with two, the next tile's Q loads while the current tile runs, so a tile starts without waiting for it.
+  static constexpr int kQStages = kQStages_;
   // Warp specialisation: warpgroup 0 only issues TMA loads and gives its registers to the consumers. Without
   // it (an ablation), consumer 0's first thread issues the loads between its own GEMMs.
   static constexpr bool kWarpSpecialized = kWarpSpecialized_;
@@ -38,11 +40,11 @@ struct FwdConfig {
   static constexpr int kWgRowBytes = 64 * 128;           // one consumer warpgroup's 64 rows inside a slab
 
   static constexpr int kOffQ = 0;
-  static constexpr int kOffK = kOffQ + kQBytes;
+  static constexpr int kOffK = kOffQ + kQStages * kQBytes;
   static constexpr int kOffV = kOffK + kStages * kKBytes;
   static constexpr int kOffO = kOffV + kStages * kKBytes;
   static constexpr int kOffBar = kOffO + (kOAliasQ ? 0 : kQBytes);
-  static constexpr int kNumBars = 2 + 4 * kStages;  // full/empty Q, then full/empty K and V per stage
+  static constexpr int kNumBars = 2 * kQStages + 4 * kStages;  // full/empty per Q buffer, then full/empty K and V per stage
   static constexpr int kSmemBytes = 1024 /* alignment slack */ + kOffBar + 8 * kNumBars;
   static_assert(kSmemBytes <= 232448, "exceeds the 227 KB of shared memory a block may opt in to");
 
@@ -55,12 +57,13 @@ struct FwdConfig {
 template <class Cfg>
 struct FwdBarriers {
   uint32_t base;
-  __device__ __forceinline__ uint32_t full_q() const { return base; }
-  __device__ __forceinline__ uint32_t empty_q() const { return base + 8; }
-  __device__ __forceinline__ uint32_t full_k(int s) const { return base + 16 + 8 * s; }
-  __device__ __forceinline__ uint32_t empty_k(int s) const { return base + 16 + 8 * (Cfg::kStages + s); }
-  __device__ __forceinline__ uint32_t full_v(int s) const { return base + 16 + 8 * (2 * Cfg::kStages + s); }
-  __device__ __forceinline__ uint32_t empty_v(int s) const { return base + 16 + 8 * (3 * Cfg::kStages + s); }
+  static constexpr int kKv = 16 * Cfg::kQStages;  // K/V barriers follow the Q ones
+  __device__ __forceinline__ uint32_t full_q(int b) const { return base + 8 * b; }
+  __device__ __forceinline__ uint32_t empty_q(int b) const { return base + 8 * (Cfg::kQStages + b); }
+  __device__ __forceinline__ uint32_t full_k(int s) const { return base + kKv + 8 * s; }
+  __device__ __forceinline__ uint32_t empty_k(int s) const { return base + kKv + 8 * (Cfg::kStages + s); }
+  __device__ __forceinline__ uint32_t full_v(int s) const { return base + kKv + 8 * (2 * Cfg::kStages + s); }
+  __device__ __forceinline__ uint32_t empty_v(int s) const { return base + kKv + 8 * (3 * Cfg::kStages + s); }
 };
 
 // Position in the K/V ring: block `count` lives in stage count % kStages; the phase parity flips every lap.

@@ -12,14 +12,14 @@ namespace fa {
 
 template <class Cfg>
 __device__ __forceinline__ void fwd_epilogue(const FwdParams& p, const TmaMap* tma_o, uint32_t smem, uint8_t* smem_ptr,
-                                             int consumer, int thread, const Tile& t, float (&o)[Cfg::kHeadDim / 2],
+                                             int consumer, int thread, int q_buffer, const Tile& t, float (&o)[Cfg::kHeadDim / 2],
                                              OnlineSoftmax<Cfg::kBlockN / 2>& softmax) {
   float inv_sum[2], lse[2];
   softmax.finalize(p.score_scale, inv_sum, lse);
   scale_rows(o, inv_sum);
 
   // O has the layout of Q: slabs of kBlockM rows x 128 bytes; this warpgroup owns 64 rows of each slab.
-  const uint32_t o_wg = smem + (Cfg::kOAliasQ ? Cfg::kOffQ : Cfg::kOffO) + consumer * Cfg::kWgRowBytes;
+  const uint32_t o_wg = smem + (Cfg::kOAliasQ ? Cfg::kOffQ + q_buffer * Cfg::kQBytes : Cfg::kOffO) + consumer * Cfg::kWgRowBytes;
   uint8_t* o_wg_ptr = smem_ptr + (o_wg - smem);
   const int bar = Cfg::kBarEpilogue + consumer;
   if (thread == 0) bulk_wait_read_all();  // the previous tile's store has finished reading this buffer

@@ -27,11 +27,12 @@ struct FwdLoader {
 
   // Q is loaded even for a tile that sees no key, so consumers follow one protocol for every tile.
   __device__ __forceinline__ void load_q(const Tile& t, int m0) {
-    mbar_wait(bars.empty_q(), (q_count & 1) ^ 1);
-    mbar_arrive_expect_tx(bars.full_q(), Cfg::kQBytes);
+    const int b = q_count % Cfg::kQStages;
+    mbar_wait(bars.empty_q(b), ((q_count / Cfg::kQStages) & 1) ^ 1);
+    mbar_arrive_expect_tx(bars.full_q(b), Cfg::kQBytes);
 #pragma unroll
     for (int slab = 0; slab < Cfg::kSlabs; ++slab)
-      tma_load_4d(smem + Cfg::kOffQ + slab * Cfg::kQSlabBytes, tma_q, bars.full_q(), slab * 64, m0, t.head, t.batch);
+      tma_load_4d(smem + Cfg::kOffQ + b * Cfg::kQBytes + slab * Cfg::kQSlabBytes, tma_q, bars.full_q(b), slab * 64, m0, t.head, t.batch);
     ++q_count;
   }
 
@@ -161,10 +162,10 @@ struct ConsumerMainloop {
   // Runs blocks n_max down to n_min (n_max >= n_min) into o / softmax; kv counts blocks across tiles.
   // `loads.block_consumed()` runs after each block's V is released (the inline loader refills the ring there).
   template <class Loads>
-  __device__ __forceinline__ void run(int m0, int n_min, int n_max, PipelineState<Cfg::kStages>& kv,
+  __device__ __forceinline__ void run(int m0, int n_min, int n_max, int q_buffer, PipelineState<Cfg::kStages>& kv,
                                       float (&o)[Cfg::kHeadDim / 2], OnlineSoftmax<Cfg::kBlockN / 2>& softmax,
                                       Loads& loads) const {
-    const uint32_t q_wg = smem + Cfg::kOffQ + consumer * Cfg::kWgRowBytes;
+    const uint32_t q_wg = smem + Cfg::kOffQ + q_buffer * Cfg::kQBytes + consumer * Cfg::kWgRowBytes;
     const int row0 = m0 + consumer * 64 + (thread / 32) * 16 + (thread % 32) / 4;
     float s[Cfg::kBlockN / 2];
     uint32_t pk[Cfg::kBlockN / 4];

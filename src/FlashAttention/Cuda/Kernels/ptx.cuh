@@ -148,6 +148,10 @@ __device__ __forceinline__ void bulk_load(uint32_t dst, const void* src, uint32_
 __device__ __forceinline__ void red_add(float* address, float value) {
   asm volatile("red.global.add.f32 [%0], %1;" ::"l"(reinterpret_cast<uint64_t>(address)), "f"(value) : "memory");
 }
+// Two adjacent floats added with one vector reduction (sm_90).
+__device__ __forceinline__ void red_add2(float* address, float a, float b) {
+  asm volatile("red.global.v2.f32.add [%0], {%1, %2};" ::"l"(reinterpret_cast<uint64_t>(address)), "f"(a), "f"(b) : "memory");
+}
 __device__ __forceinline__ void st_shared_u16(uint32_t address, uint16_t value) {
   asm volatile("st.shared.u16 [%0], %1;" ::"r"(address), "h"(value) : "memory");
 }

@@ -5,7 +5,7 @@ namespace FlashAttention.Cuda.Launchers;
 /// and the launch geometry they imply. The shared-memory formula mirrors the header's.
 /// </summary>
 internal sealed record ForwardKernelConfig(int HeadDim, int BlockN, int Stages, bool IntraWgOverlap, bool PingPong,
-    bool OAliasQ, bool WarpSpecialized)
+    bool OAliasQ, bool WarpSpecialized, int QStages = 1)
 {
     public const int ConsumerWarpgroups = 2;
     public const int BlockM = 64 * ConsumerWarpgroups;
@@ -16,17 +16,17 @@ internal sealed record ForwardKernelConfig(int HeadDim, int BlockN, int Stages, 
         get
         {
             int slabs = HeadDim / 64, qBytes = BlockM * 128 * slabs, kBytes = BlockN * 128 * slabs;
-            int barriers = 8 * (2 + 4 * Stages);
-            return 1024 + qBytes + 2 * Stages * kBytes + (OAliasQ ? 0 : qBytes) + barriers;
+            int barriers = 8 * (2 * QStages + 4 * Stages);
+            return 1024 + QStages * qBytes + 2 * Stages * kBytes + (OAliasQ ? 0 : qBytes) + barriers;
         }
     }
 
     public string NameExpression(DataType type)
         => $"fa::flash_fwd_kernel<fa::FwdConfig<{KernelNames.ElementTag(type)}, {HeadDim}, {BlockN}, {Stages}, " +
-           $"{KernelNames.Bool(IntraWgOverlap)}, {KernelNames.Bool(PingPong)}, {KernelNames.Bool(OAliasQ)}, {KernelNames.Bool(WarpSpecialized)}>>";
+           $"{KernelNames.Bool(IntraWgOverlap)}, {KernelNames.Bool(PingPong)}, {KernelNames.Bool(OAliasQ)}, {KernelNames.Bool(WarpSpecialized)}, {QStages}>>";
 
     public override string ToString()
-        => $"d{HeadDim} {BlockM}x{BlockN} stages {Stages}{(WarpSpecialized ? "" : " no-ws")}{(IntraWgOverlap ? "" : " no-overlap")}{(PingPong ? " ping-pong" : "")}{(OAliasQ ? " O-in-Q" : "")}";
+        => $"d{HeadDim} {BlockM}x{BlockN} stages {Stages}{(QStages > 1 ? $" q{QStages}" : "")}{(WarpSpecialized ? "" : " no-ws")}{(IntraWgOverlap ? "" : " no-overlap")}{(PingPong ? " ping-pong" : "")}{(OAliasQ ? " O-in-Q" : "")}";
 }
 
 /// <summary>
@@ -55,7 +55,7 @@ internal static class TileTables
     public static readonly int[] BackwardHeadDims = [64, 128];
 
     /// <summary>
-    /// Tuning override for measurement sweeps (not a user option): <c>FLASHATTN_FWD_CONFIG="128:n176,s2,alias,nopp,noov"</c>
+    /// Tuning override for measurement sweeps (not a user option): <c>FLASHATTN_FWD_CONFIG="128:n176,s2,q2,alias,nopp,noov"</c>
     /// replaces the forward variant of one head dim; kernels compile at run time, so a sweep needs no rebuild.
     /// </summary>
     public const string ForwardOverrideVariable = "FLASHATTN_FWD_CONFIG";
@@ -64,8 +64,8 @@ internal static class TileTables
     {
         var config = Override(headDim) ?? headDim switch
         {
-            64 => new ForwardKernelConfig(64, BlockN: 128, Stages: 2, IntraWgOverlap: true, PingPong: true, OAliasQ: false, WarpSpecialized: true),
-            128 => new ForwardKernelConfig(128, BlockN: 128, Stages: 2, IntraWgOverlap: true, PingPong: true, OAliasQ: false, WarpSpecialized: true),
+            64 => new ForwardKernelConfig(64, BlockN: 128, Stages: 2, IntraWgOverlap: true, PingPong: true, OAliasQ: false, WarpSpecialized: true, QStages: 2),
+            128 => new ForwardKernelConfig(128, BlockN: 128, Stages: 2, IntraWgOverlap: true, PingPong: true, OAliasQ: false, WarpSpecialized: true, QStages: 2),
             // Q (64 KB) + two stages of K and V (160 KB) leave no room for a separate O buffer.
             256 => new ForwardKernelConfig(256, BlockN: 80, Stages: 2, IntraWgOverlap: true, PingPong: false, OAliasQ: true, WarpSpecialized: true),
             _ => throw new ArgumentOutOfRangeException(nameof(headDim), headDim, "no forward kernel for this head dim"),
@@ -89,12 +89,13 @@ internal static class TileTables
         {
             string[] parts = entry.Split(':', 2);
             if (parts.Length != 2 || !int.TryParse(parts[0], out int d) || d != headDim) continue;
-            int blockN = 128, stages = 2;
+            int blockN = 128, stages = 2, qStages = 1;
             bool alias = headDim == 256, pingPong = headDim <= 128, overlap = true;
             foreach (string f in parts[1].Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
             {
                 if (f.StartsWith('n') && int.TryParse(f[1..], out int n)) blockN = n;
                 else if (f.StartsWith('s') && int.TryParse(f[1..], out int st)) stages = st;
+                else if (f.StartsWith('q') && int.TryParse(f[1..], out int qs)) qStages = qs;
                 else if (f == "alias") alias = true;
                 else if (f == "noalias") alias = false;
                 else if (f == "pp") pingPong = true;
@@ -102,7 +103,7 @@ internal static class TileTables
                 else if (f == "noov") overlap = false;
                 else throw new ArgumentException($"{ForwardOverrideVariable}: unknown field '{f}' in '{entry}'");
             }
-            return new ForwardKernelConfig(headDim, blockN, stages, overlap, pingPong, alias, WarpSpecialized: true);
+            return new ForwardKernelConfig(headDim, blockN, stages, overlap, pingPong, alias, WarpSpecialized: true, qStages);
         }
         return null;
     }
