@@ -66,7 +66,7 @@ for stage in "$@"; do
       unset FLASHATTN_FWD_CONFIG
       grep -E "^(=== sweep|│ fwd)" "$OUT/sweep.log" ;;
     ncu)
-      sections="--section SpeedOfLight --section WarpStateStats --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --section InstructionStats"
+      sections="--section SpeedOfLight --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --metrics regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio,sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active,sm__inst_executed_pipe_xu.avg.pct_of_peak_sustained_active"
       run ncu-fwd 150 ncu.log ncu --kernel-name regex:flash_fwd --launch-skip 3 --launch-count 1 $sections "$B" bench --device cuda --batch 2 --heads 16 --seqlen 8192 --hdim 128 --forward --warmup 3 --repeats 1
       run ncu-bwd 150 ncu.log ncu --kernel-name regex:flash_bwd_kernel --launch-skip 2 --launch-count 1 $sections "$B" bench --device cuda --batch 2 --heads 16 --seqlen 8192 --hdim 128 --backward --warmup 2 --repeats 1 ;;
     sanitize)

@@ -136,8 +136,12 @@ struct BwdConsumer {
     wgmma_fence();
     gemm_rs_mnmajor<E, kD, kM>(ppk, do_st, Cfg::kQSlabBytes, dv);  // dV += Pᵀ dO
     wgmma_commit();
-    wgmma_wait<1>();  // dPᵀ is ready; dV may still run
+    // Wait for dV as well as dPᵀ: P's packed registers then die before dS's are built. Keeping both alive (with
+    // dK, dV, Sᵀ and dPᵀ) needs more than the 240 registers a consumer has, and the spills cost far more than the
+    // tensor cores lose here (the sibling warpgroup's GEMMs fill the gap).
+    wgmma_wait<0>();
     fence_regs(dpt);
+    fence_regs(dv);
 
     // dSᵀ = P ∘ (dP − D), packed for dK and written transposed (as dS, [query][key]) for dQ.
     uint32_t dspk[kM / 4];
