@@ -92,7 +92,7 @@ public sealed class GpuSmokeTests : IDisposable
         var blob = new TensorMapDescriptor();
         for (int i = 0; i < 16; i++) blob[i] = ((ulong)(2 * i + 1) << 32) | (uint)(2 * i);
         var kernel = new KernelModuleCache(Device, NewCompiler()).GetKernel(SelftestKernels.All, "copy_param_blob");
-        if (kernel.ParameterSizes is { } sizes) Assert.Equal([128, 4, 8], sizes);
+        if (kernel.ParameterSizes(3) is { } sizes) Assert.Equal([128, 4, 8], sizes);
         using var output = new DeviceBuffer(33 * sizeof(uint), Device);
         output.Fill(0xFFFFFFFFu);
         kernel.Launch(new LaunchConfig(1, 32), new KernelArguments().Add(blob).Add(0xC0FFEEu).Add(output));
@@ -107,8 +107,8 @@ public sealed class GpuSmokeTests : IDisposable
     public void Wrong_arguments_are_refused_when_the_driver_reports_parameter_sizes()
     {
         var kernel = new KernelModuleCache(Device, NewCompiler()).GetKernel(SelftestKernels.Axpy, "axpy<float>");
-        if (kernel.ParameterSizes is null) return; // driver older than 12.4: nothing to check
-        Assert.Equal([4, 8, 8, 4], kernel.ParameterSizes);
+        if (kernel.ParameterSizes(4) is null) return; // driver older than 12.4: nothing to check
+        Assert.Equal([4, 8, 8, 4], kernel.ParameterSizes(4));
         var e = Assert.Throws<ArgumentException>(() => kernel.Launch(new LaunchConfig(1, 32), new KernelArguments().Add(2.5).Add(0UL).Add(0UL).Add(1)));
         Assert.Contains("axpy<float> takes 4 parameter(s) of sizes [4, 8, 8, 4]", e.Message);
     }

@@ -97,7 +97,9 @@ internal sealed unsafe class CudaKernel
     /// <summary>Dynamic shared memory a kernel may use without opting in (48 KB on every architecture since Volta).</summary>
     public const int DefaultDynamicSharedLimit = 48 * 1024;
 
-    private readonly Lazy<int[]?> _parameterSizes;
+    // Parameter sizes by how many were asked for: the driver can only say "no such parameter" with an error, which
+    // tools such as compute-sanitizer report, so we never ask past the arguments a launch passes.
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<int, int[]?> _parameterSizes = new();
     private int _dynamicSharedLimit = -1; // what MAX_DYNAMIC_SHARED_SIZE_BYTES was last set to; -1 = untouched
 
     internal CudaKernel(CudaModule module, nint handle, string loweredName, string displayName)
@@ -106,7 +108,6 @@ internal sealed unsafe class CudaKernel
         Handle = handle;
         LoweredName = loweredName;
         DisplayName = displayName;
-        _parameterSizes = new Lazy<int[]?>(QueryParameterSizes);
     }
 
     /// <summary>The module that holds the kernel.</summary>
@@ -139,7 +140,7 @@ internal sealed unsafe class CudaKernel
     public int BinaryVersion => GetAttribute(CuFunctionAttribute.BinaryVersion);
 
     /// <summary>Parameter sizes in bytes as the driver reports them, or null when the driver cannot (before CUDA 12.4).</summary>
-    public IReadOnlyList<int>? ParameterSizes => _parameterSizes.Value;
+    public IReadOnlyList<int>? ParameterSizes(int count) => _parameterSizes.GetOrAdd(count, QueryParameterSizes);
 
     /// <summary>cuFuncGetAttribute.</summary>
     public int GetAttribute(int attribute)
@@ -247,17 +248,21 @@ internal sealed unsafe class CudaKernel
 
     private void CheckArguments(KernelArguments arguments)
     {
-        if (ParameterSizes is not { } sizes) return;
+        if (ParameterSizes(arguments.Count) is not { } sizes) return;
         if (sizes.Count == arguments.Count && sizes.SequenceEqual(arguments.Sizes)) return;
-        throw new ArgumentException($"{DisplayName} takes {sizes.Count} parameter(s) of sizes [{string.Join(", ", sizes)}] bytes; the launch passed {arguments.Count} of sizes [{string.Join(", ", arguments.Sizes)}]");
+        throw new ArgumentException($"{DisplayName}: its first {arguments.Count} parameter(s) have sizes [{string.Join(", ", sizes)}] bytes" +
+            (sizes.Count < arguments.Count ? $" (it takes only {sizes.Count})" : "") +
+            $"; the launch passed {arguments.Count} of sizes [{string.Join(", ", arguments.Sizes)}]");
     }
 
-    private int[]? QueryParameterSizes()
+    // Sizes of the first `count` parameters (fewer when the kernel has fewer). A launch with too few arguments is
+    // not caught: finding the end would need a failing call.
+    private int[]? QueryParameterSizes(int count)
     {
         var api = Module.Context.MakeCurrent();
         if (api.cuFuncGetParamInfo == null) return null;
         var sizes = new List<int>();
-        for (nuint i = 0; i < 1024; i++)
+        for (nuint i = 0; i < (nuint)count; i++)
         {
             nuint offset, size;
             int result = api.cuFuncGetParamInfo(Handle, i, &offset, &size);

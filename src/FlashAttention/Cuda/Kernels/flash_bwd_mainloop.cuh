@@ -59,6 +59,7 @@ struct BwdConsumer {
   const Mask& mask;
   const BwdBarriers<Cfg>& bars;
   uint32_t smem;
+  const uint8_t* smem_ptr;
   int consumer, thread;
   int n_block, head_k, batch;
 
@@ -68,6 +69,24 @@ struct BwdConsumer {
   // This thread's keys are key_row0() and key_row0() + 8.
   __device__ __forceinline__ int key_row0() const { return n0() + consumer * 64 + warp() * 16 + lane() / 4; }
 
+  // A step is one query block of one query head; steps run in order t = 0 … count-1 (heads of the GQA group
+  // outermost), the producer loading them in the same order.
+  __device__ __forceinline__ int step_head(int t, int m_blocks) const { return head_k * p.group + t / m_blocks; }
+  __device__ __forceinline__ int step_block(int t, int m_first, int m_blocks) const { return m_first + t % m_blocks; }
+
+  // Sᵀ = K_c Qᵀ and dPᵀ = V_c dOᵀ of step t (64 keys x 64 queries), issued as two commit groups.
+  __device__ __forceinline__ void issue_s_dp(int t, float (&st)[kM / 2], float (&dpt)[kM / 2]) const {
+    const int s = t % Cfg::kStages;
+    mbar_wait(bars.full(s), (t / Cfg::kStages) & 1);
+    const uint32_t k_wg = smem + Cfg::kOffK + consumer * Cfg::kWgRowBytes;
+    const uint32_t v_wg = smem + Cfg::kOffV + consumer * Cfg::kWgRowBytes;
+    wgmma_fence();
+    gemm_ss_kmajor<E, kM, kD>(k_wg, Cfg::kKSlabBytes, smem + Cfg::kOffQ + s * Cfg::kQBytes, Cfg::kQSlabBytes, st, false);
+    wgmma_commit();
+    gemm_ss_kmajor<E, kM, kD>(v_wg, Cfg::kKSlabBytes, smem + Cfg::kOffDO + s * Cfg::kQBytes, Cfg::kQSlabBytes, dpt, false);
+    wgmma_commit();
+  }
+
   __device__ __forceinline__ void run() const {
     float dk[kD / 2], dv[kD / 2];
 #pragma unroll
@@ -76,32 +95,28 @@ struct BwdConsumer {
     mask.query_range(n0(), Cfg::kBlockN, q_lo, q_hi);
     mbar_wait(bars.kv_full(), 0);
     if (q_hi >= q_lo) {
-      int count = 0;
-      for (int h = head_k * p.group; h < (head_k + 1) * p.group; ++h)
-        for (int m = q_lo / kM; m <= q_hi / kM; ++m, ++count) step(h, m, count, dk, dv);
+      const int m_first = q_lo / kM, m_blocks = q_hi / kM - m_first + 1, steps = p.group * m_blocks;
+      float st[kM / 2], dpt[kM / 2];
+      if constexpr (Cfg::kPrefetch) issue_s_dp(0, st, dpt);
+      for (int t = 0; t < steps; ++t) {
+        if constexpr (!Cfg::kPrefetch) issue_s_dp(t, st, dpt);
+        step(t, steps, step_head(t, m_blocks), step_block(t, m_first, m_blocks), m_first, m_blocks, st, dpt, dk, dv);
+      }
     }
     store_dkv(dk, dv);
   }
 
-  __device__ __forceinline__ void step(int h, int m, int count, float (&dk)[kD / 2], float (&dv)[kD / 2]) const {
-    const int s = count % Cfg::kStages;
+  // Step t, its Sᵀ and dPᵀ already issued (the two most recent commit groups).
+  __device__ __forceinline__ void step(int t, int steps, int h, int m, int m_first, int m_blocks, float (&st)[kM / 2],
+                                       float (&dpt)[kM / 2], float (&dk)[kD / 2], float (&dv)[kD / 2]) const {
+    const int s = t % Cfg::kStages;
     const uint32_t q_st = smem + Cfg::kOffQ + s * Cfg::kQBytes;
     const uint32_t do_st = smem + Cfg::kOffDO + s * Cfg::kQBytes;
-    const uint32_t lse_st = smem + Cfg::kOffLse + s * Cfg::kRowBytes;
-    const uint32_t d_st = smem + Cfg::kOffD + s * Cfg::kRowBytes;
-    const uint32_t ds_buf = smem + Cfg::kOffDS + (count & 1) * Cfg::kDsBytes;
-    const uint32_t k_wg = smem + Cfg::kOffK + consumer * Cfg::kWgRowBytes;
-    const uint32_t v_wg = smem + Cfg::kOffV + consumer * Cfg::kWgRowBytes;
+    // LSE and D are read with ordinary loads through a generic pointer: the compiler may then load each value once.
+    const float* lse = reinterpret_cast<const float*>(smem_ptr + Cfg::kOffLse + s * Cfg::kRowBytes);
+    const float* dsum = reinterpret_cast<const float*>(smem_ptr + Cfg::kOffD + s * Cfg::kRowBytes);
+    const uint32_t ds_buf = smem + Cfg::kOffDS + (t & 1) * Cfg::kDsBytes;
     const int m0 = m * kM, q_col0 = 2 * (lane() & 3);
-    mbar_wait(bars.full(s), (count / Cfg::kStages) & 1);
-
-    // Sᵀ and dPᵀ (64 keys x 64 queries), issued together.
-    float st[kM / 2], dpt[kM / 2];
-    wgmma_fence();
-    gemm_ss_kmajor<E, kM, kD>(k_wg, Cfg::kKSlabBytes, q_st, Cfg::kQSlabBytes, st, false);
-    wgmma_commit();
-    gemm_ss_kmajor<E, kM, kD>(v_wg, Cfg::kKSlabBytes, do_st, Cfg::kQSlabBytes, dpt, false);
-    wgmma_commit();
     wgmma_wait<1>();
     fence_regs(st);
 
@@ -118,11 +133,11 @@ struct BwdConsumer {
           const int i = 4 * j + 2 * hh + e, ql = 8 * j + q_col0 + e;
           float x = st[i], deriv = 1.f;
           if (p.has_softcap) {
-            const float t = fast_tanh(x * p.softcap_premul);
-            x = t;
-            deriv = 1.f - t * t;
+            const float th = fast_tanh(x * p.softcap_premul);
+            x = th;
+            deriv = 1.f - th * th;
           }
-          float prob = fast_exp2(x * p.score_scale_log2 - ld_shared_f32(lse_st + 4 * ql));
+          float prob = fast_exp2(x * p.score_scale_log2 - lse[ql]);
           if (needs_mask) {
             const int q = m0 + ql, key = key_row0() + 8 * hh;
             if (key < mask.first_key(q) || key > mask.last_key(q)) prob = 0.f;
@@ -155,7 +170,7 @@ struct BwdConsumer {
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
           const int i = 4 * j + 2 * hh + e, ql = 8 * j + q_col0 + e;
-          g[e] = st[i] * (dpt[i] - ld_shared_f32(d_st + 4 * ql));
+          g[e] = st[i] * (dpt[i] - dsum[ql]);
         }
         const uint32_t packed = pack2<E>(g[0], g[1]);
         dspk[2 * j + hh] = packed;
@@ -184,11 +199,18 @@ struct BwdConsumer {
     const uint32_t b = smem + Cfg::kOffK + (kSplitKeys ? consumer * Cfg::kWgRowBytes : consumer * Cfg::kKSlabBytes);
     gemm_ss_mnmajor_b<E, 64, kDqKeys>(a, Cfg::kDsSlabBytes, b, Cfg::kKSlabBytes, dq, false);
     wgmma_commit();
-    wgmma_wait<0>();
+    // With prefetch, the next step's Sᵀ and dPᵀ go to the tensor cores now and run while this step's dQ is added.
+    if (Cfg::kPrefetch && t + 1 < steps) {
+      issue_s_dp(t + 1, st, dpt);
+      wgmma_wait<2>();
+    } else {
+      wgmma_wait<0>();
+    }
     fence_regs(dv);
     fence_regs(dk);
     fence_regs(dq);
-    if (thread == 0) mbar_arrive(bars.empty(s));
+    // Every warp has finished its ordinary reads of this stage (LSE, D) and its GEMMs on Q and dO: one arrival each.
+    if (lane() == 0) mbar_arrive(bars.empty(s));
 
     add_dq(h, m, kSplitKeys ? 0 : 64 * consumer, dq);
   }
