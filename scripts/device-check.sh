@@ -67,7 +67,7 @@ for stage in "$@"; do
       grep -E "^(=== sweep|│ fwd)" "$OUT/sweep.log" ;;
     bwd-sweep)
       # backward variants at d128 and d64, full and causal, 8k: FLASHATTN_BWD_CONFIG picks the variant
-      for cfg in "128:noprefetch" "128:prefetch" "64:noprefetch" "64:prefetch"; do
+      for cfg in ${BWD_SWEEP:-"128:s2" "128:s3" "64:s2" "64:s3"}; do
         d=${cfg%%:*}; h=$((2048 / d))
         export FLASHATTN_BWD_CONFIG="$cfg"
         run "bwd $cfg" 60 sweep.log "$B" bench --device cuda --batch 2 --heads $h --seqlen 8192 --hdim $d --backward --repeats 20
@@ -76,10 +76,6 @@ for stage in "$@"; do
       done
       unset FLASHATTN_BWD_CONFIG
       grep -E "^(=== bwd|│ bwd)" "$OUT/sweep.log" ;;
-    verify-bwd-prefetch)
-      export FLASHATTN_BWD_CONFIG="128:prefetch;64:prefetch"
-      run verify-bwd-prefetch 200 verify.log "$B" verify --device cuda --backward --no-probes
-      unset FLASHATTN_BWD_CONFIG ;;
     ncu)
       sections="--section SpeedOfLight --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --metrics regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio,sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active,sm__inst_executed_pipe_xu.avg.pct_of_peak_sustained_active"
       run ncu-fwd 150 ncu.log ncu --kernel-name regex:flash_fwd --launch-skip 3 --launch-count 1 $sections "$B" bench --device cuda --batch 2 --heads 16 --seqlen 8192 --hdim 128 --forward --warmup 3 --repeats 1

@@ -7,7 +7,7 @@
 
 namespace fa {
 
-template <typename Element_, int kHeadDim_, int kStages_ = 2, bool kPrefetch_ = false>
+template <typename Element_, int kHeadDim_, int kStages_ = 2>
 struct BwdConfig {
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
@@ -15,8 +15,6 @@ struct BwdConfig {
   static constexpr int kBlockM = 64;                 // queries per step
   static constexpr int kBlockN = 64 * kConsumerWGs;  // keys per CTA
   static constexpr int kStages = kStages_;
-  // Issue the next step's Sᵀ and dPᵀ before adding this step's dQ, so the tensor cores work during the additions.
-  static constexpr bool kPrefetch = kPrefetch_;
   static constexpr int kThreads = 128 * (kConsumerWGs + 1);
   static constexpr int kProducerRegs = 24;
   static constexpr int kConsumerRegs = 240;

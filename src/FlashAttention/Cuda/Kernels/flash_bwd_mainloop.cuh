@@ -59,7 +59,6 @@ struct BwdConsumer {
   const Mask& mask;
   const BwdBarriers<Cfg>& bars;
   uint32_t smem;
-  const uint8_t* smem_ptr;
   int consumer, thread;
   int n_block, head_k, batch;
 
@@ -69,8 +68,16 @@ struct BwdConsumer {
   // This thread's keys are key_row0() and key_row0() + 8.
   __device__ __forceinline__ int key_row0() const { return n0() + consumer * 64 + warp() * 16 + lane() / 4; }
 
-  // A step is one query block of one query head; steps run in order t = 0 … count-1 (heads of the GQA group
-  // outermost), the producer loading them in the same order.
+  // A value of a per-query row (LSE or D) of the stage. At d64 ordinary loads, which the compiler may load once and
+  // schedule early, are faster (229 against 214 TFLOP/s); at d128 the registers they hold are what the consumer
+  // lacks (spills: 267 against 289 TFLOP/s), so each value is loaded where it is used.
+  __device__ __forceinline__ float row_value(uint32_t row, int query) const {
+    if constexpr (kD == 64) return smem_generic_f32(row)[query];
+    else return ld_shared_f32(row + 4 * query);
+  }
+
+  // A step is one query block of one query head; steps run in order t = 0, 1, … (heads of the GQA group outermost),
+  // the producer loading them in the same order.
   __device__ __forceinline__ int step_head(int t, int m_blocks) const { return head_k * p.group + t / m_blocks; }
   __device__ __forceinline__ int step_block(int t, int m_first, int m_blocks) const { return m_first + t % m_blocks; }
 
@@ -97,24 +104,22 @@ struct BwdConsumer {
     if (q_hi >= q_lo) {
       const int m_first = q_lo / kM, m_blocks = q_hi / kM - m_first + 1, steps = p.group * m_blocks;
       float st[kM / 2], dpt[kM / 2];
-      if constexpr (Cfg::kPrefetch) issue_s_dp(0, st, dpt);
       for (int t = 0; t < steps; ++t) {
-        if constexpr (!Cfg::kPrefetch) issue_s_dp(t, st, dpt);
-        step(t, steps, step_head(t, m_blocks), step_block(t, m_first, m_blocks), m_first, m_blocks, st, dpt, dk, dv);
+        issue_s_dp(t, st, dpt);
+        step(t, step_head(t, m_blocks), step_block(t, m_first, m_blocks), st, dpt, dk, dv);
       }
     }
     store_dkv(dk, dv);
   }
 
   // Step t, its Sᵀ and dPᵀ already issued (the two most recent commit groups).
-  __device__ __forceinline__ void step(int t, int steps, int h, int m, int m_first, int m_blocks, float (&st)[kM / 2],
-                                       float (&dpt)[kM / 2], float (&dk)[kD / 2], float (&dv)[kD / 2]) const {
+  __device__ __forceinline__ void step(int t, int h, int m, float (&st)[kM / 2], float (&dpt)[kM / 2],
+                                       float (&dk)[kD / 2], float (&dv)[kD / 2]) const {
     const int s = t % Cfg::kStages;
     const uint32_t q_st = smem + Cfg::kOffQ + s * Cfg::kQBytes;
     const uint32_t do_st = smem + Cfg::kOffDO + s * Cfg::kQBytes;
-    // LSE and D are read with ordinary loads through a generic pointer: the compiler may then load each value once.
-    const float* lse = reinterpret_cast<const float*>(smem_ptr + Cfg::kOffLse + s * Cfg::kRowBytes);
-    const float* dsum = reinterpret_cast<const float*>(smem_ptr + Cfg::kOffD + s * Cfg::kRowBytes);
+    const uint32_t lse = smem + Cfg::kOffLse + s * Cfg::kRowBytes;
+    const uint32_t dsum = smem + Cfg::kOffD + s * Cfg::kRowBytes;
     const uint32_t ds_buf = smem + Cfg::kOffDS + (t & 1) * Cfg::kDsBytes;
     const int m0 = m * kM, q_col0 = 2 * (lane() & 3);
     wgmma_wait<1>();
@@ -137,7 +142,7 @@ struct BwdConsumer {
             x = th;
             deriv = 1.f - th * th;
           }
-          float prob = fast_exp2(x * p.score_scale_log2 - lse[ql]);
+          float prob = fast_exp2(x * p.score_scale_log2 - row_value(lse, ql));
           if (needs_mask) {
             const int q = m0 + ql, key = key_row0() + 8 * hh;
             if (key < mask.first_key(q) || key > mask.last_key(q)) prob = 0.f;
@@ -170,7 +175,7 @@ struct BwdConsumer {
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
           const int i = 4 * j + 2 * hh + e, ql = 8 * j + q_col0 + e;
-          g[e] = st[i] * (dpt[i] - dsum[ql]);
+          g[e] = st[i] * (dpt[i] - row_value(dsum, ql));
         }
         const uint32_t packed = pack2<E>(g[0], g[1]);
         dspk[2 * j + hh] = packed;
@@ -199,17 +204,15 @@ struct BwdConsumer {
     const uint32_t b = smem + Cfg::kOffK + (kSplitKeys ? consumer * Cfg::kWgRowBytes : consumer * Cfg::kKSlabBytes);
     gemm_ss_mnmajor_b<E, 64, kDqKeys>(a, Cfg::kDsSlabBytes, b, Cfg::kKSlabBytes, dq, false);
     wgmma_commit();
-    // With prefetch, the next step's Sᵀ and dPᵀ go to the tensor cores now and run while this step's dQ is added.
-    if (Cfg::kPrefetch && t + 1 < steps) {
-      issue_s_dp(t + 1, st, dpt);
-      wgmma_wait<2>();
-    } else {
-      wgmma_wait<0>();
-    }
+    // (Issuing the next step's Sᵀ and dPᵀ here, to overlap them with the dQ additions, was measured slower: the extra
+    // live accumulators spill.)
+    wgmma_wait<0>();
     fence_regs(dv);
     fence_regs(dk);
     fence_regs(dq);
-    // Every warp has finished its ordinary reads of this stage (LSE, D) and its GEMMs on Q and dO: one arrival each.
+    // Every warp has finished its reads of this stage (LSE, D; its GEMMs on Q and dO): one arrival per warp, after
+    // a warp barrier that orders all lanes' reads before it.
+    warp_sync();
     if (lane() == 0) mbar_arrive(bars.empty(s));
 
     add_dq(h, m, kSplitKeys ? 0 : 64 * consumer, dq);

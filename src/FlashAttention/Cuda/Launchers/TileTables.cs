@@ -109,14 +109,14 @@ internal static class TileTables
         return null;
     }
 
-    /// <summary>Tuning override like <see cref="ForwardOverrideVariable"/>: <c>FLASHATTN_BWD_CONFIG="128:prefetch;64:noprefetch"</c>.</summary>
+    /// <summary>Tuning override like <see cref="ForwardOverrideVariable"/>: <c>FLASHATTN_BWD_CONFIG="128:s3;64:s2"</c> (ring stages).</summary>
     public const string BackwardOverrideVariable = "FLASHATTN_BWD_CONFIG";
 
     public static BackwardKernelConfig Backward(int headDim)
     {
         var config = headDim switch
         {
-            64 or 128 => new BackwardKernelConfig(headDim, Stages: 2, Prefetch: false),
+            64 or 128 => new BackwardKernelConfig(headDim, Stages: 2),
             _ => throw new ArgumentOutOfRangeException(nameof(headDim), headDim, "no backward kernel for this head dim"),
         };
         string? text = Environment.GetEnvironmentVariable(BackwardOverrideVariable);
@@ -127,8 +127,6 @@ internal static class TileTables
             foreach (string f in parts[1].Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
                 config = f switch
                 {
-                    "prefetch" => config with { Prefetch = true },
-                    "noprefetch" => config with { Prefetch = false },
                     _ when f.StartsWith('s') && int.TryParse(f[1..], out int st) => config with { Stages = st },
                     _ => throw new ArgumentException($"{BackwardOverrideVariable}: unknown field '{f}' in '{entry}'"),
                 };
@@ -138,7 +136,7 @@ internal static class TileTables
 }
 
 /// <summary>The backward kernel's template arguments (<c>fa::BwdConfig</c>) and geometry; mirrors flash_bwd_config.cuh.</summary>
-internal sealed record BackwardKernelConfig(int HeadDim, int Stages, bool Prefetch = false)
+internal sealed record BackwardKernelConfig(int HeadDim, int Stages)
 {
     public const int BlockM = 64;
     public const int BlockN = 128;
@@ -154,7 +152,7 @@ internal sealed record BackwardKernelConfig(int HeadDim, int Stages, bool Prefet
         }
     }
 
-    public string NameExpression(DataType type) => $"fa::flash_bwd_kernel<fa::BwdConfig<{KernelNames.ElementTag(type)}, {HeadDim}, {Stages}, {KernelNames.Bool(Prefetch)}>>";
+    public string NameExpression(DataType type) => $"fa::flash_bwd_kernel<fa::BwdConfig<{KernelNames.ElementTag(type)}, {HeadDim}, {Stages}>>";
     public string PreprocessExpression(DataType type) => $"fa::flash_bwd_preprocess<{KernelNames.ElementTag(type)}, {HeadDim}>";
     public string PostprocessExpression(DataType type) => $"fa::flash_bwd_postprocess<{KernelNames.ElementTag(type)}, {HeadDim}>";
 }
