@@ -39,15 +39,20 @@ for stage in "$@"; do
           s=$(cuobjdump --dump-sass "$f" 2>/dev/null)
           printf '%-90s HGMMA %5d  LDL %4d  STL %4d\n' "$(basename "$f")" "$(grep -c HGMMA <<<"$s")" "$(grep -c 'LDL' <<<"$s")" "$(grep -c 'STL' <<<"$s")"
         done
-      } > "$OUT/sass.log" 2>&1
-      summary+=("sass: $(grep -c cubin "$OUT/sass.log") cubins")
-      cat "$OUT/sass.log" ;;
+      } > /tmp/sass.log 2>&1
+      { echo "=== sass (HGMMA count, local loads/stores per cubin)"; cat /tmp/sass.log; } >> "$OUT/info.log"
+      summary+=("sass: $(grep -c cubin /tmp/sass.log) cubins, $(awk '$5 > 0 || $7 > 0' /tmp/sass.log | grep -c cubin) with local memory")
+      cat /tmp/sass.log ;;
     verify-quick) run verify-quick 90 verify.log "$B" verify --device cuda --quick ;;
     verify-fwd) run verify-fwd 200 verify.log "$B" verify --device cuda --forward --no-probes ;;
     verify-bwd) run verify-bwd 200 verify.log "$B" verify --device cuda --backward --no-probes ;;
     bench) run bench 480 bench.log "$B" bench --device cuda --grid paper --json "$OUT/ours.json" ;;
     bench-fwd) run bench-fwd 300 bench.log "$B" bench --device cuda --grid paper --forward --json "$OUT/ours.json" ;;
     ablation) run ablation 300 bench.log "$B" bench --device cuda --batch 2 --heads 16 --seqlen 8192 --hdim 128 --forward --ablation --json "$OUT/ablation.json" ;;
+    record)
+      # The recorded run: everything a results folder needs, in one device call (ours and the peers on one machine).
+      "$0" info warmup sass verify-quick verify-fwd verify-bwd bench ablation peers-fwd peers-bwd sanitize
+      exit 0 ;;
     peers) run peers 480 peers.log python3 bench/peers/sdpa_peers.py --grid paper --json "$OUT/peers.json" ;;
     peers-fwd) run peers-fwd 300 peers.log python3 bench/peers/sdpa_peers.py --grid paper --json "$OUT/peers.json" ;;
     peers-bwd) run peers-bwd 400 peers.log python3 bench/peers/sdpa_peers.py --grid paper --backward --json "$OUT/peers-bwd.json" ;;

@@ -18,12 +18,13 @@ flash_bwd_kernel(const __grid_constant__ BwdParams p, const __grid_constant__ Tm
   extern __shared__ uint8_t smem_raw[];
   const uint32_t raw = smem_u32(smem_raw);
   const uint32_t smem = (raw + 1023u) & ~1023u;
+  const uint8_t* smem_ptr = smem_raw + (smem - raw);
   const BwdBarriers<Cfg> bars{smem + Cfg::kOffBar};
   if (threadIdx.x == 0) {
     mbar_init(bars.kv_full(), 1);
     for (int s = 0; s < Cfg::kStages; ++s) {
       mbar_init(bars.full(s), 1);
-      mbar_init(bars.empty(s), Cfg::kConsumerWGs * 4);  // one arrival per consumer warp
+      mbar_init(bars.empty(s), Cfg::kConsumerWGs * 128);  // one arrival per consumer thread
     }
     fence_barrier_init();
   }
@@ -43,7 +44,7 @@ flash_bwd_kernel(const __grid_constant__ BwdParams p, const __grid_constant__ Tm
     }
   } else {
     setmaxnreg_inc<Cfg::kConsumerRegs>();
-    const BwdConsumer<Cfg> consumer{p, mask, bars, smem, warpgroup - 1, (int)(threadIdx.x % 128), n_block, head_k, batch};
+    const BwdConsumer<Cfg> consumer{p, mask, bars, smem, smem_ptr, warpgroup - 1, (int)(threadIdx.x % 128), n_block, head_k, batch};
     consumer.run();
   }
 }

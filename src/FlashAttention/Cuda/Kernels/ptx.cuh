@@ -29,13 +29,6 @@ __device__ __forceinline__ uint32_t smem_u32(const void* p) {
   return r;
 }
 
-// Generic pointer to a shared-memory address (the inverse of smem_u32), for ordinary C++ loads the compiler may schedule.
-__device__ __forceinline__ const float* smem_generic_f32(uint32_t addr) {
-  uint64_t r;
-  asm("cvta.shared.u64 %0, %1;" : "=l"(r) : "l"((uint64_t)addr));
-  return reinterpret_cast<const float*>(r);
-}
-
 __device__ __forceinline__ uint32_t lane_id() { uint32_t r; asm volatile("mov.u32 %0, %%laneid;" : "=r"(r)); return r; }
 
 // ---- mbarrier -------------------------------------------------------------------------------------------
@@ -98,7 +91,6 @@ __device__ __forceinline__ void named_barrier_arrive(uint32_t id, uint32_t threa
   asm volatile("bar.arrive %0, %1;" ::"r"(id), "r"(threads) : "memory");
 }
 __device__ __forceinline__ void block_sync() { asm volatile("bar.sync 0;" ::: "memory"); }
-__device__ __forceinline__ void warp_sync() { asm volatile("bar.warp.sync 0xffffffff;" ::: "memory"); }
 template <int N> __device__ __forceinline__ void setmaxnreg_inc() { asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(N)); }
 template <int N> __device__ __forceinline__ void setmaxnreg_dec() { asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(N)); }
 

@@ -64,8 +64,11 @@ internal static class TileTables
     {
         var config = Override(headDim) ?? headDim switch
         {
-            // d64: more keys per block amortise the softmax over more GEMM work (sweep 2026-11-25: n192 465 vs n128 430 TFLOP/s).
-            64 => new ForwardKernelConfig(64, BlockN: 192, Stages: 2, IntraWgOverlap: true, PingPong: true, OAliasQ: false, WarpSpecialized: true, QStages: 2),
+            // d64: more keys per block amortise the softmax over more GEMM work, and a third K/V stage hides the loads
+            // (sweeps 2026-11-25, b2 h32 s8k: n128 s2 430, n192 s2 447–465, n192 s3 469 TFLOP/s).
+            64 => new ForwardKernelConfig(64, BlockN: 192, Stages: 3, IntraWgOverlap: true, PingPong: true, OAliasQ: false, WarpSpecialized: true, QStages: 2),
+            // d128: 128x128 with two Q buffers (b2 h16 s8k: 631 full, 534 causal; one Q buffer 600/506; 176-key
+            // blocks with O in Q's buffer 628–643 full but 506–517 causal).
             128 => new ForwardKernelConfig(128, BlockN: 128, Stages: 2, IntraWgOverlap: true, PingPong: true, OAliasQ: false, WarpSpecialized: true, QStages: 2),
             // Q (64 KB) + two stages of K and V (160 KB) leave no room for a separate O buffer.
             256 => new ForwardKernelConfig(256, BlockN: 80, Stages: 2, IntraWgOverlap: true, PingPong: false, OAliasQ: true, WarpSpecialized: true),
