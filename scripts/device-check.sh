@@ -72,7 +72,7 @@ for stage in "$@"; do
       grep -E "^(=== sweep|│ fwd)" "$OUT/sweep.log" ;;
     bwd-sweep)
       # backward variants at d128 and d64, full and causal, 8k: FLASHATTN_BWD_CONFIG picks the variant
-      for cfg in ${BWD_SWEEP:-"128:s2" "128:s3" "64:s2" "64:s3"}; do
+      for cfg in ${BWD_SWEEP:-"128:split" "128:exchange" "64:split"}; do
         d=${cfg%%:*}; h=$((2048 / d))
         export FLASHATTN_BWD_CONFIG="$cfg"
         run "bwd $cfg" 60 sweep.log "$B" bench --device cuda --batch 2 --heads $h --seqlen 8192 --hdim $d --backward --repeats 20

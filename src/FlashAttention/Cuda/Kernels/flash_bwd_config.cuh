@@ -7,7 +7,7 @@
 
 namespace fa {
 
-template <typename Element_, int kHeadDim_, int kStages_ = 2>
+template <typename Element_, int kHeadDim_, int kStages_ = 2, bool kExchangeDs_ = false>
 struct BwdConfig {
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
@@ -15,6 +15,10 @@ struct BwdConfig {
   static constexpr int kBlockM = 64;                 // queries per step
   static constexpr int kBlockN = 64 * kConsumerWGs;  // keys per CTA
   static constexpr int kStages = kStages_;
+  // How dQ = dS·K is split between the consumers (see the mainloop): by columns, exchanging dS through shared memory
+  // (d128 only), or by keys, with no exchange.
+  static constexpr bool kExchangeDs = kExchangeDs_;
+  static_assert(!kExchangeDs || kHeadDim == 128, "the dS exchange splits dQ's columns between two consumers: d128 only");
   static constexpr int kThreads = 128 * (kConsumerWGs + 1);
   static constexpr int kProducerRegs = 24;
   static constexpr int kConsumerRegs = 240;

@@ -193,50 +193,69 @@ struct BwdConsumer {
     wgmma_commit();
     fence_proxy_async_smem();
 
-    // dQ (64 queries x 64 columns per consumer) = dS · K, issued by both consumers without a branch on the consumer
-    // (a wgmma in a divergent path makes ptxas serialise them all):
-    //  d128: consumer c takes columns 64c … 64c+63 and needs all 128 keys' dS, so it waits for its sibling's slab;
-    //  d64:  each consumer takes its own 64 keys (a partial sum over keys, both add into dQ): no exchange needed.
-    constexpr bool kSplitKeys = kD == 64;
+    // dQ = dS · K, issued by both consumers without a branch on the consumer (a wgmma in a divergent path makes
+    // ptxas serialise them all), in 64-column blocks of 32 accumulator registers:
+    //  exchange (d128 only): consumer c takes columns 64c … 64c+63 over all 128 keys, so it waits for its sibling's
+    //    dS slab; the two consumers then run in lockstep;
+    //  split keys: each consumer takes every column over its own 64 keys (a partial sum; both add into dQ), with
+    //    no exchange, so the consumers drift apart and one's softmax overlaps the other's GEMMs; twice the adds.
+    constexpr bool kSplitKeys = !Cfg::kExchangeDs;
+    constexpr int kBlocks = kSplitKeys ? kD / 64 : 1;
     if constexpr (!kSplitKeys) named_barrier_sync(Cfg::kBarDsReady, 2 * 128);
-    float dq[32];
-    constexpr int kDqKeys = kSplitKeys ? 64 : Cfg::kBlockN;
-    const uint32_t a = ds_buf + (kSplitKeys ? consumer * Cfg::kDsSlabBytes : 0);
-    const uint32_t b = smem + Cfg::kOffK + (kSplitKeys ? consumer * Cfg::kWgRowBytes : consumer * Cfg::kKSlabBytes);
-    gemm_ss_mnmajor_b<E, 64, kDqKeys>(a, Cfg::kDsSlabBytes, b, Cfg::kKSlabBytes, dq, false);
-    wgmma_commit();
-    // (Issuing the next step's Sᵀ and dPᵀ here, to overlap them with the dQ additions, was measured slower: the extra
-    // live accumulators spill.)
-    wgmma_wait<0>();
-    fence_regs(dv);
-    fence_regs(dk);
-    fence_regs(dq);
-    // Every thread arrives once its own reads of the stage (LSE, D) are done and its GEMMs on Q and dO completed:
-    // each read is then ordered before the producer's refill by the barrier itself (which compute-sanitizer's
-    // racecheck can follow; a single arrival per warp group is correct too but not provably so to the tool).
-    mbar_arrive(bars.empty(s));
-
-    add_dq(h, m, kSplitKeys ? 0 : 64 * consumer, dq);
+    const int ticket = dq_order_begin(h, m);
+#pragma unroll
+    for (int c = 0; c < kBlocks; ++c) {
+      float dq[32];
+      const uint32_t a = ds_buf + (kSplitKeys ? consumer * Cfg::kDsSlabBytes : 0);
+      const uint32_t b = smem + Cfg::kOffK +
+                         (kSplitKeys ? c * Cfg::kKSlabBytes + consumer * Cfg::kWgRowBytes : consumer * Cfg::kKSlabBytes);
+      gemm_ss_mnmajor_b<E, 64, kSplitKeys ? 64 : Cfg::kBlockN>(a, Cfg::kDsSlabBytes, b, Cfg::kKSlabBytes, dq, false);
+      wgmma_commit();
+      // (Issuing the next step's Sᵀ and dPᵀ here, to overlap them with the dQ additions, was measured slower: the
+      // extra live accumulators spill.)
+      wgmma_wait<0>();
+      fence_regs(dv);
+      fence_regs(dk);
+      fence_regs(dq);
+      // Every thread arrives once its own reads of the stage (LSE, D) are done and its GEMMs on Q and dO completed:
+      // each read is then ordered before the producer's refill by the barrier itself (which compute-sanitizer's
+      // racecheck can follow; a single arrival per warp group is correct too but not provably so to the tool).
+      if (c == 0) mbar_arrive(bars.empty(s));
+      dq_add(h, m, kSplitKeys ? 64 * c : 64 * consumer, dq);
+    }
+    dq_order_end(h, m, ticket);
   }
 
-  // Adds this consumer's dQ block (64 queries x 64 columns from `col0`) into the float32 buffer; in deterministic
-  // mode, in key-block order.
-  __device__ __forceinline__ void add_dq(int h, int m, int col0, float (&dq)[32]) const {
+  __device__ __forceinline__ int* dq_semaphore(int h, int m) const {
+    return p.dq_semaphore + ((int64_t)batch * p.heads_q + h) * (p.seqlen_q_padded / kM) + m;
+  }
+
+  // Deterministic mode: the key blocks that see query block m add in increasing order; this one is number
+  // n_block − n_first and waits until the semaphore has counted its predecessors. Inside the CTA, consumer 1 adds
+  // after consumer 0 (with split keys both add to the same columns). Returns the ticket.
+  __device__ __forceinline__ int dq_order_begin(int h, int m) const {
+    if (!p.deterministic) return 0;
+    int n_first, n_last;
+    mask.block_range(m * kM, kM, Cfg::kBlockN, n_first, n_last);
+    const int ticket = n_block - n_first;
+    if (thread == 0 && consumer == 0)
+      while (ld_acquire_gpu(dq_semaphore(h, m)) != ticket) {}
+    named_barrier_sync(Cfg::kBarDsReady + 1, 2 * 128);
+    if (consumer == 1) named_barrier_sync(Cfg::kBarDsReady + 2, 2 * 128);
+    return ticket;
+  }
+
+  __device__ __forceinline__ void dq_order_end(int h, int m, int ticket) const {
+    if (!p.deterministic) return;
+    fence_acq_rel_gpu();
+    if (consumer == 0) named_barrier_arrive(Cfg::kBarDsReady + 2, 2 * 128);
+    named_barrier_sync(Cfg::kBarDsReady + 3, 2 * 128);
+    if (thread == 0 && consumer == 0) st_release_gpu(dq_semaphore(h, m), ticket + 1);
+  }
+
+  // Adds a 64-query x 64-column block of dQ (columns from `col0`) into the float32 buffer.
+  __device__ __forceinline__ void dq_add(int h, int m, int col0, const float (&dq)[32]) const {
     const int bh = batch * p.heads_q + h;
-    int* sem = p.dq_semaphore + (int64_t)bh * (p.seqlen_q_padded / kM) + m;
-    // Deterministic mode: the key blocks that see query block m add in increasing order; this one is number
-    // n_block - n_first, and waits until the semaphore has counted its predecessors. Within the CTA the two
-    // consumers add one after the other (d64: both add to the same columns).
-    int ticket = 0;
-    if (p.deterministic) {
-      int n_first, n_last;
-      mask.block_range(m * kM, kM, Cfg::kBlockN, n_first, n_last);
-      ticket = n_block - n_first;
-      if (thread == 0 && consumer == 0)
-        while (ld_acquire_gpu(sem) != ticket) {}
-      named_barrier_sync(Cfg::kBarDsReady + 1, 2 * 128);
-      if (consumer == 1) named_barrier_sync(Cfg::kBarDsReady + 2, 2 * 128);
-    }
     float* rows = p.dq_accum + ((int64_t)bh * p.seqlen_q_padded + m * kM) * kD + col0;
     const int r0 = warp() * 16 + lane() / 4;
 #pragma unroll
@@ -246,12 +265,6 @@ struct BwdConsumer {
 #pragma unroll
         for (int j = 0; j < 8; ++j) red_add2(rows + r * kD + 8 * j + 2 * (lane() & 3), dq[4 * j + 2 * hh], dq[4 * j + 2 * hh + 1]);
       }
-    }
-    if (p.deterministic) {
-      fence_acq_rel_gpu();
-      if (consumer == 0) named_barrier_arrive(Cfg::kBarDsReady + 2, 2 * 128);
-      named_barrier_sync(Cfg::kBarDsReady + 3, 2 * 128);
-      if (thread == 0 && consumer == 0) st_release_gpu(sem, ticket + 1);
     }
   }
 

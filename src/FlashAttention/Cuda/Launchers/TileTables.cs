@@ -112,7 +112,7 @@ internal static class TileTables
         return null;
     }
 
-    /// <summary>Tuning override like <see cref="ForwardOverrideVariable"/>: <c>FLASHATTN_BWD_CONFIG="128:s3;64:s2"</c> (ring stages).</summary>
+    /// <summary>Tuning override like <see cref="ForwardOverrideVariable"/>: <c>FLASHATTN_BWD_CONFIG="128:s3,exchange;64:s2"</c> (ring stages; how dQ is split between consumers).</summary>
     public const string BackwardOverrideVariable = "FLASHATTN_BWD_CONFIG";
 
     public static BackwardKernelConfig Backward(int headDim)
@@ -131,6 +131,8 @@ internal static class TileTables
                 config = f switch
                 {
                     _ when f.StartsWith('s') && int.TryParse(f[1..], out int st) => config with { Stages = st },
+                    "exchange" => config with { ExchangeDs = true },
+                    "split" => config with { ExchangeDs = false },
                     _ => throw new ArgumentException($"{BackwardOverrideVariable}: unknown field '{f}' in '{entry}'"),
                 };
         }
@@ -139,7 +141,7 @@ internal static class TileTables
 }
 
 /// <summary>The backward kernel's template arguments (<c>fa::BwdConfig</c>) and geometry; mirrors flash_bwd_config.cuh.</summary>
-internal sealed record BackwardKernelConfig(int HeadDim, int Stages)
+internal sealed record BackwardKernelConfig(int HeadDim, int Stages, bool ExchangeDs = false)
 {
     public const int BlockM = 64;
     public const int BlockN = 128;
@@ -155,7 +157,7 @@ internal sealed record BackwardKernelConfig(int HeadDim, int Stages)
         }
     }
 
-    public string NameExpression(DataType type) => $"fa::flash_bwd_kernel<fa::BwdConfig<{KernelNames.ElementTag(type)}, {HeadDim}, {Stages}>>";
+    public string NameExpression(DataType type) => $"fa::flash_bwd_kernel<fa::BwdConfig<{KernelNames.ElementTag(type)}, {HeadDim}, {Stages}, {KernelNames.Bool(ExchangeDs)}>>";
     public string PreprocessExpression(DataType type) => $"fa::flash_bwd_preprocess<{KernelNames.ElementTag(type)}, {HeadDim}>";
     public string PostprocessExpression(DataType type) => $"fa::flash_bwd_postprocess<{KernelNames.ElementTag(type)}, {HeadDim}>";
 }
