@@ -93,8 +93,16 @@ public class BenchCommandTests : IDisposable
     [Fact]
     public void RequestedDeviceThatIsNotRegisteredExitsWithThree()
     {
-        var result = _h.Run("bench", "--device", "cuda");
+        var result = Run([new FakeBackend("cpu")], "bench", "--device", "cuda");
         result.AssertOneLineError(ExitCodes.DeviceUnavailable, "--device cuda", "available: cpu");
+    }
+
+    [Fact]
+    public void CudaOnAMachineWithoutAGpuSaysWhatIsMissing()
+    {
+        if (FlashAttention.Cuda.CudaEnvironment.Probe().IsUsable) return; // a GPU machine: nothing missing to report
+        var result = _h.Run("bench", "--device", "cuda");
+        result.AssertOneLineError(ExitCodes.DeviceUnavailable, "--device cuda: not usable here:");
     }
 
     [Fact]

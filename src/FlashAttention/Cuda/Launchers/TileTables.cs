@@ -62,7 +62,7 @@ internal static class TileTables
 
     public static ForwardKernelConfig Forward(int headDim, ForwardAblation? ablation = null)
     {
-        var config = Override(headDim) ?? headDim switch
+        var config = Override(headDim, Environment.GetEnvironmentVariable(ForwardOverrideVariable)) ?? headDim switch
         {
             // d64: more keys per block amortise the softmax over more GEMM work, and a third K/V stage hides the loads
             // (sweeps 2026-11-25, b2 h32 s8k: n128 s2 430, n192 s2 447–465, n192 s3 469 TFLOP/s).
@@ -85,9 +85,8 @@ internal static class TileTables
         };
     }
 
-    private static ForwardKernelConfig? Override(int headDim)
+    internal static ForwardKernelConfig? Override(int headDim, string? text)
     {
-        string? text = Environment.GetEnvironmentVariable(ForwardOverrideVariable);
         if (string.IsNullOrWhiteSpace(text)) return null;
         foreach (string entry in text.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
         {
@@ -115,15 +114,19 @@ internal static class TileTables
     /// <summary>Tuning override like <see cref="ForwardOverrideVariable"/>: <c>FLASHATTN_BWD_CONFIG="128:s3,exchange;64:s2"</c> (ring stages; how dQ is split between consumers).</summary>
     public const string BackwardOverrideVariable = "FLASHATTN_BWD_CONFIG";
 
-    public static BackwardKernelConfig Backward(int headDim)
+    public static BackwardKernelConfig Backward(int headDim) => Backward(headDim, Environment.GetEnvironmentVariable(BackwardOverrideVariable));
+
+    internal static BackwardKernelConfig Backward(int headDim, string? overrideText)
     {
         var config = headDim switch
         {
-            64 or 128 => new BackwardKernelConfig(headDim, Stages: 2),
+            // d128 splits dQ's columns between the consumers and exchanges dS (b2 h16 s8k: 284 TFLOP/s against 233 for
+            // the split by keys, which doubles the dQ additions); d64 has only one 64-column block, so it splits keys.
+            64 => new BackwardKernelConfig(64, Stages: 2, ExchangeDs: false),
+            128 => new BackwardKernelConfig(128, Stages: 2, ExchangeDs: true),
             _ => throw new ArgumentOutOfRangeException(nameof(headDim), headDim, "no backward kernel for this head dim"),
         };
-        string? text = Environment.GetEnvironmentVariable(BackwardOverrideVariable);
-        foreach (string entry in (text ?? "").Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        foreach (string entry in (overrideText ?? "").Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
         {
             string[] parts = entry.Split(':', 2);
             if (parts.Length != 2 || !int.TryParse(parts[0], out int d) || d != headDim) continue;

@@ -1,0 +1,140 @@
+using System.Runtime.CompilerServices;
+using FlashAttention.Cuda;
+using FlashAttention.Cuda.Launchers;
+
+namespace FlashAttention.Tests.Cuda;
+
+/// <summary>The pure parts of the GPU launchers: parameter-struct layouts, the tile table, the tuning overrides.</summary>
+public class LauncherTests
+{
+    // The kernels read these structs at fixed offsets (flash_params.cuh states the sizes); a drifting field breaks them silently.
+    [Fact]
+    public void Kernel_parameter_structs_have_the_sizes_the_header_states()
+    {
+        Assert.Equal(96, Unsafe.SizeOf<FwdParams>());
+        Assert.Equal(152, Unsafe.SizeOf<BwdParams>());
+        Assert.Equal(192, Unsafe.SizeOf<BwdAuxParams>());
+    }
+
+    [Fact]
+    public unsafe void Parameter_fields_sit_where_the_header_puts_them()
+    {
+        var f = new FwdParams();
+        byte* fb = (byte*)&f;
+        Assert.Equal(64, (int)((byte*)&f.Lse - fb));
+        Assert.Equal(56, (int)((byte*)&f.ScoreScaleLog2 - fb));
+        var b = new BwdParams();
+        byte* bb = (byte*)&b;
+        Assert.Equal(56, (int)((byte*)&b.LseLog2 - bb));
+        Assert.Equal(144, (int)((byte*)&b.DvStrideH - bb));
+        var a = new BwdAuxParams();
+        byte* ab = (byte*)&a;
+        Assert.Equal(152, (int)((byte*)&a.LseLog2 - ab));
+        Assert.Equal(184, (int)((byte*)&a.NumMBlocks - ab));
+    }
+
+    [Theory]
+    [InlineData(64)]
+    [InlineData(128)]
+    [InlineData(256)]
+    public void Every_forward_variant_fits_in_shared_memory(int headDim)
+    {
+        foreach (var ablation in KernelCatalog.Ablations.Append(ForwardAblation.None))
+        {
+            var c = TileTables.Forward(headDim, ablation);
+            Assert.InRange(c.SharedMemoryBytes, 1, 232448);
+            Assert.Equal(0, c.BlockN % 16);
+            Assert.Equal(c.WarpSpecialized ? 384 : 256, c.Threads);
+        }
+    }
+
+    [Theory]
+    [InlineData(64)]
+    [InlineData(128)]
+    public void Every_backward_variant_fits_in_shared_memory(int headDim)
+        => Assert.InRange(TileTables.Backward(headDim, null).SharedMemoryBytes, 1, 232448);
+
+    [Fact]
+    public void Name_expressions_spell_the_template_arguments_in_header_order()
+    {
+        var c = new ForwardKernelConfig(128, 176, 2, IntraWgOverlap: true, PingPong: false, OAliasQ: true, WarpSpecialized: true, QStages: 1);
+        Assert.Equal("fa::flash_fwd_kernel<fa::FwdConfig<fa::bf16_t, 128, 176, 2, true, false, true, true, 1>>", c.NameExpression(DataType.BFloat16));
+        Assert.Equal("fa::flash_bwd_kernel<fa::BwdConfig<fa::half_t, 64, 2, false>>", new BackwardKernelConfig(64, 2).NameExpression(DataType.Float16));
+        Assert.Throws<ArgumentOutOfRangeException>(() => c.NameExpression(DataType.Float32));
+    }
+
+    [Fact]
+    public void Ablations_switch_off_one_idea_each()
+    {
+        var full = TileTables.Forward(128);
+        Assert.True(full.WarpSpecialized && full.IntraWgOverlap && full.PingPong);
+        Assert.False(TileTables.Forward(128, new ForwardAblation(NoIntraWarpgroupOverlap: true)).IntraWgOverlap);
+        Assert.False(TileTables.Forward(128, new ForwardAblation(NoPingPong: true)).PingPong);
+        var noWs = TileTables.Forward(128, new ForwardAblation(NoWarpSpecialization: true));
+        Assert.False(noWs.WarpSpecialized);
+        Assert.False(noWs.PingPong); // ping-pong needs a producer to keep both consumers fed
+    }
+
+    [Fact]
+    public void Forward_override_parses_fields_and_rejects_unknown_ones()
+    {
+        var c = TileTables.Override(128, "64:n192;128:n176,s3,q2,alias,nopp,noov")!;
+        Assert.Equal((176, 3, 2, true, false, false), (c.BlockN, c.Stages, c.QStages, c.OAliasQ, c.PingPong, c.IntraWgOverlap));
+        Assert.Null(TileTables.Override(256, "128:n176"));
+        Assert.Throws<ArgumentException>(() => TileTables.Override(128, "128:bogus"));
+    }
+
+    [Fact]
+    public void Backward_override_parses_stages_and_dq_split()
+    {
+        Assert.Equal(new BackwardKernelConfig(128, 3, ExchangeDs: false), TileTables.Backward(128, "128:s3,split"));
+        Assert.Equal(TileTables.Backward(64, null), TileTables.Backward(64, "128:s3"));
+        Assert.Throws<ArgumentException>(() => TileTables.Backward(128, "128:fast"));
+    }
+}
+
+/// <summary>
+/// What the GPU kernels need beyond the shared validation is checked before any device is touched, so these run on
+/// any machine: fake device addresses, never dereferenced.
+/// </summary>
+public class GpuRequirementTests
+{
+    private static DeviceTensor T(DataType type, long address, params long[] shape) => DeviceTensor.Contiguous((nint)address, type, shape);
+
+    private static AttentionArgumentException Forward(DataType type, int headDim, long qAddress = 0x10000, long[]? qStrides = null)
+    {
+        long[] shape = [1, 64, 2, headDim];
+        var q = qStrides is null ? T(type, qAddress, shape) : new DeviceTensor((nint)qAddress, type, shape, qStrides);
+        return Assert.Throws<AttentionArgumentException>(() => CudaAttention.Forward(q, T(type, 0x100000, shape), T(type, 0x200000, shape), T(type, 0x300000, shape)));
+    }
+
+    [Fact]
+    public void Float32_is_refused_with_the_types_the_kernels_take()
+    {
+        var e = Forward(DataType.Float32, 128);
+        Assert.Equal("query", e.ParamName);
+        Assert.Contains("BFloat16 or Float16", e.Message);
+    }
+
+    [Fact]
+    public void An_unsupported_head_dim_names_the_supported_ones() => Assert.Contains("64, 128, 256; got 96", Forward(DataType.BFloat16, 96).Message);
+
+    [Fact]
+    public void A_misaligned_address_is_refused() => Assert.Contains("16-byte aligned", Forward(DataType.BFloat16, 128, qAddress: 0x10008).Message);
+
+    [Fact]
+    public void Strides_that_are_not_multiples_of_8_are_refused()
+        => Assert.Contains("multiples of 8 elements", Forward(DataType.BFloat16, 64, qStrides: [64 * 2 * 64 + 4, 2 * 64 + 4, 66, 1]).Message);
+
+    [Fact]
+    public void The_backward_pass_names_its_own_head_dims()
+    {
+        long[] shape = [1, 64, 2, 256], lse = [1, 2, 64];
+        var t = T(DataType.BFloat16, 0x10000, shape);
+        var e = Assert.Throws<AttentionArgumentException>(() => CudaAttention.Backward(t, T(DataType.BFloat16, 0x100000, shape),
+            T(DataType.BFloat16, 0x200000, shape), T(DataType.BFloat16, 0x300000, shape), T(DataType.BFloat16, 0x400000, shape),
+            T(DataType.Float32, 0x500000, lse), T(DataType.BFloat16, 0x600000, shape), T(DataType.BFloat16, 0x700000, shape),
+            T(DataType.BFloat16, 0x800000, shape)));
+        Assert.Contains("backward kernels support head_dim 64, 128; got 256", e.Message);
+    }
+}
