@@ -7,7 +7,7 @@
 
 namespace fa {
 
-template <typename Element_, int kHeadDim_, int kStages_ = 2, bool kExchangeDs_ = false>
+template <typename Element_, int kHeadDim_, int kStages_ = 2, bool kExchangeDs_ = false, bool kSoftcap_ = false>
 struct BwdConfig {
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
@@ -18,6 +18,10 @@ struct BwdConfig {
   // How dQ = dS·K is split between the consumers (see the mainloop): by columns, exchanging dS through shared memory
   // (d128 only), or by keys, with no exchange.
   static constexpr bool kExchangeDs = kExchangeDs_;
+  // Softcap needs tanh's derivative per score until dS is formed, 32 more live registers; without it dS is formed
+  // from the packed (16-bit) P that also fed dV, as a plain same-precision implementation would, and the consumer
+  // keeps its registers. The launcher picks the variant from the options.
+  static constexpr bool kSoftcap = kSoftcap_;
   static_assert(!kExchangeDs || kHeadDim == 128, "the dS exchange splits dQ's columns between two consumers: d128 only");
   static constexpr int kThreads = 128 * (kConsumerWGs + 1);
   static constexpr int kProducerRegs = 24;

@@ -126,7 +126,7 @@ struct BwdConsumer {
     wgmma_wait<1>();
     fence_regs(st);
 
-    // Pᵀ (packed for dV), and in st what dS needs besides (dP − D): P, or P·(1 − tanh²) under softcap.
+    // Pᵀ, packed for dV (and, without softcap, for dS too); under softcap st keeps P·(1 − tanh²) for dS.
     const bool needs_mask = mask.tile_needs_mask(m0, kM, n0(), Cfg::kBlockN);
     uint32_t ppk[kM / 4];
 #pragma unroll
@@ -138,7 +138,7 @@ struct BwdConsumer {
         for (int e = 0; e < 2; ++e) {
           const int i = 4 * j + 2 * hh + e, ql = 8 * j + q_col0 + e;
           float x = st[i], deriv = 1.f;
-          if (p.has_softcap) {
+          if constexpr (Cfg::kSoftcap) {
             const float th = fast_tanh(x * p.softcap_premul);
             x = th;
             deriv = 1.f - th * th;
@@ -149,7 +149,7 @@ struct BwdConsumer {
             if (key < mask.first_key(q) || key > mask.last_key(q)) prob = 0.f;
           }
           pr[e] = prob;
-          st[i] = prob * deriv;
+          if constexpr (Cfg::kSoftcap) st[i] = prob * deriv;
         }
         ppk[2 * j + hh] = pack2<E>(pr[0], pr[1]);
       }
@@ -164,7 +164,7 @@ struct BwdConsumer {
     fence_regs(dpt);
     fence_regs(dv);
 
-    // dSᵀ = P ∘ (dP − D), packed for dK and written transposed (as dS, [query][key]) for dQ.
+    // dSᵀ = P ∘ (dP − D) [∘ (1 − tanh²)], packed for dK and written transposed (as dS, [query][key]) for dQ.
     uint32_t dspk[kM / 4];
     const uint32_t ds_slab = ds_buf + consumer * Cfg::kDsSlabBytes;
     const int r0 = warp() * 16 + lane() / 4;  // key row inside this consumer's 64
@@ -172,11 +172,17 @@ struct BwdConsumer {
     for (int j = 0; j < kM / 8; ++j) {
 #pragma unroll
       for (int hh = 0; hh < 2; ++hh) {
-        float g[2];
+        float g[2], pv[2];
+        if constexpr (Cfg::kSoftcap) {
+          pv[0] = st[4 * j + 2 * hh];
+          pv[1] = st[4 * j + 2 * hh + 1];
+        } else {
+          unpack2<E>(ppk[2 * j + hh], pv[0], pv[1]);
+        }
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
           const int i = 4 * j + 2 * hh + e, ql = 8 * j + q_col0 + e;
-          g[e] = st[i] * (dpt[i] - row_value(dsum, ql));
+          g[e] = pv[e] * (dpt[i] - row_value(dsum, ql));
         }
         const uint32_t packed = pack2<E>(g[0], g[1]);
         dspk[2 * j + hh] = packed;

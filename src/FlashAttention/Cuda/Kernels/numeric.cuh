@@ -34,6 +34,16 @@ __device__ __forceinline__ uint32_t pack4_e4m3(float a, float b, float c, float 
 }  // namespace fa
 
 namespace fa {
+// The two floats of a packed 16-bit pair (the inverse of pack2: `lo` from the low half).
+template <typename T> __device__ __forceinline__ void unpack2(uint32_t v, float& lo, float& hi);
+template <> __device__ __forceinline__ void unpack2<bf16_t>(uint32_t v, float& lo, float& hi) {
+  lo = bits_to_float(v << 16);
+  hi = bits_to_float(v & 0xFFFF0000u);
+}
+template <> __device__ __forceinline__ void unpack2<half_t>(uint32_t v, float& lo, float& hi) {
+  asm("{\n.reg .b16 l, h;\nmov.b32 {l, h}, %2;\ncvt.f32.f16 %0, l;\ncvt.f32.f16 %1, h;\n}\n" : "=f"(lo), "=f"(hi) : "r"(v));
+}
+
 // Low and high 16-bit halves of a packed pair.
 __device__ __forceinline__ uint16_t low_half(uint32_t v) { return (uint16_t)(v & 0xFFFFu); }
 __device__ __forceinline__ uint16_t high_half(uint32_t v) { return (uint16_t)(v >> 16); }

@@ -144,7 +144,7 @@ internal static class TileTables
 }
 
 /// <summary>The backward kernel's template arguments (<c>fa::BwdConfig</c>) and geometry; mirrors flash_bwd_config.cuh.</summary>
-internal sealed record BackwardKernelConfig(int HeadDim, int Stages, bool ExchangeDs = false)
+internal sealed record BackwardKernelConfig(int HeadDim, int Stages, bool ExchangeDs = false, bool Softcap = false)
 {
     public const int BlockM = 64;
     public const int BlockN = 128;
@@ -160,7 +160,8 @@ internal sealed record BackwardKernelConfig(int HeadDim, int Stages, bool Exchan
         }
     }
 
-    public string NameExpression(DataType type) => $"fa::flash_bwd_kernel<fa::BwdConfig<{KernelNames.ElementTag(type)}, {HeadDim}, {Stages}, {KernelNames.Bool(ExchangeDs)}>>";
+    public string NameExpression(DataType type)
+        => $"fa::flash_bwd_kernel<fa::BwdConfig<{KernelNames.ElementTag(type)}, {HeadDim}, {Stages}, {KernelNames.Bool(ExchangeDs)}, {KernelNames.Bool(Softcap)}>>";
     public string PreprocessExpression(DataType type) => $"fa::flash_bwd_preprocess<{KernelNames.ElementTag(type)}, {HeadDim}>";
     public string PostprocessExpression(DataType type) => $"fa::flash_bwd_postprocess<{KernelNames.ElementTag(type)}, {HeadDim}>";
 }
