@@ -49,6 +49,10 @@ for stage in "$@"; do
     bench) run bench 480 bench.log "$B" bench --device cuda --grid paper --json "$OUT/ours.json" ;;
     bench-fwd) run bench-fwd 300 bench.log "$B" bench --device cuda --grid paper --forward --json "$OUT/ours.json" ;;
     ablation) run ablation 300 bench.log "$B" bench --device cuda --batch 2 --heads 16 --seqlen 8192 --hdim 128 --forward --ablation --json "$OUT/ablation.json" ;;
+    example)
+      # the README's training-step example (AOT-published to artifacts/example; carry it too)
+      run example 300 verify.log artifacts/example/GpuTrainingStep ;;
+    bench-bwd) run bench-bwd 240 bench.log "$B" bench --device cuda --grid paper --backward --json "$OUT/ours-bwd.json" ;;
     record)
       # The recorded run: everything a results folder needs, in one device call (ours and the peers on one machine).
       "$0" info warmup sass verify-quick verify-fwd verify-bwd bench ablation peers-fwd peers-bwd sanitize
