@@ -55,7 +55,7 @@ for stage in "$@"; do
     bench-bwd) run bench-bwd 240 bench.log "$B" bench --device cuda --grid paper --backward --json "$OUT/ours-bwd.json" ;;
     record)
       # The recorded run: everything a results folder needs, in one device call (ours and the peers on one machine).
-      "$0" info warmup sass verify-quick verify-fwd verify-bwd bench ablation peers-fwd peers-bwd sanitize
+      "$0" info warmup sass verify-quick verify-fwd verify-bwd example bench ablation peers-fwd peers-bwd sanitize
       exit 0 ;;
     peers) run peers 480 peers.log python3 bench/peers/sdpa_peers.py --grid paper --json "$OUT/peers.json" ;;
     peers-fwd) run peers-fwd 200 bench.log python3 bench/peers/sdpa_peers.py --grid paper --json "$OUT/peers.json" ;;
