@@ -35,7 +35,7 @@ public static unsafe class PlainAttention
         {
             var lq = TensorSpanLayout.Of("query", query, q);
             var p = AttentionValidation.Forward(lq, TensorSpanLayout.Of("key", key, k), TensorSpanLayout.Of("value", value, v),
-                ContiguousOutput(lq), null, options);
+                ReferenceAttention.ContiguousOutput(lq), null, options);
             return Forward(p, q, k, v);
         }
     }
@@ -48,7 +48,7 @@ public static unsafe class PlainAttention
         {
             var lq = TensorSpanLayout.Of("query", query, q);
             var p = AttentionValidation.ForwardVarlen(lq, TensorSpanLayout.Of("key", key, k), TensorSpanLayout.Of("value", value, v),
-                ContiguousOutput(lq), null, cuSeqLensQ, cuSeqLensK, options);
+                ReferenceAttention.ContiguousOutput(lq), null, cuSeqLensQ, cuSeqLensK, options);
             return Forward(p, q, k, v);
         }
     }
@@ -61,8 +61,8 @@ public static unsafe class PlainAttention
         {
             var lq = TensorSpanLayout.Of("query", query, q);
             var p = AttentionValidation.Forward(lq, TensorSpanLayout.Of("key", key, k), TensorSpanLayout.Of("value", value, v),
-                ContiguousOutput(lq), null, options);
-            return Backward(p, q, k, v, dO, GradientStrides(lq, TensorSpanLayout.Of("outputGradient", outputGradient, dO), p.IsVarlen));
+                ReferenceAttention.ContiguousOutput(lq), null, options);
+            return Backward(p, q, k, v, dO, ReferenceAttention.OutputGradientStrides(lq, TensorSpanLayout.Of("outputGradient", outputGradient, dO), p.IsVarlen));
         }
     }
 
@@ -74,27 +74,9 @@ public static unsafe class PlainAttention
         {
             var lq = TensorSpanLayout.Of("query", query, q);
             var p = AttentionValidation.ForwardVarlen(lq, TensorSpanLayout.Of("key", key, k), TensorSpanLayout.Of("value", value, v),
-                ContiguousOutput(lq), null, cuSeqLensQ, cuSeqLensK, options);
-            return Backward(p, q, k, v, dO, GradientStrides(lq, TensorSpanLayout.Of("outputGradient", outputGradient, dO), p.IsVarlen));
+                ReferenceAttention.ContiguousOutput(lq), null, cuSeqLensQ, cuSeqLensK, options);
+            return Backward(p, q, k, v, dO, ReferenceAttention.OutputGradientStrides(lq, TensorSpanLayout.Of("outputGradient", outputGradient, dO), p.IsVarlen));
         }
-    }
-
-    // The outputs are our own arrays; validation still wants an output layout: contiguous, at address 0 (no aliasing).
-    private static TensorLayout ContiguousOutput(in TensorLayout q)
-    {
-        var strides = new long[q.Rank];
-        long s = 1;
-        for (int i = q.Rank - 1; i >= 0; i--) { strides[i] = s; s *= q.Lengths[i]; }
-        return new TensorLayout("output", q.Type, q.Lengths, strides, 0);
-    }
-
-    private static TokenStrides GradientStrides(in TensorLayout q, in TensorLayout dO, bool varlen)
-    {
-        if (!dO.Lengths.AsSpan().SequenceEqual(q.Lengths))
-            throw new AttentionArgumentException("outputGradient", $"outputGradient: expected shape {q.ShapeText} (that of query); got {dO.ShapeText}");
-        if (dO.Type != q.Type)
-            throw new AttentionArgumentException("outputGradient", $"outputGradient: expected element type {q.Type} (the type of query); got {dO.Type}");
-        return varlen ? new TokenStrides(0, dO.Strides[0], dO.Strides[1]) : new TokenStrides(dO.Strides[0], dO.Strides[1], dO.Strides[2]);
     }
 
     private static float Round<T>(float x) where T : unmanaged => ElementConvert.RoundTo<T>(x);

@@ -26,7 +26,7 @@ public static unsafe class ReferenceAttention
         {
             var lq = TensorSpanLayout.Of("query", query, q);
             var p = AttentionValidation.Forward(lq, TensorSpanLayout.Of("key", key, k), TensorSpanLayout.Of("value", value, v),
-                DummyOutput(lq), null, options);
+                ContiguousOutput(lq), null, options);
             return Forward(p, q, k, v);
         }
     }
@@ -39,7 +39,7 @@ public static unsafe class ReferenceAttention
         {
             var lq = TensorSpanLayout.Of("query", query, q);
             var p = AttentionValidation.ForwardVarlen(lq, TensorSpanLayout.Of("key", key, k), TensorSpanLayout.Of("value", value, v),
-                DummyOutput(lq), null, cuSeqLensQ, cuSeqLensK, options);
+                ContiguousOutput(lq), null, cuSeqLensQ, cuSeqLensK, options);
             return Forward(p, q, k, v);
         }
     }
@@ -52,11 +52,8 @@ public static unsafe class ReferenceAttention
         {
             var lq = TensorSpanLayout.Of("query", query, q);
             var p = AttentionValidation.Forward(lq, TensorSpanLayout.Of("key", key, k), TensorSpanLayout.Of("value", value, v),
-                DummyOutput(lq), null, options);
-            var ldo = TensorSpanLayout.Of("outputGradient", outputGradient, dO);
-            if (!ldo.Lengths.AsSpan().SequenceEqual(lq.Lengths))
-                throw new AttentionArgumentException("outputGradient", $"outputGradient: expected shape {lq.ShapeText} (that of query); got {ldo.ShapeText}");
-            return Backward(p, q, k, v, dO, StridesOf(ldo, p.IsVarlen));
+                ContiguousOutput(lq), null, options);
+            return Backward(p, q, k, v, dO, OutputGradientStrides(lq, TensorSpanLayout.Of("outputGradient", outputGradient, dO), p.IsVarlen));
         }
     }
 
@@ -68,17 +65,14 @@ public static unsafe class ReferenceAttention
         {
             var lq = TensorSpanLayout.Of("query", query, q);
             var p = AttentionValidation.ForwardVarlen(lq, TensorSpanLayout.Of("key", key, k), TensorSpanLayout.Of("value", value, v),
-                DummyOutput(lq), null, cuSeqLensQ, cuSeqLensK, options);
-            var ldo = TensorSpanLayout.Of("outputGradient", outputGradient, dO);
-            if (!ldo.Lengths.AsSpan().SequenceEqual(lq.Lengths))
-                throw new AttentionArgumentException("outputGradient", $"outputGradient: expected shape {lq.ShapeText} (that of query); got {ldo.ShapeText}");
-            return Backward(p, q, k, v, dO, StridesOf(ldo, p.IsVarlen));
+                ContiguousOutput(lq), null, cuSeqLensQ, cuSeqLensK, options);
+            return Backward(p, q, k, v, dO, OutputGradientStrides(lq, TensorSpanLayout.Of("outputGradient", outputGradient, dO), p.IsVarlen));
         }
     }
 
-    // The reference allocates its own outputs; validation still wants an output layout, so it gets a
-    // contiguous one at address 0 (no host tensor lives there, so no false aliasing).
-    private static TensorLayout DummyOutput(in TensorLayout q)
+    // The CPU oracles (this one and PlainAttention) allocate their own outputs; validation still wants an output
+    // layout, so it gets a contiguous one at address 0 (no host tensor lives there, so no false aliasing).
+    internal static TensorLayout ContiguousOutput(in TensorLayout q)
     {
         var strides = new long[q.Rank];
         long s = 1;
@@ -86,8 +80,15 @@ public static unsafe class ReferenceAttention
         return new TensorLayout("output", q.Type, q.Lengths, strides, 0);
     }
 
-    private static TokenStrides StridesOf(in TensorLayout t, bool varlen)
-        => varlen ? new TokenStrides(0, t.Strides[0], t.Strides[1]) : new TokenStrides(t.Strides[0], t.Strides[1], t.Strides[2]);
+    // The output gradient of an oracle's backward: shaped and typed like the query.
+    internal static TokenStrides OutputGradientStrides(in TensorLayout q, in TensorLayout dO, bool varlen)
+    {
+        if (!dO.Lengths.AsSpan().SequenceEqual(q.Lengths))
+            throw new AttentionArgumentException("outputGradient", $"outputGradient: expected shape {q.ShapeText} (that of query); got {dO.ShapeText}");
+        if (dO.Type != q.Type)
+            throw new AttentionArgumentException("outputGradient", $"outputGradient: expected element type {q.Type} (the type of query); got {dO.Type}");
+        return varlen ? new TokenStrides(0, dO.Strides[0], dO.Strides[1]) : new TokenStrides(dO.Strides[0], dO.Strides[1], dO.Strides[2]);
+    }
 
     /// <summary>Contiguous index of (batch b, query token s) in the packed token order of the outputs.</summary>
     internal static long TokenIndexQ(AttentionProblem p, int b, int s) => p.IsVarlen ? p.CuSeqLensQ![b] + (long)s : (long)b * p.SeqLenQ + s;
