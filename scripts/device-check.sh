@@ -58,8 +58,9 @@ for stage in "$@"; do
       "$0" info warmup sass verify-quick verify-fwd verify-bwd example bench ablation peers-fwd peers-bwd sanitize
       exit 0 ;;
     peers) run peers 480 peers.log python3 bench/peers/sdpa_peers.py --grid paper --json "$OUT/peers.json" ;;
-    peers-fwd) run peers-fwd 200 bench.log python3 bench/peers/sdpa_peers.py --grid paper --json "$OUT/peers.json" ;;
-    peers-bwd) run peers-bwd 200 bench.log python3 bench/peers/sdpa_peers.py --grid paper --backward --json "$OUT/peers-bwd.json" ;;
+    peers-fwd) run peers-fwd 200 bench.log python3 bench/peers/sdpa_peers.py --grid paper --json "$OUT/peers.json" --ours "$OUT/ours.json" ;;
+    peers-bwd) run peers-bwd 200 bench.log python3 bench/peers/sdpa_peers.py --grid paper --backward --json "$OUT/peers-bwd.json" --ours "$OUT/ours.json" ;;
+    deterministic) run deterministic 120 bench.log "$B" bench --device cuda --grid paper --hdim 64 128 --seqlen 2048 8192 --backward --deterministic --json "$OUT/deterministic.json" ;;
     ablation2)
       # the same four kernels again, in reverse order, to see how much of a difference is noise
       run ablation2 120 bench.log "$B" bench --device cuda --batch 2 --heads 16 --seqlen 8192 --hdim 128 --forward --ablation --repeats 50 --json "$OUT/ablation2.json" ;;

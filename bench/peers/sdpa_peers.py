@@ -63,6 +63,24 @@ def gemm_tflops(dtype, n=8192, repeats=20):
     return 2.0 * n ** 3 / statistics.median(times) / 1e9
 
 
+def print_comparison(ours_path, peer_rows):
+    """One table: our TFLOP/s beside each peer's on the same shape, mask and direction, and the ratios."""
+    with open(ours_path) as fh:
+        doc = json.load(fh)
+    ours = doc["rows"] if isinstance(doc, dict) else doc
+    key = lambda r: (r["direction"], r["mask"], r["head_dim"], r["batch"], r["seqlen_q"], r["seqlen_k"], r["heads_q"], r["heads_k"], r["dtype"])
+    peers = {}
+    for r in peer_rows:
+        peers.setdefault(key(r), {})[r["implementation"]] = r["tflops"]
+    names = sorted({r["implementation"] for r in peer_rows})
+    print(f"\n{'dir':3} {'mask':6} {'d':>4} {'b':>3} {'s':>6} {'ours':>7} " + " ".join(f"{n:>7} {'ratio':>6}" for n in names))
+    for r in ours:
+        if r.get("implementation") != "flashattn" or key(r) not in peers:
+            continue
+        cells = " ".join(f"{peers[key(r)].get(n, float('nan')):7.1f} {r['tflops'] / peers[key(r)].get(n, float('nan')):6.2f}" for n in names)
+        print(f"{r['direction']:3} {r['mask']:6} {r['head_dim']:>4} {r['batch']:>3} {r['seqlen_q']:>6} {r['tflops']:7.1f} {cells}")
+
+
 def run_case(case, backend, dtype, backward, warmup, repeats):
     b, s, h, d = case["batch"], case["seqlen"], case["heads"], case["hdim"]
     gen = torch.Generator(device="cuda").manual_seed(1234)
@@ -94,6 +112,7 @@ def main():
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--repeats", type=int, default=30)
     ap.add_argument("--json", help="write rows here")
+    ap.add_argument("--ours", help="our bench JSON (flashattn bench --json) from the same machine: print ours, theirs and the ratios")
     args = ap.parse_args()
 
     causals = [True] if args.causal else [False] if args.full else [False, True]
@@ -136,6 +155,8 @@ def main():
             rows.append(row)
             print(f"{backend:6} {row['direction']:3} {row['mask']:6} {case['batch']:>3} {case['seqlen']:>6} "
                   f"{case['heads']:>3} {case['hdim']:>4} {med:9.3f} {row['tflops']:8.1f}", flush=True)
+    if args.ours:
+        print_comparison(args.ours, rows)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"schema_version": 1, "note": "bench/peers/sdpa_peers.py " + " ".join(sys.argv[1:]), "rows": rows}, fh, indent=1)

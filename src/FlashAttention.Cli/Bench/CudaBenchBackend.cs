@@ -15,14 +15,21 @@ public sealed class CudaBenchBackend : IBenchBackend, IDisposable
     private readonly Dictionary<DataType, ushort[]> _pools = new();
     private CudaDevice? _device;
 
-    internal CudaBenchBackend(ForwardAblation? ablation = null) => Ablation = ablation;
+    internal CudaBenchBackend(ForwardAblation? ablation = null, bool deterministic = false)
+    {
+        Ablation = ablation;
+        Deterministic = deterministic;
+    }
 
     public CudaBenchBackend() : this(null) { }
 
     internal ForwardAblation? Ablation { get; }
 
+    /// <summary>Backward with <see cref="AttentionOptions.Deterministic"/> (dQ added in a fixed order), to measure its cost.</summary>
+    internal bool Deterministic { get; }
+
     public string Device => "cuda";
-    public string Implementation => Ablation is null ? "flashattn" : $"flashattn ({Ablation.Name})";
+    public string Implementation => Ablation is not null ? $"flashattn ({Ablation.Name})" : Deterministic ? "flashattn (deterministic)" : "flashattn";
     public DataType DefaultType => DataType.BFloat16;
     public int DefaultWarmup => 5;
     public int DefaultRepeats => 30;
@@ -83,7 +90,7 @@ public sealed class CudaBenchBackend : IBenchBackend, IDisposable
         var pool = Pool(c.Type, s.Seed);
         var inputs = new List<InputSet>();
         using var stream = new CudaStream(device);
-        var options = new AttentionOptions { Causal = c.Causal };
+        var options = new AttentionOptions { Causal = c.Causal, Deterministic = Deterministic };
         try
         {
             progress?.Invoke($"{sets} input set{(sets > 1 ? "s" : "")} of {setBytes / (1 << 20)} MiB");

@@ -44,6 +44,7 @@ internal static class BenchCommand
         var compare = new Option<string[]>("--compare") { Description = "Peer results (bench JSON, e.g. from bench/peers/) to compare with: the table gains the best peer and the ratio.", HelpName = "FILE", AllowMultipleArgumentsPerToken = true };
         var seed = new Option<int?>("--seed") { Description = "Seed of the random inputs (default: a fresh one each run)." };
         var peak = new Option<double?>("--peak-gflops") { Description = "The CPU's fp32 FMA peak in GFLOP/s, to skip measuring it (see flashattn info)." };
+        var deterministic = new Option<bool>("--deterministic") { Description = "GPU backward only: also time the deterministic mode (dQ added in a fixed order, bitwise reproducible gradients), to see what it costs." };
         var ablation = new Option<bool>("--ablation") { Description = "GPU forward only: also time the kernel with each of FlashAttention-3's ideas switched off (no intra-warpgroup overlap, no ping-pong, no warp specialisation), as in the paper's ablation table." };
 
         var command = new Command("bench", $"""
@@ -54,7 +55,7 @@ internal static class BenchCommand
             (fp32 on the CPU). Inputs are fresh standard-normal values, rotated between calls.
             """)
         {
-            device, grid, seqLen, seqLenK, headDim, heads, headsK, batch, causal, dtype, forward, backward, warmup, repeats, json, compare, seed, peak, ablation,
+            device, grid, seqLen, seqLenK, headDim, heads, headsK, batch, causal, dtype, forward, backward, warmup, repeats, json, compare, seed, peak, ablation, deterministic,
         }.WithExamples(
             "flashattn bench",
             "flashattn bench --device cpu --seqlen 4096 --hdim 128 --heads 8",
@@ -121,6 +122,12 @@ internal static class BenchCommand
                 if (backend is not CudaBenchBackend) throw new CliException("--ablation: the ablation variants are GPU kernels; use --device cuda");
                 if (directions.Contains(BenchDirection.Backward)) throw new CliException("--ablation: the ablation variants are forward kernels; add --forward");
                 variants.AddRange(CudaBenchBackend.AblationVariants());
+            }
+            if (p.GetValue(deterministic))
+            {
+                if (backend is not CudaBenchBackend) throw new CliException("--deterministic: the CPU engine is always deterministic; the option times the GPU's deterministic backward (--device cuda)");
+                if (directions.Contains(BenchDirection.Forward)) throw new CliException("--deterministic: the mode concerns the backward pass; add --backward");
+                variants.Add(new CudaBenchBackend(deterministic: true));
             }
 
             var settings = new BenchSettings(
