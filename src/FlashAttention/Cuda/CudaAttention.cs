@@ -9,7 +9,7 @@ namespace FlashAttention.Cuda;
 /// owned by TorchSharp, ONNX Runtime or raw CUDA code passes without copies; <see cref="CudaTensor{T}"/> owns memory
 /// for callers who have none. Calls are asynchronous on the given stream (the default stream when null).
 /// Arguments go through the same validation as the CPU API (<see cref="Attention"/>) plus what the kernels need:
-/// BFloat16 or Float16 elements, head dim 64/128/256 (forward) or 64/128 (backward), 16-byte aligned tensors whose
+/// BFloat16 or Float16 elements, head dim 64, 128 or 256, 16-byte aligned tensors whose
 /// strides are multiples of 8 elements (the TMA copy engine moves 16-byte units).
 /// </summary>
 public static class CudaAttention

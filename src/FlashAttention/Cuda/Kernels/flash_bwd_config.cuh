@@ -1,7 +1,9 @@
 // Compile-time shape of the backward kernel: one CTA owns a block of kBlockN keys of one key head and walks
-// every query block (of every query head of its GQA group) that sees them, 64 queries at a time. Each of
-// the two consumer warpgroups owns 64 of the keys: it keeps their dK and dV accumulators in registers for
-// the whole walk. Q, dO, LSE and D stream through a ring of shared-memory stages filled by TMA.
+// every query block (of every query head of its GQA group) that sees them, 64 queries at a time. The two consumer
+// warpgroups keep dK and dV of the block in registers for the whole walk: at d64 and d128 each owns 64 of the 128
+// keys (all columns); at d256, where that would need 256 accumulator registers per thread, both take the same 64
+// keys and each owns half of the columns (S and dP are then computed by both). Q, dO, LSE and D stream through a
+// ring of shared-memory stages filled by TMA.
 #pragma once
 #include "ptx.cuh"
 
@@ -12,8 +14,10 @@ struct BwdConfig {
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
   static constexpr int kConsumerWGs = 2;
-  static constexpr int kBlockM = 64;                 // queries per step
-  static constexpr int kBlockN = 64 * kConsumerWGs;  // keys per CTA
+  static constexpr bool kSplitColumns = kHeadDim_ == 256;  // both consumers on the same keys, each on half of d
+  static constexpr int kBlockM = 64;                       // queries per step
+  static constexpr int kBlockN = kSplitColumns ? 64 : 64 * kConsumerWGs;  // keys per CTA
+  static constexpr int kOwnColumns = kSplitColumns ? kHeadDim_ / 2 : kHeadDim_;  // dK/dV columns per consumer
   static constexpr int kStages = kStages_;
   // How dQ = dS·K is split between the consumers (see the mainloop): by columns, exchanging dS through shared memory
   // (d128 only), or by keys, with no exchange.
@@ -26,16 +30,16 @@ struct BwdConfig {
   static constexpr int kThreads = 128 * (kConsumerWGs + 1);
   static constexpr int kProducerRegs = 24;
   static constexpr int kConsumerRegs = 240;
-  static_assert(kHeadDim == 64 || kHeadDim == 128, "backward head dims: 64, 128");
+  static_assert(kHeadDim == 64 || kHeadDim == 128 || kHeadDim == 256, "backward head dims: 64, 128, 256");
 
   static constexpr int kSlabs = kHeadDim / 64;
-  static constexpr int kKSlabBytes = kBlockN * 128;  // K, V: slabs of 128 key rows
+  static constexpr int kKSlabBytes = kBlockN * 128;  // K, V: slabs of kBlockN key rows
   static constexpr int kQSlabBytes = kBlockM * 128;  // Q, dO: slabs of 64 query rows
   static constexpr int kKBytes = kKSlabBytes * kSlabs;
   static constexpr int kQBytes = kQSlabBytes * kSlabs;
-  static constexpr int kWgRowBytes = 64 * 128;       // a warpgroup's 64 key rows inside a K/V slab
-  static constexpr int kDsSlabBytes = kBlockM * 128;  // dS as [query][64 keys] per slab, one slab per warpgroup
-  static constexpr int kDsBytes = kDsSlabBytes * kConsumerWGs;
+  static constexpr int kWgRowBytes = kSplitColumns ? 0 : 64 * 128;  // a consumer's 64 key rows inside a K/V slab
+  static constexpr int kDsSlabBytes = kBlockM * 128;  // dS as [query][64 keys] per slab
+  static constexpr int kDsBytes = kDsSlabBytes * (kBlockN / 64);
   static constexpr int kRowBytes = kBlockM * 4;      // LSE or D of one query block (float32)
 
   static constexpr int kOffK = 0;

@@ -55,6 +55,7 @@ struct BwdConsumer {
   using E = typename Cfg::Element;
   static constexpr int kD = Cfg::kHeadDim;
   static constexpr int kM = Cfg::kBlockM;
+  static constexpr int kC = Cfg::kOwnColumns;  // dK/dV columns this consumer accumulates
   const BwdParams& p;
   const Mask& mask;
   const BwdBarriers<Cfg>& bars;
@@ -67,7 +68,10 @@ struct BwdConsumer {
   __device__ __forceinline__ int lane() const { return thread % 32; }
   __device__ __forceinline__ int warp() const { return thread / 32; }
   // This thread's keys are key_row0() and key_row0() + 8.
-  __device__ __forceinline__ int key_row0() const { return n0() + consumer * 64 + warp() * 16 + lane() / 4; }
+  __device__ __forceinline__ int key_row0() const { return n0() + (Cfg::kSplitColumns ? 0 : consumer * 64) + warp() * 16 + lane() / 4; }
+  // The first dK/dV column this consumer owns, and the first 64-column slab of it.
+  __device__ __forceinline__ int own_column0() const { return Cfg::kSplitColumns ? consumer * Cfg::kOwnColumns : 0; }
+  __device__ __forceinline__ int own_slab0() const { return own_column0() / 64; }
 
   // A value of a per-query row (LSE or D) of the stage. At d64 ordinary loads, which the compiler may load once and
   // schedule early, are faster (229 against 214 TFLOP/s); at d128 the registers they hold are what the consumer
@@ -96,9 +100,9 @@ struct BwdConsumer {
   }
 
   __device__ __forceinline__ void run() const {
-    float dk[kD / 2], dv[kD / 2];
+    float dk[kC / 2], dv[kC / 2];
 #pragma unroll
-    for (int i = 0; i < kD / 2; ++i) dk[i] = dv[i] = 0.f;
+    for (int i = 0; i < kC / 2; ++i) dk[i] = dv[i] = 0.f;
     int q_lo, q_hi;
     mask.query_range(n0(), Cfg::kBlockN, q_lo, q_hi);
     mbar_wait(bars.kv_full(), 0);
@@ -115,7 +119,7 @@ struct BwdConsumer {
 
   // Step t, its Sᵀ and dPᵀ already issued (the two most recent commit groups).
   __device__ __forceinline__ void step(int t, int h, int m, float (&st)[kM / 2], float (&dpt)[kM / 2],
-                                       float (&dk)[kD / 2], float (&dv)[kD / 2]) const {
+                                       float (&dk)[kC / 2], float (&dv)[kC / 2]) const {
     const int s = t % Cfg::kStages;
     const uint32_t q_st = smem + Cfg::kOffQ + s * Cfg::kQBytes;
     const uint32_t do_st = smem + Cfg::kOffDO + s * Cfg::kQBytes;
@@ -155,7 +159,7 @@ struct BwdConsumer {
       }
     }
     wgmma_fence();
-    gemm_rs_mnmajor<E, kD, kM>(ppk, do_st, Cfg::kQSlabBytes, dv);  // dV += Pᵀ dO
+    gemm_rs_mnmajor<E, kC, kM>(ppk, do_st + own_slab0() * Cfg::kQSlabBytes, Cfg::kQSlabBytes, dv);  // dV += Pᵀ dO
     wgmma_commit();
     // Wait for dV as well as dPᵀ: P's packed registers then die before dS's are built. Keeping both alive (with
     // dK, dV, Sᵀ and dPᵀ) needs more than the 240 registers a consumer has, and the spills cost far more than the
@@ -166,7 +170,9 @@ struct BwdConsumer {
 
     // dSᵀ = P ∘ (dP − D) [∘ (1 − tanh²)], packed for dK and written transposed (as dS, [query][key]) for dQ.
     uint32_t dspk[kM / 4];
-    const uint32_t ds_slab = ds_buf + consumer * Cfg::kDsSlabBytes;
+    // With split columns both consumers hold the same dS; the first writes it.
+    const uint32_t ds_slab = ds_buf + (Cfg::kSplitColumns ? 0 : consumer) * Cfg::kDsSlabBytes;
+    const bool writes_ds = !Cfg::kSplitColumns || consumer == 0;
     const int r0 = warp() * 16 + lane() / 4;  // key row inside this consumer's 64
 #pragma unroll
     for (int j = 0; j < kM / 8; ++j) {
@@ -187,35 +193,41 @@ struct BwdConsumer {
         const uint32_t packed = pack2<E>(g[0], g[1]);
         dspk[2 * j + hh] = packed;
         const int r = r0 + 8 * hh;
+        if (writes_ds) {
 #pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const int q = 8 * j + q_col0 + e;
-          st_shared_u16(ds_slab + q * 128 + ((((r >> 3) ^ (q & 7))) << 4) + (r & 7) * 2, e ? high_half(packed) : low_half(packed));
+          for (int e = 0; e < 2; ++e) {
+            const int q = 8 * j + q_col0 + e;
+            st_shared_u16(ds_slab + q * 128 + ((((r >> 3) ^ (q & 7))) << 4) + (r & 7) * 2, e ? high_half(packed) : low_half(packed));
+          }
         }
       }
     }
     wgmma_fence();
-    gemm_rs_mnmajor<E, kD, kM>(dspk, q_st, Cfg::kQSlabBytes, dk);  // dK += dSᵀ Q
+    gemm_rs_mnmajor<E, kC, kM>(dspk, q_st + own_slab0() * Cfg::kQSlabBytes, Cfg::kQSlabBytes, dk);  // dK += dSᵀ Q
     wgmma_commit();
     fence_proxy_async_smem();
 
     // dQ = dS · K, issued by both consumers without a branch on the consumer (a wgmma in a divergent path makes
     // ptxas serialise them all), in 64-column blocks of 32 accumulator registers:
-    //  exchange (d128 only): consumer c takes columns 64c … 64c+63 over all 128 keys, so it waits for its sibling's
-    //    dS slab; the two consumers then run in lockstep;
-    //  split keys: each consumer takes every column over its own 64 keys (a partial sum; both add into dQ), with
-    //    no exchange, so the consumers drift apart and one's softmax overlaps the other's GEMMs; twice the adds.
-    constexpr bool kSplitKeys = !Cfg::kExchangeDs;
-    constexpr int kBlocks = kSplitKeys ? kD / 64 : 1;
+    //  exchange (d128): consumer c takes columns 64c … 64c+63 over all 128 keys, so it waits for its sibling's dS
+    //    slab; the two consumers then run in lockstep;
+    //  split keys (d64): each consumer takes every column over its own 64 keys (a partial sum; both add into dQ),
+    //    with no exchange;
+    //  split columns (d256): both hold the same keys; consumer c takes columns 128c … 128c+127 once consumer 0's dS
+    //    is in shared memory.
+    constexpr bool kSplitKeys = !Cfg::kExchangeDs && !Cfg::kSplitColumns;
+    constexpr int kBlocks = kSplitKeys ? kD / 64 : Cfg::kSplitColumns ? kC / 64 : 1;
+    constexpr int kDqKeys = Cfg::kExchangeDs ? Cfg::kBlockN : 64;
     if constexpr (!kSplitKeys) named_barrier_sync(Cfg::kBarDsReady, 2 * 128);
     const int ticket = dq_order_begin(h, m);
 #pragma unroll
     for (int c = 0; c < kBlocks; ++c) {
       float dq[32];
+      // The 64 dQ columns of this block, and where A (dS) and B (K's rows for those keys, in the column slab) start.
+      const int column_slab = kSplitKeys ? c : Cfg::kSplitColumns ? own_slab0() + c : consumer;
       const uint32_t a = ds_buf + (kSplitKeys ? consumer * Cfg::kDsSlabBytes : 0);
-      const uint32_t b = smem + Cfg::kOffK +
-                         (kSplitKeys ? c * Cfg::kKSlabBytes + consumer * Cfg::kWgRowBytes : consumer * Cfg::kKSlabBytes);
-      gemm_ss_mnmajor_b<E, 64, kSplitKeys ? 64 : Cfg::kBlockN>(a, Cfg::kDsSlabBytes, b, Cfg::kKSlabBytes, dq, false);
+      const uint32_t b = smem + Cfg::kOffK + column_slab * Cfg::kKSlabBytes + (kSplitKeys ? consumer * Cfg::kWgRowBytes : 0);
+      gemm_ss_mnmajor_b<E, 64, kDqKeys>(a, Cfg::kDsSlabBytes, b, Cfg::kKSlabBytes, dq, false);
       wgmma_commit();
       // (Issuing the next step's Sᵀ and dPᵀ here, to overlap them with the dQ additions, was measured slower: the
       // extra live accumulators spill.)
@@ -227,7 +239,7 @@ struct BwdConsumer {
       // each read is then ordered before the producer's refill by the barrier itself (which compute-sanitizer's
       // racecheck can follow; a single arrival per warp group is correct too but not provably so to the tool).
       if (c == 0) mbar_arrive(bars.empty(s));
-      dq_add(h, m, kSplitKeys ? 64 * c : 64 * consumer, dq);
+      dq_add(h, m, 64 * column_slab, dq);
     }
     dq_order_end(h, m, ticket);
   }
@@ -275,17 +287,17 @@ struct BwdConsumer {
   }
 
   // dK (times the softmax scale: dS was taken with respect to scale·q·k) and dV to global memory.
-  __device__ __forceinline__ void store_dkv(float (&dk)[kD / 2], float (&dv)[kD / 2]) const {
+  __device__ __forceinline__ void store_dkv(float (&dk)[kC / 2], float (&dv)[kC / 2]) const {
     uint16_t* dk_out = reinterpret_cast<uint16_t*>(p.dk);
     uint16_t* dv_out = reinterpret_cast<uint16_t*>(p.dv);
 #pragma unroll
     for (int hh = 0; hh < 2; ++hh) {
       const int key = key_row0() + 8 * hh;
       if (key >= p.seqlen_k) continue;
-      uint16_t* dk_row = dk_out + batch * p.dk_stride_b + key * p.dk_stride_s + head_k * p.dk_stride_h;
-      uint16_t* dv_row = dv_out + batch * p.dv_stride_b + key * p.dv_stride_s + head_k * p.dv_stride_h;
+      uint16_t* dk_row = dk_out + batch * p.dk_stride_b + key * p.dk_stride_s + head_k * p.dk_stride_h + own_column0();
+      uint16_t* dv_row = dv_out + batch * p.dv_stride_b + key * p.dv_stride_s + head_k * p.dv_stride_h + own_column0();
 #pragma unroll
-      for (int j = 0; j < kD / 8; ++j) {
+      for (int j = 0; j < kC / 8; ++j) {
         const int col = 8 * j + 2 * (lane() & 3), i = 4 * j + 2 * hh;
         *reinterpret_cast<uint32_t*>(dk_row + col) = pack2<E>(dk[i] * p.softmax_scale, dk[i + 1] * p.softmax_scale);
         *reinterpret_cast<uint32_t*>(dv_row + col) = pack2<E>(dv[i], dv[i + 1]);

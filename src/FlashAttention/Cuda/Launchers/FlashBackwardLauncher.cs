@@ -5,7 +5,7 @@ namespace FlashAttention.Cuda.Launchers;
 /// <summary>
 /// Launches the backward pass (flash_bwd.cu): the pre-pass (D = rowsum(dO ∘ O), LSE in base 2, dQ accumulator and
 /// semaphores cleared), the main kernel (one CTA per 128 keys of a key head, looping over the query heads of its
-/// GQA group and the query blocks that see its keys), and the post-pass (dQ = scale · accumulator, in the input type).
+/// GQA group and the query blocks that see its keys; 64 keys at d256), and the post-pass (dQ = scale · accumulator, in the input type).
 /// Float32 side buffers live in a workspace per (device, stream) that grows as needed.
 /// </summary>
 internal static class FlashBackwardLauncher
@@ -41,7 +41,7 @@ internal static class FlashBackwardLauncher
         if (mBlocks > 0)
             pre.Launch(new LaunchConfig(new Dim3((uint)mBlocks, (uint)p.HeadsQ, (uint)p.Batch), 256, 0, stream), new KernelArguments().Add(aux));
 
-        int nBlocks = (p.SeqLenK + BackwardKernelConfig.BlockN - 1) / BackwardKernelConfig.BlockN;
+        int nBlocks = (p.SeqLenK + config.BlockN - 1) / config.BlockN;
         if (nBlocks > 0)
         {
             bool softcap = p.Softcap > 0;
@@ -62,8 +62,8 @@ internal static class FlashBackwardLauncher
             var arguments = new KernelArguments()
                 .Add(args)
                 .Add(AttentionTensorMaps.Tokens(q, BackwardKernelConfig.BlockM, device))
-                .Add(AttentionTensorMaps.Tokens(k, BackwardKernelConfig.BlockN, device))
-                .Add(AttentionTensorMaps.Tokens(v, BackwardKernelConfig.BlockN, device))
+                .Add(AttentionTensorMaps.Tokens(k, (uint)config.BlockN, device))
+                .Add(AttentionTensorMaps.Tokens(v, (uint)config.BlockN, device))
                 .Add(AttentionTensorMaps.Tokens(dO, BackwardKernelConfig.BlockM, device));
             main.Launch(new LaunchConfig(new Dim3((uint)nBlocks, (uint)p.HeadsK, (uint)p.Batch), BackwardKernelConfig.Threads,
                 config.SharedMemoryBytes, stream), arguments);

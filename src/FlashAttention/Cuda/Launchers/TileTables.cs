@@ -52,7 +52,7 @@ internal sealed record ForwardAblation(bool NoWarpSpecialization = false, bool N
 internal static class TileTables
 {
     public static readonly int[] ForwardHeadDims = [64, 128, 256];
-    public static readonly int[] BackwardHeadDims = [64, 128];
+    public static readonly int[] BackwardHeadDims = [64, 128, 256];
 
     /// <summary>
     /// Tuning override for measurement sweeps (not a user option): <c>FLASHATTN_FWD_CONFIG="128:n176,s2,q2,alias,nopp,noov"</c>
@@ -124,6 +124,8 @@ internal static class TileTables
             // the split by keys, which doubles the dQ additions); d64 has only one 64-column block, so it splits keys.
             64 => new BackwardKernelConfig(64, Stages: 2, ExchangeDs: false),
             128 => new BackwardKernelConfig(128, Stages: 2, ExchangeDs: true),
+            // d256: 64 keys per CTA, the two consumers splitting dK/dV's columns (see flash_bwd_config.cuh).
+            256 => new BackwardKernelConfig(256, Stages: 2, ExchangeDs: false),
             _ => throw new ArgumentOutOfRangeException(nameof(headDim), headDim, "no backward kernel for this head dim"),
         };
         foreach (string entry in (overrideText ?? "").Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
@@ -147,15 +149,17 @@ internal static class TileTables
 internal sealed record BackwardKernelConfig(int HeadDim, int Stages, bool ExchangeDs = false, bool Softcap = false)
 {
     public const int BlockM = 64;
-    public const int BlockN = 128;
     public const int Threads = 384;
+
+    /// <summary>Keys per CTA: 128 (64 per consumer); at d256 both consumers share 64 keys and split the columns.</summary>
+    public int BlockN => HeadDim == 256 ? 64 : 128;
 
     public int SharedMemoryBytes
     {
         get
         {
             int slabs = HeadDim / 64;
-            int kBytes = BlockN * 128 * slabs, qBytes = BlockM * 128 * slabs, dsBytes = BlockM * 128 * 2, rowBytes = BlockM * 4;
+            int kBytes = BlockN * 128 * slabs, qBytes = BlockM * 128 * slabs, dsBytes = BlockM * 128 * (BlockN / 64), rowBytes = BlockM * 4;
             return 1024 + 2 * kBytes + 2 * Stages * qBytes + 2 * dsBytes + 2 * Stages * rowBytes + 8 * (1 + 2 * Stages);
         }
     }
