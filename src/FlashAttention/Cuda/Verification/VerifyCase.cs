@@ -63,7 +63,7 @@ public static class VerifyGrids
         yield return new(DataType.Float16, 1, 600, 600, 4, 2, 256, Causal: true, Softcap: 15f);
     }
 
-    /// <summary>Backward: head dims 64/128, causal/full, ragged lengths, GQA, seqlen_q ≠ seqlen_k, deterministic mode.</summary>
+    /// <summary>Backward: head dims 64/128/256, causal/full, ragged lengths, GQA, seqlen_q ≠ seqlen_k, deterministic mode.</summary>
     public static IEnumerable<VerifyCase> Backward(bool quick = false)
     {
         var bf = DataType.BFloat16;
@@ -71,6 +71,7 @@ public static class VerifyGrids
         {
             yield return new(bf, 1, 150, 150, 2, 1, 128, Causal: true, Backward: true);
             yield return new(bf, 1, 70, 130, 2, 2, 64, Causal: false, Backward: true);
+            yield return new(bf, 1, 100, 90, 2, 1, 256, Causal: true, Backward: true);
             yield break;
         }
         foreach (int d in TileTables())
