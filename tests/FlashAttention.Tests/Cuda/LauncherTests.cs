@@ -60,7 +60,8 @@ public class LauncherTests
     {
         var c = new ForwardKernelConfig(128, 176, 2, IntraWgOverlap: true, PingPong: false, OAliasQ: true, WarpSpecialized: true, QStages: 1);
         Assert.Equal("fa::flash_fwd_kernel<fa::FwdConfig<fa::bf16_t, 128, 176, 2, true, false, true, true, 1>>", c.NameExpression(DataType.BFloat16));
-        Assert.Equal("fa::flash_bwd_kernel<fa::BwdConfig<fa::half_t, 64, 2, false, true>>", new BackwardKernelConfig(64, 2, Softcap: true).NameExpression(DataType.Float16));
+        Assert.Equal("fa::flash_bwd_kernel<fa::BwdConfig<fa::half_t, 64, 2, false, true, false>>", new BackwardKernelConfig(64, 2, Softcap: true).NameExpression(DataType.Float16));
+        Assert.Equal("fa::flash_bwd_kernel<fa::BwdConfig<fa::bf16_t, 128, 2, true, false, true>>", TileTables.Backward(128, null).NameExpression(DataType.BFloat16));
         Assert.Throws<ArgumentOutOfRangeException>(() => c.NameExpression(DataType.Float32));
     }
 
@@ -86,11 +87,17 @@ public class LauncherTests
     }
 
     [Fact]
-    public void Backward_override_parses_stages_and_dq_split()
+    public void Backward_override_parses_stages_and_dq_split_and_addition()
     {
         Assert.Equal(new BackwardKernelConfig(128, 3, ExchangeDs: false), TileTables.Backward(128, "128:s3,split"));
         Assert.Equal(TileTables.Backward(64, null), TileTables.Backward(64, "128:s3"));
         Assert.Throws<ArgumentException>(() => TileTables.Backward(128, "128:fast"));
+        Assert.False(TileTables.Backward(128, "128:atomic").DqBulk);
+        Assert.True(TileTables.Backward(64, null).DqBulk);
+        Assert.False(TileTables.Backward(256, null).DqBulk);
+        // Bulk dQ needs one 64-column block per consumer: not with d128's split by keys, nor at d256.
+        Assert.Throws<ArgumentException>(() => TileTables.Backward(128, "128:split,bulk"));
+        Assert.Throws<ArgumentException>(() => TileTables.Backward(256, "256:bulk"));
     }
 }
 

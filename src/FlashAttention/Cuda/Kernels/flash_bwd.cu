@@ -26,6 +26,10 @@ flash_bwd_kernel(const __grid_constant__ BwdParams p, const __grid_constant__ Tm
       mbar_init(bars.full(s), 1);
       mbar_init(bars.empty(s), Cfg::kConsumerWGs * 128);  // one arrival per consumer thread
     }
+    for (int c = 0; c < Cfg::kConsumerWGs; ++c) {
+      mbar_init(bars.dq_full(c), 128);
+      mbar_init(bars.dq_empty(c), 1);
+    }
     fence_barrier_init();
   }
   block_sync();
@@ -41,6 +45,8 @@ flash_bwd_kernel(const __grid_constant__ BwdParams p, const __grid_constant__ Tm
       tma_prefetch(&tma_v);
       tma_prefetch(&tma_do);
       bwd_producer<Cfg>(p, mask, &tma_q, &tma_k, &tma_v, &tma_do, smem, bars, n_block, head_k, batch);
+    } else if (Cfg::kDqBulk && threadIdx.x == 32) {
+      bwd_dq_writer<Cfg>(p, mask, smem, bars, n_block, head_k, batch);
     }
   } else {
     setmaxnreg_inc<Cfg::kConsumerRegs>();
@@ -82,18 +88,27 @@ flash_bwd_preprocess(const __grid_constant__ BwdAuxParams p) {
     p.dq_semaphore[((int64_t)b * p.heads_q + h) * p.num_m_blocks + m_block] = 0;
 }
 
+struct alignas(16) FloatQuad { float x, y, z, w; };  // our kernels include no CUDA headers (no float4)
+
+// One CTA per 64 query rows of one head. dQ_accum holds the rows in 64x64 blocks in accumulator order (see dq_block
+// in the mainloop): each thread reads four floats (two columns of two rows) at a time, the block's reads coalesced.
 template <typename E, int kD>
 __global__ void __launch_bounds__(256)
 flash_bwd_postprocess(const __grid_constant__ BwdAuxParams p) {
   const int m_block = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
-  const int row = m_block * 64 + threadIdx.x / 4, part = threadIdx.x % 4;
-  if (row >= p.seqlen_q) return;
-  constexpr int kCols = kD / 4;
-  const float* acc = p.dq_accum + (((int64_t)b * p.heads_q + h) * p.seqlen_q_padded + row) * kD + part * kCols;
-  uint16_t* dq = reinterpret_cast<uint16_t*>(p.dq) + b * p.dq_stride_b + row * p.dq_stride_s + h * p.dq_stride_h + part * kCols;
-#pragma unroll 8
-  for (int c = 0; c < kCols; c += 2)
-    *reinterpret_cast<uint32_t*>(dq + c) = pack2<E>(acc[c] * p.softmax_scale, acc[c + 1] * p.softmax_scale);
+  const FloatQuad* blocks = reinterpret_cast<const FloatQuad*>(
+      p.dq_accum + (((int64_t)b * p.heads_q + h) * (p.seqlen_q_padded / 64) + m_block) * (64 * kD));
+  uint16_t* dq = reinterpret_cast<uint16_t*>(p.dq) + b * p.dq_stride_b + h * p.dq_stride_h;
+#pragma unroll 4
+  for (int i = threadIdx.x; i < kD / 64 * 1024; i += 256) {  // i = (chunk·8 + g)·128 + t
+    const int t = i % 128, g = (i / 128) % 8, chunk = i / 1024;
+    const FloatQuad v = blocks[i];
+    const int row = m_block * 64 + (t / 32) * 16 + (t % 32) / 4, col = chunk * 64 + 8 * g + 2 * (t % 4);
+    if (row < p.seqlen_q)
+      *reinterpret_cast<uint32_t*>(dq + row * p.dq_stride_s + col) = pack2<E>(v.x * p.softmax_scale, v.y * p.softmax_scale);
+    if (row + 8 < p.seqlen_q)
+      *reinterpret_cast<uint32_t*>(dq + (row + 8) * p.dq_stride_s + col) = pack2<E>(v.z * p.softmax_scale, v.w * p.softmax_scale);
+  }
 }
 
 }  // namespace fa

@@ -9,7 +9,8 @@
 
 namespace fa {
 
-template <typename Element_, int kHeadDim_, int kStages_ = 2, bool kExchangeDs_ = false, bool kSoftcap_ = false>
+template <typename Element_, int kHeadDim_, int kStages_ = 2, bool kExchangeDs_ = false, bool kSoftcap_ = false,
+          bool kDqBulk_ = false>
 struct BwdConfig {
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
@@ -26,6 +27,12 @@ struct BwdConfig {
   // from the packed (16-bit) P that also fed dV, as a plain same-precision implementation would, and the consumer
   // keeps its registers. The launcher picks the variant from the options.
   static constexpr bool kSoftcap = kSoftcap_;
+  // How a step's dQ block reaches the float32 buffer: false = each consumer thread adds its 32 values with vector
+  // reductions (red.global); true = the consumer stores the block to shared memory and a warp of the producer
+  // warpgroup adds it with one bulk reduction (cp.reduce.async.bulk), taking the global-memory traffic off the
+  // consumers' critical path. Deterministic mode always takes the first, ordered, path.
+  static constexpr bool kDqBulk = kDqBulk_;
+  static_assert(!kDqBulk || !kSplitColumns, "bulk dQ: one 64x64 block per consumer and step (d64, d128)");
   static_assert(!kExchangeDs || kHeadDim == 128, "the dS exchange splits dQ's columns between two consumers: d128 only");
   static constexpr int kThreads = 128 * (kConsumerWGs + 1);
   static constexpr int kProducerRegs = 24;
@@ -41,6 +48,7 @@ struct BwdConfig {
   static constexpr int kDsSlabBytes = kBlockM * 128;  // dS as [query][64 keys] per slab
   static constexpr int kDsBytes = kDsSlabBytes * (kBlockN / 64);
   static constexpr int kRowBytes = kBlockM * 4;      // LSE or D of one query block (float32)
+  static constexpr int kDqBlockBytes = kBlockM * 64 * 4;  // a 64x64 float32 block of dQ (the bulk reduction's source)
 
   static constexpr int kOffK = 0;
   static constexpr int kOffV = kOffK + kKBytes;
@@ -49,8 +57,9 @@ struct BwdConfig {
   static constexpr int kOffDS = kOffDO + kStages * kQBytes;  // two buffers: step i writes one while i-1's dQ reads the other
   static constexpr int kOffLse = kOffDS + 2 * kDsBytes;
   static constexpr int kOffD = kOffLse + kStages * kRowBytes;
-  static constexpr int kOffBar = kOffD + kStages * kRowBytes;
-  static constexpr int kNumBars = 1 + 2 * kStages;  // K/V loaded, then full/empty per stage
+  static constexpr int kOffDq = kOffD + kStages * kRowBytes;  // one dQ block per consumer (bulk dQ only)
+  static constexpr int kOffBar = kOffDq + (kDqBulk ? kConsumerWGs * kDqBlockBytes : 0);
+  static constexpr int kNumBars = 1 + 2 * kStages + 2 * kConsumerWGs;  // K/V loaded, full/empty per stage, dQ full/empty per consumer
   static constexpr int kSmemBytes = 1024 + kOffBar + 8 * kNumBars;
   static_assert(kSmemBytes <= 232448, "exceeds the 227 KB of shared memory a block may opt in to");
 
@@ -65,6 +74,9 @@ struct BwdBarriers {
   __device__ __forceinline__ uint32_t kv_full() const { return base; }
   __device__ __forceinline__ uint32_t full(int s) const { return base + 8 + 8 * s; }
   __device__ __forceinline__ uint32_t empty(int s) const { return base + 8 + 8 * (Cfg::kStages + s); }
+  // Bulk dQ: consumer c's block is in shared memory / has been read by the bulk reduction.
+  __device__ __forceinline__ uint32_t dq_full(int c) const { return base + 8 + 8 * (2 * Cfg::kStages + c); }
+  __device__ __forceinline__ uint32_t dq_empty(int c) const { return base + 8 + 8 * (2 * Cfg::kStages + Cfg::kConsumerWGs + c); }
 };
 
 }  // namespace fa

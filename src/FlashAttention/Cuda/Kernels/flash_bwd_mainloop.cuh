@@ -6,6 +6,9 @@
 //   dSᵀ = Pᵀ ∘ (dPᵀ − D)  [∘ (1 − tanh²) with softcap]
 //   dK_c += dSᵀ Q                             (dS from registers)
 //   dS → shared memory; dQ[:, chunk] = dS K[:, chunk] (both consumers' keys), added to a float32 buffer.
+// The float32 dQ buffer is kept in blocks of 64 queries x 64 columns, each block in the order of the wgmma
+// accumulator registers (see dq_block), so that a consumer's block is one contiguous 16 KB run: one bulk reduction
+// (kDqBulk) or fully used vector reductions; the post-pass puts the rows back together.
 // Computing Sᵀ rather than S puts each warpgroup's own keys on the rows of its accumulators, so dK/dV need no
 // exchange; only dQ, which sums over all 128 keys, goes through shared memory.
 #pragma once
@@ -16,6 +19,43 @@
 #include "numeric.cuh"
 
 namespace fa {
+
+// The float32 dQ block (64 queries x 64 columns) of query block m, columns 64·chunk …, of query head h. Inside it,
+// thread t (0…127) of a consumer warpgroup holds floats 4·(128·g + t) … +3 for g = 0…7: its accumulator registers
+// dq[4g … 4g+3], i.e. rows 16·(t/32) + (t%32)/4 (+8 for the last two) and columns 8g + 2·(t%4) (+1).
+template <class Cfg>
+__device__ __forceinline__ float* dq_block(const BwdParams& p, int batch, int h, int m, int chunk) {
+  const int64_t blocks = (int64_t)(batch * p.heads_q + h) * (p.seqlen_q_padded / Cfg::kBlockM) + m;
+  return p.dq_accum + (blocks * (Cfg::kHeadDim / 64) + chunk) * (Cfg::kBlockM * 64);
+}
+
+// Bulk dQ (one lane of the producer warpgroup's second warp): per step, once each consumer has stored its dQ block
+// in shared memory, adds it into the float32 buffer with a bulk reduction and hands the buffer back when read.
+// The steps are those of the consumers, in the same order.
+template <class Cfg>
+__device__ __forceinline__ void bwd_dq_writer(const BwdParams& p, const Mask& mask, uint32_t smem, const BwdBarriers<Cfg>& bars,
+                                              int n_block, int head_k, int batch) {
+  if (p.deterministic) return;  // the consumers add in order themselves
+  int q_lo, q_hi;
+  mask.query_range(n_block * Cfg::kBlockN, Cfg::kBlockN, q_lo, q_hi);
+  if (q_hi < q_lo) return;
+  const int m_first = q_lo / Cfg::kBlockM, m_blocks = q_hi / Cfg::kBlockM - m_first + 1, steps = p.group * m_blocks;
+  for (int t = 0; t < steps; ++t) {
+    const int h = head_k * p.group + t / m_blocks, m = m_first + t % m_blocks;
+#pragma unroll
+    for (int c = 0; c < Cfg::kConsumerWGs; ++c) {
+      mbar_wait(bars.dq_full(c), t & 1);
+      // d128: consumer c holds columns 64c …; d64 (split keys): both hold partial sums of the same block.
+      bulk_reduce_add_f32(dq_block<Cfg>(p, batch, h, m, Cfg::kExchangeDs ? c : 0), smem + Cfg::kOffDq + c * Cfg::kDqBlockBytes,
+                          Cfg::kDqBlockBytes);
+    }
+    bulk_commit();
+    bulk_wait_read_all();
+#pragma unroll
+    for (int c = 0; c < Cfg::kConsumerWGs; ++c) mbar_arrive(bars.dq_empty(c));
+  }
+  bulk_wait_all();
+}
 
 template <class Cfg>
 __device__ __forceinline__ void bwd_producer(const BwdParams& p, const Mask& mask, const TmaMap* tma_q,
@@ -219,6 +259,7 @@ struct BwdConsumer {
     constexpr int kBlocks = kSplitKeys ? kD / 64 : Cfg::kSplitColumns ? kC / 64 : 1;
     constexpr int kDqKeys = Cfg::kExchangeDs ? Cfg::kBlockN : 64;
     if constexpr (!kSplitKeys) named_barrier_sync(Cfg::kBarDsReady, 2 * 128);
+    static_assert(!Cfg::kDqBulk || kBlocks == 1, "bulk dQ: one block per consumer and step");
     const int ticket = dq_order_begin(h, m);
 #pragma unroll
     for (int c = 0; c < kBlocks; ++c) {
@@ -239,7 +280,8 @@ struct BwdConsumer {
       // each read is then ordered before the producer's refill by the barrier itself (which compute-sanitizer's
       // racecheck can follow; a single arrival per warp group is correct too but not provably so to the tool).
       if (c == 0) mbar_arrive(bars.empty(s));
-      dq_add(h, m, 64 * column_slab, dq);
+      if (Cfg::kDqBulk && !p.deterministic) dq_stage(t, dq);
+      else dq_add(h, m, column_slab, dq);
     }
     dq_order_end(h, m, ticket);
   }
@@ -271,19 +313,26 @@ struct BwdConsumer {
     if (thread == 0 && consumer == 0) st_release_gpu(dq_semaphore(h, m), ticket + 1);
   }
 
-  // Adds a 64-query x 64-column block of dQ (columns from `col0`) into the float32 buffer.
-  __device__ __forceinline__ void dq_add(int h, int m, int col0, const float (&dq)[32]) const {
-    const int bh = batch * p.heads_q + h;
-    float* rows = p.dq_accum + ((int64_t)bh * p.seqlen_q_padded + m * kM) * kD + col0;
-    const int r0 = warp() * 16 + lane() / 4;
+  // Adds a 64-query x 64-column block of dQ (columns 64·chunk …) into the float32 buffer. Rows past seqlen_q add
+  // zeros (their LSE is +inf, so P = 0) into the buffer's padding.
+  __device__ __forceinline__ void dq_add(int h, int m, int chunk, const float (&dq)[32]) const {
+    float* block = dq_block<Cfg>(p, batch, h, m, chunk) + 4 * thread;
 #pragma unroll
-    for (int hh = 0; hh < 2; ++hh) {
-      const int r = r0 + 8 * hh;
-      if (m * kM + r < p.seqlen_q) {
-#pragma unroll
-        for (int j = 0; j < 8; ++j) red_add2(rows + r * kD + 8 * j + 2 * (lane() & 3), dq[4 * j + 2 * hh], dq[4 * j + 2 * hh + 1]);
-      }
+    for (int g = 0; g < 8; ++g) {
+      red_add2(block + 512 * g, dq[4 * g], dq[4 * g + 1]);
+      red_add2(block + 512 * g + 2, dq[4 * g + 2], dq[4 * g + 3]);
     }
+  }
+
+  // Bulk dQ: stores step t's block in this consumer's shared buffer (once the writer has read the previous one)
+  // and tells the writer.
+  __device__ __forceinline__ void dq_stage(int t, const float (&dq)[32]) const {
+    mbar_wait(bars.dq_empty(consumer), (t & 1) ^ 1);
+    const uint32_t buffer = smem + Cfg::kOffDq + consumer * Cfg::kDqBlockBytes + 16 * thread;
+#pragma unroll
+    for (int g = 0; g < 8; ++g) st_shared_v4_f32(buffer + 2048 * g, dq[4 * g], dq[4 * g + 1], dq[4 * g + 2], dq[4 * g + 3]);
+    fence_proxy_async_smem();  // the generic-proxy stores, before the bulk reduction (async proxy) reads them
+    mbar_arrive(bars.dq_full(consumer));
   }
 
   // dK (times the softmax scale: dS was taken with respect to scale·q·k) and dV to global memory.

@@ -152,6 +152,15 @@ __device__ __forceinline__ void red_add(float* address, float value) {
 __device__ __forceinline__ void red_add2(float* address, float a, float b) {
   asm volatile("red.global.v2.f32.add [%0], {%1, %2};" ::"l"(reinterpret_cast<uint64_t>(address)), "f"(a), "f"(b) : "memory");
 }
+// Adds `bytes` floats' worth of shared memory into global memory element-wise (sm_90 bulk reduction; size a multiple
+// of 16, both addresses 16-byte aligned), tracked by the bulk async-group of the issuing thread.
+__device__ __forceinline__ void bulk_reduce_add_f32(float* dst, uint32_t src, uint32_t bytes) {
+  asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;"
+               ::"l"(reinterpret_cast<uint64_t>(dst)), "r"(src), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void st_shared_v4_f32(uint32_t address, float a, float b, float c, float d) {
+  asm volatile("st.shared.v4.f32 [%0], {%1, %2, %3, %4};" ::"r"(address), "f"(a), "f"(b), "f"(c), "f"(d) : "memory");
+}
 __device__ __forceinline__ void st_shared_u16(uint32_t address, uint16_t value) {
   asm volatile("st.shared.u16 [%0], %1;" ::"r"(address), "h"(value) : "memory");
 }

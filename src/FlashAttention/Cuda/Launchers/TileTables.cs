@@ -111,7 +111,7 @@ internal static class TileTables
         return null;
     }
 
-    /// <summary>Tuning override like <see cref="ForwardOverrideVariable"/>: <c>FLASHATTN_BWD_CONFIG="128:s3,exchange;64:s2"</c> (ring stages; how dQ is split between consumers).</summary>
+    /// <summary>Tuning override like <see cref="ForwardOverrideVariable"/>: <c>FLASHATTN_BWD_CONFIG="128:s3,exchange;64:s2"</c> (ring stages; how dQ is split between consumers: exchange/split; how it is added: bulk/atomic).</summary>
     public const string BackwardOverrideVariable = "FLASHATTN_BWD_CONFIG";
 
     public static BackwardKernelConfig Backward(int headDim) => Backward(headDim, Environment.GetEnvironmentVariable(BackwardOverrideVariable));
@@ -122,8 +122,8 @@ internal static class TileTables
         {
             // d128 splits dQ's columns between the consumers and exchanges dS (b2 h16 s8k: 284 TFLOP/s against 233 for
             // the split by keys, which doubles the dQ additions); d64 has only one 64-column block, so it splits keys.
-            64 => new BackwardKernelConfig(64, Stages: 2, ExchangeDs: false),
-            128 => new BackwardKernelConfig(128, Stages: 2, ExchangeDs: true),
+            64 => new BackwardKernelConfig(64, Stages: 2, ExchangeDs: false, DqBulk: true),
+            128 => new BackwardKernelConfig(128, Stages: 2, ExchangeDs: true, DqBulk: true),
             // d256: 64 keys per CTA, the two consumers splitting dK/dV's columns (see flash_bwd_config.cuh).
             256 => new BackwardKernelConfig(256, Stages: 2, ExchangeDs: false),
             _ => throw new ArgumentOutOfRangeException(nameof(headDim), headDim, "no backward kernel for this head dim"),
@@ -137,16 +137,20 @@ internal static class TileTables
                 {
                     _ when f.StartsWith('s') && int.TryParse(f[1..], out int st) => config with { Stages = st },
                     "exchange" => config with { ExchangeDs = true },
-                    "split" => config with { ExchangeDs = false },
+                    "split" => config with { ExchangeDs = false, DqBulk = headDim == 64 },  // two dQ blocks per consumer at d128
+                    "bulk" => config with { DqBulk = true },
+                    "atomic" => config with { DqBulk = false },
                     _ => throw new ArgumentException($"{BackwardOverrideVariable}: unknown field '{f}' in '{entry}'"),
                 };
         }
+        if (config.DqBulk && !config.HasOneDqBlockPerConsumer)
+            throw new ArgumentException($"{BackwardOverrideVariable}: bulk dQ needs one 64-column dQ block per consumer and step (d64, or d128 with exchange); use 'atomic' for d{headDim} here");
         return config;
     }
 }
 
 /// <summary>The backward kernel's template arguments (<c>fa::BwdConfig</c>) and geometry; mirrors flash_bwd_config.cuh.</summary>
-internal sealed record BackwardKernelConfig(int HeadDim, int Stages, bool ExchangeDs = false, bool Softcap = false)
+internal sealed record BackwardKernelConfig(int HeadDim, int Stages, bool ExchangeDs = false, bool Softcap = false, bool DqBulk = false)
 {
     public const int BlockM = 64;
     public const int Threads = 384;
@@ -154,18 +158,22 @@ internal sealed record BackwardKernelConfig(int HeadDim, int Stages, bool Exchan
     /// <summary>Keys per CTA: 128 (64 per consumer); at d256 both consumers share 64 keys and split the columns.</summary>
     public int BlockN => HeadDim == 256 ? 64 : 128;
 
+    /// <summary>Whether each consumer computes exactly one 64x64 dQ block per step, which bulk dQ requires.</summary>
+    public bool HasOneDqBlockPerConsumer => HeadDim == 64 || (HeadDim == 128 && ExchangeDs);
+
     public int SharedMemoryBytes
     {
         get
         {
             int slabs = HeadDim / 64;
             int kBytes = BlockN * 128 * slabs, qBytes = BlockM * 128 * slabs, dsBytes = BlockM * 128 * (BlockN / 64), rowBytes = BlockM * 4;
-            return 1024 + 2 * kBytes + 2 * Stages * qBytes + 2 * dsBytes + 2 * Stages * rowBytes + 8 * (1 + 2 * Stages);
+            int dqBytes = DqBulk ? 2 * BlockM * 64 * 4 : 0;
+            return 1024 + 2 * kBytes + 2 * Stages * qBytes + 2 * dsBytes + 2 * Stages * rowBytes + dqBytes + 8 * (1 + 2 * Stages + 4);
         }
     }
 
     public string NameExpression(DataType type)
-        => $"fa::flash_bwd_kernel<fa::BwdConfig<{KernelNames.ElementTag(type)}, {HeadDim}, {Stages}, {KernelNames.Bool(ExchangeDs)}, {KernelNames.Bool(Softcap)}>>";
+        => $"fa::flash_bwd_kernel<fa::BwdConfig<{KernelNames.ElementTag(type)}, {HeadDim}, {Stages}, {KernelNames.Bool(ExchangeDs)}, {KernelNames.Bool(Softcap)}, {KernelNames.Bool(DqBulk)}>>";
     public string PreprocessExpression(DataType type) => $"fa::flash_bwd_preprocess<{KernelNames.ElementTag(type)}, {HeadDim}>";
     public string PostprocessExpression(DataType type) => $"fa::flash_bwd_postprocess<{KernelNames.ElementTag(type)}, {HeadDim}>";
 }
