@@ -268,6 +268,10 @@ struct BwdConsumer {
       const int column_slab = kSplitKeys ? c : Cfg::kSplitColumns ? own_slab0() + c : consumer;
       const uint32_t a = ds_buf + (kSplitKeys ? consumer * Cfg::kDsSlabBytes : 0);
       const uint32_t b = smem + Cfg::kOffK + column_slab * Cfg::kKSlabBytes + (kSplitKeys ? consumer * Cfg::kWgRowBytes : 0);
+      // The previous block's reductions read these accumulator registers (ptxas may give both blocks the same
+      // ones): without the fence the wgmma may overwrite them first. Measured: dQ wrong at d256 once nothing else
+      // (a row guard's branch) happened to order them.
+      wgmma_fence();
       gemm_ss_mnmajor_b<E, 64, kDqKeys>(a, Cfg::kDsSlabBytes, b, Cfg::kKSlabBytes, dq, false);
       wgmma_commit();
       // (Issuing the next step's Sᵀ and dPᵀ here, to overlap them with the dQ additions, was measured slower: the
