@@ -30,7 +30,7 @@ struct BwdConfig {
   // How a step's dQ block reaches the float32 buffer: false = each consumer thread adds its 32 values with vector
   // reductions (red.global); true = the consumer stores the block to shared memory and a warp of the producer
   // warpgroup adds it with one bulk reduction (cp.reduce.async.bulk), taking the global-memory traffic off the
-  // consumers' critical path. Deterministic mode always takes the first, ordered, path.
+  // consumers' critical path (and, in deterministic mode, the wait for the preceding key blocks' additions too).
   static constexpr bool kDqBulk = kDqBulk_;
   static_assert(!kDqBulk || !kSplitColumns, "bulk dQ: one 64x64 block per consumer and step (d64, d128)");
   static_assert(!kExchangeDs || kHeadDim == 128, "the dS exchange splits dQ's columns between two consumers: d128 only");

@@ -31,26 +31,42 @@ __device__ __forceinline__ float* dq_block(const BwdParams& p, int batch, int h,
 
 // Bulk dQ (one lane of the producer warpgroup's second warp): per step, once each consumer has stored its dQ block
 // in shared memory, adds it into the float32 buffer with a bulk reduction and hands the buffer back when read.
-// The steps are those of the consumers, in the same order.
+// The steps are those of the consumers, in the same order. Deterministic mode: the key blocks that see query block m
+// add in increasing order (this one is number n_block − n_first; a semaphore per query block counts the additions
+// done), consumer 0's block before consumer 1's; the wait is here, off the consumers.
 template <class Cfg>
 __device__ __forceinline__ void bwd_dq_writer(const BwdParams& p, const Mask& mask, uint32_t smem, const BwdBarriers<Cfg>& bars,
                                               int n_block, int head_k, int batch) {
-  if (p.deterministic) return;  // the consumers add in order themselves
   int q_lo, q_hi;
   mask.query_range(n_block * Cfg::kBlockN, Cfg::kBlockN, q_lo, q_hi);
   if (q_hi < q_lo) return;
   const int m_first = q_lo / Cfg::kBlockM, m_blocks = q_hi / Cfg::kBlockM - m_first + 1, steps = p.group * m_blocks;
   for (int t = 0; t < steps; ++t) {
     const int h = head_k * p.group + t / m_blocks, m = m_first + t % m_blocks;
+    int* semaphore = nullptr;
+    int ticket = 0;
+    if (p.deterministic) {
+      semaphore = p.dq_semaphore + ((int64_t)batch * p.heads_q + h) * (p.seqlen_q_padded / Cfg::kBlockM) + m;
+      int n_first, n_last;
+      mask.block_range(m * Cfg::kBlockM, Cfg::kBlockM, Cfg::kBlockN, n_first, n_last);
+      ticket = n_block - n_first;
+      while (ld_acquire_gpu(semaphore) != ticket) {}
+    }
 #pragma unroll
     for (int c = 0; c < Cfg::kConsumerWGs; ++c) {
       mbar_wait(bars.dq_full(c), t & 1);
       // d128: consumer c holds columns 64c …; d64 (split keys): both hold partial sums of the same block.
       bulk_reduce_add_f32(dq_block<Cfg>(p, batch, h, m, Cfg::kExchangeDs ? c : 0), smem + Cfg::kOffDq + c * Cfg::kDqBlockBytes,
                           Cfg::kDqBlockBytes);
+      bulk_commit();
+      if (p.deterministic) bulk_wait_all();  // complete before the next addition to the same elements is issued
     }
-    bulk_commit();
     bulk_wait_read_all();
+    if (p.deterministic) {
+      fence_proxy_async_global();
+      fence_acq_rel_gpu();
+      st_release_gpu(semaphore, ticket + 1);
+    }
 #pragma unroll
     for (int c = 0; c < Cfg::kConsumerWGs; ++c) mbar_arrive(bars.dq_empty(c));
   }
@@ -260,7 +276,7 @@ struct BwdConsumer {
     constexpr int kDqKeys = Cfg::kExchangeDs ? Cfg::kBlockN : 64;
     if constexpr (!kSplitKeys) named_barrier_sync(Cfg::kBarDsReady, 2 * 128);
     static_assert(!Cfg::kDqBulk || kBlocks == 1, "bulk dQ: one block per consumer and step");
-    const int ticket = dq_order_begin(h, m);
+    const int ticket = Cfg::kDqBulk ? 0 : dq_order_begin(h, m);  // bulk dQ: the writer keeps the order
 #pragma unroll
     for (int c = 0; c < kBlocks; ++c) {
       float dq[32];
@@ -284,10 +300,10 @@ struct BwdConsumer {
       // each read is then ordered before the producer's refill by the barrier itself (which compute-sanitizer's
       // racecheck can follow; a single arrival per warp group is correct too but not provably so to the tool).
       if (c == 0) mbar_arrive(bars.empty(s));
-      if (Cfg::kDqBulk && !p.deterministic) dq_stage(t, dq);
+      if constexpr (Cfg::kDqBulk) dq_stage(t, dq);
       else dq_add(h, m, column_slab, dq);
     }
-    dq_order_end(h, m, ticket);
+    if constexpr (!Cfg::kDqBulk) dq_order_end(h, m, ticket);
   }
 
   __device__ __forceinline__ int* dq_semaphore(int h, int m) const {

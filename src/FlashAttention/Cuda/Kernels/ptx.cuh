@@ -167,6 +167,8 @@ __device__ __forceinline__ void st_shared_u16(uint32_t address, uint16_t value) 
 __device__ __forceinline__ float ld_shared_f32(uint32_t address) {
   float r; asm volatile("ld.shared.f32 %0, [%1];" : "=f"(r) : "r"(address)); return r;
 }
+// Orders this thread's completed async-proxy (bulk) global writes before its later generic-proxy accesses.
+__device__ __forceinline__ void fence_proxy_async_global() { asm volatile("fence.proxy.async.global;" ::: "memory"); }
 __device__ __forceinline__ void fence_acq_rel_gpu() { asm volatile("fence.acq_rel.gpu;" ::: "memory"); }
 __device__ __forceinline__ int ld_acquire_gpu(const int* p) {
   int r; asm volatile("ld.acquire.gpu.global.b32 %0, [%1];" : "=r"(r) : "l"(reinterpret_cast<uint64_t>(p)) : "memory"); return r;
