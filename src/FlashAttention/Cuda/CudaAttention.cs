@@ -69,6 +69,10 @@ internal static class GpuRequirements
             throw new AttentionArgumentException(first.Name, $"{first.Name}: the GPU {direction} kernels support head_dim {string.Join(", ", headDims)}; got {p.HeadDim}");
         if (p.IsVarlen)
             throw new AttentionArgumentException("cuSeqLensQ", "cuSeqLensQ: variable-length batches are not supported on the GPU yet; pad to a dense batch or use the CPU engine");
+        // The kernels index (batch, head, query block) tiles with int32; 64 rows is the smaller query block of the two.
+        long queryBlocks = (p.SeqLenQ + 63L) / 64 * p.HeadsQ * p.Batch;
+        if (queryBlocks > int.MaxValue)
+            throw new AttentionArgumentException(first.Name, $"{first.Name}: batch × heads × query blocks of 64 rows is {queryBlocks}; the GPU kernels index at most {int.MaxValue}");
         foreach (var t in tensors)
         {
             if (t.Address % 16 != 0)

@@ -135,6 +135,17 @@ public class GpuRequirementTests
         => Assert.Contains("multiples of 8 elements", Forward(DataType.BFloat16, 64, qStrides: [64 * 2 * 64 + 4, 2 * 64 + 4, 66, 1]).Message);
 
     [Fact]
+    public void More_query_blocks_than_the_kernels_index_are_refused()
+    {
+        long[] shape = [65536, 4160, 512, 64];  // 65536 batches × 512 heads × 65 blocks of 64 rows > 2^31 − 1
+        var bf = DataType.BFloat16;
+        var e = Assert.Throws<AttentionArgumentException>(() => CudaAttention.Forward(T(bf, 1L << 16, shape), T(bf, 1L << 55, shape),
+            T(bf, 2L << 55, shape), T(bf, 3L << 55, shape)));
+        Assert.Equal("query", e.ParamName);
+        Assert.Contains("the GPU kernels index at most 2147483647", e.Message);
+    }
+
+    [Fact]
     public void The_backward_pass_names_its_own_head_dims()
     {
         long[] shape = [1, 64, 2, 96], lse = [1, 2, 64];

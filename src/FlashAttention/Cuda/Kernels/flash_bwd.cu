@@ -16,9 +16,8 @@ flash_bwd_kernel(const __grid_constant__ BwdParams p, const __grid_constant__ Tm
                  const __grid_constant__ TmaMap tma_k, const __grid_constant__ TmaMap tma_v,
                  const __grid_constant__ TmaMap tma_do) {
   extern __shared__ uint8_t smem_raw[];
-  const uint32_t raw = smem_u32(smem_raw);
-  const uint32_t smem = (raw + 1023u) & ~1023u;
-  const uint8_t* smem_ptr = smem_raw + (smem - raw);
+  const uint32_t smem = smem_aligned_1024(smem_raw);
+  const uint8_t* smem_ptr = smem_aligned_1024_ptr(smem_raw);
   const BwdBarriers<Cfg> bars{smem + Cfg::kOffBar};
   if (threadIdx.x == 0) {
     mbar_init(bars.kv_full(), 1);

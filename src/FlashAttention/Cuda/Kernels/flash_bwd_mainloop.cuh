@@ -29,29 +29,49 @@ __device__ __forceinline__ float* dq_block(const BwdParams& p, int batch, int h,
   return p.dq_accum + (blocks * (Cfg::kHeadDim / 64) + chunk) * (Cfg::kBlockM * 64);
 }
 
+// The steps of a key block's CTA: one per (query head of its GQA group, query block that sees the keys), heads
+// outermost. The producer, the consumers and the dQ writer walk them in this one order.
+template <class Cfg>
+struct BwdSteps {
+  int head0, m_first, m_blocks, count;
+  __device__ __forceinline__ BwdSteps(const BwdParams& p, const Mask& mask, int n_block, int head_k) {
+    int q_lo, q_hi;
+    mask.query_range(n_block * Cfg::kBlockN, Cfg::kBlockN, q_lo, q_hi);
+    head0 = head_k * p.group;
+    m_first = q_lo / Cfg::kBlockM;
+    m_blocks = q_hi < q_lo ? 0 : q_hi / Cfg::kBlockM - m_first + 1;
+    count = p.group * m_blocks;
+  }
+  __device__ __forceinline__ int head(int t) const { return head0 + t / m_blocks; }
+  __device__ __forceinline__ int block(int t) const { return m_first + t % m_blocks; }
+};
+
+// Deterministic mode: the key blocks that see query block m add to its dQ in increasing order. A semaphore per
+// (batch, query head, query block) counts the additions done; this CTA's turn comes when it equals dq_turn.
+template <class Cfg>
+__device__ __forceinline__ int* dq_semaphore(const BwdParams& p, int batch, int h, int m) {
+  return p.dq_semaphore + ((int64_t)batch * p.heads_q + h) * (p.seqlen_q_padded / Cfg::kBlockM) + m;
+}
+template <class Cfg>
+__device__ __forceinline__ int dq_turn(const Mask& mask, int n_block, int m) {
+  int n_first, n_last;
+  mask.block_range(m * Cfg::kBlockM, Cfg::kBlockM, Cfg::kBlockN, n_first, n_last);
+  return n_block - n_first;
+}
+
 // Bulk dQ (one lane of the producer warpgroup's second warp): per step, once each consumer has stored its dQ block
 // in shared memory, adds it into the float32 buffer with a bulk reduction and hands the buffer back when read.
-// The steps are those of the consumers, in the same order. Deterministic mode: the key blocks that see query block m
-// add in increasing order (this one is number n_block − n_first; a semaphore per query block counts the additions
-// done), consumer 0's block before consumer 1's; the wait is here, off the consumers.
+// Deterministic mode: it waits for this CTA's turn (dq_turn) and adds consumer 0's block before consumer 1's; the
+// wait is here, off the consumers.
 template <class Cfg>
 __device__ __forceinline__ void bwd_dq_writer(const BwdParams& p, const Mask& mask, uint32_t smem, const BwdBarriers<Cfg>& bars,
                                               int n_block, int head_k, int batch) {
-  int q_lo, q_hi;
-  mask.query_range(n_block * Cfg::kBlockN, Cfg::kBlockN, q_lo, q_hi);
-  if (q_hi < q_lo) return;
-  const int m_first = q_lo / Cfg::kBlockM, m_blocks = q_hi / Cfg::kBlockM - m_first + 1, steps = p.group * m_blocks;
-  for (int t = 0; t < steps; ++t) {
-    const int h = head_k * p.group + t / m_blocks, m = m_first + t % m_blocks;
-    int* semaphore = nullptr;
-    int ticket = 0;
-    if (p.deterministic) {
-      semaphore = p.dq_semaphore + ((int64_t)batch * p.heads_q + h) * (p.seqlen_q_padded / Cfg::kBlockM) + m;
-      int n_first, n_last;
-      mask.block_range(m * Cfg::kBlockM, Cfg::kBlockM, Cfg::kBlockN, n_first, n_last);
-      ticket = n_block - n_first;
-      while (ld_acquire_gpu(semaphore) != ticket) {}
-    }
+  const BwdSteps<Cfg> steps(p, mask, n_block, head_k);
+  for (int t = 0; t < steps.count; ++t) {
+    const int h = steps.head(t), m = steps.block(t);
+    const int turn = p.deterministic ? dq_turn<Cfg>(mask, n_block, m) : 0;
+    if (p.deterministic)
+      while (ld_acquire_gpu(dq_semaphore<Cfg>(p, batch, h, m)) != turn) {}
 #pragma unroll
     for (int c = 0; c < Cfg::kConsumerWGs; ++c) {
       mbar_wait(bars.dq_full(c), t & 1);
@@ -65,7 +85,7 @@ __device__ __forceinline__ void bwd_dq_writer(const BwdParams& p, const Mask& ma
     if (p.deterministic) {
       fence_proxy_async_global();
       fence_acq_rel_gpu();
-      st_release_gpu(semaphore, ticket + 1);
+      st_release_gpu(dq_semaphore<Cfg>(p, batch, h, m), turn + 1);
     }
 #pragma unroll
     for (int c = 0; c < Cfg::kConsumerWGs; ++c) mbar_arrive(bars.dq_empty(c));
@@ -84,25 +104,19 @@ __device__ __forceinline__ void bwd_producer(const BwdParams& p, const Mask& mas
     tma_load_4d(smem + Cfg::kOffK + slab * Cfg::kKSlabBytes, tma_k, bars.kv_full(), slab * 64, n0, head_k, batch);
     tma_load_4d(smem + Cfg::kOffV + slab * Cfg::kKSlabBytes, tma_v, bars.kv_full(), slab * 64, n0, head_k, batch);
   }
-  int q_lo, q_hi;
-  mask.query_range(n0, Cfg::kBlockN, q_lo, q_hi);
-  if (q_hi < q_lo) return;
-  int count = 0;
-  for (int h = head_k * p.group; h < (head_k + 1) * p.group; ++h) {
-    const int64_t rows = ((int64_t)batch * p.heads_q + h) * p.seqlen_q_padded;
-    for (int m = q_lo / Cfg::kBlockM; m <= q_hi / Cfg::kBlockM; ++m, ++count) {
-      const int s = count % Cfg::kStages;
-      const uint32_t phase = (count / Cfg::kStages) & 1;
-      mbar_wait(bars.empty(s), phase ^ 1);
-      mbar_arrive_expect_tx(bars.full(s), Cfg::kStepBytes);
+  const BwdSteps<Cfg> steps(p, mask, n_block, head_k);
+  for (int t = 0; t < steps.count; ++t) {
+    const int h = steps.head(t), m = steps.block(t), s = t % Cfg::kStages;
+    mbar_wait(bars.empty(s), ((t / Cfg::kStages) & 1) ^ 1);
+    mbar_arrive_expect_tx(bars.full(s), Cfg::kStepBytes);
 #pragma unroll
-      for (int slab = 0; slab < Cfg::kSlabs; ++slab) {
-        tma_load_4d(smem + Cfg::kOffQ + s * Cfg::kQBytes + slab * Cfg::kQSlabBytes, tma_q, bars.full(s), slab * 64, m * Cfg::kBlockM, h, batch);
-        tma_load_4d(smem + Cfg::kOffDO + s * Cfg::kQBytes + slab * Cfg::kQSlabBytes, tma_do, bars.full(s), slab * 64, m * Cfg::kBlockM, h, batch);
-      }
-      bulk_load(smem + Cfg::kOffLse + s * Cfg::kRowBytes, p.lse_log2 + rows + m * Cfg::kBlockM, Cfg::kRowBytes, bars.full(s));
-      bulk_load(smem + Cfg::kOffD + s * Cfg::kRowBytes, p.dpsum + rows + m * Cfg::kBlockM, Cfg::kRowBytes, bars.full(s));
+    for (int slab = 0; slab < Cfg::kSlabs; ++slab) {
+      tma_load_4d(smem + Cfg::kOffQ + s * Cfg::kQBytes + slab * Cfg::kQSlabBytes, tma_q, bars.full(s), slab * 64, m * Cfg::kBlockM, h, batch);
+      tma_load_4d(smem + Cfg::kOffDO + s * Cfg::kQBytes + slab * Cfg::kQSlabBytes, tma_do, bars.full(s), slab * 64, m * Cfg::kBlockM, h, batch);
     }
+    const int64_t row0 = ((int64_t)batch * p.heads_q + h) * p.seqlen_q_padded + m * Cfg::kBlockM;
+    bulk_load(smem + Cfg::kOffLse + s * Cfg::kRowBytes, p.lse_log2 + row0, Cfg::kRowBytes, bars.full(s));
+    bulk_load(smem + Cfg::kOffD + s * Cfg::kRowBytes, p.dpsum + row0, Cfg::kRowBytes, bars.full(s));
   }
 }
 
@@ -137,11 +151,6 @@ struct BwdConsumer {
     else return ld_shared_f32(row + 4 * query);
   }
 
-  // A step is one query block of one query head; steps run in order t = 0, 1, … (heads of the GQA group outermost),
-  // the producer loading them in the same order.
-  __device__ __forceinline__ int step_head(int t, int m_blocks) const { return head_k * p.group + t / m_blocks; }
-  __device__ __forceinline__ int step_block(int t, int m_first, int m_blocks) const { return m_first + t % m_blocks; }
-
   // Sᵀ = K_c Qᵀ and dPᵀ = V_c dOᵀ of step t (64 keys x 64 queries), issued as two commit groups.
   __device__ __forceinline__ void issue_s_dp(int t, float (&st)[kM / 2], float (&dpt)[kM / 2]) const {
     const int s = t % Cfg::kStages;
@@ -159,16 +168,12 @@ struct BwdConsumer {
     float dk[kC / 2], dv[kC / 2];
 #pragma unroll
     for (int i = 0; i < kC / 2; ++i) dk[i] = dv[i] = 0.f;
-    int q_lo, q_hi;
-    mask.query_range(n0(), Cfg::kBlockN, q_lo, q_hi);
+    const BwdSteps<Cfg> steps(p, mask, n_block, head_k);
     mbar_wait(bars.kv_full(), 0);
-    if (q_hi >= q_lo) {
-      const int m_first = q_lo / kM, m_blocks = q_hi / kM - m_first + 1, steps = p.group * m_blocks;
-      float st[kM / 2], dpt[kM / 2];
-      for (int t = 0; t < steps; ++t) {
-        issue_s_dp(t, st, dpt);
-        step(t, step_head(t, m_blocks), step_block(t, m_first, m_blocks), st, dpt, dk, dv);
-      }
+    float st[kM / 2], dpt[kM / 2];
+    for (int t = 0; t < steps.count; ++t) {
+      issue_s_dp(t, st, dpt);
+      step(t, steps.head(t), steps.block(t), st, dpt, dk, dv);
     }
     store_dkv(dk, dv);
   }
@@ -306,20 +311,13 @@ struct BwdConsumer {
     if constexpr (!Cfg::kDqBulk) dq_order_end(h, m, ticket);
   }
 
-  __device__ __forceinline__ int* dq_semaphore(int h, int m) const {
-    return p.dq_semaphore + ((int64_t)batch * p.heads_q + h) * (p.seqlen_q_padded / kM) + m;
-  }
-
-  // Deterministic mode: the key blocks that see query block m add in increasing order; this one is number
-  // n_block − n_first and waits until the semaphore has counted its predecessors. Inside the CTA, consumer 1 adds
-  // after consumer 0 (with split keys both add to the same columns). Returns the ticket.
+  // Deterministic mode with per-thread reductions: the CTA waits for its turn (dq_turn); inside it, consumer 1 adds
+  // after consumer 0 (with split keys both add to the same columns). Returns the turn.
   __device__ __forceinline__ int dq_order_begin(int h, int m) const {
     if (!p.deterministic) return 0;
-    int n_first, n_last;
-    mask.block_range(m * kM, kM, Cfg::kBlockN, n_first, n_last);
-    const int ticket = n_block - n_first;
+    const int ticket = dq_turn<Cfg>(mask, n_block, m);
     if (thread == 0 && consumer == 0)
-      while (ld_acquire_gpu(dq_semaphore(h, m)) != ticket) {}
+      while (ld_acquire_gpu(dq_semaphore<Cfg>(p, batch, h, m)) != ticket) {}
     named_barrier_sync(Cfg::kBarDsReady + 1, 2 * 128);
     if (consumer == 1) named_barrier_sync(Cfg::kBarDsReady + 2, 2 * 128);
     return ticket;
@@ -330,7 +328,7 @@ struct BwdConsumer {
     fence_acq_rel_gpu();
     if (consumer == 0) named_barrier_arrive(Cfg::kBarDsReady + 2, 2 * 128);
     named_barrier_sync(Cfg::kBarDsReady + 3, 2 * 128);
-    if (thread == 0 && consumer == 0) st_release_gpu(dq_semaphore(h, m), ticket + 1);
+    if (thread == 0 && consumer == 0) st_release_gpu(dq_semaphore<Cfg>(p, batch, h, m), ticket + 1);
   }
 
   // Adds a 64-query x 64-column block of dQ (columns 64·chunk …) into the float32 buffer. Rows past seqlen_q add

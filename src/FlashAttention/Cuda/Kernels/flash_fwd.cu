@@ -60,10 +60,8 @@ flash_fwd_kernel(const __grid_constant__ FwdParams p, const __grid_constant__ Tm
                  const __grid_constant__ TmaMap tma_k, const __grid_constant__ TmaMap tma_v,
                  const __grid_constant__ TmaMap tma_o) {
   extern __shared__ uint8_t smem_raw[];
-  // Swizzled tiles need 1024-byte alignment; the launcher adds 1024 bytes of slack for this.
-  const uint32_t raw = smem_u32(smem_raw);
-  const uint32_t smem = (raw + 1023u) & ~1023u;
-  uint8_t* smem_ptr = smem_raw + (smem - raw);
+  const uint32_t smem = smem_aligned_1024(smem_raw);
+  uint8_t* smem_ptr = smem_aligned_1024_ptr(smem_raw);
   const FwdBarriers<Cfg> bars{smem + Cfg::kOffBar};
 
   if (threadIdx.x == 0) {

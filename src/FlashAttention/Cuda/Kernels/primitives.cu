@@ -36,14 +36,12 @@ __device__ __forceinline__ void store_fragment(const float (&acc)[kValues], floa
   }
 }
 
-__device__ __forceinline__ uint32_t probe_smem_base(uint8_t* raw) { return (smem_u32(raw) + 1023u) & ~1023u; }
-
 // TMA + swizzle: loads one {64 columns, rows} box of (batch b, head h) at sequence row `row0` from a 4-D map
 // (dim, seq, heads, batch) and copies the swizzled shared-memory bytes out verbatim.
 __global__ void __launch_bounds__(128, 1)
 probe_tma_swizzle(const __grid_constant__ TmaMap map, uint16_t* out, int rows, int row0, int head, int batch) {
   extern __shared__ uint8_t raw[];
-  const uint32_t smem = probe_smem_base(raw);
+  const uint32_t smem = smem_aligned_1024(raw);
   uint8_t* ptr = raw + (smem - smem_u32(raw));
   const uint32_t bar = smem + rows * 128;
   if (threadIdx.x == 0) {
@@ -66,7 +64,7 @@ __global__ void __launch_bounds__(128, 1)
 probe_qk(const __grid_constant__ TmaMap map_q, const __grid_constant__ TmaMap map_k, float* out) {
   using Cfg = ProbeConfig<E, N, D>;
   extern __shared__ uint8_t raw[];
-  const uint32_t smem = probe_smem_base(raw);
+  const uint32_t smem = smem_aligned_1024(raw);
   const uint32_t sq = smem, sk = smem + Cfg::kQBytes, bar = sk + Cfg::kKBytes;
   if (threadIdx.x == 0) {
     mbar_init(bar, 1);
@@ -97,7 +95,7 @@ __global__ void __launch_bounds__(128, 1)
 probe_pv(const float* p_in, const __grid_constant__ TmaMap map_v, float* out) {
   using Cfg = ProbeConfig<E, N, D>;
   extern __shared__ uint8_t raw[];
-  const uint32_t smem = probe_smem_base(raw);
+  const uint32_t smem = smem_aligned_1024(raw);
   const uint32_t sv = smem, bar = sv + Cfg::kKBytes;
   if (threadIdx.x == 0) {
     mbar_init(bar, 1);

@@ -29,6 +29,11 @@ __device__ __forceinline__ uint32_t smem_u32(const void* p) {
   return r;
 }
 
+// The dynamic shared memory rounded up to the 1024-byte alignment that 128-byte-swizzled tiles need (launchers add
+// 1024 bytes of slack): as a shared-window address, and as a pointer the compiler knows to be shared.
+__device__ __forceinline__ uint32_t smem_aligned_1024(const uint8_t* raw) { return (smem_u32(raw) + 1023u) & ~1023u; }
+__device__ __forceinline__ uint8_t* smem_aligned_1024_ptr(uint8_t* raw) { return raw + (smem_aligned_1024(raw) - smem_u32(raw)); }
+
 __device__ __forceinline__ uint32_t lane_id() { uint32_t r; asm volatile("mov.u32 %0, %%laneid;" : "=r"(r)); return r; }
 
 // ---- mbarrier -------------------------------------------------------------------------------------------

@@ -17,7 +17,6 @@ internal static class FlashForwardLauncher
 
         int mBlocks = (p.SeqLenQ + ForwardKernelConfig.BlockM - 1) / ForwardKernelConfig.BlockM;
         long tiles = (long)mBlocks * p.HeadsQ * p.Batch;
-        if (tiles > int.MaxValue) throw new AttentionArgumentException("query", $"query: {tiles} tiles of {ForwardKernelConfig.BlockM} rows exceed the kernel's int32 tile index");
         bool softcap = p.Softcap > 0;
         var args = new FwdParams
         {
