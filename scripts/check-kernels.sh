@@ -6,7 +6,10 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 kernels="$here/src/FlashAttention/Cuda/Kernels"
-clang="${CLANG:-$(command -v clang++-19 || command -v clang++-22 || command -v clang++)}"
+clang="${CLANG:-$(command -v clang++-19 || command -v clang++-22 || command -v clang++ || command -v clang++-14)}"
+# clang before 17 knows no sm_90a: check the same sources for sm_80 (the inline PTX is not parsed by clang either way).
+arch=sm_90a ptx=+ptx80
+if [ "$("$clang" -dumpversion | cut -d. -f1)" -lt 17 ]; then arch=sm_80 ptx=+ptx75; fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 cat > "$work/prelude.h" <<'PRE'
@@ -26,8 +29,8 @@ for src in "$kernels"/*.cu; do
   inst="$kernels/../../../../scripts/kernel-instantiations/$name.inst"
   cp "$src" "$work/$name.cu"
   if [ -f "$inst" ]; then cat "$inst" >> "$work/$name.cu"; fi
-  if "$clang" -x cuda --cuda-gpu-arch=sm_90a --cuda-device-only -nocudainc -nocudalib \
-      -Xclang -target-feature -Xclang +ptx80 -std=c++17 -O1 -I "$kernels" -include "$work/prelude.h" \
+  if "$clang" -x cuda --cuda-gpu-arch=$arch --cuda-device-only -nocudainc -nocudalib \
+      -Xclang -target-feature -Xclang $ptx -std=c++17 -O1 -I "$kernels" -include "$work/prelude.h" \
       -Wno-unknown-cuda-version -S "$work/$name.cu" -o "$work/$name.ptx" 2> "$work/$name.log"; then
     echo "ok    $name.cu ($(grep -c 'wgmma.mma_async' "$work/$name.ptx" || true) wgmma in PTX)"
   else

@@ -143,12 +143,18 @@ struct BwdConsumer {
   __device__ __forceinline__ int own_column0() const { return Cfg::kSplitColumns ? consumer * Cfg::kOwnColumns : 0; }
   __device__ __forceinline__ int own_slab0() const { return own_column0() / 64; }
 
-  // A value of a per-query row (LSE or D) of the stage. At d64 ordinary loads, which the compiler may load once and
+  // The values of a per-query row (LSE or D) of the stage for this thread's queries `query` and `query` + 1 (one
+  // 8-byte load, shared by the thread's two key rows). At d64 ordinary loads, which the compiler may load once and
   // schedule early, are faster (229 against 214 TFLOP/s); at d128 the registers they hold are what the consumer
-  // lacks (spills: 267 against 289 TFLOP/s), so each value is loaded where it is used.
-  __device__ __forceinline__ float row_value(uint32_t row, int query) const {
-    if constexpr (kD == 64) return reinterpret_cast<const float*>(smem_ptr + (row - smem))[query];
-    else return ld_shared_f32(row + 4 * query);
+  // lacks (spills: 267 against 289 TFLOP/s), so each pair is loaded where it is used.
+  __device__ __forceinline__ void row_pair(uint32_t row, int query, float& a, float& b) const {
+    if constexpr (kD == 64) {
+      const float* values = reinterpret_cast<const float*>(smem_ptr + (row - smem));
+      a = values[query];
+      b = values[query + 1];
+    } else {
+      ld_shared_v2_f32(row + 4 * query, a, b);
+    }
   }
 
   // Sᵀ = K_c Qᵀ and dPᵀ = V_c dOᵀ of step t (64 keys x 64 queries), issued as two commit groups.
@@ -196,6 +202,8 @@ struct BwdConsumer {
     uint32_t ppk[kM / 4];
 #pragma unroll
     for (int j = 0; j < kM / 8; ++j) {
+      float lse_q[2];
+      row_pair(lse, 8 * j + q_col0, lse_q[0], lse_q[1]);
 #pragma unroll
       for (int hh = 0; hh < 2; ++hh) {
         float pr[2];
@@ -208,7 +216,7 @@ struct BwdConsumer {
             x = th;
             deriv = 1.f - th * th;
           }
-          float prob = fast_exp2(x * p.score_scale_log2 - row_value(lse, ql));
+          float prob = fast_exp2(x * p.score_scale_log2 - lse_q[e]);
           if (needs_mask) {
             const int q = m0 + ql, key = key_row0() + 8 * hh;
             if (key < mask.first_key(q) || key > mask.last_key(q)) prob = 0.f;
@@ -231,12 +239,10 @@ struct BwdConsumer {
 
     // dSᵀ = P ∘ (dP − D) [∘ (1 − tanh²)], packed for dK and written transposed (as dS, [query][key]) for dQ.
     uint32_t dspk[kM / 4];
-    // With split columns both consumers hold the same dS; the first writes it.
-    const uint32_t ds_slab = ds_buf + (Cfg::kSplitColumns ? 0 : consumer) * Cfg::kDsSlabBytes;
-    const bool writes_ds = !Cfg::kSplitColumns || consumer == 0;
-    const int r0 = warp() * 16 + lane() / 4;  // key row inside this consumer's 64
 #pragma unroll
     for (int j = 0; j < kM / 8; ++j) {
+      float d_q[2];
+      row_pair(dsum, 8 * j + q_col0, d_q[0], d_q[1]);
 #pragma unroll
       for (int hh = 0; hh < 2; ++hh) {
         float g[2], pv[2];
@@ -247,22 +253,13 @@ struct BwdConsumer {
           unpack2<E>(ppk[2 * j + hh], pv[0], pv[1]);
         }
 #pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const int i = 4 * j + 2 * hh + e, ql = 8 * j + q_col0 + e;
-          g[e] = pv[e] * (dpt[i] - row_value(dsum, ql));
-        }
-        const uint32_t packed = pack2<E>(g[0], g[1]);
-        dspk[2 * j + hh] = packed;
-        const int r = r0 + 8 * hh;
-        if (writes_ds) {
-#pragma unroll
-          for (int e = 0; e < 2; ++e) {
-            const int q = 8 * j + q_col0 + e;
-            st_shared_u16(ds_slab + q * 128 + ((((r >> 3) ^ (q & 7))) << 4) + (r & 7) * 2, e ? high_half(packed) : low_half(packed));
-          }
-        }
+        for (int e = 0; e < 2; ++e) g[e] = pv[e] * (dpt[4 * j + 2 * hh + e] - d_q[e]);
+        dspk[2 * j + hh] = pack2<E>(g[0], g[1]);
       }
     }
+    // With split columns both consumers hold the same dS; the first writes it.
+    if (!Cfg::kSplitColumns || consumer == 0)
+      store_transposed_sw128<kM>(ds_buf + (Cfg::kSplitColumns ? 0 : consumer) * Cfg::kDsSlabBytes, dspk, thread);
     wgmma_fence();
     gemm_rs_mnmajor<E, kC, kM>(dspk, q_st + own_slab0() * Cfg::kQSlabBytes, Cfg::kQSlabBytes, dk);  // dK += dSᵀ Q
     wgmma_commit();

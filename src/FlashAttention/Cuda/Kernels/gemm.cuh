@@ -56,4 +56,21 @@ __device__ __forceinline__ void pack_fragment(const float (&acc)[kValues], uint3
   for (int i = 0; i < kValues / 2; ++i) frag[i] = pack2<E>(acc[2 * i], acc[2 * i + 1]);
 }
 
+// Stores a warpgroup's 64 x kCols accumulator fragment, already packed (frag[2j + h]: rows r + 8h, columns
+// 8j + 2·(lane%4) and +1, r = 16·warp + lane/4), transposed into one 128-byte-swizzled slab: fragment column c
+// becomes slab row c and fragment row r its element r — the K-major layout a [c][r] tensor gets from TMA, so a
+// later wgmma reads it as an operand. An 8x8 block of the fragment is one 16-byte chunk in each of 8 slab rows;
+// chunk k of row c sits at chunk position k ^ (c % 8). Four stmatrix.trans.x4 per 16 columns' worth of registers
+// instead of one 16-bit store per value (a quarter of the shared-memory wavefronts, an eighth of the instructions).
+template <int kCols>
+__device__ __forceinline__ void store_transposed_sw128(uint32_t slab, const uint32_t (&frag)[kCols / 4], int thread) {
+  const int warp = thread / 32, lane = thread % 32, matrix = lane / 8, row = lane % 8;
+  const int chunk = 2 * warp + (matrix & 1);  // rows 16·warp + 8h … of the fragment: h = matrix % 2
+#pragma unroll
+  for (int k = 0; k < kCols / 16; ++k) {
+    const int c = 8 * (2 * k + matrix / 2) + row;  // columns 8j …, j = 2k + matrix / 2
+    stmatrix_x4_trans(slab + c * 128 + ((chunk ^ row) << 4), frag[4 * k], frag[4 * k + 1], frag[4 * k + 2], frag[4 * k + 3]);
+  }
+}
+
 }  // namespace fa

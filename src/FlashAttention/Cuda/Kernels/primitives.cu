@@ -132,4 +132,31 @@ probe_pv(const float* p_in, const __grid_constant__ TmaMap map_v, float* out) {
   store_fragment(o, out, D);
 }
 
+// dS's way to shared memory in the backward: a 64 x 64 fragment given as floats (in[row][col]) is packed to E and
+// stored transposed into a 128-byte-swizzled slab by store_transposed_sw128; the slab's bytes are copied out
+// verbatim, so the check sees the exact layout the dQ GEMM later reads.
+template <typename E>
+__global__ void __launch_bounds__(128, 1) probe_store_transposed(const float* in, uint16_t* out) {
+  extern __shared__ uint8_t raw[];
+  const uint32_t smem = smem_aligned_1024(raw);
+  const uint8_t* ptr = raw + (smem - smem_u32(raw));
+  const int thread = threadIdx.x % 128, warp = thread / 32, lane = thread % 32;
+  const int r = warp * 16 + lane / 4;
+  float acc[32];
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    const int c = 8 * j + 2 * (lane & 3);
+    acc[4 * j] = in[r * 64 + c];
+    acc[4 * j + 1] = in[r * 64 + c + 1];
+    acc[4 * j + 2] = in[(r + 8) * 64 + c];
+    acc[4 * j + 3] = in[(r + 8) * 64 + c + 1];
+  }
+  uint32_t frag[16];
+  pack_fragment<E>(acc, frag);
+  store_transposed_sw128<64>(smem, frag, thread);
+  block_sync();
+  const uint16_t* slab = reinterpret_cast<const uint16_t*>(ptr);
+  for (int i = threadIdx.x; i < 64 * 64; i += blockDim.x) out[i] = slab[i];
+}
+
 }  // namespace fa

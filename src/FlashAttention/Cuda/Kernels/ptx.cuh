@@ -172,6 +172,15 @@ __device__ __forceinline__ void st_shared_u16(uint32_t address, uint16_t value) 
 __device__ __forceinline__ float ld_shared_f32(uint32_t address) {
   float r; asm volatile("ld.shared.f32 %0, [%1];" : "=f"(r) : "r"(address)); return r;
 }
+__device__ __forceinline__ void ld_shared_v2_f32(uint32_t address, float& a, float& b) {
+  asm volatile("ld.shared.v2.f32 {%0, %1}, [%2];" : "=f"(a), "=f"(b) : "r"(address));
+}
+// Four 8x8 matrices of 16-bit pairs stored transposed: register i holds this thread's pair of matrix i (row lane/4,
+// columns 2·(lane%4) and +1); lanes 8i … 8i+7 give the addresses of matrix i's stored rows (its columns).
+__device__ __forceinline__ void stmatrix_x4_trans(uint32_t address, uint32_t r0, uint32_t r1, uint32_t r2, uint32_t r3) {
+  asm volatile("stmatrix.sync.aligned.m8n8.x4.trans.shared.b16 [%0], {%1, %2, %3, %4};" ::"r"(address), "r"(r0), "r"(r1), "r"(r2), "r"(r3)
+               : "memory");
+}
 // Orders this thread's completed async-proxy (bulk) global writes before its later generic-proxy accesses.
 __device__ __forceinline__ void fence_proxy_async_global() { asm volatile("fence.proxy.async.global;" ::: "memory"); }
 __device__ __forceinline__ void fence_acq_rel_gpu() { asm volatile("fence.acq_rel.gpu;" ::: "memory"); }

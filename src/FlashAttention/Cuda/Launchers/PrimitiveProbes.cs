@@ -19,6 +19,7 @@ internal static class PrimitiveProbes
     private static string QkName(DataType t, int n, int d) => $"fa::probe_qk<{KernelNames.ElementTag(t)}, {n}, {d}>";
     private static string PvName(DataType t, int n, int d) => $"fa::probe_pv<{KernelNames.ElementTag(t)}, {n}, {d}>";
     private const string SwizzleName = "fa::probe_tma_swizzle";
+    private static string TransposeName(DataType t) => $"fa::probe_store_transposed<{KernelNames.ElementTag(t)}>";
 
     public static IEnumerable<KernelCatalog.Entry> Entries()
     {
@@ -27,6 +28,7 @@ internal static class PrimitiveProbes
         {
             foreach (var (n, d) in QkShapes) yield return new($"probe qk {DataTypes.ShortName(t)} n{n} d{d}", KernelCatalog.Spec("primitives.cu", QkName(t, n, d)), QkName(t, n, d));
             foreach (var (n, d) in PvShapes) yield return new($"probe pv {DataTypes.ShortName(t)} n{n} d{d}", KernelCatalog.Spec("primitives.cu", PvName(t, n, d)), PvName(t, n, d));
+            yield return new($"probe store-transposed {DataTypes.ShortName(t)}", KernelCatalog.Spec("primitives.cu", TransposeName(t)), TransposeName(t));
         }
     }
 
@@ -37,6 +39,7 @@ internal static class PrimitiveProbes
         {
             foreach (var (n, d) in QkShapes) results.Add(Qk(device, t, n, d, seed + n + d));
             foreach (var (n, d) in PvShapes) results.Add(Pv(device, t, n, d, seed + 3 * n + d));
+            results.Add(StoreTransposed(device, t, seed + 7));
         }
         return results;
     }
@@ -152,5 +155,33 @@ internal static class PrimitiveProbes
         double rel = maxErr / maxRef;
         return new ProbeResult($"pv {DataTypes.ShortName(t)} O[64x{d}] = P[64x{n}]·V[{n}x{d}]", "P accumulator → register A fragment (cvt pairs), MN-major SW128 B, wgmma RS",
             rel, 1e-5, rel <= 1e-5);
+    }
+
+    /// <summary>
+    /// The backward's dS store (store_transposed_sw128: stmatrix.trans into a 128-byte-swizzled slab): element (r, c) of
+    /// a 64x64 accumulator fragment must land, rounded to the element type, at slab row c, 16-byte chunk
+    /// (r / 8) XOR (c % 8), position r % 8 — the K-major layout the dQ GEMM reads. Compared bit for bit.
+    /// </summary>
+    private static ProbeResult StoreTransposed(CudaDevice device, DataType t, int seed)
+    {
+        var rng = new Random(seed);
+        var input = new float[64 * 64];
+        for (int i = 0; i < input.Length; i++) input[i] = Normal(rng);
+        using var ib = new DeviceBuffer(input.Length * 4L, device);
+        using var ob = new DeviceBuffer(64L * 64 * 2, device);
+        ib.CopyFrom<float>(input);
+        ob.Fill(0xFF);
+        Kernel(device, TransposeName(t)).Launch(new LaunchConfig(1, 128, 1024 + 64 * 128), new KernelArguments().Add(ib.Address).Add(ob.Address));
+        var got = new ushort[64 * 64];
+        ob.CopyTo<ushort>(got);
+        int wrong = 0;
+        for (int r = 0; r < 64; r++)
+            for (int c = 0; c < 64; c++)
+            {
+                int offset = c * 128 + (((r >> 3) ^ (c & 7)) << 4) + (r & 7) * 2;
+                if (got[offset / 2] != ToBits(t, input[r * 64 + c])) wrong++;
+            }
+        return new ProbeResult($"store-transposed {DataTypes.ShortName(t)} dS[64x64] → swizzled slab", "stmatrix.trans x4 addressing, 128-byte swizzle of the transposed tile, pack rounding",
+            wrong, 0, wrong == 0);
     }
 }
