@@ -60,9 +60,20 @@ public class LauncherTests
     {
         var c = new ForwardKernelConfig(128, 176, 2, IntraWgOverlap: true, PingPong: false, OAliasQ: true, WarpSpecialized: true, QStages: 1);
         Assert.Equal("fa::flash_fwd_kernel<fa::FwdConfig<fa::bf16_t, 128, 176, 2, true, false, true, true, 1>>", c.NameExpression(DataType.BFloat16));
-        Assert.Equal("fa::flash_bwd_kernel<fa::BwdConfig<fa::half_t, 64, 2, false, true, false>>", new BackwardKernelConfig(64, 2, Softcap: true).NameExpression(DataType.Float16));
-        Assert.Equal("fa::flash_bwd_kernel<fa::BwdConfig<fa::bf16_t, 128, 2, true, false, true>>", TileTables.Backward(128, null).NameExpression(DataType.BFloat16));
+        Assert.Equal("fa::flash_bwd_kernel<fa::BwdConfig<fa::half_t, 64, 2, false, true, false, false>>", new BackwardKernelConfig(64, 2, Softcap: true).NameExpression(DataType.Float16));
+        Assert.Equal("fa::flash_bwd_kernel<fa::BwdConfig<fa::bf16_t, 128, 2, true, false, true, true>>", TileTables.Backward(128, null).NameExpression(DataType.BFloat16));
         Assert.Throws<ArgumentOutOfRangeException>(() => c.NameExpression(DataType.Float32));
+    }
+
+    [Fact]
+    public void Softcap_backward_variant_drops_the_dv_overlap_and_the_override_can_set_it()
+    {
+        var d128 = TileTables.Backward(128, null);
+        Assert.True(d128.OverlapDv);
+        Assert.Equal((true, false), (d128.ForSoftcap(true).Softcap, d128.ForSoftcap(true).OverlapDv));
+        Assert.Equal(d128, d128.ForSoftcap(false));
+        Assert.True(TileTables.Backward(64, "64:overlapdv").OverlapDv);
+        Assert.False(TileTables.Backward(128, "128:nooverlapdv").OverlapDv);
     }
 
     [Fact]
@@ -89,7 +100,7 @@ public class LauncherTests
     [Fact]
     public void Backward_override_parses_stages_and_dq_split_and_addition()
     {
-        Assert.Equal(new BackwardKernelConfig(128, 3, ExchangeDs: false), TileTables.Backward(128, "128:s3,split"));
+        Assert.Equal(new BackwardKernelConfig(128, 3, ExchangeDs: false, OverlapDv: true), TileTables.Backward(128, "128:s3,split"));
         Assert.Equal(TileTables.Backward(64, null), TileTables.Backward(64, "128:s3"));
         Assert.Throws<ArgumentException>(() => TileTables.Backward(128, "128:fast"));
         Assert.False(TileTables.Backward(128, "128:atomic").DqBulk);

@@ -10,7 +10,7 @@
 namespace fa {
 
 template <typename Element_, int kHeadDim_, int kStages_ = 2, bool kExchangeDs_ = false, bool kSoftcap_ = false,
-          bool kDqBulk_ = false>
+          bool kDqBulk_ = false, bool kOverlapDv_ = false>
 struct BwdConfig {
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
@@ -32,6 +32,9 @@ struct BwdConfig {
   // warpgroup adds it with one bulk reduction (cp.reduce.async.bulk), taking the global-memory traffic off the
   // consumers' critical path (and, in deterministic mode, the wait for the preceding key blocks' additions too).
   static constexpr bool kDqBulk = kDqBulk_;
+  // Whether dS is formed while dV = Pᵀ dO still runs on the tensor cores (wgmma_wait<1>) rather than after it
+  // (wait<0>, which lets P's packed registers die before dS's are built: 16 fewer live registers).
+  static constexpr bool kOverlapDv = kOverlapDv_;
   static_assert(!kDqBulk || !kSplitColumns, "bulk dQ: one 64x64 block per consumer and step (d64, d128)");
   static_assert(!kExchangeDs || kHeadDim == 128, "the dS exchange splits dQ's columns between two consumers: d128 only");
   static constexpr int kThreads = 128 * (kConsumerWGs + 1);

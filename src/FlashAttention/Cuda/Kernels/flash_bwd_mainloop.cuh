@@ -230,12 +230,16 @@ struct BwdConsumer {
     wgmma_fence();
     gemm_rs_mnmajor<E, kC, kM>(ppk, do_st + own_slab0() * Cfg::kQSlabBytes, Cfg::kQSlabBytes, dv);  // dV += Pᵀ dO
     wgmma_commit();
-    // Wait for dV as well as dPᵀ: P's packed registers then die before dS's are built. Keeping both alive (with
-    // dK, dV, Sᵀ and dPᵀ) needs more than the 240 registers a consumer has, and the spills cost far more than the
-    // tensor cores lose here (the sibling warpgroup's GEMMs fill the gap).
-    wgmma_wait<0>();
-    fence_regs(dpt);
-    fence_regs(dv);
+    // dPᵀ must be complete; dV may still run while dS is formed (kOverlapDv), at the cost of P's packed registers
+    // staying alive beside dS's until dK is issued.
+    if constexpr (Cfg::kOverlapDv) {
+      wgmma_wait<1>();
+      fence_regs(dpt);
+    } else {
+      wgmma_wait<0>();
+      fence_regs(dpt);
+      fence_regs(dv);
+    }
 
     // dSᵀ = P ∘ (dP − D) [∘ (1 − tanh²)], packed for dK and written transposed (as dS, [query][key]) for dQ.
     uint32_t dspk[kM / 4];

@@ -15,7 +15,7 @@ internal static class FlashBackwardLauncher
         CudaStream? stream, CudaDevice device)
     {
         if (p.Batch == 0) return;
-        var config = TileTables.Backward(p.HeadDim) with { Softcap = p.Softcap > 0 };
+        var config = TileTables.Backward(p.HeadDim).ForSoftcap(p.Softcap > 0);
         var cache = Compiler.KernelModuleCache.For(device);
         var main = cache.GetKernel(KernelCatalog.Spec("flash_bwd.cu", config.NameExpression(p.Type)), config.NameExpression(p.Type));
         var pre = cache.GetKernel(KernelCatalog.Spec("flash_bwd.cu", config.PreprocessExpression(p.Type)), config.PreprocessExpression(p.Type));

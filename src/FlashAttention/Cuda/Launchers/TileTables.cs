@@ -111,7 +111,7 @@ internal static class TileTables
         return null;
     }
 
-    /// <summary>Tuning override like <see cref="ForwardOverrideVariable"/>: <c>FLASHATTN_BWD_CONFIG="128:s3,exchange;64:s2"</c> (ring stages; how dQ is split between consumers: exchange/split; how it is added: bulk/atomic).</summary>
+    /// <summary>Tuning override like <see cref="ForwardOverrideVariable"/>: <c>FLASHATTN_BWD_CONFIG="128:s3,exchange;64:s2"</c> (ring stages; how dQ is split between consumers: exchange/split; how it is added: bulk/atomic; whether dS is formed while dV runs: overlapdv/nooverlapdv).</summary>
     public const string BackwardOverrideVariable = "FLASHATTN_BWD_CONFIG";
 
     public static BackwardKernelConfig Backward(int headDim) => Backward(headDim, Environment.GetEnvironmentVariable(BackwardOverrideVariable));
@@ -124,7 +124,9 @@ internal static class TileTables
             // the split by keys, which doubles the dQ additions); d64 has only one 64-column block, so it splits keys.
             // Both add dQ by bulk reductions (b2 s8k: d128 369 against 321 TFLOP/s, d64 265 against 213).
             64 => new BackwardKernelConfig(64, Stages: 2, ExchangeDs: false, DqBulk: true),
-            128 => new BackwardKernelConfig(128, Stages: 2, ExchangeDs: true, DqBulk: true),
+            // d128 also forms dS while dV runs (b2 h16 s8k: 466 against 456 TFLOP/s full, 431/426 causal, 401/397 at 2k;
+            // a third ring stage gained nothing: 461). d64 gained nothing from it (315/313) and keeps the registers.
+            128 => new BackwardKernelConfig(128, Stages: 2, ExchangeDs: true, DqBulk: true, OverlapDv: true),
             // d256: 64 keys per CTA, the two consumers splitting dK/dV's columns (see flash_bwd_config.cuh).
             256 => new BackwardKernelConfig(256, Stages: 2, ExchangeDs: false),
             _ => throw new ArgumentOutOfRangeException(nameof(headDim), headDim, "no backward kernel for this head dim"),
@@ -141,6 +143,8 @@ internal static class TileTables
                     "split" => config with { ExchangeDs = false, DqBulk = headDim == 64 },  // two dQ blocks per consumer at d128
                     "bulk" => config with { DqBulk = true },
                     "atomic" => config with { DqBulk = false },
+                    "overlapdv" => config with { OverlapDv = true },
+                    "nooverlapdv" => config with { OverlapDv = false },
                     _ => throw new ArgumentException($"{BackwardOverrideVariable}: unknown field '{f}' in '{entry}'"),
                 };
         }
@@ -151,13 +155,19 @@ internal static class TileTables
 }
 
 /// <summary>The backward kernel's template arguments (<c>fa::BwdConfig</c>) and geometry; mirrors flash_bwd_config.cuh.</summary>
-internal sealed record BackwardKernelConfig(int HeadDim, int Stages, bool ExchangeDs = false, bool Softcap = false, bool DqBulk = false)
+internal sealed record BackwardKernelConfig(int HeadDim, int Stages, bool ExchangeDs = false, bool Softcap = false, bool DqBulk = false, bool OverlapDv = false)
 {
     public const int BlockM = 64;
     public const int Threads = 384;
 
     /// <summary>Keys per CTA: 128 (64 per consumer); at d256 both consumers share 64 keys and split the columns.</summary>
     public int BlockN => HeadDim == 256 ? 64 : 128;
+
+    /// <summary>
+    /// The variant for the given softcap setting. Softcap keeps P·(1 − tanh²) in the score registers until dS is formed,
+    /// so it does without the dV overlap (which would keep P's packed registers alive beside them).
+    /// </summary>
+    public BackwardKernelConfig ForSoftcap(bool softcap) => softcap ? this with { Softcap = true, OverlapDv = false } : this with { Softcap = false };
 
     /// <summary>Whether each consumer computes exactly one 64x64 dQ block per step, which bulk dQ requires.</summary>
     public bool HasOneDqBlockPerConsumer => HeadDim == 64 || (HeadDim == 128 && ExchangeDs);
@@ -174,7 +184,7 @@ internal sealed record BackwardKernelConfig(int HeadDim, int Stages, bool Exchan
     }
 
     public string NameExpression(DataType type)
-        => $"fa::flash_bwd_kernel<fa::BwdConfig<{KernelNames.ElementTag(type)}, {HeadDim}, {Stages}, {KernelNames.Bool(ExchangeDs)}, {KernelNames.Bool(Softcap)}, {KernelNames.Bool(DqBulk)}>>";
+        => $"fa::flash_bwd_kernel<fa::BwdConfig<{KernelNames.ElementTag(type)}, {HeadDim}, {Stages}, {KernelNames.Bool(ExchangeDs)}, {KernelNames.Bool(Softcap)}, {KernelNames.Bool(DqBulk)}, {KernelNames.Bool(OverlapDv)}>>";
     public string PreprocessExpression(DataType type) => $"fa::flash_bwd_preprocess<{KernelNames.ElementTag(type)}, {HeadDim}>";
     public string PostprocessExpression(DataType type) => $"fa::flash_bwd_postprocess<{KernelNames.ElementTag(type)}, {HeadDim}>";
 }
