@@ -59,7 +59,7 @@ public class LauncherTests
     public void Name_expressions_spell_the_template_arguments_in_header_order()
     {
         var c = new ForwardKernelConfig(128, 176, 2, IntraWgOverlap: true, PingPong: false, OAliasQ: true, WarpSpecialized: true, QStages: 1);
-        Assert.Equal("fa::flash_fwd_kernel<fa::FwdConfig<fa::bf16_t, 128, 176, 2, true, false, true, true, 1>>", c.NameExpression(DataType.BFloat16));
+        Assert.Equal("fa::flash_fwd_kernel<fa::FwdConfig<fa::bf16_t, 128, 176, 2, true, false, true, true, 1, false>>", c.NameExpression(DataType.BFloat16));
         Assert.Equal("fa::flash_bwd_kernel<fa::BwdConfig<fa::half_t, 64, 2, false, true, false, false>>", new BackwardKernelConfig(64, 2, Softcap: true).NameExpression(DataType.Float16));
         Assert.Equal("fa::flash_bwd_kernel<fa::BwdConfig<fa::bf16_t, 128, 2, true, false, true, true>>", TileTables.Backward(128, null).NameExpression(DataType.BFloat16));
         Assert.Throws<ArgumentOutOfRangeException>(() => c.NameExpression(DataType.Float32));

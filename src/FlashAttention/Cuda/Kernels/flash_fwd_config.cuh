@@ -7,7 +7,7 @@
 namespace fa {
 
 template <typename Element_, int kHeadDim_, int kBlockN_, int kStages_, bool kIntraWgOverlap_, bool kPingPong_,
-          bool kOAliasQ_, bool kWarpSpecialized_ = true, int kQStages_ = 1>
+          bool kOAliasQ_, bool kWarpSpecialized_ = true, int kQStages_ = 1, bool kQInRegs_ = false>
 struct FwdConfig {
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
@@ -20,6 +20,10 @@ struct FwdConfig {
   static constexpr bool kOAliasQ = kOAliasQ_;                // O staged in Q's shared memory (when smem is short)
   // Q buffers: with two, the next tile's Q loads while the current tile runs, so a tile starts without waiting for it.
   static constexpr int kQStages = kQStages_;
+  // Q as the register A operand of S = Q·Kᵀ (loaded once per tile with ldmatrix) instead of from shared memory:
+  // each S GEMM then reads only K from shared memory, whose bandwidth the SS GEMMs, P·V's V reads and the TMA
+  // writes otherwise nearly exhaust. Costs kHeadDim/4 registers per consumer thread.
+  static constexpr bool kQInRegs = kQInRegs_;
   // Warp specialisation: warpgroup 0 only issues TMA loads and gives its registers to the consumers. Without
   // it (an ablation), consumer 0's first thread issues the loads between its own GEMMs.
   static constexpr bool kWarpSpecialized = kWarpSpecialized_;

@@ -95,10 +95,24 @@ struct NoLoads {
 };
 
 // ---- consumer GEMMs -------------------------------------------------------------------------------------
+// A warpgroup's Q operand for a tile: its 64 rows in shared memory, and with kQInRegs also as a register fragment.
+template <class Cfg>
+struct QOperand {
+  uint32_t smem;  // the warpgroup's rows inside Q's buffer
+  uint32_t frag[Cfg::kQInRegs ? Cfg::kHeadDim / 4 : 1];
+  __device__ __forceinline__ void load(uint32_t q_wg, int thread) {
+    smem = q_wg;
+    if constexpr (Cfg::kQInRegs) load_a_fragment_sw128<Cfg::kHeadDim>(q_wg, Cfg::kQSlabBytes, frag, thread);
+  }
+};
+
 // S (64 x kBlockN) = Q_wg (64 x d) · K_stageᵀ, both K-major.
 template <class Cfg>
-__device__ __forceinline__ void gemm_qk(uint32_t q_wg, uint32_t k_stage, float (&s)[Cfg::kBlockN / 2]) {
-  gemm_ss_kmajor<typename Cfg::Element, Cfg::kBlockN, Cfg::kHeadDim>(q_wg, Cfg::kQSlabBytes, k_stage, Cfg::kKSlabBytes, s, false);
+__device__ __forceinline__ void gemm_qk(const QOperand<Cfg>& q, uint32_t k_stage, float (&s)[Cfg::kBlockN / 2]) {
+  if constexpr (Cfg::kQInRegs)
+    gemm_rs_kmajor<typename Cfg::Element, Cfg::kBlockN, Cfg::kHeadDim>(q.frag, k_stage, Cfg::kKSlabBytes, s, false);
+  else
+    gemm_ss_kmajor<typename Cfg::Element, Cfg::kBlockN, Cfg::kHeadDim>(q.smem, Cfg::kQSlabBytes, k_stage, Cfg::kKSlabBytes, s, false);
 }
 
 // O (64 x d) += P (64 x kBlockN, registers) · V_stage (kBlockN x d); V is MN-major for this product.
@@ -165,7 +179,8 @@ struct ConsumerMainloop {
   __device__ __forceinline__ void run(int m0, int n_min, int n_max, int q_buffer, PipelineState<Cfg::kStages>& kv,
                                       float (&o)[Cfg::kHeadDim / 2], OnlineSoftmax<Cfg::kBlockN / 2>& softmax,
                                       Loads& loads) const {
-    const uint32_t q_wg = smem + Cfg::kOffQ + q_buffer * Cfg::kQBytes + consumer * Cfg::kWgRowBytes;
+    QOperand<Cfg> q;
+    q.load(smem + Cfg::kOffQ + q_buffer * Cfg::kQBytes + consumer * Cfg::kWgRowBytes, thread);
     const int row0 = m0 + consumer * 64 + (thread / 32) * 16 + (thread % 32) / 4;
     float s[Cfg::kBlockN / 2];
     uint32_t pk[Cfg::kBlockN / 4];
@@ -177,7 +192,7 @@ struct ConsumerMainloop {
         const int st = kv.stage();
         mbar_wait(bars.full_k(st), kv.phase());
         wgmma_fence();
-        gemm_qk<Cfg>(q_wg, k_stage(st), s);
+        gemm_qk<Cfg>(q, k_stage(st), s);
         wgmma_commit();
         wgmma_wait<0>();
         fence_regs(s);
@@ -193,7 +208,7 @@ struct ConsumerMainloop {
         mbar_wait(bars.full_k(st), kv.phase());
         schedule_wait();
         wgmma_fence();
-        gemm_qk<Cfg>(q_wg, k_stage(st), s);
+        gemm_qk<Cfg>(q, k_stage(st), s);
         wgmma_commit();
         mbar_wait(bars.full_v(vst), v.phase());
         gemm_pv<Cfg>(pk, v_stage(vst), o);
@@ -232,7 +247,7 @@ struct ConsumerMainloop {
         const int st = kv.stage();
         mbar_wait(bars.full_k(st), kv.phase());
         wgmma_fence();
-        gemm_qk<Cfg>(q_wg, k_stage(st), s);
+        gemm_qk<Cfg>(q, k_stage(st), s);
         wgmma_commit();
         schedule_pass();
         wgmma_wait<0>();

@@ -23,6 +23,34 @@ __device__ __forceinline__ void gemm_ss_kmajor(uint32_t a, uint32_t a_slab, uint
   }
 }
 
+// C (64 x N) = A (64 x K, registers) · B (N x K)ᵀ, B K-major (as in gemm_ss_kmajor), or += when `accumulate`.
+template <typename E, int N, int K>
+__device__ __forceinline__ void gemm_rs_kmajor(const uint32_t (&a)[K / 4], uint32_t b, uint32_t b_slab, float (&c)[N / 2],
+                                               bool accumulate) {
+#pragma unroll
+  for (int kk = 0; kk < K / 16; ++kk) {
+    const uint32_t frag[4] = {a[4 * kk], a[4 * kk + 1], a[4 * kk + 2], a[4 * kk + 3]};
+    const uint64_t db = smem_desc_sw128(b + (kk / 4) * b_slab + (kk % 4) * 32, 16, 1024);
+    WgmmaRS<E, N>::template run<0>(frag, db, c, (accumulate || kk > 0) ? 1 : 0);
+  }
+}
+
+// Loads a 64 x K tile of a 128-byte-swizzled K-major operand (slabs of 64 columns, `slab` bytes apart, 64 rows
+// for this warpgroup) into the register A fragment of a warpgroup GEMM: frag[4kk … 4kk+3] = rows r and r + 8
+// (r = 16·warp + lane/4) of columns 16kk … 16kk+7, then of 16kk+8 … 16kk+15 — the order pack_fragment gives P.
+// One ldmatrix.x4 per k16 step.
+template <int K>
+__device__ __forceinline__ void load_a_fragment_sw128(uint32_t tile, uint32_t slab, uint32_t (&frag)[K / 4], int thread) {
+  const int warp = thread / 32, lane = thread % 32, matrix = lane / 8;
+  const int row = 16 * warp + 8 * (matrix & 1) + lane % 8;
+#pragma unroll
+  for (int kk = 0; kk < K / 16; ++kk) {
+    const int chunk = 2 * kk + matrix / 2;  // 16-byte chunk of the row, over all slabs
+    ldmatrix_x4(tile + (chunk / 8) * slab + row * 128 + (((chunk % 8) ^ (row % 8)) << 4),
+                frag[4 * kk], frag[4 * kk + 1], frag[4 * kk + 2], frag[4 * kk + 3]);
+  }
+}
+
 // C (64 x N) += A (64 x K, registers) · B (K x N), B MN-major (N contiguous) in slabs of 64 N-columns:
 // LBO = distance between N-slabs, SBO = 1024 (next 8 K rows), a k16 step = 16 rows = +2048 bytes.
 // a[4kk .. 4kk+3] is the fragment of k-step kk: packed pairs of an f32 accumulator with K columns.

@@ -9,9 +9,10 @@
 namespace fa {
 
 // The slice of a forward config that gemm_qk / gemm_pv read, for a single 64-row warpgroup tile.
-template <typename E, int N, int D>
+template <typename E, int N, int D, bool QInRegs = false>
 struct ProbeConfig {
   using Element = E;
+  static constexpr bool kQInRegs = QInRegs;
   static constexpr int kHeadDim = D;
   static constexpr int kBlockN = N;
   static constexpr int kQSlabBytes = 64 * 128;
@@ -58,11 +59,12 @@ probe_tma_swizzle(const __grid_constant__ TmaMap map, uint16_t* out, int rows, i
   for (int i = threadIdx.x; i < rows * 64; i += blockDim.x) out[i] = tile[i];
 }
 
-// S = Q Kᵀ for a 64 x D query tile and an N x D key tile, through the attention kernel's gemm_qk.
-template <typename E, int N, int D>
+// S = Q Kᵀ for a 64 x D query tile and an N x D key tile, through the attention kernel's gemm_qk: both operands
+// from shared memory, or (QInRegs) Q loaded into the register A fragment by ldmatrix first.
+template <typename E, int N, int D, bool QInRegs = false>
 __global__ void __launch_bounds__(128, 1)
 probe_qk(const __grid_constant__ TmaMap map_q, const __grid_constant__ TmaMap map_k, float* out) {
-  using Cfg = ProbeConfig<E, N, D>;
+  using Cfg = ProbeConfig<E, N, D, QInRegs>;
   extern __shared__ uint8_t raw[];
   const uint32_t smem = smem_aligned_1024(raw);
   const uint32_t sq = smem, sk = smem + Cfg::kQBytes, bar = sk + Cfg::kKBytes;
@@ -79,9 +81,11 @@ probe_qk(const __grid_constant__ TmaMap map_q, const __grid_constant__ TmaMap ma
     }
   }
   mbar_wait(bar, 0);
+  QOperand<Cfg> q;
+  q.load(sq, threadIdx.x % 128);
   float s[N / 2];
   wgmma_fence();
-  gemm_qk<Cfg>(sq, sk, s);
+  gemm_qk<Cfg>(q, sk, s);
   wgmma_commit();
   wgmma_wait<0>();
   fence_regs(s);

@@ -133,7 +133,9 @@ __device__ __forceinline__ float shfl_xor(float v, int mask) {
 __device__ __forceinline__ float fast_exp2(float x) { float r; asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x)); return r; }
 __device__ __forceinline__ float fast_log2(float x) { float r; asm("lg2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x)); return r; }
 __device__ __forceinline__ float fast_tanh(float x) { float r; asm("tanh.approx.f32 %0, %1;" : "=f"(r) : "f"(x)); return r; }
-__device__ __forceinline__ float fmax_(float a, float b) { return a > b ? a : b; }
+// One FMNMX (a ? : select would be a compare and a select: the C++ form must keep NaN semantics the hardware
+// max does not have).
+__device__ __forceinline__ float fmax_(float a, float b) { float r; asm("max.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b)); return r; }
 
 __device__ __forceinline__ float bits_to_float(uint32_t b) { float r; asm("mov.b32 %0, %1;" : "=f"(r) : "r"(b)); return r; }
 __device__ __forceinline__ float neg_inf() { return bits_to_float(0xFF800000u); }
@@ -174,6 +176,12 @@ __device__ __forceinline__ float ld_shared_f32(uint32_t address) {
 }
 __device__ __forceinline__ void ld_shared_v2_f32(uint32_t address, float& a, float& b) {
   asm volatile("ld.shared.v2.f32 {%0, %1}, [%2];" : "=f"(a), "=f"(b) : "r"(address));
+}
+// Four 8x8 matrices of 16-bit values loaded as pairs: register i gets this thread's pair of matrix i (row lane/4,
+// columns 2·(lane%4) and +1); lanes 8i … 8i+7 give the addresses of matrix i's rows (16 bytes each).
+__device__ __forceinline__ void ldmatrix_x4(uint32_t address, uint32_t& r0, uint32_t& r1, uint32_t& r2, uint32_t& r3) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
+               : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3) : "r"(address) : "memory");
 }
 // Four 8x8 matrices of 16-bit pairs stored transposed: register i holds this thread's pair of matrix i (row lane/4,
 // columns 2·(lane%4) and +1); lanes 8i … 8i+7 give the addresses of matrix i's stored rows (its columns).

@@ -14,9 +14,12 @@ public sealed record ProbeResult(string Name, string Proves, double Error, doubl
 internal static class PrimitiveProbes
 {
     private static readonly (int N, int D)[] QkShapes = [(128, 128), (128, 64), (80, 256), (64, 128), (64, 64)];
+    // Q as a register fragment (ldmatrix) for the forward's kQInRegs variants.
+    private static readonly (int N, int D)[] QkRegisterShapes = [(128, 128), (176, 128), (192, 64), (128, 64)];
     private static readonly (int N, int D)[] PvShapes = [(128, 128), (128, 64), (80, 256), (64, 128), (64, 64)];
 
-    private static string QkName(DataType t, int n, int d) => $"fa::probe_qk<{KernelNames.ElementTag(t)}, {n}, {d}>";
+    private static string QkName(DataType t, int n, int d, bool qInRegisters = false)
+        => $"fa::probe_qk<{KernelNames.ElementTag(t)}, {n}, {d}, {KernelNames.Bool(qInRegisters)}>";
     private static string PvName(DataType t, int n, int d) => $"fa::probe_pv<{KernelNames.ElementTag(t)}, {n}, {d}>";
     private const string SwizzleName = "fa::probe_tma_swizzle";
     private static string TransposeName(DataType t) => $"fa::probe_store_transposed<{KernelNames.ElementTag(t)}>";
@@ -27,6 +30,7 @@ internal static class PrimitiveProbes
         foreach (var t in KernelCatalog.KernelTypes)
         {
             foreach (var (n, d) in QkShapes) yield return new($"probe qk {DataTypes.ShortName(t)} n{n} d{d}", KernelCatalog.Spec("primitives.cu", QkName(t, n, d)), QkName(t, n, d));
+            foreach (var (n, d) in QkRegisterShapes) yield return new($"probe qk-regs {DataTypes.ShortName(t)} n{n} d{d}", KernelCatalog.Spec("primitives.cu", QkName(t, n, d, true)), QkName(t, n, d, true));
             foreach (var (n, d) in PvShapes) yield return new($"probe pv {DataTypes.ShortName(t)} n{n} d{d}", KernelCatalog.Spec("primitives.cu", PvName(t, n, d)), PvName(t, n, d));
             yield return new($"probe store-transposed {DataTypes.ShortName(t)}", KernelCatalog.Spec("primitives.cu", TransposeName(t)), TransposeName(t));
         }
@@ -38,6 +42,7 @@ internal static class PrimitiveProbes
         foreach (var t in KernelCatalog.KernelTypes)
         {
             foreach (var (n, d) in QkShapes) results.Add(Qk(device, t, n, d, seed + n + d));
+            foreach (var (n, d) in QkRegisterShapes) results.Add(Qk(device, t, n, d, seed + 5 * n + d, qInRegisters: true));
             foreach (var (n, d) in PvShapes) results.Add(Pv(device, t, n, d, seed + 3 * n + d));
             results.Add(StoreTransposed(device, t, seed + 7));
         }
@@ -90,7 +95,7 @@ internal static class PrimitiveProbes
             wrong, 0, wrong == 0);
     }
 
-    private static ProbeResult Qk(CudaDevice device, DataType t, int n, int d, int seed)
+    private static ProbeResult Qk(CudaDevice device, DataType t, int n, int d, int seed, bool qInRegisters = false)
     {
         var rng = new Random(seed);
         var q = RandomBits(t, 64 * d, rng, Normal);
@@ -106,7 +111,7 @@ internal static class PrimitiveProbes
             .Add(AttentionTensorMaps.Tokens(Layout(kb, t, 1, n, 1, d), (uint)n, device))
             .Add(ob.Address);
         int smem = 1024 + 64 * d * 2 + n * d * 2 + 16;
-        Kernel(device, QkName(t, n, d)).Launch(new LaunchConfig(1, 128, smem), args);
+        Kernel(device, QkName(t, n, d, qInRegisters)).Launch(new LaunchConfig(1, 128, smem), args);
         var got = new float[64 * n];
         ob.CopyTo<float>(got);
         double maxErr = 0, maxRef = 0;
@@ -119,8 +124,11 @@ internal static class PrimitiveProbes
                 maxErr = Math.Max(maxErr, double.IsFinite(got[i * n + j]) ? Math.Abs(got[i * n + j] - s) : double.PositiveInfinity);
             }
         double rel = maxErr / maxRef;
-        return new ProbeResult($"qk {DataTypes.ShortName(t)} S[64x{n}] = Q[64x{d}]·K[{n}x{d}]ᵀ", "K-major SW128 descriptors, wgmma SS, accumulator layout",
-            rel, 1e-5, rel <= 1e-5);
+        return qInRegisters
+            ? new ProbeResult($"qk-regs {DataTypes.ShortName(t)} S[64x{n}] = Q[64x{d}]·K[{n}x{d}]ᵀ", "ldmatrix.x4 of a swizzled tile → register A fragment, wgmma RS with K-major B",
+                rel, 1e-5, rel <= 1e-5)
+            : new ProbeResult($"qk {DataTypes.ShortName(t)} S[64x{n}] = Q[64x{d}]·K[{n}x{d}]ᵀ", "K-major SW128 descriptors, wgmma SS, accumulator layout",
+                rel, 1e-5, rel <= 1e-5);
     }
 
     private static ProbeResult Pv(CudaDevice device, DataType t, int n, int d, int seed)

@@ -5,7 +5,7 @@ namespace FlashAttention.Cuda.Launchers;
 /// and the launch geometry they imply. The shared-memory formula mirrors the header's.
 /// </summary>
 internal sealed record ForwardKernelConfig(int HeadDim, int BlockN, int Stages, bool IntraWgOverlap, bool PingPong,
-    bool OAliasQ, bool WarpSpecialized, int QStages = 1)
+    bool OAliasQ, bool WarpSpecialized, int QStages = 1, bool QInRegisters = false)
 {
     public const int ConsumerWarpgroups = 2;
     public const int BlockM = 64 * ConsumerWarpgroups;
@@ -23,10 +23,10 @@ internal sealed record ForwardKernelConfig(int HeadDim, int BlockN, int Stages, 
 
     public string NameExpression(DataType type)
         => $"fa::flash_fwd_kernel<fa::FwdConfig<{KernelNames.ElementTag(type)}, {HeadDim}, {BlockN}, {Stages}, " +
-           $"{KernelNames.Bool(IntraWgOverlap)}, {KernelNames.Bool(PingPong)}, {KernelNames.Bool(OAliasQ)}, {KernelNames.Bool(WarpSpecialized)}, {QStages}>>";
+           $"{KernelNames.Bool(IntraWgOverlap)}, {KernelNames.Bool(PingPong)}, {KernelNames.Bool(OAliasQ)}, {KernelNames.Bool(WarpSpecialized)}, {QStages}, {KernelNames.Bool(QInRegisters)}>>";
 
     public override string ToString()
-        => $"d{HeadDim} {BlockM}x{BlockN} stages {Stages}{(QStages > 1 ? $" q{QStages}" : "")}{(WarpSpecialized ? "" : " no-ws")}{(IntraWgOverlap ? "" : " no-overlap")}{(PingPong ? " ping-pong" : "")}{(OAliasQ ? " O-in-Q" : "")}";
+        => $"d{HeadDim} {BlockM}x{BlockN} stages {Stages}{(QStages > 1 ? $" q{QStages}" : "")}{(WarpSpecialized ? "" : " no-ws")}{(IntraWgOverlap ? "" : " no-overlap")}{(PingPong ? " ping-pong" : "")}{(OAliasQ ? " O-in-Q" : "")}{(QInRegisters ? " Q-in-registers" : "")}";
 }
 
 /// <summary>
@@ -55,7 +55,7 @@ internal static class TileTables
     public static readonly int[] BackwardHeadDims = [64, 128, 256];
 
     /// <summary>
-    /// Tuning override for measurement sweeps (not a user option): <c>FLASHATTN_FWD_CONFIG="128:n176,s2,q2,alias,nopp,noov"</c>
+    /// Tuning override for measurement sweeps (not a user option): <c>FLASHATTN_FWD_CONFIG="128:n176,s2,q2,alias,nopp,noov,qregs"</c>
     /// replaces the forward variant of one head dim; kernels compile at run time, so a sweep needs no rebuild.
     /// </summary>
     public const string ForwardOverrideVariable = "FLASHATTN_FWD_CONFIG";
@@ -66,7 +66,9 @@ internal static class TileTables
         {
             // d64: more keys per block amortise the softmax over more GEMM work, and a third K/V stage hides the loads
             // (sweeps 2026-11-25, b2 h32 s8k: n128 s2 430, n192 s2 447–465, n192 s3 469 TFLOP/s).
-            64 => new ForwardKernelConfig(64, BlockN: 192, Stages: 3, IntraWgOverlap: true, PingPong: true, OAliasQ: false, WarpSpecialized: true, QStages: 2),
+            // Q as a register operand (ldmatrix once per tile) leaves the shared-memory bandwidth to K and V: b2 h32 s8k
+            // 473 against 453 full, 410/394 causal (d128 gained nothing: 624/635 full, and 176-key blocks spilled).
+            64 => new ForwardKernelConfig(64, BlockN: 192, Stages: 3, IntraWgOverlap: true, PingPong: true, OAliasQ: false, WarpSpecialized: true, QStages: 2, QInRegisters: true),
             // d128: 128x128 with two Q buffers (b2 h16 s8k: 631 full, 534 causal; one Q buffer 600/506; 176-key
             // blocks with O in Q's buffer 628–643 full but 506–517 causal).
             128 => new ForwardKernelConfig(128, BlockN: 128, Stages: 2, IntraWgOverlap: true, PingPong: true, OAliasQ: false, WarpSpecialized: true, QStages: 2),
@@ -93,7 +95,7 @@ internal static class TileTables
             string[] parts = entry.Split(':', 2);
             if (parts.Length != 2 || !int.TryParse(parts[0], out int d) || d != headDim) continue;
             int blockN = 128, stages = 2, qStages = 1;
-            bool alias = headDim == 256, pingPong = headDim <= 128, overlap = true;
+            bool alias = headDim == 256, pingPong = headDim <= 128, overlap = true, qRegs = false;
             foreach (string f in parts[1].Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
             {
                 if (f.StartsWith('n') && int.TryParse(f[1..], out int n)) blockN = n;
@@ -104,9 +106,10 @@ internal static class TileTables
                 else if (f == "pp") pingPong = true;
                 else if (f == "nopp") pingPong = false;
                 else if (f == "noov") overlap = false;
+                else if (f == "qregs") qRegs = true;
                 else throw new ArgumentException($"{ForwardOverrideVariable}: unknown field '{f}' in '{entry}'");
             }
-            return new ForwardKernelConfig(headDim, blockN, stages, overlap, pingPong, alias, WarpSpecialized: true, qStages);
+            return new ForwardKernelConfig(headDim, blockN, stages, overlap, pingPong, alias, WarpSpecialized: true, qStages, qRegs);
         }
         return null;
     }
