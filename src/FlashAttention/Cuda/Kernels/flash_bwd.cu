@@ -34,7 +34,8 @@ flash_bwd_kernel(const __grid_constant__ BwdParams p, const __grid_constant__ Tm
   block_sync();
 
   const Mask mask{p.seqlen_q, p.seqlen_k, p.window_left, p.window_right};
-  const int n_block = blockIdx.x, head_k = blockIdx.y, batch = blockIdx.z;
+  // Deterministic mode adds dQ from the last key block down (see dq_turn): launch in that order.
+  const int n_block = p.deterministic ? gridDim.x - 1 - blockIdx.x : blockIdx.x, head_k = blockIdx.y, batch = blockIdx.z;
   const int warpgroup = threadIdx.x / 128;
   if (warpgroup == 0) {
     setmaxnreg_dec<Cfg::kProducerRegs>();

@@ -46,7 +46,11 @@ struct BwdSteps {
   __device__ __forceinline__ int block(int t) const { return m_first + t % m_blocks; }
 };
 
-// Deterministic mode: the key blocks that see query block m add to its dQ in increasing order. A semaphore per
+// Deterministic mode: the key blocks that see query block m add to its dQ in decreasing order, and the CTAs are
+// launched in that order too (flash_bwd_kernel: the last key block first), so a CTA only ever waits for CTAs
+// launched before it. Decreasing because a later key block reaches a given query block after fewer steps of its
+// own walk (under a causal mask or a window it starts further down): in increasing order each CTA waited for its
+// predecessor's longer walk, and a causal backward took twice as long as without the ordering. A semaphore per
 // (batch, query head, query block) counts the additions done; this CTA's turn comes when it equals dq_turn.
 template <class Cfg>
 __device__ __forceinline__ int* dq_semaphore(const BwdParams& p, int batch, int h, int m) {
@@ -56,7 +60,7 @@ template <class Cfg>
 __device__ __forceinline__ int dq_turn(const Mask& mask, int n_block, int m) {
   int n_first, n_last;
   mask.block_range(m * Cfg::kBlockM, Cfg::kBlockM, Cfg::kBlockN, n_first, n_last);
-  return n_block - n_first;
+  return n_last - n_block;
 }
 
 // Bulk dQ (one lane of the producer warpgroup's second warp): per step, once each consumer has stored its dQ block
