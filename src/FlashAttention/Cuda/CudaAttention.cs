@@ -73,6 +73,9 @@ internal static class GpuRequirements
         long queryBlocks = (p.SeqLenQ + 63L) / 64 * p.HeadsQ * p.Batch;
         if (queryBlocks > int.MaxValue)
             throw new AttentionArgumentException(first.Name, $"{first.Name}: batch × heads × query blocks of 64 rows is {queryBlocks}; the GPU kernels index at most {int.MaxValue}");
+        // The backward's kernels take heads and batches as the y and z of their grids (at most 65535 each).
+        if (direction == "backward" && (p.HeadsQ > 65535 || p.Batch > 65535))
+            throw new AttentionArgumentException(first.Name, $"{first.Name}: the GPU backward kernels take at most 65535 heads and 65535 batches; got {p.HeadsQ} query heads, batch {p.Batch}");
         foreach (var t in tensors)
         {
             if (t.Address % 16 != 0)

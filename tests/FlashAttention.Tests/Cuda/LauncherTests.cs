@@ -157,6 +157,18 @@ public class GpuRequirementTests
     }
 
     [Fact]
+    public void More_batches_than_the_backward_grid_takes_are_refused()
+    {
+        long[] shape = [65536, 64, 1, 64], lse = [65536, 1, 64];
+        var bf = DataType.BFloat16;
+        var e = Assert.Throws<AttentionArgumentException>(() => CudaAttention.Backward(T(bf, 1L << 16, shape), T(bf, 1L << 40, shape),
+            T(bf, 2L << 40, shape), T(bf, 3L << 40, shape), T(bf, 4L << 40, shape), T(DataType.Float32, 5L << 40, lse),
+            T(bf, 6L << 40, shape), T(bf, 7L << 40, shape), T(bf, 8L << 40, shape)));
+        Assert.Equal("query", e.ParamName);
+        Assert.Contains("at most 65535 heads and 65535 batches; got 1 query heads, batch 65536", e.Message);
+    }
+
+    [Fact]
     public void The_backward_pass_names_its_own_head_dims()
     {
         long[] shape = [1, 64, 2, 96], lse = [1, 2, 64];
