@@ -156,6 +156,26 @@ public class GpuRequirementTests
         Assert.Contains("the GPU kernels index at most 2147483647", e.Message);
     }
 
+    private static AttentionProblem Problem(int batch, int seqLen, int headsQ, int headsK, int headDim)
+    {
+        var bf = DataType.BFloat16;
+        long[] qShape = [batch, seqLen, headsQ, headDim], kShape = [batch, seqLen, headsK, headDim];
+        return AttentionValidation.Forward(T(bf, 1L << 36, qShape).ToLayout("query"), T(bf, 2L << 36, kShape).ToLayout("key"),
+            T(bf, 3L << 36, kShape).ToLayout("value"), T(bf, 4L << 36, qShape).ToLayout("output"), null, new AttentionOptions { Causal = true });
+    }
+
+    [Theory]
+    [InlineData(8, 2048, 16, 16, 128, 4, 32)]       // 1 MB of K/V per head: 32 heads share 32 MB
+    [InlineData(4, 16384, 16, 16, 128, 4, 4)]       // 8 MB per head
+    [InlineData(4, 16384, 16, 4, 128, 4, 16)]       // GQA: four query heads share one key head's 8 MB
+    [InlineData(2, 1024, 4, 4, 64, 4, 8)]           // fewer pairs than would fit: all of them
+    [InlineData(4, 262144, 2, 2, 256, 4, 1)]        // more than fits: one at a time
+    [InlineData(4, 16384, 16, 16, 128, 132, 5)]     // 128 query blocks: a round of 132 tiles over ≤ 32 lengths needs 5 heads
+    [InlineData(2, 8192, 32, 32, 64, 132, 16)]      // d64 8k: the 16 L2-sized heads already span few lengths
+    [InlineData(1, 8192, 8, 8, 256, 132, 8)]        // d256 8k: 9 needed for balance, 8 there are
+    public void Heaviest_first_sections_hold_the_heads_whose_kv_fits_l2(int batch, int seqLen, int headsQ, int headsK, int headDim, int sms, int expected)
+        => Assert.Equal(expected, FlashForwardLauncher.LongestFirstSectionHeads(Problem(batch, seqLen, headsQ, headsK, headDim), sms));
+
     [Fact]
     public void More_batches_than_the_backward_grid_takes_are_refused()
     {

@@ -16,7 +16,7 @@ struct FwdParams {
   int window_right;      // 28: -1 = unbounded (0 for causal)
   int num_m_blocks;      // 32: ceil(seqlen_q / kBlockM)
   int num_tiles;         // 36: num_m_blocks * heads_q * batch
-  int longest_first;     // 40: tile order: 1 = heaviest query blocks first (causal/local), 0 = query block fastest
+  int longest_first_heads;  // 40: tile order: 0 = query block fastest; n > 0 = heaviest query blocks first within sections of n (batch, head) pairs
   int has_softcap;       // 44
   float softcap_premul;  // 48: scale / cap: the tanh argument is score * softcap_premul
   float score_scale;     // 52: multiplier of the (possibly capped) score in the softmax exponent: scale, or cap

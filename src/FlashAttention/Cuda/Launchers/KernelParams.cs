@@ -19,7 +19,7 @@ internal struct FwdParams
     [FieldOffset(28)] public int WindowRight;
     [FieldOffset(32)] public int NumMBlocks;
     [FieldOffset(36)] public int NumTiles;
-    [FieldOffset(40)] public int LongestFirst;
+    [FieldOffset(40)] public int LongestFirstHeads;
     [FieldOffset(44)] public int HasSoftcap;
     [FieldOffset(48)] public float SoftcapPremul;
     [FieldOffset(52)] public float ScoreScale;
