@@ -2,7 +2,7 @@
 # Syntax- and template-checks the kernel sources on a machine without CUDA: clang compiles them for sm_90a to
 # PTX with a small prelude standing in for what NVRTC provides implicitly. It proves the C++ (templates,
 # types, inline-asm operand lists); ptxas (on the GPU machine, through NVRTC) still checks the PTX itself.
-# Needs clang 17+ (apt-get install clang-19). Usage: scripts/check-kernels.sh [name-expression-instantiation-file]
+# Needs clang 17+ for sm_90a (apt-get install clang-19); with clang 14–16 it checks the same sources for sm_80. Usage: scripts/check-kernels.sh
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 kernels="$here/src/FlashAttention/Cuda/Kernels"

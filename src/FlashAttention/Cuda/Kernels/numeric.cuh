@@ -44,7 +44,4 @@ template <> __device__ __forceinline__ void unpack2<half_t>(uint32_t v, float& l
   asm("{\n.reg .b16 l, h;\nmov.b32 {l, h}, %2;\ncvt.f32.f16 %0, l;\ncvt.f32.f16 %1, h;\n}\n" : "=f"(lo), "=f"(hi) : "r"(v));
 }
 
-// Low and high 16-bit halves of a packed pair.
-__device__ __forceinline__ uint16_t low_half(uint32_t v) { return (uint16_t)(v & 0xFFFFu); }
-__device__ __forceinline__ uint16_t high_half(uint32_t v) { return (uint16_t)(v >> 16); }
 }  // namespace fa

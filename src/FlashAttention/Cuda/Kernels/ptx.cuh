@@ -168,12 +168,6 @@ __device__ __forceinline__ void bulk_reduce_add_f32(float* dst, uint32_t src, ui
 __device__ __forceinline__ void st_shared_v4_f32(uint32_t address, float a, float b, float c, float d) {
   asm volatile("st.shared.v4.f32 [%0], {%1, %2, %3, %4};" ::"r"(address), "f"(a), "f"(b), "f"(c), "f"(d) : "memory");
 }
-__device__ __forceinline__ void st_shared_u16(uint32_t address, uint16_t value) {
-  asm volatile("st.shared.u16 [%0], %1;" ::"r"(address), "h"(value) : "memory");
-}
-__device__ __forceinline__ float ld_shared_f32(uint32_t address) {
-  float r; asm volatile("ld.shared.f32 %0, [%1];" : "=f"(r) : "r"(address)); return r;
-}
 __device__ __forceinline__ void ld_shared_v2_f32(uint32_t address, float& a, float& b) {
   asm volatile("ld.shared.v2.f32 {%0, %1}, [%2];" : "=f"(a), "=f"(b) : "r"(address));
 }
