@@ -95,6 +95,10 @@ public class LauncherTests
         Assert.Equal((176, 3, 2, true, false, false), (c.BlockN, c.Stages, c.QStages, c.OAliasQ, c.PingPong, c.IntraWgOverlap));
         Assert.Null(TileTables.Override(256, "128:n176"));
         Assert.Throws<ArgumentException>(() => TileTables.Override(128, "128:bogus"));
+        Assert.False(c.QInRegisters);
+        Assert.True(TileTables.Override(64, "64:n192,s3,q2,qregs")!.QInRegisters);
+        // The measured defaults: Q in registers at d64 only (TileTables' comments hold the numbers).
+        Assert.Equal((true, false, false), (TileTables.Forward(64).QInRegisters, TileTables.Forward(128).QInRegisters, TileTables.Forward(256).QInRegisters));
     }
 
     [Fact]
