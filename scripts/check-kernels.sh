@@ -3,6 +3,7 @@
 # PTX with a small prelude standing in for what NVRTC provides implicitly. It proves the C++ (templates,
 # types, inline-asm operand lists); ptxas (on the GPU machine, through NVRTC) still checks the PTX itself.
 # Needs clang 17+ for sm_90a (apt-get install clang-19); with clang 14–16 it checks the same sources for sm_80. Usage: scripts/check-kernels.sh
+# KEEP_PTX=<dir> keeps the PTX clang produced (e.g. to show that a refactor leaves it unchanged).
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 kernels="$here/src/FlashAttention/Cuda/Kernels"
@@ -11,7 +12,7 @@ clang="${CLANG:-$(command -v clang++-19 || command -v clang++-22 || command -v c
 arch=sm_90a ptx=+ptx80
 if [ "$("$clang" -dumpversion | cut -d. -f1)" -lt 17 ]; then arch=sm_80 ptx=+ptx75; fi
 work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
+trap '[ -n "${KEEP_PTX:-}" ] && cp "$work"/*.ptx "$KEEP_PTX"/; rm -rf "$work"' EXIT
 cat > "$work/prelude.h" <<'PRE'
 #define __global__ __attribute__((global))
 #define __device__ __attribute__((device))

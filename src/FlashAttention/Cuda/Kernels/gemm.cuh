@@ -10,17 +10,19 @@
 
 namespace fa {
 
-// C (64 x N) = A (64 x K) · B (N x K)ᵀ, or += when `accumulate`. A and B are K-major (K contiguous): a k16
-// step is +32 bytes inside a slab, the next slab after 4 steps. LBO is unused with this swizzle.
+// The descriptor of k16 step kk of a K-major (K contiguous) operand: +32 bytes inside a slab, the next slab after 4
+// steps. LBO is unused with this swizzle.
+__device__ __forceinline__ uint64_t kmajor_step_desc(uint32_t tile, uint32_t slab, int kk) {
+  return smem_desc_sw128(tile + (kk / 4) * slab + (kk % 4) * 32, 16, 1024);
+}
+
+// C (64 x N) = A (64 x K) · B (N x K)ᵀ, or += when `accumulate`. A and B are K-major.
 template <typename E, int N, int K>
 __device__ __forceinline__ void gemm_ss_kmajor(uint32_t a, uint32_t a_slab, uint32_t b, uint32_t b_slab,
                                                float (&c)[N / 2], bool accumulate) {
 #pragma unroll
-  for (int kk = 0; kk < K / 16; ++kk) {
-    const uint64_t da = smem_desc_sw128(a + (kk / 4) * a_slab + (kk % 4) * 32, 16, 1024);
-    const uint64_t db = smem_desc_sw128(b + (kk / 4) * b_slab + (kk % 4) * 32, 16, 1024);
-    WgmmaSS<E, N>::template run<0>(da, db, c, (accumulate || kk > 0) ? 1 : 0);
-  }
+  for (int kk = 0; kk < K / 16; ++kk)
+    WgmmaSS<E, N>::template run<0>(kmajor_step_desc(a, a_slab, kk), kmajor_step_desc(b, b_slab, kk), c, (accumulate || kk > 0) ? 1 : 0);
 }
 
 // C (64 x N) = A (64 x K, registers) · B (N x K)ᵀ, B K-major (as in gemm_ss_kmajor), or += when `accumulate`.
@@ -30,8 +32,7 @@ __device__ __forceinline__ void gemm_rs_kmajor(const uint32_t (&a)[K / 4], uint3
 #pragma unroll
   for (int kk = 0; kk < K / 16; ++kk) {
     const uint32_t frag[4] = {a[4 * kk], a[4 * kk + 1], a[4 * kk + 2], a[4 * kk + 3]};
-    const uint64_t db = smem_desc_sw128(b + (kk / 4) * b_slab + (kk % 4) * 32, 16, 1024);
-    WgmmaRS<E, N>::template run<0>(frag, db, c, (accumulate || kk > 0) ? 1 : 0);
+    WgmmaRS<E, N>::template run<0>(frag, kmajor_step_desc(b, b_slab, kk), c, (accumulate || kk > 0) ? 1 : 0);
   }
 }
 
@@ -70,9 +71,8 @@ __device__ __forceinline__ void gemm_ss_mnmajor_b(uint32_t a, uint32_t a_slab, u
                                                   float (&c)[N / 2], bool accumulate) {
 #pragma unroll
   for (int kk = 0; kk < K / 16; ++kk) {
-    const uint64_t da = smem_desc_sw128(a + (kk / 4) * a_slab + (kk % 4) * 32, 16, 1024);
     const uint64_t db = smem_desc_sw128(b + kk * 2048, b_slab, 1024);
-    WgmmaSS<E, N>::template run<1>(da, db, c, (accumulate || kk > 0) ? 1 : 0);
+    WgmmaSS<E, N>::template run<1>(kmajor_step_desc(a, a_slab, kk), db, c, (accumulate || kk > 0) ? 1 : 0);
   }
 }
 

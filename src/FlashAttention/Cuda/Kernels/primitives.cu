@@ -37,6 +37,21 @@ __device__ __forceinline__ void store_fragment(const float (&acc)[kValues], floa
   }
 }
 
+// The inverse: reads in[64][cols] into a warpgroup's accumulator fragment (to feed the code paths under test).
+template <int kValues>
+__device__ __forceinline__ void load_fragment(const float* in, float (&acc)[kValues], int cols) {
+  const int thread = threadIdx.x % 128, warp = thread / 32, lane = thread % 32;
+  const int r = warp * 16 + lane / 4;
+#pragma unroll
+  for (int j = 0; j < kValues / 4; ++j) {
+    const int c = 8 * j + 2 * (lane & 3);
+    acc[4 * j] = in[r * cols + c];
+    acc[4 * j + 1] = in[r * cols + c + 1];
+    acc[4 * j + 2] = in[(r + 8) * cols + c];
+    acc[4 * j + 3] = in[(r + 8) * cols + c + 1];
+  }
+}
+
 // TMA + swizzle: loads one {64 columns, rows} box of (batch b, head h) at sequence row `row0` from a 4-D map
 // (dim, seq, heads, batch) and copies the swizzled shared-memory bytes out verbatim.
 __global__ void __launch_bounds__(128, 1)
@@ -110,18 +125,9 @@ probe_pv(const float* p_in, const __grid_constant__ TmaMap map_v, float* out) {
     mbar_arrive_expect_tx(bar, Cfg::kKBytes);
     for (int slab = 0; slab < D / 64; ++slab) tma_load_4d(sv + slab * Cfg::kKSlabBytes, &map_v, bar, slab * 64, 0, 0, 0);
   }
-  // Load P into the accumulator layout of a 64 x N S fragment.
-  const int thread = threadIdx.x % 128, warp = thread / 32, lane = thread % 32;
-  const int r = warp * 16 + lane / 4;
+  // P in the accumulator layout of a 64 x N S fragment.
   float s[N / 2];
-#pragma unroll
-  for (int j = 0; j < N / 8; ++j) {
-    const int c = 8 * j + 2 * (lane & 3);
-    s[4 * j] = p_in[r * N + c];
-    s[4 * j + 1] = p_in[r * N + c + 1];
-    s[4 * j + 2] = p_in[(r + 8) * N + c];
-    s[4 * j + 3] = p_in[(r + 8) * N + c + 1];
-  }
+  load_fragment(p_in, s, N);
   uint32_t pk[N / 4];
   pack_probabilities<Cfg>(s, pk);
   float o[D / 2];
@@ -144,20 +150,11 @@ __global__ void __launch_bounds__(128, 1) probe_store_transposed(const float* in
   extern __shared__ uint8_t raw[];
   const uint32_t smem = smem_aligned_1024(raw);
   const uint8_t* ptr = raw + (smem - smem_u32(raw));
-  const int thread = threadIdx.x % 128, warp = thread / 32, lane = thread % 32;
-  const int r = warp * 16 + lane / 4;
   float acc[32];
-#pragma unroll
-  for (int j = 0; j < 8; ++j) {
-    const int c = 8 * j + 2 * (lane & 3);
-    acc[4 * j] = in[r * 64 + c];
-    acc[4 * j + 1] = in[r * 64 + c + 1];
-    acc[4 * j + 2] = in[(r + 8) * 64 + c];
-    acc[4 * j + 3] = in[(r + 8) * 64 + c + 1];
-  }
+  load_fragment(in, acc, 64);
   uint32_t frag[16];
   pack_fragment<E>(acc, frag);
-  store_transposed_sw128<64>(smem, frag, thread);
+  store_transposed_sw128<64>(smem, frag, threadIdx.x % 128);
   block_sync();
   const uint16_t* slab = reinterpret_cast<const uint16_t*>(ptr);
   for (int i = threadIdx.x; i < 64 * 64; i += blockDim.x) out[i] = slab[i];

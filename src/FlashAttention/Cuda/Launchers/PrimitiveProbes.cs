@@ -124,11 +124,10 @@ internal static class PrimitiveProbes
                 maxErr = Math.Max(maxErr, double.IsFinite(got[i * n + j]) ? Math.Abs(got[i * n + j] - s) : double.PositiveInfinity);
             }
         double rel = maxErr / maxRef;
-        return qInRegisters
-            ? new ProbeResult($"qk-regs {DataTypes.ShortName(t)} S[64x{n}] = Q[64x{d}]·K[{n}x{d}]ᵀ", "ldmatrix.x4 of a swizzled tile → register A fragment, wgmma RS with K-major B",
-                rel, 1e-5, rel <= 1e-5)
-            : new ProbeResult($"qk {DataTypes.ShortName(t)} S[64x{n}] = Q[64x{d}]·K[{n}x{d}]ᵀ", "K-major SW128 descriptors, wgmma SS, accumulator layout",
-                rel, 1e-5, rel <= 1e-5);
+        string proves = qInRegisters
+            ? "ldmatrix.x4 of a swizzled tile → register A fragment, wgmma RS with K-major B"
+            : "K-major SW128 descriptors, wgmma SS, accumulator layout";
+        return new ProbeResult($"qk{(qInRegisters ? "-regs" : "")} {DataTypes.ShortName(t)} S[64x{n}] = Q[64x{d}]·K[{n}x{d}]ᵀ", proves, rel, 1e-5, rel <= 1e-5);
     }
 
     private static ProbeResult Pv(CudaDevice device, DataType t, int n, int d, int seed)
