@@ -11,7 +11,7 @@ public class LauncherTests
     [Fact]
     public void Kernel_parameter_structs_have_the_sizes_the_header_states()
     {
-        Assert.Equal(96, Unsafe.SizeOf<FwdParams>());
+        Assert.Equal(104, Unsafe.SizeOf<FwdParams>());
         Assert.Equal(152, Unsafe.SizeOf<BwdParams>());
         Assert.Equal(192, Unsafe.SizeOf<BwdAuxParams>());
     }
@@ -23,6 +23,7 @@ public class LauncherTests
         byte* fb = (byte*)&f;
         Assert.Equal(64, (int)((byte*)&f.Lse - fb));
         Assert.Equal(56, (int)((byte*)&f.ScoreScaleLog2 - fb));
+        Assert.Equal(96, (int)((byte*)&f.TileCounter - fb));
         var b = new BwdParams();
         byte* bb = (byte*)&b;
         Assert.Equal(56, (int)((byte*)&b.LseLog2 - bb));
@@ -31,6 +32,17 @@ public class LauncherTests
         byte* ab = (byte*)&a;
         Assert.Equal(152, (int)((byte*)&a.LseLog2 - ab));
         Assert.Equal(184, (int)((byte*)&a.NumMBlocks - ab));
+    }
+
+    [Fact]
+    public void Tiles_of_unequal_length_are_scheduled_dynamically_unless_overridden()
+    {
+        Assert.True(FlashForwardLauncher.DynamicSchedule(longestFirst: true, null));
+        Assert.False(FlashForwardLauncher.DynamicSchedule(longestFirst: false, ""));
+        Assert.False(FlashForwardLauncher.DynamicSchedule(longestFirst: true, "static"));
+        Assert.True(FlashForwardLauncher.DynamicSchedule(longestFirst: false, "dynamic"));
+        var e = Assert.Throws<ArgumentException>(() => FlashForwardLauncher.DynamicSchedule(true, "greedy"));
+        Assert.Contains(FlashForwardLauncher.ScheduleOverrideVariable, e.Message);
     }
 
     [Theory]
@@ -169,15 +181,21 @@ public class GpuRequirementTests
     }
 
     [Theory]
-    [InlineData(8, 2048, 16, 16, 128, 4, 32)]       // 1 MB of K/V per head: 32 heads share 32 MB
-    [InlineData(4, 16384, 16, 16, 128, 4, 4)]       // 8 MB per head
-    [InlineData(4, 16384, 16, 4, 128, 4, 16)]       // GQA: four query heads share one key head's 8 MB
-    [InlineData(2, 1024, 4, 4, 64, 4, 8)]           // fewer pairs than would fit: all of them
-    [InlineData(4, 262144, 2, 2, 256, 4, 1)]        // more than fits: one at a time
+    [InlineData(8, 2048, 16, 16, 128, 32)]     // 1 MB of K/V per head: 32 heads share 32 MB
+    [InlineData(4, 16384, 16, 16, 128, 4)]     // 8 MB per head
+    [InlineData(4, 16384, 16, 4, 128, 16)]     // GQA: four query heads share one key head's 8 MB
+    [InlineData(2, 1024, 4, 4, 64, 8)]         // fewer pairs than would fit: all of them
+    [InlineData(4, 262144, 2, 2, 256, 1)]      // more than fits: one at a time
+    [InlineData(1, 16384, 16, 16, 128, 4)]     // the dynamic schedule balances by itself: no floor for long tiles
+    public void Heaviest_first_sections_hold_the_heads_whose_kv_fits_l2(int batch, int seqLen, int headsQ, int headsK, int headDim, int expected)
+        => Assert.Equal(expected, FlashForwardLauncher.LongestFirstSectionHeads(Problem(batch, seqLen, headsQ, headsK, headDim), staticSmCount: null));
+
+    [Theory]
     [InlineData(4, 16384, 16, 16, 128, 132, 5)]     // 128 query blocks: a round of 132 tiles over ≤ 32 lengths needs 5 heads
     [InlineData(2, 8192, 32, 32, 64, 132, 16)]      // d64 8k: the 16 L2-sized heads already span few lengths
     [InlineData(1, 8192, 8, 8, 256, 132, 8)]        // d256 8k: 9 needed for balance, 8 there are
-    public void Heaviest_first_sections_hold_the_heads_whose_kv_fits_l2(int batch, int seqLen, int headsQ, int headsK, int headDim, int sms, int expected)
+    [InlineData(8, 2048, 16, 16, 128, 4, 32)]       // few SMs: the L2 size decides
+    public void The_fixed_stride_schedule_widens_sections_so_a_round_spans_few_lengths(int batch, int seqLen, int headsQ, int headsK, int headDim, int sms, int expected)
         => Assert.Equal(expected, FlashForwardLauncher.LongestFirstSectionHeads(Problem(batch, seqLen, headsQ, headsK, headDim), sms));
 
     [Fact]

@@ -26,7 +26,17 @@ __device__ __forceinline__ void fwd_consumer(const FwdParams& p, const Mask& mas
   float o[Cfg::kHeadDim / 2];
   OnlineSoftmax<Cfg::kBlockN / 2> softmax;
   NoLoads no_loads;
-  for (int tile = blockIdx.x; tile < p.num_tiles; tile += gridDim.x) {
+  // With a producer the tiles come from it, each index beside its Q (the schedule may be dynamic); without one
+  // (ablation) the schedule is the fixed stride.
+  for (int tile = blockIdx.x;; tile += gridDim.x) {
+    const int q_buffer = q_count % Cfg::kQStages;
+    const uint32_t q_parity = (q_count / Cfg::kQStages) & 1;
+    if constexpr (Cfg::kWarpSpecialized) {
+      mbar_wait(bars.full_q(q_buffer), q_parity);
+      tile = ld_shared_s32(bars.tile_slot(q_buffer));
+    }
+    if (tile >= p.num_tiles) break;
+    ++q_count;
     const Tile t = decode_tile(p, tile);
     const int m0 = t.m_block * Cfg::kBlockM;
     int n_min, n_max;
@@ -35,10 +45,10 @@ __device__ __forceinline__ void fwd_consumer(const FwdParams& p, const Mask& mas
     for (int i = 0; i < Cfg::kHeadDim / 2; ++i) o[i] = 0.f;
     softmax.reset();
 
-    if constexpr (!Cfg::kWarpSpecialized) inline_loads.begin_tile(p, t, m0, n_min, n_max);
-    const int q_buffer = q_count % Cfg::kQStages;
-    mbar_wait(bars.full_q(q_buffer), (q_count / Cfg::kQStages) & 1);
-    ++q_count;
+    if constexpr (!Cfg::kWarpSpecialized) {
+      inline_loads.begin_tile(p, t, m0, n_min, n_max);
+      mbar_wait(bars.full_q(q_buffer), q_parity);
+    }
     if (n_max >= n_min) {
       if constexpr (Cfg::kWarpSpecialized) mainloop.run(m0, n_min, n_max, q_buffer, kv, o, softmax, no_loads);
       else mainloop.run(m0, n_min, n_max, q_buffer, kv, o, softmax, inline_loads);

@@ -49,7 +49,8 @@ struct FwdConfig {
   static constexpr int kOffO = kOffV + kStages * kKBytes;
   static constexpr int kOffBar = kOffO + (kOAliasQ ? 0 : kQBytes);
   static constexpr int kNumBars = 2 * kQStages + 4 * kStages;  // full/empty per Q buffer, then full/empty K and V per stage
-  static constexpr int kSmemBytes = 1024 /* alignment slack */ + kOffBar + 8 * kNumBars;
+  static constexpr int kOffTileSlots = kOffBar + 8 * kNumBars;  // per Q buffer: the index of the tile whose Q it holds
+  static constexpr int kSmemBytes = 1024 /* alignment slack */ + kOffTileSlots + 8 * kQStages;
   static_assert(kSmemBytes <= 232448, "exceeds the 227 KB of shared memory a block may opt in to");
 
   // Named barriers (0 is __syncthreads): scheduler turn of consumer c is 1 + c, epilogue of consumer c is 3 + c.
@@ -68,6 +69,8 @@ struct FwdBarriers {
   __device__ __forceinline__ uint32_t empty_k(int s) const { return base + kKv + 8 * (Cfg::kStages + s); }
   __device__ __forceinline__ uint32_t full_v(int s) const { return base + kKv + 8 * (2 * Cfg::kStages + s); }
   __device__ __forceinline__ uint32_t empty_v(int s) const { return base + kKv + 8 * (3 * Cfg::kStages + s); }
+  // Not a barrier: the tile index the producer stores before arriving on full_q(b) (the arrive releases it).
+  __device__ __forceinline__ uint32_t tile_slot(int b) const { return base + 8 * Cfg::kNumBars + 4 * b; }
 };
 
 // Position in the K/V ring: block `count` lives in stage count % kStages; the phase parity flips every lap.

@@ -25,15 +25,25 @@ struct FwdLoader {
   PipelineState<Cfg::kStages> kv;  // blocks loaded so far (the consumers count the same sequence)
   int q_count = 0;
 
-  // Q is loaded even for a tile that sees no key, so consumers follow one protocol for every tile.
-  __device__ __forceinline__ void load_q(const Tile& t, int m0) {
+  // Q is loaded even for a tile that sees no key, so consumers follow one protocol for every tile. The tile's
+  // index goes into the buffer's slot before the arrive that the consumers wait on.
+  __device__ __forceinline__ void load_q(const Tile& t, int m0, int tile) {
     const int b = q_count % Cfg::kQStages;
     mbar_wait(bars.empty_q(b), ((q_count / Cfg::kQStages) & 1) ^ 1);
+    st_shared_s32(bars.tile_slot(b), tile);
     mbar_arrive_expect_tx(bars.full_q(b), Cfg::kQBytes);
 #pragma unroll
     for (int slab = 0; slab < Cfg::kSlabs; ++slab)
       tma_load_4d(smem + Cfg::kOffQ + b * Cfg::kQBytes + slab * Cfg::kQSlabBytes, tma_q, bars.full_q(b), slab * 64, m0, t.head, t.batch);
     ++q_count;
+  }
+
+  // The end of the CTA's tiles: the next Q buffer's slot gets an index past the last tile, with no load behind it.
+  __device__ __forceinline__ void finish(int num_tiles) {
+    const int b = q_count % Cfg::kQStages;
+    mbar_wait(bars.empty_q(b), ((q_count / Cfg::kQStages) & 1) ^ 1);
+    st_shared_s32(bars.tile_slot(b), num_tiles);
+    mbar_arrive(bars.full_q(b));
   }
 
   __device__ __forceinline__ void load_kv(int n_block, int head_k, int batch) {
@@ -58,14 +68,20 @@ struct FwdLoader {
 // Warp-specialised producer: walks the same tiles as the consumers and stays ahead of them by the ring depth.
 template <class Cfg>
 __device__ __forceinline__ void fwd_producer(const FwdParams& p, const Mask& mask, FwdLoader<Cfg>& loader) {
-  for (int tile = blockIdx.x; tile < p.num_tiles; tile += gridDim.x) {
+  const TileDispenser dispenser{p.tile_counter};
+  int tile = blockIdx.x;
+  while (tile < p.num_tiles) {
+    const int next = dispenser.next(tile);  // drawn now, needed after this tile's loads: the atomic's latency hides
     const Tile t = decode_tile(p, tile);
     const int m0 = t.m_block * Cfg::kBlockM;
     int n_min, n_max;
     mask.block_range(m0, Cfg::kBlockM, Cfg::kBlockN, n_min, n_max);
-    loader.load_q(t, m0);
+    loader.load_q(t, m0, tile);
     for (int n = n_max; n >= n_min; --n) loader.load_kv(n, t.head / p.group, t.batch);
+    tile = next;
   }
+  loader.finish(p.num_tiles);
+  dispenser.retire();
 }
 
 // Without warp specialisation (ablation): consumer 0's first thread loads a tile's first kStages blocks when
@@ -82,7 +98,7 @@ struct InlineProducer {
     head_k = t.head / p.group;
     batch = t.batch;
     next = 0;
-    loader->load_q(t, m0);
+    loader->load_q(t, m0, 0);  // the slot is not read without warp specialisation
     while (next < Cfg::kStages && n_max - next >= n_min) loader->load_kv(n_max - next++, head_k, batch);
   }
   __device__ __forceinline__ void block_consumed() {

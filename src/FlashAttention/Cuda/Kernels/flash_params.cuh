@@ -26,7 +26,8 @@ struct FwdParams {
   int64_t lse_stride_b;  // 72 (elements)
   int64_t lse_stride_h;  // 80
   int64_t lse_stride_s;  // 88
-};                       // 96 bytes
+  int* tile_counter;     // 96: null = static schedule; else {next tile - gridDim.x, CTAs done}, zero at launch and left zero
+};                       // 104 bytes
 
 }  // namespace fa
 

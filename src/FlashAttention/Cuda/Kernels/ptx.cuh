@@ -193,4 +193,15 @@ __device__ __forceinline__ void st_release_gpu(int* p, int v) {
   asm volatile("st.release.gpu.global.b32 [%0], %1;" ::"l"(reinterpret_cast<uint64_t>(p)), "r"(v) : "memory");
 }
 __device__ __forceinline__ float pos_inf() { return bits_to_float(0x7F800000u); }
+// Relaxed atomic add at GPU scope, returning the old value (the dynamic tile scheduler's counter).
+__device__ __forceinline__ int atom_add_gpu(int* p, int v) {
+  int r; asm volatile("atom.relaxed.gpu.global.add.s32 %0, [%1], %2;" : "=r"(r) : "l"(reinterpret_cast<uint64_t>(p)), "r"(v) : "memory"); return r;
+}
+__device__ __forceinline__ void st_relaxed_gpu(int* p, int v) {
+  asm volatile("st.relaxed.gpu.global.b32 [%0], %1;" ::"l"(reinterpret_cast<uint64_t>(p)), "r"(v) : "memory");
+}
+__device__ __forceinline__ void st_shared_s32(uint32_t address, int v) { asm volatile("st.shared.b32 [%0], %1;" ::"r"(address), "r"(v) : "memory"); }
+__device__ __forceinline__ int ld_shared_s32(uint32_t address) {
+  int r; asm volatile("ld.shared.b32 %0, [%1];" : "=r"(r) : "r"(address) : "memory"); return r;
+}
 }  // namespace fa

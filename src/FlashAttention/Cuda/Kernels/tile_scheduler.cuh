@@ -1,5 +1,8 @@
-// Persistent tile scheduler: a grid of (at most) one CTA per SM walks the (query block, head, batch) tiles
-// with a fixed stride, so producer and consumers of a CTA derive the same sequence without communicating.
+// Persistent tile scheduler: a grid of (at most) one CTA per SM walks the (query block, head, batch) tiles of
+// one fixed order (decode_tile). Which CTA takes which tile: a fixed stride (tile += gridDim.x) when the tiles
+// cost the same, or, for masks that make them differ (causal, local), the next one from a global counter
+// whenever a CTA's producer starts a tile. The producer passes each tile index to its consumers next to the
+// tile's Q (flash_fwd_mainloop.cuh), so one CTA follows one sequence either way.
 #pragma once
 #include "flash_params.cuh"
 
@@ -33,5 +36,28 @@ __device__ __forceinline__ Tile decode_tile(const FwdParams& p, int tile) {
   t.batch = hb / p.heads_q;
   return t;
 }
+
+// Hands out tile indices to a CTA's producer. With a counter, CTAs that drew short tiles come back for more
+// sooner, so the grid finishes together (a fixed stride gave each CTA one tile of every round, the first CTA
+// always the heaviest). The counter's first word counts tiles taken beyond the first gridDim.x; its second counts
+// CTAs that are done, and the last one returns both to zero for the next launch on the stream.
+struct TileDispenser {
+  int* counter;  // null: fixed stride
+
+  __device__ __forceinline__ int next(int tile) const {
+    return counter == nullptr ? tile + (int)gridDim.x : atom_add_gpu(counter, 1) + (int)gridDim.x;
+  }
+
+  // Called once per CTA after next() returned past the last tile: no CTA touches the counter after its own retire.
+  __device__ __forceinline__ void retire() const {
+    if (counter == nullptr) return;
+    fence_acq_rel_gpu();  // this CTA's draws happen before its "done"
+    if (atom_add_gpu(counter + 1, 1) == (int)gridDim.x - 1) {
+      fence_acq_rel_gpu();  // ... and every CTA's draws before the reset
+      st_relaxed_gpu(counter, 0);
+      st_relaxed_gpu(counter + 1, 0);
+    }
+  }
+};
 
 }  // namespace fa

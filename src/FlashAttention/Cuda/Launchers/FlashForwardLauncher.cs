@@ -18,6 +18,10 @@ internal static class FlashForwardLauncher
         int mBlocks = (p.SeqLenQ + ForwardKernelConfig.BlockM - 1) / ForwardKernelConfig.BlockM;
         long tiles = (long)mBlocks * p.HeadsQ * p.Batch;
         bool softcap = p.Softcap > 0;
+        bool longestFirst = p.WindowRight >= 0;
+        // Tiles of different lengths are handed out as CTAs come free; equal ones by a fixed stride. Only a
+        // producer warpgroup draws from the counter (the non-specialised ablation walks the fixed stride).
+        bool dynamic = config.WarpSpecialized && DynamicSchedule(longestFirst, Environment.GetEnvironmentVariable(ScheduleOverrideVariable));
         var args = new FwdParams
         {
             Batch = p.Batch,
@@ -32,10 +36,9 @@ internal static class FlashForwardLauncher
             NumTiles = (int)tiles,
             // Masks that cut keys from the right make later query blocks heavier: hand those out first, within
             // sections of heads whose K/V fit L2.
-            LongestFirstHeads = p.WindowRight < 0 ? 0
-                : long.TryParse(Environment.GetEnvironmentVariable(SectionOverrideVariable), out long bytes) && bytes > 0
-                    ? LongestFirstSectionHeads(p, smCount: 1, bytes)  // the test override sizes sections alone
-                    : LongestFirstSectionHeads(p, device.MultiprocessorCount),
+            LongestFirstHeads = !longestFirst ? 0
+                : LongestFirstSectionHeads(p, dynamic ? null : device.MultiprocessorCount,
+                    long.TryParse(Environment.GetEnvironmentVariable(SectionOverrideVariable), out long bytes) && bytes > 0 ? bytes : SectionL2Bytes),
             HasSoftcap = softcap ? 1 : 0,
             SoftcapPremul = softcap ? p.Scale / p.Softcap : 0f,
             ScoreScale = softcap ? p.Softcap : p.Scale,
@@ -44,6 +47,7 @@ internal static class FlashForwardLauncher
             LseStrideB = p.Lse.Batch,
             LseStrideH = p.Lse.Head,
             LseStrideS = p.Lse.Query,
+            TileCounter = dynamic ? TileCounters.For(device, stream) : 0,
         };
         var arguments = new KernelArguments()
             .Add(args)
@@ -54,6 +58,20 @@ internal static class FlashForwardLauncher
         int grid = (int)Math.Min(tiles, device.MultiprocessorCount);
         kernel.Launch(new LaunchConfig(grid, config.Threads, config.SharedMemoryBytes, stream), arguments);
     }
+
+    /// <summary>
+    /// Measurement override (not a user option): <c>FLASHATTN_FWD_SCHEDULE=static|dynamic</c> forces the fixed-stride
+    /// or the counter schedule for every mask, so both can be timed in one build.
+    /// </summary>
+    public const string ScheduleOverrideVariable = "FLASHATTN_FWD_SCHEDULE";
+
+    internal static bool DynamicSchedule(bool longestFirst, string? overrideText) => overrideText switch
+    {
+        null or "" => longestFirst,
+        "static" => false,
+        "dynamic" => true,
+        var other => throw new ArgumentException($"{ScheduleOverrideVariable}: expected 'static' or 'dynamic', got '{other}'"),
+    };
 
     /// <summary>The part of L2 (50 MB on the H100) the K/V of one section of a heaviest-first schedule may fill.</summary>
     internal const long SectionL2Bytes = 32L << 20;
@@ -66,19 +84,23 @@ internal static class FlashForwardLauncher
 
     /// <summary>
     /// How many (batch, head) pairs a section of the heaviest-first tile order holds (tile_scheduler.cuh): as many as
-    /// have their keys and values within <see cref="SectionL2Bytes"/> (query heads of one GQA group share theirs),
-    /// but enough that a round of the grid (one tile per SM) spans at most a quarter of the query-block lengths, and
-    /// at most all. The floor keeps the load balanced: with sections of 2 heads at d256 causal 16k a round spanned
-    /// half of the lengths and ran at 482 against 576 TFLOP/s without sections; a floor of a quarter of the SM count
-    /// whatever the length cost d64 ~10% (its L2-sized sections already spanned few lengths). (Taking rounds in
-    /// alternating CTA order was measured too: 5–12% slower.)
+    /// have their keys and values within <paramref name="sectionBytes"/> (query heads of one GQA group share theirs),
+    /// at least one, at most all. Under the fixed-stride schedule (<paramref name="staticSmCount"/> given) also
+    /// enough that a round of the grid (one tile per SM) spans at most a quarter of the query-block lengths: there
+    /// each CTA takes one tile per round, and a round over few heads hands out tiles of very different lengths (at
+    /// d256 causal 16k, sections of 2 heads ran at 482 against 576 TFLOP/s without sections). The dynamic schedule
+    /// balances by itself, and L2-sized sections there were the fastest measured: d128 causal 16k 570–575 against
+    /// 532–538 TFLOP/s with the floor (bench/results/2026-11-25-h100-dynamic).
     /// </summary>
-    internal static int LongestFirstSectionHeads(AttentionProblem p, int smCount, long sectionBytes = SectionL2Bytes)
+    internal static int LongestFirstSectionHeads(AttentionProblem p, int? staticSmCount, long sectionBytes = SectionL2Bytes)
     {
         long kvBytesPerQueryHead = Math.Max(1L, 2L * p.SeqLenK * p.HeadDim * DataTypes.SizeOf(p.Type) / p.GroupSize);
-        long queryBlocks = (p.SeqLenQ + ForwardKernelConfig.BlockM - 1) / ForwardKernelConfig.BlockM;
-        long balanced = (4L * smCount + queryBlocks - 1) / queryBlocks;  // a round of smCount tiles over ≤ queryBlocks/4 lengths
-        long heads = Math.Max(sectionBytes / kvBytesPerQueryHead, balanced);
+        long heads = sectionBytes / kvBytesPerQueryHead;
+        if (staticSmCount is int smCount)
+        {
+            long queryBlocks = (p.SeqLenQ + ForwardKernelConfig.BlockM - 1) / ForwardKernelConfig.BlockM;
+            heads = Math.Max(heads, (4L * smCount + queryBlocks - 1) / queryBlocks);  // a round over ≤ queryBlocks/4 lengths
+        }
         return (int)Math.Clamp(heads, 1L, (long)p.HeadsQ * p.Batch);
     }
 }

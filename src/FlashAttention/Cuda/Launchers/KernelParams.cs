@@ -5,8 +5,8 @@ namespace FlashAttention.Cuda.Launchers;
 // Host mirrors of the kernel parameter structs in Cuda/Kernels/flash_params.cuh. Offsets are explicit and
 // checked by unit tests against the sizes the header states; change both sides together.
 
-/// <summary>Mirror of <c>fa::FwdParams</c> (96 bytes).</summary>
-[StructLayout(LayoutKind.Explicit, Size = 96)]
+/// <summary>Mirror of <c>fa::FwdParams</c> (104 bytes).</summary>
+[StructLayout(LayoutKind.Explicit, Size = 104)]
 internal struct FwdParams
 {
     [FieldOffset(0)] public int Batch;
@@ -29,6 +29,7 @@ internal struct FwdParams
     [FieldOffset(72)] public long LseStrideB;
     [FieldOffset(80)] public long LseStrideH;
     [FieldOffset(88)] public long LseStrideS;
+    [FieldOffset(96)] public nint TileCounter;
 }
 
 /// <summary>Mirror of <c>fa::BwdParams</c> (152 bytes).</summary>

@@ -16,8 +16,8 @@ internal sealed record ForwardKernelConfig(int HeadDim, int BlockN, int Stages, 
         get
         {
             int slabs = HeadDim / 64, qBytes = BlockM * 128 * slabs, kBytes = BlockN * 128 * slabs;
-            int barriers = 8 * (2 * QStages + 4 * Stages);
-            return 1024 + QStages * qBytes + 2 * Stages * kBytes + (OAliasQ ? 0 : qBytes) + barriers;
+            int barriers = 8 * (2 * QStages + 4 * Stages), tileSlots = 8 * QStages;
+            return 1024 + QStages * qBytes + 2 * Stages * kBytes + (OAliasQ ? 0 : qBytes) + barriers + tileSlots;
         }
     }
 
