@@ -72,8 +72,10 @@ internal static class TileTables
             // d128: 128x128 with two Q buffers (b2 h16 s8k: 631 full, 534 causal; one Q buffer 600/506; 176-key
             // blocks with O in Q's buffer 628–643 full but 506–517 causal).
             128 => new ForwardKernelConfig(128, BlockN: 128, Stages: 2, IntraWgOverlap: true, PingPong: true, OAliasQ: false, WarpSpecialized: true, QStages: 2),
-            // Q (64 KB) + two stages of K and V (160 KB) leave no room for a separate O buffer.
-            256 => new ForwardKernelConfig(256, BlockN: 80, Stages: 2, IntraWgOverlap: true, PingPong: false, OAliasQ: true, WarpSpecialized: true),
+            // Q (64 KB) + two stages of K and V (160 KB) leave no room for a separate O buffer. Ping-pong pays here too
+            // (2026-11-25, paper grid twice each, from 2k: full 587–682 against 574–658 TFLOP/s, causal equal or better;
+            // bench/results/2026-11-25-h100-dynamic/experiments). 64-key blocks were slower (628–633 at 8k full).
+            256 => new ForwardKernelConfig(256, BlockN: 80, Stages: 2, IntraWgOverlap: true, PingPong: true, OAliasQ: true, WarpSpecialized: true),
             _ => throw new ArgumentOutOfRangeException(nameof(headDim), headDim, "no forward kernel for this head dim"),
         };
         if (ablation is null || ablation == ForwardAblation.None) return config;
@@ -95,7 +97,7 @@ internal static class TileTables
             string[] parts = entry.Split(':', 2);
             if (parts.Length != 2 || !int.TryParse(parts[0], out int d) || d != headDim) continue;
             int blockN = 128, stages = 2, qStages = 1;
-            bool alias = headDim == 256, pingPong = headDim <= 128, overlap = true, qRegs = false;
+            bool alias = headDim == 256, pingPong = true, overlap = true, qRegs = false;
             foreach (string f in parts[1].Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
             {
                 if (f.StartsWith('n') && int.TryParse(f[1..], out int n)) blockN = n;
