@@ -53,11 +53,14 @@ __device__ __forceinline__ void fwd_consumer(const FwdParams& p, const Mask& mas
       if constexpr (Cfg::kWarpSpecialized) mainloop.run(m0, n_min, n_max, q_buffer, kv, o, softmax, no_loads);
       else mainloop.run(m0, n_min, n_max, q_buffer, kv, o, softmax, inline_loads);
     }
-    if (!Cfg::kOAliasQ && thread == 0) mbar_arrive(bars.empty_q(q_buffer));
+    // Every consumer thread arrives: each has read the tile slot (and with Q in registers, Q itself) and its own
+    // arrive orders those reads before the producer's next write (one elected arrive after a warpgroup barrier
+    // orders them too, but only transitively, and compute-sanitizer's racecheck reported the slot's reuse).
+    if (!Cfg::kOAliasQ) mbar_arrive(bars.empty_q(q_buffer));
 
     fwd_epilogue<Cfg>(p, tma_o, smem, smem_ptr, consumer, thread, q_buffer, t, o, softmax);
-    if (Cfg::kOAliasQ && thread == 0) {
-      bulk_wait_read_all();  // O, staged in Q's buffer, has been read by the copy engine
+    if (Cfg::kOAliasQ) {
+      if (thread == 0) bulk_wait_read_all();  // O, staged in Q's buffer, has been read by the copy engine
       mbar_arrive(bars.empty_q(q_buffer));
     }
   }
@@ -77,7 +80,7 @@ flash_fwd_kernel(const __grid_constant__ FwdParams p, const __grid_constant__ Tm
   if (threadIdx.x == 0) {
     for (int b = 0; b < Cfg::kQStages; ++b) {
       mbar_init(bars.full_q(b), 1);
-      mbar_init(bars.empty_q(b), Cfg::kConsumerWGs);
+      mbar_init(bars.empty_q(b), Cfg::kConsumerWGs * 128);  // every consumer thread (fwd_consumer)
     }
     for (int s = 0; s < Cfg::kStages; ++s) {
       mbar_init(bars.full_k(s), 1);
