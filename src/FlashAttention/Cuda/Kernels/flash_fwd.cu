@@ -33,7 +33,7 @@ __device__ __forceinline__ void fwd_consumer(const FwdParams& p, const Mask& mas
     const uint32_t q_parity = (q_count / Cfg::kQStages) & 1;
     if constexpr (Cfg::kWarpSpecialized) {
       mbar_wait(bars.full_q(q_buffer), q_parity);
-      tile = ld_shared_s32(bars.tile_slot(q_buffer));
+      tile = warp_uniform(ld_shared_s32(bars.tile_slot(q_buffer)));
     }
     if (tile >= p.num_tiles) break;
     ++q_count;

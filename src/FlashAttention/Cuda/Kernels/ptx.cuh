@@ -204,4 +204,11 @@ __device__ __forceinline__ void st_shared_s32(uint32_t address, int v) { asm vol
 __device__ __forceinline__ int ld_shared_s32(uint32_t address) {
   int r; asm volatile("ld.shared.b32 %0, [%1];" : "=r"(r) : "r"(address) : "memory"); return r;
 }
+// Lane 0's value in every lane. Besides broadcasting, it tells ptxas the value is warp-uniform, so what is computed
+// from it can live in uniform registers: a tile index loaded from shared memory otherwise moved the key-block loop's
+// bounds, stage arithmetic and wgmma descriptors to per-thread registers (R2UR before wgmma): d128 full 8k 593–628
+// against 655 TFLOP/s before the slot; with the broadcast back at parity, and causal faster still (16k 604–636, was 572–614).
+__device__ __forceinline__ int warp_uniform(int v) {
+  int r; asm volatile("shfl.sync.idx.b32 %0, %1, 0, 0x1f, 0xffffffff;" : "=r"(r) : "r"(v)); return r;
+}
 }  // namespace fa
