@@ -54,8 +54,11 @@ for stage in "$@"; do
       run example 300 verify.log artifacts/example/GpuTrainingStep ;;
     bench-bwd) run bench-bwd 240 bench.log "$B" bench --device cuda --grid paper --backward --json "$OUT/ours-bwd.json" ;;
     record)
-      # The recorded run: everything a results folder needs, in one device call (ours and the peers on one machine).
-      "$0" info warmup sass verify-quick verify-fwd verify-bwd example bench ablation peers-fwd peers-bwd sanitize
+      # The recorded run: everything a results folder needs, in one device call (ours and the peers on one machine):
+      # the timings early, the long backward verify late; the JSON packed into one archive, as the device tool brings
+      # back at most 8 files.
+      "$0" info warmup sass verify-quick verify-fwd bench peers-fwd ablation peers-bwd sanitize verify-bwd deterministic example
+      (cd "$OUT" && tar czf json.tgz ./*.json && rm -f ./*.json)
       exit 0 ;;
     peers) run peers 480 peers.log python3 bench/peers/sdpa_peers.py --grid paper --json "$OUT/peers.json" ;;
     peers-fwd) run peers-fwd 200 bench.log python3 bench/peers/sdpa_peers.py --grid paper --json "$OUT/peers.json" --ours "$OUT/ours.json" ;;

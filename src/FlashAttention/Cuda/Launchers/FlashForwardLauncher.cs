@@ -90,7 +90,7 @@ internal static class FlashForwardLauncher
     /// each CTA takes one tile per round, and a round over few heads hands out tiles of very different lengths (at
     /// d256 causal 16k, sections of 2 heads ran at 482 against 576 TFLOP/s without sections). The dynamic schedule
     /// balances by itself, and L2-sized sections there were the fastest measured: d128 causal 16k 570–575 against
-    /// 532–538 TFLOP/s with the floor (bench/results/2026-11-25-h100-dynamic).
+    /// 532–538 TFLOP/s with the floor (bench/results/2026-11-25-h100-6c83288).
     /// </summary>
     internal static int LongestFirstSectionHeads(AttentionProblem p, int? staticSmCount, long sectionBytes = SectionL2Bytes)
     {

@@ -74,7 +74,7 @@ internal static class TileTables
             128 => new ForwardKernelConfig(128, BlockN: 128, Stages: 2, IntraWgOverlap: true, PingPong: true, OAliasQ: false, WarpSpecialized: true, QStages: 2),
             // Q (64 KB) + two stages of K and V (160 KB) leave no room for a separate O buffer. Ping-pong pays here too
             // (2026-11-25, paper grid twice each, from 2k: full 587–682 against 574–658 TFLOP/s, causal equal or better;
-            // bench/results/2026-11-25-h100-dynamic/experiments). 64-key blocks were slower (628–633 at 8k full).
+            // bench/results/2026-11-25-h100-6c83288/experiments). 64-key blocks were slower (628–633 at 8k full).
             256 => new ForwardKernelConfig(256, BlockN: 80, Stages: 2, IntraWgOverlap: true, PingPong: true, OAliasQ: true, WarpSpecialized: true),
             _ => throw new ArgumentOutOfRangeException(nameof(headDim), headDim, "no forward kernel for this head dim"),
         };
