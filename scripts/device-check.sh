@@ -89,6 +89,19 @@ for stage in "$@"; do
       done
       unset FLASHATTN_BWD_CONFIG
       grep -E "^(=== bwd|│ bwd)" "$OUT/sweep.log" ;;
+    d256-splitsdp)
+      # the d256 backward with Sᵀ and dPᵀ split between the consumers (FLASHATTN_BWD_CONFIG=256:splitsdp, not the
+      # default until this stage shows it correct and faster): verify the backward grid with it, then time the d256
+      # rows both ways, alternating
+      FLASHATTN_BWD_CONFIG=256:splitsdp run verify-bwd-splitsdp 200 verify.log "$B" verify --device cuda --backward --no-probes
+      for round in 1 2; do
+        for v in $([ $round = 1 ] && echo "default splitsdp" || echo "splitsdp default"); do
+          if [ $v = splitsdp ]; then export FLASHATTN_BWD_CONFIG=256:splitsdp; else unset FLASHATTN_BWD_CONFIG; fi
+          run "bwd d256 $v $round" 120 sweep.log "$B" bench --device cuda --grid paper --backward --hdim 256 --json "$OUT/d256-$v-$round.json"
+        done
+      done
+      unset FLASHATTN_BWD_CONFIG
+      grep -E "^(=== bwd d256|│ bwd)" "$OUT/sweep.log" ;;
     ncu)
       sections="--section SpeedOfLight --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --metrics regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio,sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active,sm__inst_executed_pipe_xu.avg.pct_of_peak_sustained_active"
       run ncu-fwd 150 ncu.log ncu --kernel-name regex:flash_fwd --launch-skip 3 --launch-count 1 $sections "$B" bench --device cuda --batch 2 --heads 16 --seqlen 8192 --hdim 128 --forward --warmup 3 --repeats 1

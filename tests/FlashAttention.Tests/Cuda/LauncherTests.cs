@@ -72,9 +72,24 @@ public class LauncherTests
     {
         var c = new ForwardKernelConfig(128, 176, 2, IntraWgOverlap: true, PingPong: false, OAliasQ: true, WarpSpecialized: true, QStages: 1);
         Assert.Equal("fa::flash_fwd_kernel<fa::FwdConfig<fa::bf16_t, 128, 176, 2, true, false, true, true, 1, false>>", c.NameExpression(DataType.BFloat16));
-        Assert.Equal("fa::flash_bwd_kernel<fa::BwdConfig<fa::half_t, 64, 2, false, true, false, false>>", new BackwardKernelConfig(64, 2, Softcap: true).NameExpression(DataType.Float16));
-        Assert.Equal("fa::flash_bwd_kernel<fa::BwdConfig<fa::bf16_t, 128, 2, true, false, true, true>>", TileTables.Backward(128, null).NameExpression(DataType.BFloat16));
+        Assert.Equal("fa::flash_bwd_kernel<fa::BwdConfig<fa::half_t, 64, 2, false, true, false, false, false>>", new BackwardKernelConfig(64, 2, Softcap: true).NameExpression(DataType.Float16));
+        Assert.Equal("fa::flash_bwd_kernel<fa::BwdConfig<fa::bf16_t, 128, 2, true, false, true, true, false>>", TileTables.Backward(128, null).NameExpression(DataType.BFloat16));
         Assert.Throws<ArgumentOutOfRangeException>(() => c.NameExpression(DataType.Float32));
+    }
+
+    [Fact]
+    public void D256_split_of_s_and_dp_is_an_override_that_fits_and_softcap_drops()
+    {
+        var split = TileTables.Backward(256, "256:splitsdp");
+        Assert.True(split.SplitSdP);
+        Assert.False(TileTables.Backward(256, null).SplitSdP);  // not the default until measured on a GPU
+        Assert.InRange(split.SharedMemoryBytes, TileTables.Backward(256, null).SharedMemoryBytes + 16384, 232448);
+        Assert.False(split.ForSoftcap(true).SplitSdP);
+        Assert.EndsWith("false, false, false, true>>", split.NameExpression(DataType.BFloat16));
+        // "256:…" entries do not touch other head dims; asked for at d128 it is refused by name.
+        Assert.False(TileTables.Backward(128, "256:splitsdp").SplitSdP);
+        var e = Assert.Throws<ArgumentException>(() => TileTables.Backward(128, "128:splitsdp"));
+        Assert.Contains("splitsdp", e.Message);
     }
 
     [Fact]

@@ -2,15 +2,15 @@
 // every query block (of every query head of its GQA group) that sees them, 64 queries at a time. The two consumer
 // warpgroups keep dK and dV of the block in registers for the whole walk: at d64 and d128 each owns 64 of the 128
 // keys (all columns); at d256, where that would need 256 accumulator registers per thread, both take the same 64
-// keys and each owns half of the columns (S and dP are then computed by both). Q, dO, LSE and D stream through a
-// ring of shared-memory stages filled by TMA.
+// keys and each owns half of the columns (S and dP are then computed by both, or with kSplitSdP one each). Q, dO,
+// LSE and D stream through a ring of shared-memory stages filled by TMA.
 #pragma once
 #include "ptx.cuh"
 
 namespace fa {
 
 template <typename Element_, int kHeadDim_, int kStages_ = 2, bool kExchangeDs_ = false, bool kSoftcap_ = false,
-          bool kDqBulk_ = false, bool kOverlapDv_ = false>
+          bool kDqBulk_ = false, bool kOverlapDv_ = false, bool kSplitSdP_ = false>
 struct BwdConfig {
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
@@ -35,7 +35,13 @@ struct BwdConfig {
   // Whether dS is formed while dV = Pᵀ dO still runs on the tensor cores (wgmma_wait<1>) rather than after it
   // (wait<0>, which lets P's packed registers die before dS's are built: 16 fewer live registers).
   static constexpr bool kOverlapDv = kOverlapDv_;
+  // d256 (split columns) only: instead of both consumers computing Sᵀ and dPᵀ for the same keys (2 of the step's
+  // 7 GEMMs redundant), consumer 0 computes Sᵀ and P, consumer 1 dPᵀ and dS, and they hand P and dS to each other
+  // through shared memory as register images (thread t reads what its sibling's thread t wrote: the fragments
+  // have the same layout in both warpgroups). Not with softcap (dS would need P·(1 − tanh²) in float32).
+  static constexpr bool kSplitSdP = kSplitSdP_;
   static_assert(!kDqBulk || !kSplitColumns, "bulk dQ: one 64x64 block per consumer and step (d64, d128)");
+  static_assert(!kSplitSdP || (kSplitColumns && !kSoftcap), "split S/dP: d256 (shared keys), without softcap");
   static_assert(!kExchangeDs || kHeadDim == 128, "the dS exchange splits dQ's columns between two consumers: d128 only");
   static constexpr int kThreads = 128 * (kConsumerWGs + 1);
   static constexpr int kProducerRegs = 24;
@@ -61,14 +67,18 @@ struct BwdConfig {
   static constexpr int kOffLse = kOffDS + 2 * kDsBytes;
   static constexpr int kOffD = kOffLse + kStages * kRowBytes;
   static constexpr int kOffDq = kOffD + kStages * kRowBytes;  // one dQ block per consumer (bulk dQ only)
-  static constexpr int kOffBar = kOffDq + (kDqBulk ? kConsumerWGs * kDqBlockBytes : 0);
+  static constexpr int kXchgBytes = 128 * (kBlockM / 4) * 4;  // a warpgroup's packed 64x64 fragment (P or dS)
+  static constexpr int kOffXchg = kOffDq + (kDqBulk ? kConsumerWGs * kDqBlockBytes : 0);  // P's image, then dS's (kSplitSdP)
+  static constexpr int kOffBar = kOffXchg + (kSplitSdP ? 2 * kXchgBytes : 0);
   static constexpr int kNumBars = 1 + 2 * kStages + 2 * kConsumerWGs;  // K/V loaded, full/empty per stage, dQ full/empty per consumer
   static constexpr int kSmemBytes = 1024 + kOffBar + 8 * kNumBars;
   static_assert(kSmemBytes <= 232448, "exceeds the 227 KB of shared memory a block may opt in to");
 
   static constexpr int kStepBytes = 2 * kQBytes + 2 * kRowBytes;  // what one stage's TMA brings
-  // Named barriers: 1 = both consumers wrote dS; 2–4 = the ordered dQ addition of deterministic mode.
+  // Named barriers: 1 = both consumers wrote dS; 2–4 = the ordered dQ addition of deterministic mode; 5 = P's
+  // image written (kSplitSdP).
   static constexpr int kBarDsReady = 1;
+  static constexpr int kBarPReady = 5;
 };
 
 template <class Cfg>

@@ -162,9 +162,19 @@ struct BwdConsumer {
   }
 
   // Sᵀ = K_c Qᵀ and dPᵀ = V_c dOᵀ of step t (64 keys x 64 queries), issued as two commit groups.
+  // With kSplitSdP, one GEMM per consumer into st: Sᵀ on consumer 0, dPᵀ on consumer 1 (one instruction stream,
+  // the operands chosen by consumer: a wgmma under a branch on the consumer would make ptxas serialise them all).
   __device__ __forceinline__ void issue_s_dp(int t, float (&st)[kM / 2], float (&dpt)[kM / 2]) const {
     const int s = t % Cfg::kStages;
     mbar_wait(bars.full(s), (t / Cfg::kStages) & 1);
+    if constexpr (Cfg::kSplitSdP) {
+      const uint32_t a = smem + (consumer == 0 ? Cfg::kOffK : Cfg::kOffV);
+      const uint32_t b = smem + (consumer == 0 ? Cfg::kOffQ : Cfg::kOffDO) + s * Cfg::kQBytes;
+      wgmma_fence();
+      gemm_ss_kmajor<E, kM, kD>(a, Cfg::kKSlabBytes, b, Cfg::kQSlabBytes, st, false);
+      wgmma_commit();
+      return;
+    }
     const uint32_t k_wg = smem + Cfg::kOffK + consumer * Cfg::kWgRowBytes;
     const uint32_t v_wg = smem + Cfg::kOffV + consumer * Cfg::kWgRowBytes;
     wgmma_fence();
@@ -183,7 +193,8 @@ struct BwdConsumer {
     float st[kM / 2], dpt[kM / 2];
     for (int t = 0; t < steps.count; ++t) {
       issue_s_dp(t, st, dpt);
-      step(t, steps.head(t), steps.block(t), st, dpt, dk, dv);
+      if constexpr (Cfg::kSplitSdP) step_split_sdp(t, steps.head(t), steps.block(t), st, dk, dv);
+      else step(t, steps.head(t), steps.block(t), st, dpt, dk, dv);
     }
     store_dkv(dk, dv);
   }
@@ -273,18 +284,110 @@ struct BwdConsumer {
     wgmma_commit();
     fence_proxy_async_smem();
 
+    add_dq(t, h, m, s, ds_buf, dk, dv);
+  }
+
+  // Step t with kSplitSdP (d256): x holds Sᵀ on consumer 0 and dPᵀ on consumer 1 (the most recent commit group).
+  // Consumer 0 forms P and hands it over; both issue dV; consumer 1 forms dS, stores it for dQ and hands it over;
+  // both issue dK and dQ. P and dS cross as register images (word w of thread t at 4·(128·w + t): consecutive
+  // threads, consecutive banks), so no layout conversion is needed. Numerically the same as step(): dS is formed
+  // from the same packed P, and dP never leaves consumer 1's registers.
+  __device__ __forceinline__ void step_split_sdp(int t, int h, int m, float (&x)[kM / 2], float (&dk)[kC / 2],
+                                                 float (&dv)[kC / 2]) const {
+    const int s = t % Cfg::kStages;
+    const uint32_t q_st = smem + Cfg::kOffQ + s * Cfg::kQBytes;
+    const uint32_t do_st = smem + Cfg::kOffDO + s * Cfg::kQBytes;
+    const uint32_t ds_buf = smem + Cfg::kOffDS + (t & 1) * Cfg::kDsBytes;
+    const uint32_t p_image = smem + Cfg::kOffXchg + 4 * thread;
+    const uint32_t ds_image = p_image + Cfg::kXchgBytes;
+    const int m0 = m * kM, q_col0 = 2 * (lane() & 3);
+    wgmma_wait<0>();
+    fence_regs(x);
+
+    uint32_t ppk[kM / 4], dspk[kM / 4];
+    if (consumer == 0) {
+      // Pᵀ = exp2(Sᵀ·scale − LSE), masked, packed for dV and dS.
+      const uint32_t lse = smem + Cfg::kOffLse + s * Cfg::kRowBytes;
+      const bool needs_mask = mask.tile_needs_mask(m0, kM, n0(), Cfg::kBlockN);
+#pragma unroll
+      for (int j = 0; j < kM / 8; ++j) {
+        float lse_q[2];
+        row_pair(lse, 8 * j + q_col0, lse_q[0], lse_q[1]);
+#pragma unroll
+        for (int hh = 0; hh < 2; ++hh) {
+          float pr[2];
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            float prob = fast_exp2(x[4 * j + 2 * hh + e] * p.score_scale_log2 - lse_q[e]);
+            if (needs_mask) {
+              const int q = m0 + 8 * j + q_col0 + e, key = key_row0() + 8 * hh;
+              if (key < mask.first_key(q) || key > mask.last_key(q)) prob = 0.f;
+            }
+            pr[e] = prob;
+          }
+          ppk[2 * j + hh] = pack2<E>(pr[0], pr[1]);
+        }
+      }
+#pragma unroll
+      for (int w = 0; w < kM / 4; ++w) st_shared_s32(p_image + 512 * w, (int)ppk[w]);
+    }
+    named_barrier_sync(Cfg::kBarPReady, 2 * 128);
+    if (consumer == 1) {
+#pragma unroll
+      for (int w = 0; w < kM / 4; ++w) ppk[w] = (uint32_t)ld_shared_s32(p_image + 512 * w);
+    }
+    wgmma_fence();
+    gemm_rs_mnmajor<E, kC, kM>(ppk, do_st + own_slab0() * Cfg::kQSlabBytes, Cfg::kQSlabBytes, dv);  // dV += Pᵀ dO
+    wgmma_commit();
+
+    if (consumer == 1) {
+      // dSᵀ = P ∘ (dPᵀ − D), packed for dK, stored transposed (as dS, [query][key]) for dQ and handed over.
+      const uint32_t dsum = smem + Cfg::kOffD + s * Cfg::kRowBytes;
+#pragma unroll
+      for (int j = 0; j < kM / 8; ++j) {
+        float d_q[2];
+        row_pair(dsum, 8 * j + q_col0, d_q[0], d_q[1]);
+#pragma unroll
+        for (int hh = 0; hh < 2; ++hh) {
+          float pv[2], g[2];
+          unpack2<E>(ppk[2 * j + hh], pv[0], pv[1]);
+#pragma unroll
+          for (int e = 0; e < 2; ++e) g[e] = pv[e] * (x[4 * j + 2 * hh + e] - d_q[e]);
+          dspk[2 * j + hh] = pack2<E>(g[0], g[1]);
+        }
+      }
+      store_transposed_sw128<kM>(ds_buf, dspk, thread);
+      fence_proxy_async_smem();  // dS's generic stores, before dQ's wgmma (async proxy) reads them on both consumers
+#pragma unroll
+      for (int w = 0; w < kM / 4; ++w) st_shared_s32(ds_image + 512 * w, (int)dspk[w]);
+    }
+    named_barrier_sync(Cfg::kBarDsReady, 2 * 128);
+    if (consumer == 0) {
+#pragma unroll
+      for (int w = 0; w < kM / 4; ++w) dspk[w] = (uint32_t)ld_shared_s32(ds_image + 512 * w);
+    }
+    wgmma_fence();
+    gemm_rs_mnmajor<E, kC, kM>(dspk, q_st + own_slab0() * Cfg::kQSlabBytes, Cfg::kQSlabBytes, dk);  // dK += dSᵀ Q
+    wgmma_commit();
+
+    add_dq(t, h, m, s, ds_buf, dk, dv);
+  }
+
+  // The step's dQ = dS · K (its dS in ds_buf, dK and dV issued): computed in 64-column blocks and added into the
+  // float32 buffer; each thread also releases the stage once its GEMMs on it have completed.
+  __device__ __forceinline__ void add_dq(int t, int h, int m, int s, uint32_t ds_buf, float (&dk)[kC / 2], float (&dv)[kC / 2]) const {
     // dQ = dS · K, issued by both consumers without a branch on the consumer (a wgmma in a divergent path makes
     // ptxas serialise them all), in 64-column blocks of 32 accumulator registers:
     //  exchange (d128): consumer c takes columns 64c … 64c+63 over all 128 keys, so it waits for its sibling's dS
     //    slab; the two consumers then run in lockstep;
     //  split keys (d64): each consumer takes every column over its own 64 keys (a partial sum; both add into dQ),
     //    with no exchange;
-    //  split columns (d256): both hold the same keys; consumer c takes columns 128c … 128c+127 once consumer 0's dS
-    //    is in shared memory.
+    //  split columns (d256): both hold the same keys; consumer c takes columns 128c … 128c+127 once the dS is in
+    //    shared memory (written by consumer 0, or with kSplitSdP by consumer 1).
     constexpr bool kSplitKeys = !Cfg::kExchangeDs && !Cfg::kSplitColumns;
     constexpr int kBlocks = kSplitKeys ? kD / 64 : Cfg::kSplitColumns ? kC / 64 : 1;
     constexpr int kDqKeys = Cfg::kExchangeDs ? Cfg::kBlockN : 64;
-    if constexpr (!kSplitKeys) named_barrier_sync(Cfg::kBarDsReady, 2 * 128);
+    if constexpr (!kSplitKeys && !Cfg::kSplitSdP) named_barrier_sync(Cfg::kBarDsReady, 2 * 128);  // (kSplitSdP: synced before dK)
     static_assert(!Cfg::kDqBulk || kBlocks == 1, "bulk dQ: one block per consumer and step");
     const int ticket = Cfg::kDqBulk ? 0 : dq_order_begin(h, m);  // bulk dQ: the writer keeps the order
 #pragma unroll

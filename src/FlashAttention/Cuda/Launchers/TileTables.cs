@@ -116,7 +116,7 @@ internal static class TileTables
         return null;
     }
 
-    /// <summary>Tuning override like <see cref="ForwardOverrideVariable"/>: <c>FLASHATTN_BWD_CONFIG="128:s3,exchange;64:s2"</c> (ring stages; how dQ is split between consumers: exchange/split; how it is added: bulk/atomic; whether dS is formed while dV runs: overlapdv/nooverlapdv).</summary>
+    /// <summary>Tuning override like <see cref="ForwardOverrideVariable"/>: <c>FLASHATTN_BWD_CONFIG="128:s3,exchange;64:s2"</c> (ring stages; how dQ is split between consumers: exchange/split; how it is added: bulk/atomic; whether dS is formed while dV runs: overlapdv/nooverlapdv; at d256 whether the consumers split Sᵀ and dPᵀ between them: splitsdp/nosplitsdp).</summary>
     public const string BackwardOverrideVariable = "FLASHATTN_BWD_CONFIG";
 
     public static BackwardKernelConfig Backward(int headDim) => Backward(headDim, Environment.GetEnvironmentVariable(BackwardOverrideVariable));
@@ -150,9 +150,13 @@ internal static class TileTables
                     "atomic" => config with { DqBulk = false },
                     "overlapdv" => config with { OverlapDv = true },
                     "nooverlapdv" => config with { OverlapDv = false },
+                    "splitsdp" when headDim == 256 => config with { SplitSdP = true },
+                    "nosplitsdp" => config with { SplitSdP = false },
                     _ => throw new ArgumentException($"{BackwardOverrideVariable}: unknown field '{f}' in '{entry}'"),
                 };
         }
+        if (config.SplitSdP && config.HeadDim != 256)
+            throw new ArgumentException($"{BackwardOverrideVariable}: splitsdp is a d256 variant (both consumers on the same keys)");
         if (config.DqBulk && !config.HasOneDqBlockPerConsumer)
             throw new ArgumentException($"{BackwardOverrideVariable}: bulk dQ needs one 64-column dQ block per consumer and step (d64, or d128 with exchange); use 'atomic' for d{headDim} here");
         return config;
@@ -160,7 +164,8 @@ internal static class TileTables
 }
 
 /// <summary>The backward kernel's template arguments (<c>fa::BwdConfig</c>) and geometry; mirrors flash_bwd_config.cuh.</summary>
-internal sealed record BackwardKernelConfig(int HeadDim, int Stages, bool ExchangeDs = false, bool Softcap = false, bool DqBulk = false, bool OverlapDv = false)
+internal sealed record BackwardKernelConfig(int HeadDim, int Stages, bool ExchangeDs = false, bool Softcap = false, bool DqBulk = false,
+    bool OverlapDv = false, bool SplitSdP = false)
 {
     public const int BlockM = 64;
     public const int Threads = 384;
@@ -170,9 +175,10 @@ internal sealed record BackwardKernelConfig(int HeadDim, int Stages, bool Exchan
 
     /// <summary>
     /// The variant for the given softcap setting. Softcap keeps P·(1 − tanh²) in the score registers until dS is formed,
-    /// so it does without the dV overlap (which would keep P's packed registers alive beside them).
+    /// so it does without the dV overlap (which would keep P's packed registers alive beside them) and without the
+    /// split of Sᵀ and dPᵀ between the consumers (which hands P over packed).
     /// </summary>
-    public BackwardKernelConfig ForSoftcap(bool softcap) => softcap ? this with { Softcap = true, OverlapDv = false } : this with { Softcap = false };
+    public BackwardKernelConfig ForSoftcap(bool softcap) => softcap ? this with { Softcap = true, OverlapDv = false, SplitSdP = false } : this with { Softcap = false };
 
     /// <summary>Whether each consumer computes exactly one 64x64 dQ block per step, which bulk dQ requires.</summary>
     public bool HasOneDqBlockPerConsumer => HeadDim == 64 || (HeadDim == 128 && ExchangeDs);
@@ -184,12 +190,13 @@ internal sealed record BackwardKernelConfig(int HeadDim, int Stages, bool Exchan
             int slabs = HeadDim / 64;
             int kBytes = BlockN * 128 * slabs, qBytes = BlockM * 128 * slabs, dsBytes = BlockM * 128 * (BlockN / 64), rowBytes = BlockM * 4;
             int dqBytes = DqBulk ? 2 * BlockM * 64 * 4 : 0;
-            return 1024 + 2 * kBytes + 2 * Stages * qBytes + 2 * dsBytes + 2 * Stages * rowBytes + dqBytes + 8 * (1 + 2 * Stages + 4);
+            int exchangeBytes = SplitSdP ? 2 * 128 * (BlockM / 4) * 4 : 0;  // P's and dS's register images
+            return 1024 + 2 * kBytes + 2 * Stages * qBytes + 2 * dsBytes + 2 * Stages * rowBytes + dqBytes + exchangeBytes + 8 * (1 + 2 * Stages + 4);
         }
     }
 
     public string NameExpression(DataType type)
-        => $"fa::flash_bwd_kernel<fa::BwdConfig<{KernelNames.ElementTag(type)}, {HeadDim}, {Stages}, {KernelNames.Bool(ExchangeDs)}, {KernelNames.Bool(Softcap)}, {KernelNames.Bool(DqBulk)}, {KernelNames.Bool(OverlapDv)}>>";
+        => $"fa::flash_bwd_kernel<fa::BwdConfig<{KernelNames.ElementTag(type)}, {HeadDim}, {Stages}, {KernelNames.Bool(ExchangeDs)}, {KernelNames.Bool(Softcap)}, {KernelNames.Bool(DqBulk)}, {KernelNames.Bool(OverlapDv)}, {KernelNames.Bool(SplitSdP)}>>";
     public string PreprocessExpression(DataType type) => $"fa::flash_bwd_preprocess<{KernelNames.ElementTag(type)}, {HeadDim}>";
     public string PostprocessExpression(DataType type) => $"fa::flash_bwd_postprocess<{KernelNames.ElementTag(type)}, {HeadDim}>";
 }
