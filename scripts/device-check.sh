@@ -63,6 +63,11 @@ for stage in "$@"; do
     peers) run peers 480 peers.log python3 bench/peers/sdpa_peers.py --grid paper --json "$OUT/peers.json" ;;
     peers-fwd) run peers-fwd 200 bench.log python3 bench/peers/sdpa_peers.py --grid paper --json "$OUT/peers.json" --ours "$OUT/ours.json" ;;
     peers-bwd) run peers-bwd 200 bench.log python3 bench/peers/sdpa_peers.py --grid paper --backward --json "$OUT/peers-bwd.json" --ours "$OUT/ours.json" ;;
+    interleaved)
+      # ours and the peers case by case (sdpa_peers.py runs our binary beside them, alternating who goes first):
+      # ratios that do not depend on how the GPU's clocks drift between one grid and the next
+      run interleaved-fwd 400 bench.log python3 bench/peers/sdpa_peers.py --grid paper --interleave-ours "$B" --ours-json "$OUT/ours-interleaved.json" --json "$OUT/peers-interleaved.json"
+      run interleaved-bwd 400 bench.log python3 bench/peers/sdpa_peers.py --grid paper --backward --interleave-ours "$B" --ours-json "$OUT/ours-interleaved-bwd.json" --json "$OUT/peers-interleaved-bwd.json" ;;
     deterministic) run deterministic 120 bench.log "$B" bench --device cuda --grid paper --hdim 64 128 --seqlen 2048 8192 --backward --deterministic --json "$OUT/deterministic.json" ;;
     ablation2)
       # the same four kernels again, in reverse order, to see how much of a difference is noise

@@ -8,6 +8,12 @@ head_dim) views, so every implementation reads the same memory layout.
 
     python3 bench/peers/sdpa_peers.py --grid paper --dtype bf16 --json peers.json
     python3 bench/peers/sdpa_peers.py --seqlen 8192 --hdim 128 --heads 16 --batch 2 --causal --backward
+    python3 bench/peers/sdpa_peers.py --grid paper --interleave-ours artifacts/device/flashattn \
+        --ours-json ours.json --json peers.json
+
+With --interleave-ours, our binary times each case right beside the peers (which goes first alternates from case
+to case), so ours and theirs meet the GPU in the same state: clocks and temperature drift over a grid, and a grid
+of ours followed by a grid of theirs compares different moments.
 """
 import argparse
 import datetime
@@ -63,11 +69,13 @@ def gemm_tflops(dtype, n=8192, repeats=20):
     return 2.0 * n ** 3 / statistics.median(times) / 1e9
 
 
-def print_comparison(ours_path, peer_rows):
-    """One table: our TFLOP/s beside each peer's on the same shape, mask and direction, and the ratios."""
-    with open(ours_path) as fh:
-        doc = json.load(fh)
-    ours = doc["rows"] if isinstance(doc, dict) else doc
+def print_comparison(ours, peer_rows):
+    """One table: our TFLOP/s beside each peer's on the same shape, mask and direction, and the ratios. `ours` is
+    a bench JSON path or a list of rows."""
+    if isinstance(ours, str):
+        with open(ours) as fh:
+            doc = json.load(fh)
+        ours = doc["rows"] if isinstance(doc, dict) else doc
     key = lambda r: (r["direction"], r["mask"], r["head_dim"], r["batch"], r["seqlen_q"], r["seqlen_k"], r["heads_q"], r["heads_k"], r["dtype"])
     peers = {}
     for r in peer_rows:
@@ -79,6 +87,22 @@ def print_comparison(ours_path, peer_rows):
             continue
         cells = " ".join(f"{peers[key(r)].get(n, float('nan')):7.1f} {r['tflops'] / peers[key(r)].get(n, float('nan')):6.2f}" for n in names)
         print(f"{r['direction']:3} {r['mask']:6} {r['head_dim']:>4} {r['batch']:>3} {r['seqlen_q']:>6} {r['tflops']:7.1f} {cells}")
+
+
+def run_ours(binary, case, dtype, backward, warmup, repeats, json_path, device="cuda"):
+    """Our `flashattn bench` on one case (a separate process); returns its rows (implementation "flashattn")."""
+    cmd = [binary, "bench", "--device", device, "--batch", str(case["batch"]), "--heads", str(case["heads"]),
+           "--seqlen", str(case["seqlen"]), "--hdim", str(case["hdim"]), "--backward" if backward else "--forward",
+           "--warmup", str(warmup), "--repeats", str(repeats), "--json", json_path]
+    if dtype:
+        cmd += ["--dtype", dtype]
+    if case["causal"]:
+        cmd.append("--causal")
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited with {done.returncode}: {done.stderr.strip() or done.stdout.strip()}")
+    with open(json_path) as fh:
+        return [r for r in json.load(fh)["rows"] if r.get("implementation") == "flashattn"]
 
 
 def run_case(case, backend, dtype, backward, warmup, repeats):
@@ -113,7 +137,13 @@ def main():
     ap.add_argument("--repeats", type=int, default=30)
     ap.add_argument("--json", help="write rows here")
     ap.add_argument("--ours", help="our bench JSON (flashattn bench --json) from the same machine: print ours, theirs and the ratios")
+    ap.add_argument("--interleave-ours", metavar="FLASHATTN", help="our flashattn binary: time each case with it right beside the peers, print the ratios")
+    ap.add_argument("--ours-json", help="with --interleave-ours: write our rows here")
     args = ap.parse_args()
+    if args.ours_json and not args.interleave_ours:
+        ap.error("--ours-json goes with --interleave-ours")
+    if args.ours and args.interleave_ours:
+        ap.error("--ours compares with an earlier run of ours; --interleave-ours times ours in this one: give one")
 
     causals = [True] if args.causal else [False] if args.full else [False, True]
     if args.grid == "paper":
@@ -130,10 +160,20 @@ def main():
     commit = os.environ.get("FLASHATTN_COMMIT") or subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip() or "unknown"
     now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    rows = []
+    rows, ours_rows = [], []
+    case_json = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"flashattn-case-{os.getpid()}.json")
     print(f"{'impl':6} {'dir':3} {'mask':6} {'b':>3} {'s':>6} {'h':>3} {'d':>4} {'ms':>9} {'TFLOP/s':>8}")
-    for case in cases:
-        for backend in args.backends:
+    for index, case in enumerate(cases):
+        order = list(args.backends)
+        if args.interleave_ours:
+            order = ["ours"] + order if index % 2 == 0 else order + ["ours"]
+        for backend in order:
+            if backend == "ours":
+                for r in run_ours(args.interleave_ours, case, args.dtype, args.backward, args.warmup, args.repeats, case_json):
+                    ours_rows.append(r)
+                    print(f"{'ours':6} {r['direction']:3} {r['mask']:6} {r['batch']:>3} {r['seqlen_q']:>6} "
+                          f"{r['heads_q']:>3} {r['head_dim']:>4} {r['time_ms_median']:9.3f} {r['tflops']:8.1f}", flush=True)
+                continue
             try:
                 times = run_case(case, backend, DTYPES[args.dtype], args.backward, args.warmup, args.repeats)
             except RuntimeError as e:  # a backend that does not support the shape says so
@@ -155,8 +195,12 @@ def main():
             rows.append(row)
             print(f"{backend:6} {row['direction']:3} {row['mask']:6} {case['batch']:>3} {case['seqlen']:>6} "
                   f"{case['heads']:>3} {case['hdim']:>4} {med:9.3f} {row['tflops']:8.1f}", flush=True)
-    if args.ours:
-        print_comparison(args.ours, rows)
+    if args.ours or args.interleave_ours:
+        print_comparison(args.ours or ours_rows, rows)
+    if args.ours_json:
+        with open(args.ours_json, "w") as fh:
+            json.dump({"schema_version": 1, "note": "flashattn bench, one case at a time, interleaved with the peers by "
+                       "bench/peers/sdpa_peers.py " + " ".join(sys.argv[1:]), "rows": ours_rows}, fh, indent=1)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"schema_version": 1, "note": "bench/peers/sdpa_peers.py " + " ".join(sys.argv[1:]), "rows": rows}, fh, indent=1)
