@@ -89,6 +89,11 @@ def print_comparison(ours, peer_rows):
         print(f"{r['direction']:3} {r['mask']:6} {r['head_dim']:>4} {r['batch']:>3} {r['seqlen_q']:>6} {r['tflops']:7.1f} {cells}")
 
 
+def print_row(name, row):
+    print(f"{name:6} {row['direction']:3} {row['mask']:6} {row['batch']:>3} {row['seqlen_q']:>6} {row['heads_q']:>3} "
+          f"{row['head_dim']:>4} {row['time_ms_median']:9.3f} {row['tflops']:8.1f}", flush=True)
+
+
 def run_ours(binary, case, dtype, backward, warmup, repeats, json_path, device="cuda"):
     """Our `flashattn bench` on one case (a separate process); returns its rows (implementation "flashattn")."""
     cmd = [binary, "bench", "--device", device, "--batch", str(case["batch"]), "--heads", str(case["heads"]),
@@ -171,8 +176,7 @@ def main():
             if backend == "ours":
                 for r in run_ours(args.interleave_ours, case, args.dtype, args.backward, args.warmup, args.repeats, case_json):
                     ours_rows.append(r)
-                    print(f"{'ours':6} {r['direction']:3} {r['mask']:6} {r['batch']:>3} {r['seqlen_q']:>6} "
-                          f"{r['heads_q']:>3} {r['head_dim']:>4} {r['time_ms_median']:9.3f} {r['tflops']:8.1f}", flush=True)
+                    print_row("ours", r)
                 continue
             try:
                 times = run_case(case, backend, DTYPES[args.dtype], args.backward, args.warmup, args.repeats)
@@ -193,8 +197,7 @@ def main():
                 "notes": f"torch {torch.__version__}, CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}",
             }
             rows.append(row)
-            print(f"{backend:6} {row['direction']:3} {row['mask']:6} {case['batch']:>3} {case['seqlen']:>6} "
-                  f"{case['heads']:>3} {case['hdim']:>4} {med:9.3f} {row['tflops']:8.1f}", flush=True)
+            print_row(backend, row)
     if args.ours or args.interleave_ours:
         print_comparison(args.ours or ours_rows, rows)
     if args.ours_json:

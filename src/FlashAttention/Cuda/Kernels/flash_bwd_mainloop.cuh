@@ -199,22 +199,10 @@ struct BwdConsumer {
     store_dkv(dk, dv);
   }
 
-  // Step t, its Sᵀ and dPᵀ already issued (the two most recent commit groups).
-  __device__ __forceinline__ void step(int t, int h, int m, float (&st)[kM / 2], float (&dpt)[kM / 2],
-                                       float (&dk)[kC / 2], float (&dv)[kC / 2]) const {
-    const int s = t % Cfg::kStages;
-    const uint32_t q_st = smem + Cfg::kOffQ + s * Cfg::kQBytes;
-    const uint32_t do_st = smem + Cfg::kOffDO + s * Cfg::kQBytes;
-    const uint32_t lse = smem + Cfg::kOffLse + s * Cfg::kRowBytes;
-    const uint32_t dsum = smem + Cfg::kOffD + s * Cfg::kRowBytes;
-    const uint32_t ds_buf = smem + Cfg::kOffDS + (t & 1) * Cfg::kDsBytes;
-    const int m0 = m * kM, q_col0 = 2 * (lane() & 3);
-    wgmma_wait<1>();
-    fence_regs(st);
-
-    // Pᵀ, packed for dV (and, without softcap, for dS too); under softcap st keeps P·(1 − tanh²) for dS.
+  // Pᵀ = exp2(Sᵀ·scale − LSE) for query block m0 (lse: the stage's LSE row; q_col0 = 2·(lane % 4)), masked,
+  // packed (for dV, and without softcap for dS too); under softcap st is capped first and keeps P·(1 − tanh²) for dS.
+  __device__ __forceinline__ void form_p(uint32_t lse, int m0, int q_col0, float (&st)[kM / 2], uint32_t (&ppk)[kM / 4]) const {
     const bool needs_mask = mask.tile_needs_mask(m0, kM, n0(), Cfg::kBlockN);
-    uint32_t ppk[kM / 4];
 #pragma unroll
     for (int j = 0; j < kM / 8; ++j) {
       float lse_q[2];
@@ -242,22 +230,12 @@ struct BwdConsumer {
         ppk[2 * j + hh] = pack2<E>(pr[0], pr[1]);
       }
     }
-    wgmma_fence();
-    gemm_rs_mnmajor<E, kC, kM>(ppk, do_st + own_slab0() * Cfg::kQSlabBytes, Cfg::kQSlabBytes, dv);  // dV += Pᵀ dO
-    wgmma_commit();
-    // dPᵀ must be complete; dV may still run while dS is formed (kOverlapDv), at the cost of P's packed registers
-    // staying alive beside dS's until dK is issued.
-    if constexpr (Cfg::kOverlapDv) {
-      wgmma_wait<1>();
-      fence_regs(dpt);
-    } else {
-      wgmma_wait<0>();
-      fence_regs(dpt);
-      fence_regs(dv);
-    }
+  }
 
-    // dSᵀ = P ∘ (dP − D) [∘ (1 − tanh²)], packed for dK and written transposed (as dS, [query][key]) for dQ.
-    uint32_t dspk[kM / 4];
+  // dSᵀ = P ∘ (dPᵀ − D) [∘ (1 − tanh²)], packed (dsum: the stage's D row): P from the packed ppk, or under
+  // softcap from st.
+  __device__ __forceinline__ void form_ds(uint32_t dsum, int q_col0, const float (&st)[kM / 2], const uint32_t (&ppk)[kM / 4],
+                                          const float (&dpt)[kM / 2], uint32_t (&dspk)[kM / 4]) const {
 #pragma unroll
     for (int j = 0; j < kM / 8; ++j) {
       float d_q[2];
@@ -276,6 +254,52 @@ struct BwdConsumer {
         dspk[2 * j + hh] = pack2<E>(g[0], g[1]);
       }
     }
+  }
+
+  // kSplitSdP's hand-over between the consumers: a packed 64x64 fragment as a register image in shared memory,
+  // word w of thread t at 4·(128·w + t) (consecutive threads, consecutive banks; the fragments have the same layout
+  // in both warpgroups, so thread t reads what its sibling's thread t wrote).
+  __device__ __forceinline__ void put_image(uint32_t image, const uint32_t (&frag)[kM / 4]) const {
+#pragma unroll
+    for (int w = 0; w < kM / 4; ++w) st_shared_s32(image + 4 * (128 * w + thread), (int)frag[w]);
+  }
+  __device__ __forceinline__ void get_image(uint32_t image, uint32_t (&frag)[kM / 4]) const {
+#pragma unroll
+    for (int w = 0; w < kM / 4; ++w) frag[w] = (uint32_t)ld_shared_s32(image + 4 * (128 * w + thread));
+  }
+
+  // Step t, its Sᵀ and dPᵀ already issued (the two most recent commit groups).
+  __device__ __forceinline__ void step(int t, int h, int m, float (&st)[kM / 2], float (&dpt)[kM / 2],
+                                       float (&dk)[kC / 2], float (&dv)[kC / 2]) const {
+    const int s = t % Cfg::kStages;
+    const uint32_t q_st = smem + Cfg::kOffQ + s * Cfg::kQBytes;
+    const uint32_t do_st = smem + Cfg::kOffDO + s * Cfg::kQBytes;
+    const uint32_t lse = smem + Cfg::kOffLse + s * Cfg::kRowBytes;
+    const uint32_t dsum = smem + Cfg::kOffD + s * Cfg::kRowBytes;
+    const uint32_t ds_buf = smem + Cfg::kOffDS + (t & 1) * Cfg::kDsBytes;
+    const int m0 = m * kM, q_col0 = 2 * (lane() & 3);
+    wgmma_wait<1>();
+    fence_regs(st);
+
+    uint32_t ppk[kM / 4];
+    form_p(lse, m0, q_col0, st, ppk);
+    wgmma_fence();
+    gemm_rs_mnmajor<E, kC, kM>(ppk, do_st + own_slab0() * Cfg::kQSlabBytes, Cfg::kQSlabBytes, dv);  // dV += Pᵀ dO
+    wgmma_commit();
+    // dPᵀ must be complete; dV may still run while dS is formed (kOverlapDv), at the cost of P's packed registers
+    // staying alive beside dS's until dK is issued.
+    if constexpr (Cfg::kOverlapDv) {
+      wgmma_wait<1>();
+      fence_regs(dpt);
+    } else {
+      wgmma_wait<0>();
+      fence_regs(dpt);
+      fence_regs(dv);
+    }
+
+    // dSᵀ, packed for dK and written transposed (as dS, [query][key]) for dQ.
+    uint32_t dspk[kM / 4];
+    form_ds(dsum, q_col0, st, ppk, dpt, dspk);
     // With split columns both consumers hold the same dS; the first writes it.
     if (!Cfg::kSplitColumns || consumer == 0)
       store_transposed_sw128<kM>(ds_buf + (Cfg::kSplitColumns ? 0 : consumer) * Cfg::kDsSlabBytes, dspk, thread);
@@ -289,83 +313,40 @@ struct BwdConsumer {
 
   // Step t with kSplitSdP (d256): x holds Sᵀ on consumer 0 and dPᵀ on consumer 1 (the most recent commit group).
   // Consumer 0 forms P and hands it over; both issue dV; consumer 1 forms dS, stores it for dQ and hands it over;
-  // both issue dK and dQ. P and dS cross as register images (word w of thread t at 4·(128·w + t): consecutive
-  // threads, consecutive banks), so no layout conversion is needed. Numerically the same as step(): dS is formed
-  // from the same packed P, and dP never leaves consumer 1's registers.
+  // both issue dK and dQ. P and dS cross as register images (put_image), so no layout conversion is needed.
+  // Numerically the same as step(): dS is formed from the same packed P, and dP never leaves consumer 1's registers.
   __device__ __forceinline__ void step_split_sdp(int t, int h, int m, float (&x)[kM / 2], float (&dk)[kC / 2],
                                                  float (&dv)[kC / 2]) const {
     const int s = t % Cfg::kStages;
     const uint32_t q_st = smem + Cfg::kOffQ + s * Cfg::kQBytes;
     const uint32_t do_st = smem + Cfg::kOffDO + s * Cfg::kQBytes;
     const uint32_t ds_buf = smem + Cfg::kOffDS + (t & 1) * Cfg::kDsBytes;
-    const uint32_t p_image = smem + Cfg::kOffXchg + 4 * thread;
-    const uint32_t ds_image = p_image + Cfg::kXchgBytes;
-    const int m0 = m * kM, q_col0 = 2 * (lane() & 3);
+    const uint32_t lse = smem + Cfg::kOffLse + s * Cfg::kRowBytes;
+    const uint32_t dsum = smem + Cfg::kOffD + s * Cfg::kRowBytes;
+    const uint32_t p_image = smem + Cfg::kOffXchg, ds_image = p_image + Cfg::kXchgBytes;
+    const int q_col0 = 2 * (lane() & 3);
     wgmma_wait<0>();
     fence_regs(x);
 
     uint32_t ppk[kM / 4], dspk[kM / 4];
     if (consumer == 0) {
-      // Pᵀ = exp2(Sᵀ·scale − LSE), masked, packed for dV and dS.
-      const uint32_t lse = smem + Cfg::kOffLse + s * Cfg::kRowBytes;
-      const bool needs_mask = mask.tile_needs_mask(m0, kM, n0(), Cfg::kBlockN);
-#pragma unroll
-      for (int j = 0; j < kM / 8; ++j) {
-        float lse_q[2];
-        row_pair(lse, 8 * j + q_col0, lse_q[0], lse_q[1]);
-#pragma unroll
-        for (int hh = 0; hh < 2; ++hh) {
-          float pr[2];
-#pragma unroll
-          for (int e = 0; e < 2; ++e) {
-            float prob = fast_exp2(x[4 * j + 2 * hh + e] * p.score_scale_log2 - lse_q[e]);
-            if (needs_mask) {
-              const int q = m0 + 8 * j + q_col0 + e, key = key_row0() + 8 * hh;
-              if (key < mask.first_key(q) || key > mask.last_key(q)) prob = 0.f;
-            }
-            pr[e] = prob;
-          }
-          ppk[2 * j + hh] = pack2<E>(pr[0], pr[1]);
-        }
-      }
-#pragma unroll
-      for (int w = 0; w < kM / 4; ++w) st_shared_s32(p_image + 512 * w, (int)ppk[w]);
+      form_p(lse, m * kM, q_col0, x, ppk);
+      put_image(p_image, ppk);
     }
     named_barrier_sync(Cfg::kBarPReady, 2 * 128);
-    if (consumer == 1) {
-#pragma unroll
-      for (int w = 0; w < kM / 4; ++w) ppk[w] = (uint32_t)ld_shared_s32(p_image + 512 * w);
-    }
+    if (consumer == 1) get_image(p_image, ppk);
     wgmma_fence();
     gemm_rs_mnmajor<E, kC, kM>(ppk, do_st + own_slab0() * Cfg::kQSlabBytes, Cfg::kQSlabBytes, dv);  // dV += Pᵀ dO
     wgmma_commit();
 
     if (consumer == 1) {
-      // dSᵀ = P ∘ (dPᵀ − D), packed for dK, stored transposed (as dS, [query][key]) for dQ and handed over.
-      const uint32_t dsum = smem + Cfg::kOffD + s * Cfg::kRowBytes;
-#pragma unroll
-      for (int j = 0; j < kM / 8; ++j) {
-        float d_q[2];
-        row_pair(dsum, 8 * j + q_col0, d_q[0], d_q[1]);
-#pragma unroll
-        for (int hh = 0; hh < 2; ++hh) {
-          float pv[2], g[2];
-          unpack2<E>(ppk[2 * j + hh], pv[0], pv[1]);
-#pragma unroll
-          for (int e = 0; e < 2; ++e) g[e] = pv[e] * (x[4 * j + 2 * hh + e] - d_q[e]);
-          dspk[2 * j + hh] = pack2<E>(g[0], g[1]);
-        }
-      }
+      form_ds(dsum, q_col0, x, ppk, x, dspk);  // (x is dPᵀ here; no softcap, so P comes from ppk)
       store_transposed_sw128<kM>(ds_buf, dspk, thread);
       fence_proxy_async_smem();  // dS's generic stores, before dQ's wgmma (async proxy) reads them on both consumers
-#pragma unroll
-      for (int w = 0; w < kM / 4; ++w) st_shared_s32(ds_image + 512 * w, (int)dspk[w]);
+      put_image(ds_image, dspk);
     }
     named_barrier_sync(Cfg::kBarDsReady, 2 * 128);
-    if (consumer == 0) {
-#pragma unroll
-      for (int w = 0; w < kM / 4; ++w) dspk[w] = (uint32_t)ld_shared_s32(ds_image + 512 * w);
-    }
+    if (consumer == 0) get_image(ds_image, dspk);
     wgmma_fence();
     gemm_rs_mnmajor<E, kC, kM>(dspk, q_st + own_slab0() * Cfg::kQSlabBytes, Cfg::kQSlabBytes, dk);  // dK += dSᵀ Q
     wgmma_commit();

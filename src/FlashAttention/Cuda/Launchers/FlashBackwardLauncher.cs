@@ -1,5 +1,3 @@
-using System.Runtime.CompilerServices;
-
 namespace FlashAttention.Cuda.Launchers;
 
 /// <summary>
@@ -75,20 +73,14 @@ internal static class FlashBackwardLauncher
     /// <summary>Float32 side buffers of the backward pass, one per (device, stream), grown on demand.</summary>
     private sealed class Workspace
     {
-        private static readonly ConditionalWeakTable<CudaDevice, Dictionary<nint, Workspace>> PerDevice = new();
+        private static readonly PerStream<Workspace> Workspaces = new();
         private DeviceBuffer? _buffer;
 
         public nint LseLog2, DpSum, DqAccum, Semaphores;
 
         public static Workspace For(CudaDevice device, CudaStream? stream, long rows, int headDim, long semaphores)
         {
-            var byStream = PerDevice.GetOrCreateValue(device);
-            Workspace ws;
-            lock (byStream)
-            {
-                nint key = stream?.Handle ?? 0;
-                if (!byStream.TryGetValue(key, out ws!)) byStream[key] = ws = new Workspace();
-            }
+            var ws = Workspaces.For(device, stream, () => new Workspace());
             lock (ws)
             {
                 static long Align(long bytes) => (bytes + 255) & ~255L;

@@ -1,5 +1,3 @@
-using System.Runtime.CompilerServices;
-
 namespace FlashAttention.Cuda.Launchers;
 
 /// <summary>
@@ -9,21 +7,12 @@ namespace FlashAttention.Cuda.Launchers;
 /// </summary>
 internal static class TileCounters
 {
-    private static readonly ConditionalWeakTable<CudaDevice, Dictionary<nint, DeviceBuffer>> PerDevice = new();
+    private static readonly PerStream<DeviceBuffer> Counters = new();
 
-    public static nint For(CudaDevice device, CudaStream? stream)
+    public static nint For(CudaDevice device, CudaStream? stream) => Counters.For(device, stream, () =>
     {
-        var byStream = PerDevice.GetOrCreateValue(device);
-        lock (byStream)
-        {
-            nint key = stream?.Handle ?? 0;
-            if (!byStream.TryGetValue(key, out var buffer))
-            {
-                buffer = new DeviceBuffer(8, device);
-                buffer.Fill(0, stream);  // queued before the first launch that reads it
-                byStream[key] = buffer;
-            }
-            return buffer.Pointer;
-        }
-    }
+        var buffer = new DeviceBuffer(8, device);
+        buffer.Fill(0, stream);  // queued before the first launch that reads it
+        return buffer;
+    }).Pointer;
 }
