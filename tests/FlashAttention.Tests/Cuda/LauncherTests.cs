@@ -78,12 +78,13 @@ public class LauncherTests
     }
 
     [Fact]
-    public void D256_split_of_s_and_dp_is_an_override_that_fits_and_softcap_drops()
+    public void D256_split_of_s_and_dp_is_the_default_that_fits_and_softcap_drops()
     {
-        var split = TileTables.Backward(256, "256:splitsdp");
+        var split = TileTables.Backward(256, null);
         Assert.True(split.SplitSdP);
-        Assert.False(TileTables.Backward(256, null).SplitSdP);  // not the default until measured on a GPU
-        Assert.InRange(split.SharedMemoryBytes, TileTables.Backward(256, null).SharedMemoryBytes + 16384, 232448);
+        var unsplit = TileTables.Backward(256, "256:nosplitsdp");
+        Assert.False(unsplit.SplitSdP);
+        Assert.InRange(split.SharedMemoryBytes, unsplit.SharedMemoryBytes + 16384, 232448);
         Assert.False(split.ForSoftcap(true).SplitSdP);
         Assert.EndsWith("false, false, false, true>>", split.NameExpression(DataType.BFloat16));
         // "256:…" entries do not touch other head dims; asked for at d128 it is refused by name.

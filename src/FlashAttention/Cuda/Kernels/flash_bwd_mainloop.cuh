@@ -202,33 +202,37 @@ struct BwdConsumer {
   // Pᵀ = exp2(Sᵀ·scale − LSE) for query block m0 (lse: the stage's LSE row; q_col0 = 2·(lane % 4)), masked,
   // packed (for dV, and without softcap for dS too); under softcap st is capped first and keeps P·(1 − tanh²) for dS.
   __device__ __forceinline__ void form_p(uint32_t lse, int m0, int q_col0, float (&st)[kM / 2], uint32_t (&ppk)[kM / 4]) const {
-    const bool needs_mask = mask.tile_needs_mask(m0, kM, n0(), Cfg::kBlockN);
+    // P in place of Sᵀ (and, under softcap, the derivative beside it).
+    float deriv[Cfg::kSoftcap ? kM / 2 : 1];
 #pragma unroll
     for (int j = 0; j < kM / 8; ++j) {
       float lse_q[2];
       row_pair(lse, 8 * j + q_col0, lse_q[0], lse_q[1]);
 #pragma unroll
-      for (int hh = 0; hh < 2; ++hh) {
-        float pr[2];
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const int i = 4 * j + 2 * hh + e, ql = 8 * j + q_col0 + e;
-          float x = st[i], deriv = 1.f;
-          if constexpr (Cfg::kSoftcap) {
-            const float th = fast_tanh(x * p.softcap_premul);
-            x = th;
-            deriv = 1.f - th * th;
-          }
-          float prob = fast_exp2(x * p.score_scale_log2 - lse_q[e]);
-          if (needs_mask) {
-            const int q = m0 + ql, key = key_row0() + 8 * hh;
-            if (key < mask.first_key(q) || key > mask.last_key(q)) prob = 0.f;
-          }
-          pr[e] = prob;
-          if constexpr (Cfg::kSoftcap) st[i] = prob * deriv;
+      for (int i = 4 * j; i < 4 * j + 4; ++i) {
+        float x = st[i];
+        if constexpr (Cfg::kSoftcap) {
+          const float th = fast_tanh(x * p.softcap_premul);
+          x = th;
+          deriv[i] = 1.f - th * th;
         }
-        ppk[2 * j + hh] = pack2<E>(pr[0], pr[1]);
+        st[i] = fast_exp2(x * p.score_scale_log2 - lse_q[i & 1]);
       }
+    }
+    // One branch around the whole masking pass: a test per element made ptxas emit 32 branch regions (BSSY, BRA,
+    // BSYNC), ~10% of the d128 kernel's warp samples even on tiles that need no mask (ncu source view).
+    if (mask.tile_needs_mask(m0, kM, n0(), Cfg::kBlockN)) {
+#pragma unroll
+      for (int i = 0; i < kM / 2; ++i) {
+        const int q = m0 + 8 * (i / 4) + q_col0 + (i & 1), key = key_row0() + 8 * ((i >> 1) & 1);
+        if (key < mask.first_key(q) || key > mask.last_key(q)) st[i] = 0.f;
+      }
+    }
+#pragma unroll
+    for (int w = 0; w < kM / 4; ++w) ppk[w] = pack2<E>(st[2 * w], st[2 * w + 1]);
+    if constexpr (Cfg::kSoftcap) {
+#pragma unroll
+      for (int i = 0; i < kM / 2; ++i) st[i] *= deriv[i];
     }
   }
 

@@ -132,8 +132,10 @@ internal static class TileTables
             // d128 also forms dS while dV runs (b2 h16 s8k: 466 against 456 TFLOP/s full, 431/426 causal, 401/397 at 2k;
             // a third ring stage gained nothing: 461). d64 gained nothing from it (315/313) and keeps the registers.
             128 => new BackwardKernelConfig(128, Stages: 2, ExchangeDs: true, DqBulk: true, OverlapDv: true),
-            // d256: 64 keys per CTA, the two consumers splitting dK/dV's columns (see flash_bwd_config.cuh).
-            256 => new BackwardKernelConfig(256, Stages: 2, ExchangeDs: false),
+            // d256: 64 keys per CTA, the two consumers splitting dK/dV's columns (see flash_bwd_config.cuh), and
+            // Sᵀ and dPᵀ split between them (5 GEMMs per step instead of 7; paper grid twice each way, 2026-11-25:
+            // full 1.01–1.04x, causal 1.00–1.01x; bench/results/2026-11-25-h100-ddb6aa8-session12).
+            256 => new BackwardKernelConfig(256, Stages: 2, ExchangeDs: false, SplitSdP: true),
             _ => throw new ArgumentOutOfRangeException(nameof(headDim), headDim, "no backward kernel for this head dim"),
         };
         foreach (string entry in (overrideText ?? "").Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
