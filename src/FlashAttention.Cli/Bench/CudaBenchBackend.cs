@@ -54,6 +54,8 @@ public sealed class CudaBenchBackend : IBenchBackend, IDisposable
             reason = $"the GPU {(c.Direction == BenchDirection.Forward ? "forward" : "backward")} kernels support head dim {string.Join(", ", dims)}; got {c.HeadDim}";
         else if (Ablation is not null && c.Direction == BenchDirection.Backward)
             reason = "the ablation variants are forward kernels";
+        else if (Ablation is not null && TileTables.Forward(c.HeadDim, Ablation) == TileTables.Forward(c.HeadDim))
+            reason = $"ablation {Ablation.Name} is the default kernel at head dim {c.HeadDim}";
         return reason.Length == 0;
     }
 

@@ -45,7 +45,7 @@ internal static class BenchCommand
         var seed = new Option<int?>("--seed") { Description = "Seed of the random inputs (default: a fresh one each run)." };
         var peak = new Option<double?>("--peak-gflops") { Description = "The CPU's fp32 FMA peak in GFLOP/s, to skip measuring it (see flashattn info)." };
         var deterministic = new Option<bool>("--deterministic") { Description = "GPU backward only: also time the deterministic mode (dQ added in a fixed order, bitwise reproducible gradients), to see what it costs." };
-        var ablation = new Option<bool>("--ablation") { Description = "GPU forward only: also time the kernel with each of FlashAttention-3's ideas switched off (no intra-warpgroup overlap, no ping-pong, no warp specialisation), as in the paper's ablation table." };
+        var ablation = new Option<bool>("--ablation") { Description = "GPU forward only: also time the kernel with each of FlashAttention-3's ideas changed (intra-warpgroup overlap switched to what the d128 kernel does not do by default, no ping-pong, no warp specialisation), as in the paper's ablation table." };
 
         var command = new Command("bench", $"""
             Time attention and print a table: median (min–max) time, GFLOP/s (CPU) or TFLOP/s (GPU), % of the measured

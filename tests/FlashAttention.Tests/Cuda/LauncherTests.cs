@@ -105,11 +105,17 @@ public class LauncherTests
     }
 
     [Fact]
-    public void Ablations_switch_off_one_idea_each()
+    public void Ablations_change_one_idea_each()
     {
         var full = TileTables.Forward(128);
-        Assert.True(full.WarpSpecialized && full.IntraWgOverlap && full.PingPong);
-        Assert.False(TileTables.Forward(128, new ForwardAblation(NoIntraWarpgroupOverlap: true)).IntraWgOverlap);
+        Assert.True(full.WarpSpecialized && full.PingPong);
+        // intra-warpgroup overlap: off where it measured slower (d64, d128), on at d256
+        Assert.Equal((false, false, true), (TileTables.Forward(64).IntraWgOverlap, full.IntraWgOverlap, TileTables.Forward(256).IntraWgOverlap));
+        Assert.Equal("with-intra-wg-overlap", new ForwardAblation(IntraWarpgroupOverlap: true).Name);
+        Assert.False(TileTables.Forward(256, new ForwardAblation(IntraWarpgroupOverlap: false)).IntraWgOverlap);
+        Assert.True(TileTables.Forward(128, new ForwardAblation(IntraWarpgroupOverlap: true)).IntraWgOverlap);
+        // the catalogue's overlap ablation differs from d128's default kernel whichever way the default goes
+        Assert.All(KernelCatalog.Ablations, a => Assert.NotEqual(TileTables.Forward(128), TileTables.Forward(128, a)));
         Assert.False(TileTables.Forward(128, new ForwardAblation(NoPingPong: true)).PingPong);
         var noWs = TileTables.Forward(128, new ForwardAblation(NoWarpSpecialization: true));
         Assert.False(noWs.WarpSpecialized);
@@ -125,6 +131,7 @@ public class LauncherTests
         Assert.Throws<ArgumentException>(() => TileTables.Override(128, "128:bogus"));
         Assert.False(c.QInRegisters);
         Assert.True(TileTables.Override(64, "64:n192,s3,q2,qregs")!.QInRegisters);
+        Assert.True(TileTables.Override(128, "128:ov")!.IntraWgOverlap);
         // The measured defaults: Q in registers at d64 only (TileTables' comments hold the numbers).
         Assert.Equal((true, false, false), (TileTables.Forward(64).QInRegisters, TileTables.Forward(128).QInRegisters, TileTables.Forward(256).QInRegisters));
     }

@@ -429,10 +429,7 @@ struct BwdConsumer {
   __device__ __forceinline__ void dq_add(int h, int m, int chunk, const float (&dq)[32]) const {
     float* block = dq_block<Cfg>(p, batch, h, m, chunk) + 4 * thread;
 #pragma unroll
-    for (int g = 0; g < 8; ++g) {
-      red_add2(block + 512 * g, dq[4 * g], dq[4 * g + 1]);
-      red_add2(block + 512 * g + 2, dq[4 * g + 2], dq[4 * g + 3]);
-    }
+    for (int g = 0; g < 8; ++g) red_add4(block + 512 * g, dq[4 * g], dq[4 * g + 1], dq[4 * g + 2], dq[4 * g + 3]);
   }
 
   // Bulk dQ: stores step t's block in this consumer's shared buffer (once the writer has read the previous one)

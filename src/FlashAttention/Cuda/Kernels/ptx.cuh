@@ -155,9 +155,10 @@ __device__ __forceinline__ void bulk_load(uint32_t dst, const void* src, uint32_
 __device__ __forceinline__ void red_add(float* address, float value) {
   asm volatile("red.global.add.f32 [%0], %1;" ::"l"(reinterpret_cast<uint64_t>(address)), "f"(value) : "memory");
 }
-// Two adjacent floats added with one vector reduction (sm_90).
-__device__ __forceinline__ void red_add2(float* address, float a, float b) {
-  asm volatile("red.global.v2.f32.add [%0], {%1, %2};" ::"l"(reinterpret_cast<uint64_t>(address)), "f"(a), "f"(b) : "memory");
+// Four adjacent floats (16-byte aligned) added with one vector reduction (sm_90).
+__device__ __forceinline__ void red_add4(float* address, float a, float b, float c, float d) {
+  asm volatile("red.global.v4.f32.add [%0], {%1, %2, %3, %4};" ::"l"(reinterpret_cast<uint64_t>(address)), "f"(a), "f"(b),
+               "f"(c), "f"(d) : "memory");
 }
 // Adds `bytes` floats' worth of shared memory into global memory element-wise (sm_90 bulk reduction; size a multiple
 // of 16, both addresses 16-byte aligned), tracked by the bulk async-group of the issuing thread.

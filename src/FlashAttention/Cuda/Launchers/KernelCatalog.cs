@@ -57,7 +57,8 @@ internal static class KernelCatalog
 
     public static readonly ForwardAblation[] Ablations =
     [
-        new(NoIntraWarpgroupOverlap: true),
+        // the overlap switched to what d128 (the ablation's head dim) does not do by default
+        new(IntraWarpgroupOverlap: !TileTables.Forward(128).IntraWgOverlap),
         new(NoPingPong: true),
         new(NoWarpSpecialization: true),
     ];

@@ -30,16 +30,18 @@ internal sealed record ForwardKernelConfig(int HeadDim, int BlockN, int Stages, 
 }
 
 /// <summary>
-/// The paper's ablation switches, for <c>flashattn bench --ablation</c>; not a user option. Each turns one of
-/// FlashAttention-3's ideas off in the default variant for the head dim.
+/// The paper's ablation switches, for <c>flashattn bench --ablation</c>; not a user option. Each changes one of
+/// FlashAttention-3's ideas in the default variant for the head dim: warp specialisation and ping-pong switched off,
+/// and the intra-warpgroup overlap forced on or off (<see cref="IntraWarpgroupOverlap"/>; it is off by default at d64
+/// and d128, where it measured slower, so there the ablation switches it on).
 /// </summary>
-internal sealed record ForwardAblation(bool NoWarpSpecialization = false, bool NoIntraWarpgroupOverlap = false, bool NoPingPong = false)
+internal sealed record ForwardAblation(bool NoWarpSpecialization = false, bool? IntraWarpgroupOverlap = null, bool NoPingPong = false)
 {
     public static readonly ForwardAblation None = new();
     public string Name => this == None ? "full" : string.Join("+", new[]
     {
         NoWarpSpecialization ? "no-warp-specialization" : null,
-        NoIntraWarpgroupOverlap ? "no-intra-wg-overlap" : null,
+        IntraWarpgroupOverlap switch { true => "with-intra-wg-overlap", false => "no-intra-wg-overlap", null => null },
         NoPingPong ? "no-ping-pong" : null,
     }.Where(s => s is not null));
 }
@@ -55,7 +57,7 @@ internal static class TileTables
     public static readonly int[] BackwardHeadDims = [64, 128, 256];
 
     /// <summary>
-    /// Tuning override for measurement sweeps (not a user option): <c>FLASHATTN_FWD_CONFIG="128:n176,s2,q2,alias,nopp,noov,qregs"</c>
+    /// Tuning override for measurement sweeps (not a user option): <c>FLASHATTN_FWD_CONFIG="128:n176,s2,q2,alias,nopp,noov,qregs"</c> (ov/noov: with or without the intra-warpgroup overlap)
     /// replaces the forward variant of one head dim; kernels compile at run time, so a sweep needs no rebuild.
     /// </summary>
     public const string ForwardOverrideVariable = "FLASHATTN_FWD_CONFIG";
@@ -68,10 +70,17 @@ internal static class TileTables
             // (sweeps 2026-11-25, b2 h32 s8k: n128 s2 430, n192 s2 447–465, n192 s3 469 TFLOP/s).
             // Q as a register operand (ldmatrix once per tile) leaves the shared-memory bandwidth to K and V: b2 h32 s8k
             // 473 against 453 full, 410/394 causal (d128 gained nothing: 624/635 full, and 176-key blocks spilled).
-            64 => new ForwardKernelConfig(64, BlockN: 192, Stages: 3, IntraWgOverlap: true, PingPong: true, OAliasQ: false, WarpSpecialized: true, QStages: 2, QInRegisters: true),
+            //
+            // Intra-warpgroup overlap is off at d64 and d128: measured on, the variants were slower (d64 by 3–12% in
+            // every cell, d128 by 0–5% full and −4..+5% causal; four device calls, paper grid, 2026-11-25, bench/results/
+            // 2026-11-25-h100-session12). The SASS says why: ptxas 13.0 schedules the wait for P·V ahead of the
+            // softmax it was meant to overlap (to pack P early), so the overlap's cost (registers, a second commit
+            // group) comes without its benefit; ping-pong between the consumers still overlaps one's softmax with
+            // the other's GEMMs. At d256, where a block's GEMMs are longer, it still pays (1–4%).
+            64 => new ForwardKernelConfig(64, BlockN: 192, Stages: 3, IntraWgOverlap: false, PingPong: true, OAliasQ: false, WarpSpecialized: true, QStages: 2, QInRegisters: true),
             // d128: 128x128 with two Q buffers (b2 h16 s8k: 631 full, 534 causal; one Q buffer 600/506; 176-key
             // blocks with O in Q's buffer 628–643 full but 506–517 causal).
-            128 => new ForwardKernelConfig(128, BlockN: 128, Stages: 2, IntraWgOverlap: true, PingPong: true, OAliasQ: false, WarpSpecialized: true, QStages: 2),
+            128 => new ForwardKernelConfig(128, BlockN: 128, Stages: 2, IntraWgOverlap: false, PingPong: true, OAliasQ: false, WarpSpecialized: true, QStages: 2),
             // Q (64 KB) + two stages of K and V (160 KB) leave no room for a separate O buffer. Ping-pong pays here too
             // (2026-11-25, paper grid twice each, from 2k: full 587–682 against 574–658 TFLOP/s, causal equal or better;
             // bench/results/2026-11-25-h100-6c83288/experiments). 64-key blocks were slower (628–633 at 8k full).
@@ -82,7 +91,7 @@ internal static class TileTables
         return config with
         {
             WarpSpecialized = config.WarpSpecialized && !ablation.NoWarpSpecialization,
-            IntraWgOverlap = config.IntraWgOverlap && !ablation.NoIntraWarpgroupOverlap,
+            IntraWgOverlap = ablation.IntraWarpgroupOverlap ?? config.IntraWgOverlap,
             // Ping-pong hands the tensor cores between two consumers that a producer keeps fed; the
             // non-specialised ablation runs without it.
             PingPong = config.PingPong && !ablation.NoPingPong && !ablation.NoWarpSpecialization,
@@ -108,6 +117,7 @@ internal static class TileTables
                 else if (f == "pp") pingPong = true;
                 else if (f == "nopp") pingPong = false;
                 else if (f == "noov") overlap = false;
+                else if (f == "ov") overlap = true;
                 else if (f == "qregs") qRegs = true;
                 else throw new ArgumentException($"{ForwardOverrideVariable}: unknown field '{f}' in '{entry}'");
             }
