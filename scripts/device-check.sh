@@ -95,13 +95,13 @@ for stage in "$@"; do
       unset FLASHATTN_BWD_CONFIG
       grep -E "^(=== bwd|│ bwd)" "$OUT/sweep.log" ;;
     d256-splitsdp)
-      # the d256 backward with Sᵀ and dPᵀ split between the consumers (FLASHATTN_BWD_CONFIG=256:splitsdp, not the
-      # default until this stage shows it correct and faster): verify the backward grid with it, then time the d256
-      # rows both ways, alternating
-      FLASHATTN_BWD_CONFIG=256:splitsdp run verify-bwd-splitsdp 200 verify.log "$B" verify --device cuda --backward --no-probes
+      # the d256 backward with Sᵀ and dPᵀ split between the consumers (the default since 2026-11-25) against the
+      # variant without the split (FLASHATTN_BWD_CONFIG=256:nosplitsdp): verify the backward grid without it, then
+      # time the d256 rows both ways, alternating
+      FLASHATTN_BWD_CONFIG=256:nosplitsdp run verify-bwd-nosplitsdp 200 verify.log "$B" verify --device cuda --backward --no-probes
       for round in 1 2; do
-        for v in $([ $round = 1 ] && echo "default splitsdp" || echo "splitsdp default"); do
-          if [ $v = splitsdp ]; then export FLASHATTN_BWD_CONFIG=256:splitsdp; else unset FLASHATTN_BWD_CONFIG; fi
+        for v in $([ $round = 1 ] && echo "splitsdp nosplitsdp" || echo "nosplitsdp splitsdp"); do
+          if [ $v = nosplitsdp ]; then export FLASHATTN_BWD_CONFIG=256:nosplitsdp; else unset FLASHATTN_BWD_CONFIG; fi
           run "bwd d256 $v $round" 120 sweep.log "$B" bench --device cuda --grid paper --backward --hdim 256 --json "$OUT/d256-$v-$round.json"
         done
       done
