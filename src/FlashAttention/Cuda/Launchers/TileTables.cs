@@ -73,7 +73,7 @@ internal static class TileTables
             //
             // Intra-warpgroup overlap is off at d64 and d128: measured on, the variants were slower (d64 by 3–12% in
             // every cell, d128 by 0–5% full and −4..+5% causal; four device calls, paper grid, 2026-11-25, bench/results/
-            // 2026-11-25-h100-session12). The SASS says why: ptxas 13.0 schedules the wait for P·V ahead of the
+            // 2026-11-25-h100-b80f754/experiments). The SASS says why: ptxas 13.0 schedules the wait for P·V ahead of the
             // softmax it was meant to overlap (to pack P early), so the overlap's cost (registers, a second commit
             // group) comes without its benefit; ping-pong between the consumers still overlaps one's softmax with
             // the other's GEMMs. At d256, where a block's GEMMs are longer, it still pays (1–4%).
@@ -144,7 +144,7 @@ internal static class TileTables
             128 => new BackwardKernelConfig(128, Stages: 2, ExchangeDs: true, DqBulk: true, OverlapDv: true),
             // d256: 64 keys per CTA, the two consumers splitting dK/dV's columns (see flash_bwd_config.cuh), and
             // Sᵀ and dPᵀ split between them (5 GEMMs per step instead of 7; paper grid twice each way, 2026-11-25:
-            // full 1.01–1.04x, causal 1.00–1.01x; bench/results/2026-11-25-h100-ddb6aa8-session12).
+            // 1.02–1.10x with the v4 dQ atomics, 1.00–1.04x before them; bench/results/2026-11-25-h100-b80f754/experiments).
             256 => new BackwardKernelConfig(256, Stages: 2, ExchangeDs: false, SplitSdP: true),
             _ => throw new ArgumentOutOfRangeException(nameof(headDim), headDim, "no backward kernel for this head dim"),
         };
