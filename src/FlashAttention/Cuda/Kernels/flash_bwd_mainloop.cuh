@@ -168,8 +168,10 @@ struct BwdConsumer {
     const int s = t % Cfg::kStages;
     mbar_wait(bars.full(s), (t / Cfg::kStages) & 1);
     if constexpr (Cfg::kSplitSdP) {
-      const uint32_t a = smem + (consumer == 0 ? Cfg::kOffK : Cfg::kOffV);
-      const uint32_t b = smem + (consumer == 0 ? Cfg::kOffQ : Cfg::kOffDO) + s * Cfg::kQBytes;
+      // (warp_uniform: chosen by consumer, the addresses otherwise stayed in vector registers, were spilled, and each
+      // wgmma descriptor was rebuilt from a local-memory reload and moved over with R2UR)
+      const uint32_t a = (uint32_t)warp_uniform((int)(smem + (consumer == 0 ? Cfg::kOffK : Cfg::kOffV)));
+      const uint32_t b = (uint32_t)warp_uniform((int)(smem + (consumer == 0 ? Cfg::kOffQ : Cfg::kOffDO) + s * Cfg::kQBytes));
       wgmma_fence();
       gemm_ss_kmajor<E, kM, kD>(a, Cfg::kKSlabBytes, b, Cfg::kQSlabBytes, st, false);
       wgmma_commit();
@@ -322,8 +324,9 @@ struct BwdConsumer {
   __device__ __forceinline__ void step_split_sdp(int t, int h, int m, float (&x)[kM / 2], float (&dk)[kC / 2],
                                                  float (&dv)[kC / 2]) const {
     const int s = t % Cfg::kStages;
-    const uint32_t q_st = smem + Cfg::kOffQ + s * Cfg::kQBytes;
-    const uint32_t do_st = smem + Cfg::kOffDO + s * Cfg::kQBytes;
+    // The stage's Q and dO from this consumer's first own column slab on (warp-uniform, as in issue_s_dp).
+    const uint32_t q_own = (uint32_t)warp_uniform((int)(smem + Cfg::kOffQ + s * Cfg::kQBytes + own_slab0() * Cfg::kQSlabBytes));
+    const uint32_t do_own = (uint32_t)warp_uniform((int)(smem + Cfg::kOffDO + s * Cfg::kQBytes + own_slab0() * Cfg::kQSlabBytes));
     const uint32_t ds_buf = smem + Cfg::kOffDS + (t & 1) * Cfg::kDsBytes;
     const uint32_t lse = smem + Cfg::kOffLse + s * Cfg::kRowBytes;
     const uint32_t dsum = smem + Cfg::kOffD + s * Cfg::kRowBytes;
@@ -340,7 +343,7 @@ struct BwdConsumer {
     named_barrier_sync(Cfg::kBarPReady, 2 * 128);
     if (consumer == 1) get_image(p_image, ppk);
     wgmma_fence();
-    gemm_rs_mnmajor<E, kC, kM>(ppk, do_st + own_slab0() * Cfg::kQSlabBytes, Cfg::kQSlabBytes, dv);  // dV += Pᵀ dO
+    gemm_rs_mnmajor<E, kC, kM>(ppk, do_own, Cfg::kQSlabBytes, dv);  // dV += Pᵀ dO
     wgmma_commit();
 
     if (consumer == 1) {
@@ -352,7 +355,7 @@ struct BwdConsumer {
     named_barrier_sync(Cfg::kBarDsReady, 2 * 128);
     if (consumer == 0) get_image(ds_image, dspk);
     wgmma_fence();
-    gemm_rs_mnmajor<E, kC, kM>(dspk, q_st + own_slab0() * Cfg::kQSlabBytes, Cfg::kQSlabBytes, dk);  // dK += dSᵀ Q
+    gemm_rs_mnmajor<E, kC, kM>(dspk, q_own, Cfg::kQSlabBytes, dk);  // dK += dSᵀ Q
     wgmma_commit();
 
     add_dq(t, h, m, s, ds_buf, dk, dv);
