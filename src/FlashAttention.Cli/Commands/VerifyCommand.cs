@@ -24,7 +24,7 @@ internal static class VerifyCommand
         var forward = new Option<bool>("--forward") { Description = "Forward cases only." };
         var backward = new Option<bool>("--backward") { Description = "Backward cases only." };
         var quick = new Option<bool>("--quick") { Description = "A few small cases (e.g. under compute-sanitizer)." };
-        var noProbes = new Option<bool>("--no-probes") { Description = "Skip the primitive checks." };
+        var noProbes = new Option<bool>("--no-probes") { Description = "Skip the primitive checks (and the per-stream state check)." };
         var seed = new Option<int?>("--seed") { Description = "Seed of the random inputs (default: fresh each run)." };
         var filter = new Option<string?>("--filter") { Description = "Only cases whose description contains this text, e.g. 'd128 causal'." };
         var command = new Command("verify", """
@@ -56,7 +56,7 @@ internal static class VerifyCommand
             if (chosen == "cuda" && !p.GetValue(noProbes))
             {
                 var gpu = CudaDevice.Get(env.SupportedDeviceOrdinal ?? 0);
-                foreach (var r in PrimitiveProbes.RunAll(gpu, baseSeed))
+                foreach (var r in PrimitiveProbes.RunAll(gpu, baseSeed).Concat(RunStreamChecks(gpu, baseSeed)))
                 {
                     Count(r.Passed, ref passed, ref failed);
                     context.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
@@ -88,6 +88,18 @@ internal static class VerifyCommand
             return failed == 0 ? ExitCodes.Ok : ExitCodes.CheckFailed;
         });
         return command;
+    }
+
+    private static List<ProbeResult> RunStreamChecks(CudaDevice gpu, int seed)
+    {
+        try
+        {
+            return StreamChecks.RunAll(gpu, seed);
+        }
+        catch (CudaException e)
+        {
+            return [new ProbeResult("streams", CliContext.OneLine(e.Message), double.PositiveInfinity, 0, false)];
+        }
     }
 
     private static void Count(bool ok, ref int passed, ref int failed)

@@ -82,6 +82,8 @@ internal sealed unsafe class CudaDriverApi
     public readonly delegate* unmanaged<nint*, uint, int> cuStreamCreate;
     public readonly delegate* unmanaged<nint, int> cuStreamDestroy_v2;
     public readonly delegate* unmanaged<nint, int> cuStreamSynchronize;
+    /// <summary>cuStreamGetId (CUDA 12.0+, optional): a stream's ID, unique for the life of the program (a handle can be reused after cuStreamDestroy).</summary>
+    public readonly delegate* unmanaged<nint, ulong*, int> cuStreamGetId;
     public readonly delegate* unmanaged<nint*, uint, int> cuEventCreate;
     public readonly delegate* unmanaged<nint, nint, int> cuEventRecord;
     public readonly delegate* unmanaged<nint, int> cuEventSynchronize;
@@ -138,6 +140,7 @@ internal sealed unsafe class CudaDriverApi
         cuStreamCreate = (delegate* unmanaged<nint*, uint, int>)r.Required("cuStreamCreate");
         cuStreamDestroy_v2 = (delegate* unmanaged<nint, int>)r.Required("cuStreamDestroy_v2");
         cuStreamSynchronize = (delegate* unmanaged<nint, int>)r.Required("cuStreamSynchronize");
+        cuStreamGetId = (delegate* unmanaged<nint, ulong*, int>)r.Optional("cuStreamGetId");
         cuEventCreate = (delegate* unmanaged<nint*, uint, int>)r.Required("cuEventCreate");
         cuEventRecord = (delegate* unmanaged<nint, nint, int>)r.Required("cuEventRecord");
         cuEventSynchronize = (delegate* unmanaged<nint, int>)r.Required("cuEventSynchronize");

@@ -11,6 +11,7 @@ public sealed unsafe class CudaStream : IDisposable
     private const uint NonBlockingFlag = 1; // CU_STREAM_NON_BLOCKING: no implicit synchronisation with the legacy default stream
     private readonly bool _owned;
     private nint _handle;
+    private StreamKey? _key;
 
     /// <summary>Creates a stream on <paramref name="device"/> (device 0 when null).</summary>
     /// <param name="device">The device whose primary context owns the stream.</param>
@@ -48,6 +49,29 @@ public sealed unsafe class CudaStream : IDisposable
         }
     }
 
+    /// <summary>
+    /// The key of the state the library keeps for this stream (<see cref="StreamKey"/>): the driver's stream ID, asked
+    /// for once, on first use (the handle where the driver has no cuStreamGetId or cannot answer for this stream).
+    /// </summary>
+    internal StreamKey Key
+    {
+        get
+        {
+            if (_key is { } key) return key;
+            nint handle = Handle;
+            key = handle == 0 ? StreamKey.LegacyDefault : KeyFromDriver(Device.Context.MakeCurrent(), handle);
+            _key = key;
+            return key;
+        }
+    }
+
+    private static StreamKey KeyFromDriver(CudaDriverApi api, nint handle)
+    {
+        ulong id = 0;
+        bool known = api.cuStreamGetId != null && api.cuStreamGetId(handle, &id) == 0;
+        return StreamKey.From(handle, known ? id : null);
+    }
+
     /// <summary>The last kernel launched on this stream through the library, named in errors reported when the stream synchronises.</summary>
     internal string? LastLaunch { get; set; }
 
@@ -59,12 +83,28 @@ public sealed unsafe class CudaStream : IDisposable
         if (result != 0) throw api.Error(result, nameof(api.cuStreamSynchronize), LastLaunch is null ? null : $"(last kernel launched on this stream: {LastLaunch})");
     }
 
-    /// <summary>Destroys an owned stream (queued work still completes); does nothing for a wrapped one.</summary>
+    /// <summary>
+    /// Destroys an owned stream (queued work still completes) and frees the scratch memory the library kept for it;
+    /// when there was some, first waits for the stream's work, which may still be reading it. Does nothing for a
+    /// wrapped stream: whoever created it decides when it ends, so what the library keeps for it stays until the
+    /// device goes (keyed by the driver's stream ID, it is never handed to another stream).
+    /// </summary>
     public void Dispose()
     {
         if (!_owned || _handle == 0) return;
-        if (Device.Context.TryMakeCurrent(out var api)) api.cuStreamDestroy_v2(_handle);
+        List<object> released = [];
+        if (Device.Context.TryMakeCurrent(out var api))
+        {
+            // The key is looked up even if this object never asked for it: a FromHandle wrapper of the same stream
+            // may have kept state under the driver's ID.
+            released = StreamScopedStates.Release(Device, _key ?? KeyFromDriver(api, _handle));
+            // Dispose does not throw: a stream whose work failed reports that on its last Synchronize, and its scratch
+            // memory is freed all the same.
+            if (released.Count > 0) api.cuStreamSynchronize(_handle);
+            api.cuStreamDestroy_v2(_handle);
+        }
         _handle = 0;
+        foreach (var value in released) (value as IDisposable)?.Dispose();
     }
 
     /// <summary>The handle of <paramref name="stream"/>, 0 (legacy default stream) for null.</summary>

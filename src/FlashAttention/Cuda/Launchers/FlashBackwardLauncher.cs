@@ -71,9 +71,9 @@ internal static class FlashBackwardLauncher
     }
 
     /// <summary>Float32 side buffers of the backward pass, one per (device, stream), grown on demand.</summary>
-    private sealed class Workspace
+    internal sealed class Workspace : IDisposable
     {
-        private static readonly PerStream<Workspace> Workspaces = new();
+        internal static readonly PerStream<Workspace> Workspaces = new();
         private DeviceBuffer? _buffer;
 
         public nint LseLog2, DpSum, DqAccum, Semaphores;
@@ -101,6 +101,16 @@ internal static class FlashBackwardLauncher
                 ws.Semaphores = b + (nint)(2 * lseBytes + accBytes);
             }
             return ws;
+        }
+
+        /// <summary>Frees the buffer (called when the stream is disposed, after its work has finished).</summary>
+        public void Dispose()
+        {
+            lock (this)
+            {
+                _buffer?.Dispose();
+                _buffer = null;
+            }
         }
     }
 }

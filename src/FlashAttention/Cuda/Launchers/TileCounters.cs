@@ -7,7 +7,7 @@ namespace FlashAttention.Cuda.Launchers;
 /// </summary>
 internal static class TileCounters
 {
-    private static readonly PerStream<DeviceBuffer> Counters = new();
+    internal static readonly PerStream<DeviceBuffer> Counters = new();
 
     public static nint For(CudaDevice device, CudaStream? stream) => Counters.For(device, stream, () =>
     {

@@ -124,7 +124,7 @@ public static class GpuAttentionVerifier
         return r;
     }
 
-    private static T[] RandomNormal<T>(long[] shape, Random rng) where T : unmanaged
+    internal static T[] RandomNormal<T>(long[] shape, Random rng) where T : unmanaged
     {
         long n = 1;
         foreach (long l in shape) n *= l;
