@@ -75,6 +75,8 @@ public sealed class BenchRow
     public double TimeMsMedian { get; set; }
     public double TimeMsMin { get; set; }
     public double TimeMsMax { get; set; }
+    /// <summary>GPU rows of ours: median host time to queue one call (validation, tensor maps, launches), in milliseconds.</summary>
+    public double? HostMsMedian { get; set; }
     /// <summary>FLOPs of one call by FlashAttention's count (4·B·H·Sq·Sk·D, half for causal, ×2.5 backward).</summary>
     public double Flops { get; set; }
     /// <summary>flops / median time, in TFLOP/s.</summary>

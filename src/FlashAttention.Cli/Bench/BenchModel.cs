@@ -60,9 +60,14 @@ public sealed record BenchDeviceInfo
 }
 
 /// <summary>Timings of one case.</summary>
-public sealed record BenchMeasurement(BenchCase Case, IReadOnlyList<double> TimesMs)
+/// <param name="HostTimesMs">
+/// GPU rows: the host's time to queue each timed call (validation, tensor maps, launches), which the GPU time
+/// includes when it is not hidden behind earlier work: each call is timed alone, from an idle stream.
+/// </param>
+public sealed record BenchMeasurement(BenchCase Case, IReadOnlyList<double> TimesMs, IReadOnlyList<double>? HostTimesMs = null)
 {
     public double MedianMs => Median(TimesMs);
+    public double? HostMedianMs => HostTimesMs is { Count: > 0 } h ? Median(h) : null;
     public double MinMs => TimesMs.Min();
     public double MaxMs => TimesMs.Max();
 

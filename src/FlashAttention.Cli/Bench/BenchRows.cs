@@ -40,6 +40,7 @@ public static class BenchRows
             TimeMsMedian = Round(m.MedianMs),
             TimeMsMin = Round(m.MinMs),
             TimeMsMax = Round(m.MaxMs),
+            HostMsMedian = m.HostMedianMs is double host ? Round(host) : null,
             Flops = c.Flops,
             Tflops = Math.Round(flopsPerSecond / 1e12, 6),
         };

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using FlashAttention.Cuda;
 using FlashAttention.Cuda.Launchers;
 using FlashAttention.Numerics;
@@ -126,17 +127,20 @@ public sealed class CudaBenchBackend : IBenchBackend, IDisposable
             using var start = new CudaEvent(device);
             using var end = new CudaEvent(device);
             var times = new double[s.Repeats];
+            var hostTimes = new double[s.Repeats];
             for (int i = 0; i < s.Repeats; i++)
             {
                 ct.ThrowIfCancellationRequested();
                 var set = inputs[call++ % sets];
                 start.Record(stream);
+                long queued = Stopwatch.GetTimestamp();
                 Call(set);
+                hostTimes[i] = Stopwatch.GetElapsedTime(queued).TotalMilliseconds;
                 end.Record(stream);
                 end.Synchronize();
                 times[i] = CudaEvent.ElapsedMilliseconds(start, end);
             }
-            return new BenchMeasurement(c, times);
+            return new BenchMeasurement(c, times, hostTimes);
         }
         finally
         {

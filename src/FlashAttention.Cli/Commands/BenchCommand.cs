@@ -172,7 +172,8 @@ internal static class BenchCommand
                     // Saved after every case: a run cut short (a time limit on the GPU machine, Ctrl+C) keeps what it measured.
                     if (jsonPath is not null) BenchJson.Save(jsonPath, new BenchFile { Rows = rows, Note = note });
                     context.Progress($"{label}: {row.TimeMsMedian.ToString("G4", CultureInfo.InvariantCulture)} ms, " +
-                                     $"{BenchTable.Speed(row.Tflops, row.Device == "cpu")} {(row.Device == "cpu" ? "GFLOP/s" : "TFLOP/s")}");
+                                     $"{BenchTable.Speed(row.Tflops, row.Device == "cpu")} {(row.Device == "cpu" ? "GFLOP/s" : "TFLOP/s")}" +
+                                     (row.HostMsMedian is double host ? $" (host {(host * 1000).ToString("F1", CultureInfo.InvariantCulture)} µs to queue a call)" : ""));
                 }
             }
             finally

@@ -80,4 +80,19 @@ public class BenchJsonTests
         var e = Assert.Throws<CliException>(() => BenchJson.Parse($"[ {Row}, {bad} ]", "x.json"));
         Assert.Contains("rows[1] (cudnn): \"mask\" must be \"full\", \"causal\" or \"window\"; got \"diagonal\"", e.Message);
     }
+    [Fact]
+    public void The_host_time_to_queue_a_call_is_written_only_where_it_was_measured()
+    {
+        var c = new BenchCase(2, 8192, 8192, 16, 16, 128, FlashAttention.DataType.BFloat16, Causal: false, BenchDirection.Forward);
+        var device = new BenchDeviceInfo { Device = "cuda", Name = "H100" };
+        var settings = new BenchSettings(5, 3, 1);
+        var gpu = BenchRows.From(new BenchMeasurement(c, [1.7, 1.6, 1.8], [0.012, 0.030, 0.011]), device, "flashattn", settings, "abc", DateTimeOffset.UnixEpoch);
+        var cpu = BenchRows.From(new BenchMeasurement(c, [1.7, 1.6, 1.8]), device with { Device = "cpu" }, "flashattn", settings, "abc", DateTimeOffset.UnixEpoch);
+
+        Assert.Equal(0.012, gpu.HostMsMedian);
+        Assert.Contains("\"host_ms_median\": 0.012", BenchJson.Serialize(new BenchFile { Rows = [gpu] }));
+        Assert.Null(cpu.HostMsMedian);
+        Assert.DoesNotContain("host_ms_median", BenchJson.Serialize(new BenchFile { Rows = [cpu] }));
+        Assert.Equal(0.012, BenchJson.Parse(BenchJson.Serialize(new BenchFile { Rows = [gpu] }), "x.json").Rows[0].HostMsMedian);
+    }
 }
