@@ -152,6 +152,11 @@ public static unsafe class PlainAttention
     }
 
     /// <summary>Gradients on a validated problem (forward recomputed in the same precision).</summary>
+    /// <remarks>
+    /// Blocks of query rows as in <see cref="ReferenceAttention"/>'s backward: the rows of a block in parallel, then
+    /// the block's terms of dK and dV in parallel over key rows, each key row summing in the order of one task per
+    /// (batch, key head): query heads of the group, then query rows, ascending.
+    /// </remarks>
     internal static PlainGradients Backward<T>(AttentionProblem p, T* q, T* k, T* v, T* dO, TokenStrides dOStrides) where T : unmanaged
     {
         int d = p.HeadDim;
@@ -159,54 +164,69 @@ public static unsafe class PlainAttention
         var dq = new float[p.TotalQ * p.HeadsQ * d];
         var dk = new float[p.TotalK * p.HeadsK * d];
         var dv = new float[p.TotalK * p.HeadsK * d];
-        // One task per (batch, key head): the query heads of a GQA group add into the same dK/dV rows.
-        Parallel.For(0, p.Batch * p.HeadsK, bhk =>
+        const int blockRows = ReferenceAttention.BackwardBlockRows;
+        for (int b = 0; b < p.Batch; b++)
         {
-            int b = bhk / p.HeadsK, hk = bhk % p.HeadsK;
             int sq = p.SeqLenQOf(b), sk = p.SeqLenKOf(b);
             var mask = p.MaskOf(b);
-            var scores = new float[sk];
-            var prob = new float[sk];
-            var tanh = new float[sk];
-            var dS = new float[sk];
-            var acc = new float[d];
-            for (int h = hk * p.GroupSize; h < (hk + 1) * p.GroupSize; h++)
-            {
-                for (int i = 0; i < sq; i++)
-                {
-                    float rowLse = RowProbabilities(p, q, k, b, h, hk, i, mask, scores, prob, tanh);
-                    if (float.IsNegativeInfinity(rowLse)) continue;
-                    T* doi = dO + p.QueryOffset(dOStrides, b, i, h);
-                    T* qi = q + p.QueryOffset(p.Q, b, i, h);
-                    long qRow = (ReferenceAttention.TokenIndexQ(p, b, i) * p.HeadsQ + h) * d;
-                    float rowD = 0;
-                    for (int c = 0; c < d; c++) rowD += Load(doi, c) * forward.Output[qRow + c];
-                    int first = mask.FirstKey(i), last = mask.LastKey(i);
-                    for (int j = first; j <= last; j++)
+            var probBlock = new float[blockRows * sk];  // rounded P of the block's rows (row r at r·sk)
+            var dSBlock = new float[blockRows * sk];    // rounded dS of the block's rows
+            var first = new int[blockRows];
+            var last = new int[blockRows];              // first > last: the row sees no key
+            for (int hk = 0; hk < p.HeadsK; hk++)
+                for (int h = hk * p.GroupSize; h < (hk + 1) * p.GroupSize; h++)
+                    for (int i0 = 0; i0 < sq; i0 += blockRows)
                     {
-                        T* vj = v + p.KeyOffset(p.V, b, j, hk);
-                        float dot = 0;
-                        for (int c = 0; c < d; c++) dot += Load(doi, c) * Load(vj, c);
-                        float dS0 = prob[j] * (Round<T>(dot) - rowD);
-                        if (p.Softcap > 0) dS0 *= 1 - tanh[j] * tanh[j];
-                        dS[j] = Round<T>(dS0);
-                    }
-                    Array.Clear(acc);
-                    for (int j = first; j <= last; j++)
-                    {
-                        long kRow = (ReferenceAttention.TokenIndexK(p, b, j) * p.HeadsK + hk) * d;
-                        T* kj = k + p.KeyOffset(p.K, b, j, hk);
-                        for (int c = 0; c < d; c++)
+                        int rows = Math.Min(blockRows, sq - i0);
+                        Parallel.For(0, rows, () => (Scores: new float[sk], Prob: new float[sk], Tanh: new float[sk], Acc: new float[d]), (r, _, scratch) =>
                         {
-                            dv[kRow + c] += prob[j] * Load(doi, c);
-                            dk[kRow + c] += p.Scale * dS[j] * Load(qi, c);
-                            acc[c] += dS[j] * Load(kj, c);
-                        }
+                            int i = i0 + r;
+                            first[r] = 0;
+                            last[r] = -1;
+                            float rowLse = RowProbabilities(p, q, k, b, h, hk, i, mask, scratch.Scores, scratch.Prob, scratch.Tanh);
+                            if (float.IsNegativeInfinity(rowLse)) return scratch;
+                            T* doi = dO + p.QueryOffset(dOStrides, b, i, h);
+                            long qRow = (ReferenceAttention.TokenIndexQ(p, b, i) * p.HeadsQ + h) * d;
+                            float rowD = 0;
+                            for (int c = 0; c < d; c++) rowD += Load(doi, c) * forward.Output[qRow + c];
+                            int jFirst = mask.FirstKey(i), jLast = mask.LastKey(i);
+                            var acc = scratch.Acc;
+                            Array.Clear(acc);
+                            for (int j = jFirst; j <= jLast; j++)
+                            {
+                                T* vj = v + p.KeyOffset(p.V, b, j, hk);
+                                float dot = 0;
+                                for (int c = 0; c < d; c++) dot += Load(doi, c) * Load(vj, c);
+                                float dS0 = scratch.Prob[j] * (Round<T>(dot) - rowD);
+                                if (p.Softcap > 0) dS0 *= 1 - scratch.Tanh[j] * scratch.Tanh[j];
+                                float dSj = dSBlock[r * sk + j] = Round<T>(dS0);
+                                probBlock[r * sk + j] = scratch.Prob[j];
+                                T* kj = k + p.KeyOffset(p.K, b, j, hk);
+                                for (int c = 0; c < d; c++) acc[c] += dSj * Load(kj, c);
+                            }
+                            for (int c = 0; c < d; c++) dq[qRow + c] = Round<T>(p.Scale * acc[c]);
+                            first[r] = jFirst;
+                            last[r] = jLast;
+                            return scratch;
+                        }, _ => { });
+                        Parallel.For(0, sk, j =>
+                        {
+                            long kRow = (ReferenceAttention.TokenIndexK(p, b, j) * p.HeadsK + hk) * d;
+                            for (int r = 0; r < rows; r++)
+                            {
+                                if (j < first[r] || j > last[r]) continue;
+                                T* doi = dO + p.QueryOffset(dOStrides, b, i0 + r, h);
+                                T* qi = q + p.QueryOffset(p.Q, b, i0 + r, h);
+                                float pj = probBlock[r * sk + j], dSj = dSBlock[r * sk + j];
+                                for (int c = 0; c < d; c++)
+                                {
+                                    dv[kRow + c] += pj * Load(doi, c);
+                                    dk[kRow + c] += p.Scale * dSj * Load(qi, c);
+                                }
+                            }
+                        });
                     }
-                    for (int c = 0; c < d; c++) dq[qRow + c] = Round<T>(p.Scale * acc[c]);
-                }
-            }
-        });
+        }
         for (int i = 0; i < dk.Length; i++) { dk[i] = Round<T>(dk[i]); dv[i] = Round<T>(dv[i]); }
         return new PlainGradients(dq, dk, dv);
     }

@@ -160,58 +160,87 @@ public static unsafe class ReferenceAttention
         return max + Math.Log(sum);
     }
 
+    /// <summary>Query rows per block of the backward passes (<see cref="Backward{T}(AttentionProblem, T*, T*, T*, T*, TokenStrides)"/>).</summary>
+    internal const int BackwardBlockRows = 64;
+
     /// <summary>Analytic gradients on a validated problem, recomputing the forward in float64.</summary>
+    /// <remarks>
+    /// Query rows go in blocks so that every core has work even with one or two heads (the GPU's verify cases of
+    /// 4096 tokens have two to four): first the rows of a block in parallel (P and dS of each row, and its dQ), then
+    /// the block's terms of dK and dV in parallel over key rows. Each key row still adds its terms over the query
+    /// heads of its GQA group, then over the query rows, in ascending order, so the sums do not depend on the
+    /// number of cores.
+    /// </remarks>
     internal static ReferenceGradients Backward<T>(AttentionProblem p, T* q, T* k, T* v, T* dO, TokenStrides dOStrides) where T : unmanaged
     {
         int d = p.HeadDim;
         var dq = new double[p.TotalQ * p.HeadsQ * d];
         var dk = new double[p.TotalK * p.HeadsK * d];
         var dv = new double[p.TotalK * p.HeadsK * d];
-        // One task per (batch, key head) so the query heads of a GQA group add into dK/dV without races.
-        Parallel.For(0, p.Batch * p.HeadsK, bhk =>
+        const int blockRows = BackwardBlockRows;
+        for (int b = 0; b < p.Batch; b++)
         {
-            int b = bhk / p.HeadsK, hk = bhk % p.HeadsK;
             int sq = p.SeqLenQOf(b), sk = p.SeqLenKOf(b);
             var mask = p.MaskOf(b);
-            var scores = new double[sk];
-            var prob = new double[sk];
-            var dprob = new double[sk];
-            for (int h = hk * p.GroupSize; h < (hk + 1) * p.GroupSize; h++)
-            {
-                for (int i = 0; i < sq; i++)
-                {
-                    double rowLse = RowScores(p, q, k, b, h, hk, i, mask, scores, out double[]? tanh);
-                    if (double.IsNegativeInfinity(rowLse)) continue; // no key visible: output 0, no gradient flows
-                    T* doi = dO + p.QueryOffset(dOStrides, b, i, h);
-                    T* qi = q + p.QueryOffset(p.Q, b, i, h);
-                    double rowD = 0; // D_i = Σ_j P_ij dP_ij = dO_i · O_i
-                    for (int j = mask.FirstKey(i); j <= mask.LastKey(i); j++)
+            var prob = new double[blockRows * sk];  // P of the block's rows (row r at r·sk)
+            var dDot = new double[blockRows * sk];  // d loss / d (q·k) of the block's rows
+            var first = new int[blockRows];
+            var last = new int[blockRows];          // first > last: the row sees no key (no gradient flows)
+            for (int hk = 0; hk < p.HeadsK; hk++)
+                for (int h = hk * p.GroupSize; h < (hk + 1) * p.GroupSize; h++)
+                    for (int i0 = 0; i0 < sq; i0 += blockRows)
                     {
-                        prob[j] = Math.Exp(scores[j] - rowLse);
-                        T* vj = v + p.KeyOffset(p.V, b, j, hk);
-                        double dot = 0;
-                        for (int c = 0; c < d; c++) dot += (double)ElementConvert.ToSingle(doi[c]) * ElementConvert.ToSingle(vj[c]);
-                        dprob[j] = dot;
-                        rowD += prob[j] * dot;
-                    }
-                    long qRow = (TokenIndexQ(p, b, i) * p.HeadsQ + h) * d;
-                    for (int j = mask.FirstKey(i); j <= mask.LastKey(i); j++)
-                    {
-                        long kRow = (TokenIndexK(p, b, j) * p.HeadsK + hk) * d;
-                        for (int c = 0; c < d; c++) dv[kRow + c] += prob[j] * ElementConvert.ToSingle(doi[c]);
-                        double dScore = prob[j] * (dprob[j] - rowD);             // d loss / d (capped score)
-                        if (tanh is not null) dScore *= 1 - tanh[j] * tanh[j];    // d cap·tanh(s/cap) / ds
-                        double dDot = dScore * p.Scale;                          // d loss / d (q·k)
-                        T* kj = k + p.KeyOffset(p.K, b, j, hk);
-                        for (int c = 0; c < d; c++)
+                        int rows = Math.Min(blockRows, sq - i0);
+                        Parallel.For(0, rows, () => (Scores: new double[sk], DProb: new double[sk]), (r, _, scratch) =>
                         {
-                            dq[qRow + c] += dDot * ElementConvert.ToSingle(kj[c]);
-                            dk[kRow + c] += dDot * ElementConvert.ToSingle(qi[c]);
-                        }
+                            int i = i0 + r;
+                            first[r] = 0;
+                            last[r] = -1;
+                            double rowLse = RowScores(p, q, k, b, h, hk, i, mask, scratch.Scores, out double[]? tanh);
+                            if (double.IsNegativeInfinity(rowLse)) return scratch;
+                            T* doi = dO + p.QueryOffset(dOStrides, b, i, h);
+                            int jFirst = mask.FirstKey(i), jLast = mask.LastKey(i);
+                            double rowD = 0; // D_i = Σ_j P_ij dP_ij = dO_i · O_i
+                            for (int j = jFirst; j <= jLast; j++)
+                            {
+                                double pj = prob[r * sk + j] = Math.Exp(scratch.Scores[j] - rowLse);
+                                T* vj = v + p.KeyOffset(p.V, b, j, hk);
+                                double dot = 0;
+                                for (int c = 0; c < d; c++) dot += (double)ElementConvert.ToSingle(doi[c]) * ElementConvert.ToSingle(vj[c]);
+                                scratch.DProb[j] = dot;
+                                rowD += pj * dot;
+                            }
+                            long qRow = (TokenIndexQ(p, b, i) * p.HeadsQ + h) * d;
+                            for (int j = jFirst; j <= jLast; j++)
+                            {
+                                double dScore = prob[r * sk + j] * (scratch.DProb[j] - rowD);  // d loss / d (capped score)
+                                if (tanh is not null) dScore *= 1 - tanh[j] * tanh[j];         // d cap·tanh(s/cap) / ds
+                                double dd = dDot[r * sk + j] = dScore * p.Scale;               // d loss / d (q·k)
+                                T* kj = k + p.KeyOffset(p.K, b, j, hk);
+                                for (int c = 0; c < d; c++) dq[qRow + c] += dd * ElementConvert.ToSingle(kj[c]);
+                            }
+                            first[r] = jFirst;
+                            last[r] = jLast;
+                            return scratch;
+                        }, _ => { });
+                        Parallel.For(0, sk, j =>
+                        {
+                            long kRow = (TokenIndexK(p, b, j) * p.HeadsK + hk) * d;
+                            for (int r = 0; r < rows; r++)
+                            {
+                                if (j < first[r] || j > last[r]) continue;
+                                T* doi = dO + p.QueryOffset(dOStrides, b, i0 + r, h);
+                                T* qi = q + p.QueryOffset(p.Q, b, i0 + r, h);
+                                double pj = prob[r * sk + j], dd = dDot[r * sk + j];
+                                for (int c = 0; c < d; c++)
+                                {
+                                    dv[kRow + c] += pj * ElementConvert.ToSingle(doi[c]);
+                                    dk[kRow + c] += dd * ElementConvert.ToSingle(qi[c]);
+                                }
+                            }
+                        });
                     }
-                }
-            }
-        });
+        }
         return new ReferenceGradients(dq, dk, dv);
     }
 }

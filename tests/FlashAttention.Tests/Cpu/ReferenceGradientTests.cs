@@ -12,7 +12,7 @@ public class ReferenceGradientTests
 {
     public static TheoryData<string> Cases() =>
     [
-        "full", "causal_sq_gt_sk", "causal_sq_lt_sk", "window_softcap", "varlen",
+        "full", "causal_sq_gt_sk", "causal_sq_lt_sk", "window_softcap", "varlen", "two_row_blocks_gqa",
     ];
 
     private static AttentionCase Case(string name) => name switch
@@ -22,6 +22,9 @@ public class ReferenceGradientTests
         "causal_sq_lt_sk" => new(name, 1, 3, 5, 2, 1, 4, new() { Causal = true, SoftmaxScale = 0.7f }),
         "window_softcap" => new(name, 1, 6, 6, 1, 1, 5, new() { WindowLeft = 2, WindowRight = 1, Softcap = 1.5f }),
         "varlen" => AttentionCase.Varlen(name, [0, 2, 2, 5], [0, 3, 4, 4], 2, 1, 3, new() { Causal = true }),
+        // More query rows than one block of the backward (ReferenceAttention.BackwardBlockRows), two query heads
+        // adding into one key head.
+        "two_row_blocks_gqa" => new(name, 1, ReferenceAttention.BackwardBlockRows + 6, 12, 2, 1, 2, new() { Causal = true }),
         _ => throw new ArgumentException(name),
     };
 
