@@ -107,6 +107,22 @@ for stage in "$@"; do
       done
       unset FLASHATTN_BWD_CONFIG
       grep -E "^(=== bwd d256|│ bwd)" "$OUT/sweep.log" ;;
+    d64-m128)
+      # the d64 backward with 128 queries per step (FLASHATTN_BWD_CONFIG=64:m128, FlashAttention-3's d64 tile) against
+      # the default (64 per step): ptxas's registers and spills for it, the d64 rows of the backward grid verified with
+      # it (deterministic included), racecheck on a small case, then the d64 paper rows timed both ways, alternating
+      export FLASHATTN_BWD_CONFIG=64:m128
+      run warmup-m128 120 verify.log "$B" warmup
+      run verify-bwd-m128 200 verify.log "$B" verify --device cuda --backward --no-probes --filter d64
+      run racecheck-m128 300 sanitize.log compute-sanitizer --tool racecheck "$B" verify --device cuda --backward --quick --no-probes --filter d64
+      for round in 1 2; do
+        for v in $([ $round = 1 ] && echo "m128 m64" || echo "m64 m128"); do
+          export FLASHATTN_BWD_CONFIG=64:$v
+          run "bwd d64 $v $round" 120 sweep.log "$B" bench --device cuda --grid paper --backward --hdim 64 --json "$OUT/d64-$v-$round.json"
+        done
+      done
+      unset FLASHATTN_BWD_CONFIG
+      grep -E "^(=== bwd d64|│ bwd)" "$OUT/sweep.log" ;;
     ncu)
       sections="--section SpeedOfLight --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --metrics regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio,sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active,sm__inst_executed_pipe_xu.avg.pct_of_peak_sustained_active"
       run ncu-fwd 150 ncu.log ncu --kernel-name regex:flash_fwd --launch-skip 3 --launch-count 1 $sections "$B" bench --device cuda --batch 2 --heads 16 --seqlen 8192 --hdim 128 --forward --warmup 3 --repeats 1

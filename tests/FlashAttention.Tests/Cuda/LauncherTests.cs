@@ -94,6 +94,21 @@ public class LauncherTests
     }
 
     [Fact]
+    public void D64_backward_with_128_queries_per_step_is_an_override_that_fits()
+    {
+        var m128 = TileTables.Backward(64, "64:m128");
+        Assert.Equal((128, true, false), (m128.BlockM, m128.DqBulk, m128.ExchangeDs));
+        // One dS buffer instead of two, and 32 KB dQ buffers: it still fits the 227 KB a block may have.
+        Assert.InRange(m128.SharedMemoryBytes, TileTables.Backward(64, null).SharedMemoryBytes, 232448);
+        Assert.Equal("fa::flash_bwd_kernel<fa::BwdConfig<fa::bf16_t, 64, 2, false, false, true, false, false, 128>>", m128.NameExpression(DataType.BFloat16));
+        // The default's name (and so its cached binary) is unchanged; softcap goes back to 64 queries per step.
+        Assert.DoesNotContain(", 64>>", TileTables.Backward(64, null).NameExpression(DataType.BFloat16));
+        Assert.Equal(64, m128.ForSoftcap(true).BlockM);
+        Assert.Contains("m128", Assert.Throws<ArgumentException>(() => TileTables.Backward(128, "128:m128")).Message);
+        Assert.Contains("atomic", Assert.Throws<ArgumentException>(() => TileTables.Backward(64, "64:m128,atomic")).Message);
+    }
+
+    [Fact]
     public void Softcap_backward_variant_drops_the_dv_overlap_and_the_override_can_set_it()
     {
         var d128 = TileTables.Backward(128, null);

@@ -1,5 +1,5 @@
 // Compile-time shape of the backward kernel: one CTA owns a block of kBlockN keys of one key head and walks
-// every query block (of every query head of its GQA group) that sees them, 64 queries at a time. The two consumer
+// every query block (of every query head of its GQA group) that sees them, kBlockM (64, or 128 at d64) queries at a time. The two consumer
 // warpgroups keep dK and dV of the block in registers for the whole walk: at d64 and d128 each owns 64 of the 128
 // keys (all columns); at d256, where that would need 256 accumulator registers per thread, both take the same 64
 // keys and each owns half of the columns (S and dP are then computed by both, or with kSplitSdP one each). Q, dO,
@@ -10,13 +10,16 @@
 namespace fa {
 
 template <typename Element_, int kHeadDim_, int kStages_ = 2, bool kExchangeDs_ = false, bool kSoftcap_ = false,
-          bool kDqBulk_ = false, bool kOverlapDv_ = false, bool kSplitSdP_ = false>
+          bool kDqBulk_ = false, bool kOverlapDv_ = false, bool kSplitSdP_ = false, int kBlockM_ = 64>
 struct BwdConfig {
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
   static constexpr int kConsumerWGs = 2;
   static constexpr bool kSplitColumns = kHeadDim_ == 256;  // both consumers on the same keys, each on half of d
-  static constexpr int kBlockM = 64;                       // queries per step
+  // Queries per step: 64, or 128 at d64 (FlashAttention-3's d64 tile: twice the GEMM work per step for the same
+  // barriers, LSE/D loads and dQ hand-overs). Q and dO still arrive as 64-row TMA boxes.
+  static constexpr int kBlockM = kBlockM_;
+  static constexpr int kTmaRows = 64;
   static constexpr int kBlockN = kSplitColumns ? 64 : 64 * kConsumerWGs;  // keys per CTA
   static constexpr int kOwnColumns = kSplitColumns ? kHeadDim_ / 2 : kHeadDim_;  // dK/dV columns per consumer
   static constexpr int kStages = kStages_;
@@ -43,6 +46,8 @@ struct BwdConfig {
   static_assert(!kDqBulk || !kSplitColumns, "bulk dQ: one 64x64 block per consumer and step (d64, d128)");
   static_assert(!kSplitSdP || (kSplitColumns && !kSoftcap), "split S/dP: d256 (shared keys), without softcap");
   static_assert(!kExchangeDs || kHeadDim == 128, "the dS exchange splits dQ's columns between two consumers: d128 only");
+  static_assert(kBlockM == 64 || (kBlockM == 128 && kHeadDim == 64 && kDqBulk && !kExchangeDs && !kSoftcap),
+                "128 queries per step: d64 with bulk dQ (its two 64-row dQ blocks are contiguous), without softcap");
   static constexpr int kThreads = 128 * (kConsumerWGs + 1);
   static constexpr int kProducerRegs = 24;
   static constexpr int kConsumerRegs = 240;
@@ -50,21 +55,25 @@ struct BwdConfig {
 
   static constexpr int kSlabs = kHeadDim / 64;
   static constexpr int kKSlabBytes = kBlockN * 128;  // K, V: slabs of kBlockN key rows
-  static constexpr int kQSlabBytes = kBlockM * 128;  // Q, dO: slabs of 64 query rows
+  static constexpr int kQSlabBytes = kBlockM * 128;  // Q, dO: slabs of kBlockM query rows
   static constexpr int kKBytes = kKSlabBytes * kSlabs;
   static constexpr int kQBytes = kQSlabBytes * kSlabs;
   static constexpr int kWgRowBytes = kSplitColumns ? 0 : 64 * 128;  // a consumer's 64 key rows inside a K/V slab
   static constexpr int kDsSlabBytes = kBlockM * 128;  // dS as [query][64 keys] per slab
   static constexpr int kDsBytes = kDsSlabBytes * (kBlockN / 64);
+  // Two dS buffers: step i writes one while i-1's dQ may still read the other (the sibling's slab, with the
+  // exchange). With 128 queries per step (split keys: each consumer reads only its own slab, and its dQ GEMM has
+  // completed before its next dS is stored) one is enough, and the shared memory is needed.
+  static constexpr int kDsBuffers = kBlockM == 128 ? 1 : 2;
   static constexpr int kRowBytes = kBlockM * 4;      // LSE or D of one query block (float32)
-  static constexpr int kDqBlockBytes = kBlockM * 64 * 4;  // a 64x64 float32 block of dQ (the bulk reduction's source)
+  static constexpr int kDqBlockBytes = kBlockM * 64 * 4;  // a consumer's kBlockM x 64 float32 dQ (the bulk reduction's source)
 
   static constexpr int kOffK = 0;
   static constexpr int kOffV = kOffK + kKBytes;
   static constexpr int kOffQ = kOffV + kKBytes;
   static constexpr int kOffDO = kOffQ + kStages * kQBytes;
-  static constexpr int kOffDS = kOffDO + kStages * kQBytes;  // two buffers: step i writes one while i-1's dQ reads the other
-  static constexpr int kOffLse = kOffDS + 2 * kDsBytes;
+  static constexpr int kOffDS = kOffDO + kStages * kQBytes;
+  static constexpr int kOffLse = kOffDS + kDsBuffers * kDsBytes;
   static constexpr int kOffD = kOffLse + kStages * kRowBytes;
   static constexpr int kOffDq = kOffD + kStages * kRowBytes;  // one dQ block per consumer (bulk dQ only)
   static constexpr int kXchgBytes = 128 * (kBlockM / 4) * 4;  // a warpgroup's packed 64x64 fragment (P or dS)

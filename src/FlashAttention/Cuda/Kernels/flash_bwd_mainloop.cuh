@@ -20,7 +20,8 @@
 
 namespace fa {
 
-// The float32 dQ block (64 queries x 64 columns) of query block m, columns 64·chunk …, of query head h. Inside it,
+// The float32 dQ block (kBlockM queries x 64 columns: one or, at 128 queries per step, two consecutive 64x64
+// blocks) of query block m, columns 64·chunk …, of query head h. Inside a 64x64 block,
 // thread t (0…127) of a consumer warpgroup holds floats 4·(128·g + t) … +3 for g = 0…7: its accumulator registers
 // dq[4g … 4g+3], i.e. rows 16·(t/32) + (t%32)/4 (+8 for the last two) and columns 8g + 2·(t%4) (+1).
 template <class Cfg>
@@ -115,8 +116,11 @@ __device__ __forceinline__ void bwd_producer(const BwdParams& p, const Mask& mas
     mbar_arrive_expect_tx(bars.full(s), Cfg::kStepBytes);
 #pragma unroll
     for (int slab = 0; slab < Cfg::kSlabs; ++slab) {
-      tma_load_4d(smem + Cfg::kOffQ + s * Cfg::kQBytes + slab * Cfg::kQSlabBytes, tma_q, bars.full(s), slab * 64, m * Cfg::kBlockM, h, batch);
-      tma_load_4d(smem + Cfg::kOffDO + s * Cfg::kQBytes + slab * Cfg::kQSlabBytes, tma_do, bars.full(s), slab * 64, m * Cfg::kBlockM, h, batch);
+#pragma unroll
+      for (int r = 0; r < Cfg::kBlockM; r += Cfg::kTmaRows) {  // boxes of 64 rows, one under the other in the slab
+        tma_load_4d(smem + Cfg::kOffQ + s * Cfg::kQBytes + slab * Cfg::kQSlabBytes + r * 128, tma_q, bars.full(s), slab * 64, m * Cfg::kBlockM + r, h, batch);
+        tma_load_4d(smem + Cfg::kOffDO + s * Cfg::kQBytes + slab * Cfg::kQSlabBytes + r * 128, tma_do, bars.full(s), slab * 64, m * Cfg::kBlockM + r, h, batch);
+      }
     }
     const int64_t row0 = ((int64_t)batch * p.heads_q + h) * p.seqlen_q_padded + m * Cfg::kBlockM;
     bulk_load(smem + Cfg::kOffLse + s * Cfg::kRowBytes, p.lse_log2 + row0, Cfg::kRowBytes, bars.full(s));
@@ -282,7 +286,7 @@ struct BwdConsumer {
     const uint32_t do_st = smem + Cfg::kOffDO + s * Cfg::kQBytes;
     const uint32_t lse = smem + Cfg::kOffLse + s * Cfg::kRowBytes;
     const uint32_t dsum = smem + Cfg::kOffD + s * Cfg::kRowBytes;
-    const uint32_t ds_buf = smem + Cfg::kOffDS + (t & 1) * Cfg::kDsBytes;
+    const uint32_t ds_buf = smem + Cfg::kOffDS + (Cfg::kDsBuffers == 2 ? (t & 1) : 0) * Cfg::kDsBytes;
     const int m0 = m * kM, q_col0 = 2 * (lane() & 3);
     wgmma_wait<1>();
     fence_regs(st);
@@ -327,7 +331,7 @@ struct BwdConsumer {
     // The stage's Q and dO from this consumer's first own column slab on (warp-uniform, as in issue_s_dp).
     const uint32_t q_own = (uint32_t)warp_uniform((int)(smem + Cfg::kOffQ + s * Cfg::kQBytes + own_slab0() * Cfg::kQSlabBytes));
     const uint32_t do_own = (uint32_t)warp_uniform((int)(smem + Cfg::kOffDO + s * Cfg::kQBytes + own_slab0() * Cfg::kQSlabBytes));
-    const uint32_t ds_buf = smem + Cfg::kOffDS + (t & 1) * Cfg::kDsBytes;
+    const uint32_t ds_buf = smem + Cfg::kOffDS + (Cfg::kDsBuffers == 2 ? (t & 1) : 0) * Cfg::kDsBytes;
     const uint32_t lse = smem + Cfg::kOffLse + s * Cfg::kRowBytes;
     const uint32_t dsum = smem + Cfg::kOffD + s * Cfg::kRowBytes;
     const uint32_t p_image = smem + Cfg::kOffXchg, ds_image = p_image + Cfg::kXchgBytes;
@@ -378,9 +382,12 @@ struct BwdConsumer {
     if constexpr (!kSplitKeys && !Cfg::kSplitSdP) named_barrier_sync(Cfg::kBarDsReady, 2 * 128);  // (kSplitSdP: synced before dK)
     static_assert(!Cfg::kDqBulk || kBlocks == 1, "bulk dQ: one block per consumer and step");
     const int ticket = Cfg::kDqBulk ? 0 : dq_order_begin(h, m);  // bulk dQ: the writer keeps the order
+    // 128 queries per step (d64): the block's dQ is two 64-row halves, one wgmma each (M is 64).
+    constexpr int kHalves = kM / 64;
+    static_assert(kHalves == 1 || (Cfg::kDqBulk && kSplitKeys), "128 queries per step: split keys, bulk dQ");
 #pragma unroll
     for (int c = 0; c < kBlocks; ++c) {
-      float dq[32];
+      float dq[kHalves][32];
       // The 64 dQ columns of this block, and where A (dS) and B (K's rows for those keys, in the column slab) start.
       const int column_slab = kSplitKeys ? c : Cfg::kSplitColumns ? own_slab0() + c : consumer;
       const uint32_t a = ds_buf + (kSplitKeys ? consumer * Cfg::kDsSlabBytes : 0);
@@ -389,20 +396,23 @@ struct BwdConsumer {
       // ones): without the fence the wgmma may overwrite them first. Measured: dQ wrong at d256 once nothing else
       // (a row guard's branch) happened to order them.
       wgmma_fence();
-      gemm_ss_mnmajor_b<E, 64, kDqKeys>(a, Cfg::kDsSlabBytes, b, Cfg::kKSlabBytes, dq, false);
+#pragma unroll
+      for (int half = 0; half < kHalves; ++half)  // rows 64·half … of the dS slab
+        gemm_ss_mnmajor_b<E, 64, kDqKeys>(a + half * 64 * 128, Cfg::kDsSlabBytes, b, Cfg::kKSlabBytes, dq[half], false);
       wgmma_commit();
       // (Issuing the next step's Sᵀ and dPᵀ here, to overlap them with the dQ additions, was measured slower: the
       // extra live accumulators spill.)
       wgmma_wait<0>();
       fence_regs(dv);
       fence_regs(dk);
-      fence_regs(dq);
+#pragma unroll
+      for (int half = 0; half < kHalves; ++half) fence_regs(dq[half]);
       // Every thread arrives once its own reads of the stage (LSE, D) are done and its GEMMs on Q and dO completed:
       // each read is then ordered before the producer's refill by the barrier itself (which compute-sanitizer's
       // racecheck can follow; a single arrival per warp group is correct too but not provably so to the tool).
       if (c == 0) mbar_arrive(bars.empty(s));
       if constexpr (Cfg::kDqBulk) dq_stage(t, dq);
-      else dq_add(h, m, column_slab, dq);
+      else dq_add(h, m, column_slab, dq[0]);
     }
     if constexpr (!Cfg::kDqBulk) dq_order_end(h, m, ticket);
   }
@@ -436,12 +446,16 @@ struct BwdConsumer {
   }
 
   // Bulk dQ: stores step t's block in this consumer's shared buffer (once the writer has read the previous one)
-  // and tells the writer.
-  __device__ __forceinline__ void dq_stage(int t, const float (&dq)[32]) const {
+  // and tells the writer. With 128 queries per step the two 64-row halves follow each other, as their blocks do
+  // in the float32 buffer (dq_block), so one bulk reduction still adds the whole step.
+  __device__ __forceinline__ void dq_stage(int t, const float (&dq)[kM / 64][32]) const {
     mbar_wait(bars.dq_empty(consumer), (t & 1) ^ 1);
     const uint32_t buffer = smem + Cfg::kOffDq + consumer * Cfg::kDqBlockBytes + 16 * thread;
 #pragma unroll
-    for (int g = 0; g < 8; ++g) st_shared_v4_f32(buffer + 2048 * g, dq[4 * g], dq[4 * g + 1], dq[4 * g + 2], dq[4 * g + 3]);
+    for (int half = 0; half < kM / 64; ++half)
+#pragma unroll
+      for (int g = 0; g < 8; ++g)
+        st_shared_v4_f32(buffer + 64 * 64 * 4 * half + 2048 * g, dq[half][4 * g], dq[half][4 * g + 1], dq[half][4 * g + 2], dq[half][4 * g + 3]);
     fence_proxy_async_smem();  // the generic-proxy stores, before the bulk reduction (async proxy) reads them
     mbar_arrive(bars.dq_full(consumer));
   }

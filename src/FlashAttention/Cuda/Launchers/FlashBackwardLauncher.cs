@@ -19,8 +19,11 @@ internal static class FlashBackwardLauncher
         var pre = cache.GetKernel(KernelCatalog.Spec("flash_bwd.cu", config.PreprocessExpression(p.Type)), config.PreprocessExpression(p.Type));
         var post = cache.GetKernel(KernelCatalog.Spec("flash_bwd.cu", config.PostprocessExpression(p.Type)), config.PostprocessExpression(p.Type));
 
-        int mBlocks = (p.SeqLenQ + BackwardKernelConfig.BlockM - 1) / BackwardKernelConfig.BlockM;
-        int padded = mBlocks * BackwardKernelConfig.BlockM;
+        // Query rows padded to the main kernel's step (its LSE/D loads and dQ blocks cover whole steps); the pre- and
+        // post-pass work in 64-row blocks, and the semaphores are allotted per 64-row block (a superset for
+        // 128-row steps).
+        int padded = (p.SeqLenQ + config.BlockM - 1) / config.BlockM * config.BlockM;
+        int mBlocks = padded / 64;
         long rows = (long)p.Batch * p.HeadsQ * padded;
         var ws = Workspace.For(device, stream, rows, p.HeadDim, (long)p.Batch * p.HeadsQ * mBlocks);
 
@@ -59,10 +62,10 @@ internal static class FlashBackwardLauncher
             };
             var arguments = new KernelArguments()
                 .Add(args)
-                .Add(AttentionTensorMaps.Tokens(q, BackwardKernelConfig.BlockM, device))
+                .Add(AttentionTensorMaps.Tokens(q, BackwardKernelConfig.TmaRows, device))
                 .Add(AttentionTensorMaps.Tokens(k, (uint)config.BlockN, device))
                 .Add(AttentionTensorMaps.Tokens(v, (uint)config.BlockN, device))
-                .Add(AttentionTensorMaps.Tokens(dO, BackwardKernelConfig.BlockM, device));
+                .Add(AttentionTensorMaps.Tokens(dO, BackwardKernelConfig.TmaRows, device));
             main.Launch(new LaunchConfig(new Dim3((uint)nBlocks, (uint)p.HeadsK, (uint)p.Batch), BackwardKernelConfig.Threads,
                 config.SharedMemoryBytes, stream), arguments);
         }

@@ -164,9 +164,14 @@ internal static class TileTables
                     "nooverlapdv" => config with { OverlapDv = false },
                     "splitsdp" when headDim == 256 => config with { SplitSdP = true },
                     "nosplitsdp" => config with { SplitSdP = false },
+                    // 128 queries per step (FlashAttention-3's d64 tile); bulk dQ, split keys.
+                    "m128" when headDim == 64 => config with { BlockM = 128, DqBulk = true, ExchangeDs = false },
+                    "m64" => config with { BlockM = 64 },
                     _ => throw new ArgumentException($"{BackwardOverrideVariable}: unknown field '{f}' in '{entry}'"),
                 };
         }
+        if (config.BlockM == 128 && !config.DqBulk)
+            throw new ArgumentException($"{BackwardOverrideVariable}: m128 adds each step's two 64-row dQ blocks with one bulk reduction; it does not go with 'atomic'");
         if (config.SplitSdP && config.HeadDim != 256)
             throw new ArgumentException($"{BackwardOverrideVariable}: splitsdp is a d256 variant (both consumers on the same keys)");
         if (config.DqBulk && !config.HasOneDqBlockPerConsumer)
@@ -177,10 +182,12 @@ internal static class TileTables
 
 /// <summary>The backward kernel's template arguments (<c>fa::BwdConfig</c>) and geometry; mirrors flash_bwd_config.cuh.</summary>
 internal sealed record BackwardKernelConfig(int HeadDim, int Stages, bool ExchangeDs = false, bool Softcap = false, bool DqBulk = false,
-    bool OverlapDv = false, bool SplitSdP = false)
+    bool OverlapDv = false, bool SplitSdP = false, int BlockM = 64)
 {
-    public const int BlockM = 64;
     public const int Threads = 384;
+
+    /// <summary>Rows of the TMA boxes that bring Q and dO (a 128-query step loads two).</summary>
+    public const int TmaRows = 64;
 
     /// <summary>Keys per CTA: 128 (64 per consumer); at d256 both consumers share 64 keys and split the columns.</summary>
     public int BlockN => HeadDim == 256 ? 64 : 128;
@@ -190,7 +197,7 @@ internal sealed record BackwardKernelConfig(int HeadDim, int Stages, bool Exchan
     /// so it does without the dV overlap (which would keep P's packed registers alive beside them) and without the
     /// split of Sᵀ and dPᵀ between the consumers (which hands P over packed).
     /// </summary>
-    public BackwardKernelConfig ForSoftcap(bool softcap) => softcap ? this with { Softcap = true, OverlapDv = false, SplitSdP = false } : this with { Softcap = false };
+    public BackwardKernelConfig ForSoftcap(bool softcap) => softcap ? this with { Softcap = true, OverlapDv = false, SplitSdP = false, BlockM = 64 } : this with { Softcap = false };
 
     /// <summary>Whether each consumer computes exactly one 64x64 dQ block per step, which bulk dQ requires.</summary>
     public bool HasOneDqBlockPerConsumer => HeadDim == 64 || (HeadDim == 128 && ExchangeDs);
@@ -201,14 +208,15 @@ internal sealed record BackwardKernelConfig(int HeadDim, int Stages, bool Exchan
         {
             int slabs = HeadDim / 64;
             int kBytes = BlockN * 128 * slabs, qBytes = BlockM * 128 * slabs, dsBytes = BlockM * 128 * (BlockN / 64), rowBytes = BlockM * 4;
+            int dsBuffers = BlockM == 128 ? 1 : 2;  // as flash_bwd_config.cuh's kDsBuffers
             int dqBytes = DqBulk ? 2 * BlockM * 64 * 4 : 0;
             int exchangeBytes = SplitSdP ? 2 * 128 * (BlockM / 4) * 4 : 0;  // P's and dS's register images
-            return 1024 + 2 * kBytes + 2 * Stages * qBytes + 2 * dsBytes + 2 * Stages * rowBytes + dqBytes + exchangeBytes + 8 * (1 + 2 * Stages + 4);
+            return 1024 + 2 * kBytes + 2 * Stages * qBytes + dsBuffers * dsBytes + 2 * Stages * rowBytes + dqBytes + exchangeBytes + 8 * (1 + 2 * Stages + 4);
         }
     }
 
     public string NameExpression(DataType type)
-        => $"fa::flash_bwd_kernel<fa::BwdConfig<{KernelNames.ElementTag(type)}, {HeadDim}, {Stages}, {KernelNames.Bool(ExchangeDs)}, {KernelNames.Bool(Softcap)}, {KernelNames.Bool(DqBulk)}, {KernelNames.Bool(OverlapDv)}, {KernelNames.Bool(SplitSdP)}>>";
+        => $"fa::flash_bwd_kernel<fa::BwdConfig<{KernelNames.ElementTag(type)}, {HeadDim}, {Stages}, {KernelNames.Bool(ExchangeDs)}, {KernelNames.Bool(Softcap)}, {KernelNames.Bool(DqBulk)}, {KernelNames.Bool(OverlapDv)}, {KernelNames.Bool(SplitSdP)}{(BlockM == 64 ? "" : $", {BlockM}")}>>";
     public string PreprocessExpression(DataType type) => $"fa::flash_bwd_preprocess<{KernelNames.ElementTag(type)}, {HeadDim}>";
     public string PostprocessExpression(DataType type) => $"fa::flash_bwd_postprocess<{KernelNames.ElementTag(type)}, {HeadDim}>";
 }
