@@ -5,7 +5,8 @@ namespace FlashAttention.Tests.Cuda;
 
 /// <summary>
 /// The attention kernels against the float64 CPU reference, on a GPU machine (skipped elsewhere with the reason):
-/// the device primitives first, then the quick forward and backward grids of <c>flashattn verify</c>.
+/// the device primitives first, then the quick forward and backward grids of <c>flashattn verify</c>, and the state
+/// kept per stream.
 /// </summary>
 public class GpuAttentionTests
 {
@@ -23,5 +24,12 @@ public class GpuAttentionTests
         foreach (var c in VerifyGrids.Forward(quick: true).Concat(VerifyGrids.Backward(quick: true)))
             foreach (var r in GpuAttentionVerifier.Run(c, GpuAvailability.Device, seed++))
                 Assert.True(r.Passed, $"{c} {r.Quantity}: error {r.Error} > tolerance {r.Tolerance} {r.Note}");
+    }
+
+    [HopperFact]
+    public void Streams_get_their_own_scratch_memory_and_free_it_when_disposed()
+    {
+        foreach (var r in StreamChecks.RunAll(GpuAvailability.Device, seed: 20261201))
+            Assert.True(r.Passed, $"{r.Name}: {r.Error} ({r.Proves})");
     }
 }
