@@ -34,8 +34,9 @@ internal static class StreamChecks
         ];
         void Queue(CudaTensor<BFloat16>[] o, CudaTensor<float> lse, CudaStream? stream)
         {
-            foreach (var t in o) t.Buffer.Fill(0xFF);
-            lse.Buffer.Fill(0xFF);
+            // On the stream: a plain fill goes to the legacy stream, which non-blocking streams do not wait for.
+            foreach (var t in o) t.Buffer.Fill(0xFF, stream);
+            lse.Buffer.Fill(0xFF, stream);
             CudaAttention.Forward(tq, tk, tv, o[0], lse, options, stream, device);
             CudaAttention.Backward(tq, tk, tv, o[0], tdO, lse, o[1], o[2], o[3], options, stream, device);
         }
