@@ -46,6 +46,7 @@ for stage in "$@"; do
     verify-quick) run verify-quick 90 verify.log "$B" verify --device cuda --quick ;;
     verify-fwd) run verify-fwd 200 verify.log "$B" verify --device cuda --forward --no-probes ;;
     verify-bwd) run verify-bwd 200 verify.log "$B" verify --device cuda --backward --no-probes ;;
+    run-gpu) run run-gpu 120 verify.log python3 scripts/numpy_attention_check.py --flashattn "$B" --device cuda ;;
     bench) run bench 480 bench.log "$B" bench --device cuda --grid paper --json "$OUT/ours.json" ;;
     bench-fwd) run bench-fwd 300 bench.log "$B" bench --device cuda --grid paper --forward --json "$OUT/ours.json" ;;
     ablation) run ablation 300 bench.log "$B" bench --device cuda --batch 2 --heads 16 --seqlen 8192 --hdim 128 --forward --ablation --json "$OUT/ablation.json" ;;
@@ -57,7 +58,7 @@ for stage in "$@"; do
       # The recorded run: everything a results folder needs, in one device call (ours and the peers on one machine):
       # the timings early, the long backward verify late; the JSON packed into one archive, as the device tool brings
       # back at most 8 files.
-      "$0" info warmup sass verify-quick verify-fwd bench peers-fwd ablation peers-bwd sanitize verify-bwd deterministic example
+      "$0" info warmup sass verify-quick verify-fwd run-gpu bench peers-fwd ablation peers-bwd sanitize verify-bwd deterministic example
       (cd "$OUT" && tar czf json.tgz ./*.json && rm -f ./*.json)
       exit 0 ;;
     peers) run peers 480 peers.log python3 bench/peers/sdpa_peers.py --grid paper --json "$OUT/peers.json" ;;

@@ -4,11 +4,12 @@ using System.Numerics.Tensors;
 using FlashAttention.Cli.Bench;
 using FlashAttention.Cli.Npy;
 using FlashAttention.Cli.Terminal;
+using FlashAttention.Cuda;
 using FlashAttention.Numerics;
 
 namespace FlashAttention.Cli.Commands;
 
-/// <summary><c>flashattn run</c>: attention on tensors from NumPy .npy files, on the CPU engine.</summary>
+/// <summary><c>flashattn run</c>: attention on tensors from NumPy .npy files, on the CPU engine or the GPU.</summary>
 internal static class RunCommand
 {
     public static Command Create()
@@ -23,19 +24,22 @@ internal static class RunCommand
         var windowRight = new Option<int>("--window-right") { Description = "Sliding window: keys visible right of the diagonal (-1 = unbounded).", DefaultValueFactory = _ => -1 };
         var softcap = new Option<float>("--softcap") { Description = "Softcap: scores become cap·tanh(s/cap) (0 = off)." };
         var scale = new Option<float?>("--scale") { Description = "Softmax scale (default 1/sqrt(head_dim))." };
+        var device = new Option<string>("--device") { Description = "cpu (the CPU engine, any element type) or cuda (the Hopper kernels: float16 or bfloat16, head dim 64, 128 or 256).", DefaultValueFactory = _ => "cpu" };
+        device.AcceptOnlyFromAmong("cpu", "cuda");
 
         var command = new Command("run", $"""
-            Compute attention O = softmax(scale · Q Kᵀ + mask) V on tensors read from NumPy .npy files (CPU engine) and
-            write O (and optionally the log-sum-exp) as .npy. Layout (batch, seqlen, heads, head_dim), C order;
+            Compute attention O = softmax(scale · Q Kᵀ + mask) V on tensors read from NumPy .npy files (CPU engine, or the
+            GPU with --device cuda) and write O (and optionally the log-sum-exp) as .npy. Layout (batch, seqlen, heads, head_dim), C order;
             rank 3 (seqlen, heads, head_dim) means batch 1. Element types: {NpyDescr.AcceptedText}.
             bfloat16 has no NumPy type: pass its raw bits as uint16, e.g. (x.astype(np.float32).view(np.uint32) >> 16).astype(np.uint16),
             or an ml_dtypes.bfloat16 array (saved as '<V2'). O is written with the query's dtype and descr.
             q, k and v must share one element type. Nothing is written when anything fails.
             """)
         {
-            q, k, v, output, lse, causal, windowLeft, windowRight, softcap, scale,
+            q, k, v, output, lse, causal, windowLeft, windowRight, softcap, scale, device,
         }.WithExamples(
             "flashattn run --q q.npy --k k.npy --v v.npy --out o.npy",
+            "flashattn run --q q.npy --k k.npy --v v.npy --out o.npy --device cuda --causal   # bf16/fp16 on a Hopper GPU",
             "flashattn run --q q.npy --k k.npy --v v.npy --out o.npy --lse lse.npy --causal",
             "flashattn run --q q.npy --k k.npy --v v.npy --out o.npy --window-left 256 --window-right 0 --softcap 30",
             "python3 scripts/numpy_attention_check.py      # compare with NumPy's attention on random files");
@@ -58,6 +62,16 @@ internal static class RunCommand
                 Softcap = p.GetValue(softcap),
                 SoftmaxScale = p.GetValue(scale),
             };
+
+            bool onGpu = p.GetValue(device) == "cuda";
+            CudaDevice? gpu = null;
+            if (onGpu)
+            {
+                // Before reading the inputs: a machine without a usable GPU is told so at once.
+                var env = CudaEnvironment.Probe();
+                if (!env.IsUsable) throw new CliException($"--device cuda: not usable here: {env.UnavailableMessage}", ExitCodes.DeviceUnavailable);
+                gpu = CudaDevice.Get(env.SupportedDeviceOrdinal ?? 0);
+            }
 
             var query = NpyFile.Read(qPath);
             var key = NpyFile.Read(kPath);
@@ -90,9 +104,15 @@ internal static class RunCommand
             {
                 switch (query.ElementType)
                 {
+                    case NpyElementType.Float32 when gpu is not null:
+                        throw new CliException($"--q {qPath}: dtype '{query.Descr}' (float32); the GPU kernels take float16 or bfloat16 (use --device cpu for float32)");
                     case NpyElementType.Float32: Forward<float>(query, key, value, o, logSumExp, qShape, kShape, vShape, lseShape, batched, options); break;
+                    case NpyElementType.Float16 when gpu is not null: ForwardOnGpu<Half>(gpu, query, key, value, o, logSumExp, qShape, kShape, vShape, lseShape, batched, options); break;
                     case NpyElementType.Float16: Forward<Half>(query, key, value, o, logSumExp, qShape, kShape, vShape, lseShape, batched, options); break;
-                    default: Forward<BFloat16>(query, key, value, o, logSumExp, qShape, kShape, vShape, lseShape, batched, options); break;
+                    default:
+                        if (gpu is not null) ForwardOnGpu<BFloat16>(gpu, query, key, value, o, logSumExp, qShape, kShape, vShape, lseShape, batched, options);
+                        else Forward<BFloat16>(query, key, value, o, logSumExp, qShape, kShape, vShape, lseShape, batched, options);
+                        break;
                 }
             }
             catch (AttentionArgumentException e)
@@ -129,7 +149,8 @@ internal static class RunCommand
             }
             foreach (var (path, array) in outputs)
                 context.Out.WriteLine($"wrote {path}: shape {NpyArray.ShapeText(array.Shape)} '{array.Descr}'");
-            context.Out.WriteLine($"attention took {seconds * 1e3:F1} ms ({flops / seconds / 1e9:F1} GFLOP/s by the full-attention count)");
+            context.Out.WriteLine($"attention took {seconds * 1e3:F1} ms on {(gpu is null ? "the CPU" : gpu.Name)}" +
+                (gpu is null ? $" ({flops / seconds / 1e9:F1} GFLOP/s by the full-attention count)" : " (copies and the first call's kernel compile or cache load included; flashattn bench times the kernels)"));
             return ExitCodes.Ok;
         });
         return command;
@@ -155,6 +176,23 @@ internal static class RunCommand
             new TensorSpan<T>(o.AsSpan<T>(), Lengths(qShape)),
             new TensorSpan<float>(lse.AsSpan<float>(), Lengths(lse4)),
             options);
+    }
+
+    // The same problem on the GPU: inputs copied to device memory, O and LSE copied back. The kernels' own checks
+    // (head dim, alignment, strides) give an AttentionArgumentException naming the argument, as on the CPU.
+    private static void ForwardOnGpu<T>(CudaDevice device, NpyArray q, NpyArray k, NpyArray v, NpyArray o, NpyArray lse,
+        long[] qShape, long[] kShape, long[] vShape, long[] lseShape, bool batched, AttentionOptions options) where T : unmanaged
+    {
+        long[] lse4 = batched ? lseShape : [1, .. lseShape];
+        using var dq = CudaTensor<T>.FromHost(q.AsSpan<T>(), qShape, device);
+        using var dk = CudaTensor<T>.FromHost(k.AsSpan<T>(), kShape, device);
+        using var dv = CudaTensor<T>.FromHost(v.AsSpan<T>(), vShape, device);
+        using var dOut = new CudaTensor<T>(device, null, qShape);
+        using var dLse = new CudaTensor<float>(device, null, lse4);
+        CudaAttention.Forward(dq, dk, dv, dOut, dLse, options, device: device);
+        device.Synchronize();
+        dOut.Download(o.AsSpan<T>());
+        dLse.Download(lse.AsSpan<float>());
     }
 
     private static nint[] Lengths(long[] shape) => shape.Select(l => (nint)l).ToArray();

@@ -149,6 +149,24 @@ public class RunCommandTests : IDisposable
     }
 
     [Fact]
+    public void GpuWithoutAUsableGpuSaysWhyAndWritesNothing()
+    {
+        if (FlashAttention.Cuda.CudaEnvironment.Probe().IsUsable) return; // a GPU machine: nothing missing to report
+        WriteInputs(descr: "<f2");
+        RunExpectingError(3, ["--device", "cuda"], "--device cuda: not usable here");
+    }
+
+    [Fact]
+    public void UnknownDeviceIsAUsageError()
+    {
+        WriteInputs();
+        var result = _h.Run("run", "--q", _h.PathOf("q.npy"), "--k", _h.PathOf("k.npy"), "--v", _h.PathOf("v.npy"), "--out", _h.PathOf("o.npy"), "--device", "gpu");
+        Assert.Equal(2, result.ExitCode);
+        Assert.Contains("gpu", result.Err);
+        Assert.False(File.Exists(_h.PathOf("o.npy")));
+    }
+
+    [Fact]
     public void MissingRequiredOptionIsAUsageError()
     {
         var result = _h.Run("run", "--q", "q.npy");
