@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace FlashAttention.Cuda;
 
 /// <summary>
@@ -11,7 +13,7 @@ public sealed unsafe class CudaStream : IDisposable
     private const uint NonBlockingFlag = 1; // CU_STREAM_NON_BLOCKING: no implicit synchronisation with the legacy default stream
     private readonly bool _owned;
     private nint _handle;
-    private StreamKey? _key;
+    private StrongBox<StreamKey>? _key;  // boxed: a reference is published atomically to threads sharing the stream
 
     /// <summary>Creates a stream on <paramref name="device"/> (device 0 when null).</summary>
     /// <param name="device">The device whose primary context owns the stream.</param>
@@ -57,10 +59,10 @@ public sealed unsafe class CudaStream : IDisposable
     {
         get
         {
-            if (_key is { } key) return key;
+            if (_key is { } known) return known.Value;
             nint handle = Handle;
-            key = handle == 0 ? StreamKey.LegacyDefault : KeyFromDriver(Device.Context.MakeCurrent(), handle);
-            _key = key;
+            var key = handle == 0 ? StreamKey.LegacyDefault : KeyFromDriver(Device.Context.MakeCurrent(), handle);
+            _key = new StrongBox<StreamKey>(key);
             return key;
         }
     }
@@ -97,7 +99,7 @@ public sealed unsafe class CudaStream : IDisposable
         {
             // The key is looked up even if this object never asked for it: a FromHandle wrapper of the same stream
             // may have kept state under the driver's ID.
-            released = StreamScopedStates.Release(Device, _key ?? KeyFromDriver(api, _handle));
+            released = StreamScopedStates.Release(Device, _key?.Value ?? KeyFromDriver(api, _handle));
             // Dispose does not throw: a stream whose work failed reports that on its last Synchronize, and its scratch
             // memory is freed all the same.
             if (released.Count > 0) api.cuStreamSynchronize(_handle);
