@@ -94,6 +94,20 @@ public class LauncherTests
     }
 
     [Fact]
+    public void Packing_after_the_softmax_is_an_override_of_the_overlap_only()
+    {
+        var late = TileTables.Override(128, "128:n128,s2,q2,packlate")!;
+        Assert.True(late.PackAfterSoftmax && late.IntraWgOverlap);
+        Assert.EndsWith(", 2, false, true>>", late.NameExpression(DataType.BFloat16));
+        // Defaults keep their names (and cached binaries): the flag is spelled only when set.
+        Assert.EndsWith(", 2, false>>", TileTables.Forward(128).NameExpression(DataType.BFloat16));
+        Assert.Contains("noov", Assert.Throws<ArgumentException>(() => TileTables.Override(128, "128:noov,packlate")).Message);
+        // An ablation that turns the overlap off drops the ordering with it.
+        var noOverlap = TileTables.Forward(256, new ForwardAblation(IntraWarpgroupOverlap: false));
+        Assert.False(noOverlap.PackAfterSoftmax);
+    }
+
+    [Fact]
     public void D64_backward_with_128_queries_per_step_is_an_override_that_fits()
     {
         var m128 = TileTables.Backward(64, "64:m128");

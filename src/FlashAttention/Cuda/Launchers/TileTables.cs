@@ -5,7 +5,7 @@ namespace FlashAttention.Cuda.Launchers;
 /// and the launch geometry they imply. The shared-memory formula mirrors the header's.
 /// </summary>
 internal sealed record ForwardKernelConfig(int HeadDim, int BlockN, int Stages, bool IntraWgOverlap, bool PingPong,
-    bool OAliasQ, bool WarpSpecialized, int QStages = 1, bool QInRegisters = false)
+    bool OAliasQ, bool WarpSpecialized, int QStages = 1, bool QInRegisters = false, bool PackAfterSoftmax = false)
 {
     public const int ConsumerWarpgroups = 2;
     public const int BlockM = 64 * ConsumerWarpgroups;
@@ -23,10 +23,11 @@ internal sealed record ForwardKernelConfig(int HeadDim, int BlockN, int Stages, 
 
     public string NameExpression(DataType type)
         => $"fa::flash_fwd_kernel<fa::FwdConfig<{KernelNames.ElementTag(type)}, {HeadDim}, {BlockN}, {Stages}, " +
-           $"{KernelNames.Bool(IntraWgOverlap)}, {KernelNames.Bool(PingPong)}, {KernelNames.Bool(OAliasQ)}, {KernelNames.Bool(WarpSpecialized)}, {QStages}, {KernelNames.Bool(QInRegisters)}>>";
+           $"{KernelNames.Bool(IntraWgOverlap)}, {KernelNames.Bool(PingPong)}, {KernelNames.Bool(OAliasQ)}, {KernelNames.Bool(WarpSpecialized)}, {QStages}, {KernelNames.Bool(QInRegisters)}" +
+           (PackAfterSoftmax ? ", true>>" : ">>");
 
     public override string ToString()
-        => $"d{HeadDim} {BlockM}x{BlockN} stages {Stages}{(QStages > 1 ? $" q{QStages}" : "")}{(WarpSpecialized ? "" : " no-ws")}{(IntraWgOverlap ? "" : " no-overlap")}{(PingPong ? " ping-pong" : "")}{(OAliasQ ? " O-in-Q" : "")}{(QInRegisters ? " Q-in-registers" : "")}";
+        => $"d{HeadDim} {BlockM}x{BlockN} stages {Stages}{(QStages > 1 ? $" q{QStages}" : "")}{(WarpSpecialized ? "" : " no-ws")}{(IntraWgOverlap ? "" : " no-overlap")}{(PingPong ? " ping-pong" : "")}{(OAliasQ ? " O-in-Q" : "")}{(QInRegisters ? " Q-in-registers" : "")}{(PackAfterSoftmax ? " pack-after-softmax" : "")}";
 }
 
 /// <summary>
@@ -88,10 +89,12 @@ internal static class TileTables
             _ => throw new ArgumentOutOfRangeException(nameof(headDim), headDim, "no forward kernel for this head dim"),
         };
         if (ablation is null || ablation == ForwardAblation.None) return config;
+        bool overlap = ablation.IntraWarpgroupOverlap ?? config.IntraWgOverlap;
         return config with
         {
             WarpSpecialized = config.WarpSpecialized && !ablation.NoWarpSpecialization,
-            IntraWgOverlap = ablation.IntraWarpgroupOverlap ?? config.IntraWgOverlap,
+            IntraWgOverlap = overlap,
+            PackAfterSoftmax = config.PackAfterSoftmax && overlap,  // an ordering of the overlap only
             // Ping-pong hands the tensor cores between two consumers that a producer keeps fed; the
             // non-specialised ablation runs without it.
             PingPong = config.PingPong && !ablation.NoPingPong && !ablation.NoWarpSpecialization,
@@ -106,7 +109,7 @@ internal static class TileTables
             string[] parts = entry.Split(':', 2);
             if (parts.Length != 2 || !int.TryParse(parts[0], out int d) || d != headDim) continue;
             int blockN = 128, stages = 2, qStages = 1;
-            bool alias = headDim == 256, pingPong = true, overlap = true, qRegs = false;
+            bool alias = headDim == 256, pingPong = true, overlap = true, qRegs = false, packLate = false;
             foreach (string f in parts[1].Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
             {
                 if (f.StartsWith('n') && int.TryParse(f[1..], out int n)) blockN = n;
@@ -119,9 +122,11 @@ internal static class TileTables
                 else if (f == "noov") overlap = false;
                 else if (f == "ov") overlap = true;
                 else if (f == "qregs") qRegs = true;
+                else if (f == "packlate") packLate = true;
                 else throw new ArgumentException($"{ForwardOverrideVariable}: unknown field '{f}' in '{entry}'");
             }
-            return new ForwardKernelConfig(headDim, blockN, stages, overlap, pingPong, alias, WarpSpecialized: true, qStages, qRegs);
+            if (packLate && !overlap) throw new ArgumentException($"{ForwardOverrideVariable}: packlate orders the intra-warpgroup overlap; it does not go with 'noov' in '{entry}'");
+            return new ForwardKernelConfig(headDim, blockN, stages, overlap, pingPong, alias, WarpSpecialized: true, qStages, qRegs, packLate);
         }
         return null;
     }
