@@ -148,7 +148,7 @@ __device__ __forceinline__ void pack_probabilities(const float (&s)[Cfg::kBlockN
 // previous block still reads, so it also moves the wait for P·V up, to the softmax's first instructions, and the
 // overlap is lost (SASS, 2026-11-25: WARPGROUP.DEPBAR right after the first FMNMX). Adding a zero computed from the
 // finished row sums to one value of each pair, and to O's rescale factors (which read O, so also need P·V done),
-// makes both depend on the softmax's last instruction: one FADD per packed pair. (x·0 is not folded: it is NaN for
+// makes both depend on the softmax's last instruction: one add per packed pair (NVVM fuses it with the ·0 into an FMA). (x·0 is not folded: it is NaN for
 // an infinite x, and the kernels are compiled without fast-math.)
 template <class Cfg>
 __device__ __forceinline__ void pack_after_softmax(const OnlineSoftmax<Cfg::kBlockN / 2>& softmax, const float (&s)[Cfg::kBlockN / 2],

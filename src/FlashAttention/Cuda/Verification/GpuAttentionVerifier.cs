@@ -92,7 +92,7 @@ public static class GpuAttentionVerifier
         return rows;
     }
 
-    private static byte[] Bits<T>(T[] a) where T : unmanaged => System.Runtime.InteropServices.MemoryMarshal.AsBytes(a.AsSpan()).ToArray();
+    internal static byte[] Bits<T>(T[] a) where T : unmanaged => System.Runtime.InteropServices.MemoryMarshal.AsBytes(a.AsSpan()).ToArray();
 
     private static VerifyRow Compare(VerifyCase c, string quantity, double[] got, double[] reference, float[] plain, double eps)
     {

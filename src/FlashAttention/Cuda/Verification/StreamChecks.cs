@@ -40,8 +40,7 @@ internal static class StreamChecks
             CudaAttention.Forward(tq, tk, tv, o[0], lse, options, stream, device);
             CudaAttention.Backward(tq, tk, tv, o[0], tdO, lse, o[1], o[2], o[3], options, stream, device);
         }
-        static byte[][] Bits(CudaTensor<BFloat16>[] o) =>
-            [.. o.Select(t => System.Runtime.InteropServices.MemoryMarshal.AsBytes(t.ToArray().AsSpan()).ToArray())];
+        static byte[][] Bits(CudaTensor<BFloat16>[] o) => [.. o.Select(t => GpuAttentionVerifier.Bits(t.ToArray()))];
         static int Differing(byte[][] a, byte[][] b)
         {
             int n = 0;
