@@ -108,27 +108,11 @@ for stage in "$@"; do
       done
       unset FLASHATTN_BWD_CONFIG
       grep -E "^(=== bwd d256|│ bwd)" "$OUT/sweep.log" ;;
-    fwd-packlate)
-      # the intra-warpgroup overlap with P packed (and O rescaled) only after the softmax, tied to its row sums
-      # (FLASHATTN_FWD_CONFIG …,packlate), against the defaults (d64/d128 without the overlap, d256 with it) and the
-      # plain overlap: the forward grid verified with the packlate variants, their registers/spills, then the paper
-      # grid for each variant, twice, in alternating order
-      PL="128:n128,s2,q2,packlate;64:n192,s3,q2,qregs,packlate;256:n80,s2,alias,packlate"
-      OV="128:n128,s2,q2;64:n192,s3,q2,qregs"
-      FLASHATTN_FWD_CONFIG="$PL" run warmup-packlate 120 verify.log "$B" warmup
-      FLASHATTN_FWD_CONFIG="$PL" run verify-fwd-packlate 200 verify.log "$B" verify --device cuda --forward --no-probes
-      for round in 1 2; do
-        for v in $([ $round = 1 ] && echo "default overlap packlate" || echo "packlate overlap default"); do
-          case $v in default) unset FLASHATTN_FWD_CONFIG ;; overlap) export FLASHATTN_FWD_CONFIG="$OV" ;; packlate) export FLASHATTN_FWD_CONFIG="$PL" ;; esac
-          run "fwd $v $round" 200 sweep.log "$B" bench --device cuda --grid paper --forward --json "$OUT/fwd-$v-$round.json"
-        done
-      done
-      unset FLASHATTN_FWD_CONFIG
-      grep -E "^(=== fwd|│ fwd)" "$OUT/sweep.log" ;;
     d64-m128)
-      # the d64 backward with 128 queries per step (FLASHATTN_BWD_CONFIG=64:m128, FlashAttention-3's d64 tile) against
-      # the default (64 per step): ptxas's registers and spills for it, the d64 rows of the backward grid verified with
-      # it (deterministic included), racecheck on a small case, then the d64 paper rows timed both ways, alternating
+      # the d64 backward with 128 queries per step (FLASHATTN_BWD_CONFIG=64:m128, FlashAttention-3's d64 tile, the
+      # default since 2026-12-01) against 64 per step (64:m64): ptxas's registers and spills for it, the d64 rows of the
+      # backward grid verified with it (deterministic included), racecheck on a small case, then the d64 paper rows
+      # timed both ways, alternating
       export FLASHATTN_BWD_CONFIG=64:m128
       run warmup-m128 120 verify.log "$B" warmup
       run verify-bwd-m128 200 verify.log "$B" verify --device cuda --backward --no-probes --filter d64

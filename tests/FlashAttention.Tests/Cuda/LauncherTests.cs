@@ -94,32 +94,26 @@ public class LauncherTests
     }
 
     [Fact]
-    public void Packing_after_the_softmax_is_an_override_of_the_overlap_only()
+    public void D64_backward_takes_128_queries_per_step_by_default_and_64_on_request()
     {
-        var late = TileTables.Override(128, "128:n128,s2,q2,packlate")!;
-        Assert.True(late.PackAfterSoftmax && late.IntraWgOverlap);
-        Assert.EndsWith(", 2, false, true>>", late.NameExpression(DataType.BFloat16));
-        // Defaults keep their names (and cached binaries): the flag is spelled only when set.
-        Assert.EndsWith(", 2, false>>", TileTables.Forward(128).NameExpression(DataType.BFloat16));
-        Assert.Contains("noov", Assert.Throws<ArgumentException>(() => TileTables.Override(128, "128:noov,packlate")).Message);
-        // An ablation that turns the overlap off drops the ordering with it.
-        var noOverlap = TileTables.Forward(256, new ForwardAblation(IntraWarpgroupOverlap: false));
-        Assert.False(noOverlap.PackAfterSoftmax);
-    }
-
-    [Fact]
-    public void D64_backward_with_128_queries_per_step_is_an_override_that_fits()
-    {
-        var m128 = TileTables.Backward(64, "64:m128");
+        var m128 = TileTables.Backward(64, null);
         Assert.Equal((128, true, false), (m128.BlockM, m128.DqBulk, m128.ExchangeDs));
+        Assert.Equal(m128, TileTables.Backward(64, "64:m128"));
+        var m64 = TileTables.Backward(64, "64:m64");
+        Assert.Equal(64, m64.BlockM);
         // One dS buffer instead of two, and 32 KB dQ buffers: it still fits the 227 KB a block may have.
-        Assert.InRange(m128.SharedMemoryBytes, TileTables.Backward(64, null).SharedMemoryBytes, 232448);
+        Assert.InRange(m128.SharedMemoryBytes, m64.SharedMemoryBytes, 232448);
         Assert.Equal("fa::flash_bwd_kernel<fa::BwdConfig<fa::bf16_t, 64, 2, false, false, true, false, false, 128>>", m128.NameExpression(DataType.BFloat16));
-        // The default's name (and so its cached binary) is unchanged; softcap goes back to 64 queries per step.
-        Assert.DoesNotContain(", 64>>", TileTables.Backward(64, null).NameExpression(DataType.BFloat16));
+        // 64 queries per step is spelled by omission (the names, and so the cached binaries, of d128/d256 are unchanged).
+        Assert.EndsWith(", false>>", m64.NameExpression(DataType.BFloat16));
+        Assert.EndsWith(", false>>", TileTables.Backward(128, null).NameExpression(DataType.BFloat16));
+        // Softcap goes back to 64 queries per step; labels say which tile a variant has.
         Assert.Equal(64, m128.ForSoftcap(true).BlockM);
+        Assert.StartsWith("d64 128x128 ", m128.ToString());
+        Assert.StartsWith("d64 64x128 ", m128.ForSoftcap(true).ToString());
         Assert.Contains("m128", Assert.Throws<ArgumentException>(() => TileTables.Backward(128, "128:m128")).Message);
-        Assert.Contains("atomic", Assert.Throws<ArgumentException>(() => TileTables.Backward(64, "64:m128,atomic")).Message);
+        Assert.Contains("m64", Assert.Throws<ArgumentException>(() => TileTables.Backward(64, "64:atomic")).Message);
+        Assert.False(TileTables.Backward(64, "64:m64,atomic").DqBulk);
     }
 
     [Fact]

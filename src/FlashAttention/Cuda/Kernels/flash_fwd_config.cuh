@@ -7,8 +7,7 @@
 namespace fa {
 
 template <typename Element_, int kHeadDim_, int kBlockN_, int kStages_, bool kIntraWgOverlap_, bool kPingPong_,
-          bool kOAliasQ_, bool kWarpSpecialized_ = true, int kQStages_ = 1, bool kQInRegs_ = false,
-          bool kPackAfterSoftmax_ = false>
+          bool kOAliasQ_, bool kWarpSpecialized_ = true, int kQStages_ = 1, bool kQInRegs_ = false>
 struct FwdConfig {
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
@@ -25,11 +24,6 @@ struct FwdConfig {
   // each S GEMM then reads only K from shared memory, whose bandwidth the SS GEMMs, P·V's V reads and the TMA
   // writes otherwise nearly exhaust. Costs kHeadDim/4 registers per consumer thread.
   static constexpr bool kQInRegs = kQInRegs_;
-  // With the overlap: P is packed and O's rescale factors applied only once the softmax's row sums are complete
-  // (a data dependency ptxas cannot remove), so that neither can be scheduled into the softmax and drag the wait
-  // for P·V up with them (see pack_after_softmax). A variant to measure, off by default.
-  static constexpr bool kPackAfterSoftmax = kPackAfterSoftmax_;
-  static_assert(!kPackAfterSoftmax || kIntraWgOverlap_, "packing after the softmax is an ordering of the overlap");
   // Warp specialisation: warpgroup 0 only issues TMA loads and gives its registers to the consumers. Without
   // it (an ablation), consumer 0's first thread issues the loads between its own GEMMs.
   static constexpr bool kWarpSpecialized = kWarpSpecialized_;

@@ -143,23 +143,6 @@ __device__ __forceinline__ void pack_probabilities(const float (&s)[Cfg::kBlockN
   pack_fragment<typename Cfg::Element>(s, pk);
 }
 
-// The overlap's packing of P, tied to the end of the softmax. ptxas 13.0 interleaves the packing of P with the
-// softmax's exponentials (each pair as soon as its values exist); the packed registers are those P·V of the
-// previous block still reads, so it also moves the wait for P·V up, to the softmax's first instructions, and the
-// overlap is lost (SASS, 2026-11-25: WARPGROUP.DEPBAR right after the first FMNMX). Adding a zero computed from the
-// finished row sums to one value of each pair, and to O's rescale factors (which read O, so also need P·V done),
-// makes both depend on the softmax's last instruction: one add per packed pair (NVVM fuses it with the ·0 into an FMA). (x·0 is not folded: it is NaN for
-// an infinite x, and the kernels are compiled without fast-math.)
-template <class Cfg>
-__device__ __forceinline__ void pack_after_softmax(const OnlineSoftmax<Cfg::kBlockN / 2>& softmax, const float (&s)[Cfg::kBlockN / 2],
-                                                   uint32_t (&pk)[Cfg::kBlockN / 4], float (&rescale)[2]) {
-  const float zero = (softmax.row_sum[0] + softmax.row_sum[1]) * 0.f;
-#pragma unroll
-  for (int i = 0; i < Cfg::kBlockN / 4; ++i) pk[i] = pack2<typename Cfg::Element>(s[2 * i] + zero, s[2 * i + 1]);
-  rescale[0] += zero;
-  rescale[1] += zero;
-}
-
 // Softcap and mask on a fresh S fragment. row0 is this thread's first row (the second is row0 + 8).
 template <class Cfg>
 __device__ __forceinline__ void score_mod(const FwdParams& p, const Mask& mask, float (&s)[Cfg::kBlockN / 2],
@@ -256,8 +239,7 @@ struct ConsumerMainloop {
         fence_regs(o);
         release(bars.empty_v(vst));
         loads.block_consumed();
-        if constexpr (Cfg::kPackAfterSoftmax) pack_after_softmax<Cfg>(softmax, s, pk, rescale);
-        else pack_probabilities<Cfg>(s, pk);
+        pack_probabilities<Cfg>(s, pk);
         scale_rows(o, rescale);
         v = kv;
         ++kv.count;

@@ -36,9 +36,9 @@ internal static class KernelCatalog
             foreach (int d in TileTables.BackwardHeadDims)
             {
                 var c = TileTables.Backward(d);
-                yield return new Entry($"bwd {t} d{d}", Spec("flash_bwd.cu", c.NameExpression(type)), c.NameExpression(type));
+                yield return new Entry($"bwd {t} {c}", Spec("flash_bwd.cu", c.NameExpression(type)), c.NameExpression(type));
                 var capped = c.ForSoftcap(true);
-                yield return new Entry($"bwd {t} d{d} softcap", Spec("flash_bwd.cu", capped.NameExpression(type)), capped.NameExpression(type));
+                yield return new Entry($"bwd {t} {capped}", Spec("flash_bwd.cu", capped.NameExpression(type)), capped.NameExpression(type));
                 yield return new Entry($"bwd-pre {t} d{d}", Spec("flash_bwd.cu", c.PreprocessExpression(type)), c.PreprocessExpression(type));
                 yield return new Entry($"bwd-post {t} d{d}", Spec("flash_bwd.cu", c.PostprocessExpression(type)), c.PostprocessExpression(type));
             }

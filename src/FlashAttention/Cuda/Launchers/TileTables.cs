@@ -5,7 +5,7 @@ namespace FlashAttention.Cuda.Launchers;
 /// and the launch geometry they imply. The shared-memory formula mirrors the header's.
 /// </summary>
 internal sealed record ForwardKernelConfig(int HeadDim, int BlockN, int Stages, bool IntraWgOverlap, bool PingPong,
-    bool OAliasQ, bool WarpSpecialized, int QStages = 1, bool QInRegisters = false, bool PackAfterSoftmax = false)
+    bool OAliasQ, bool WarpSpecialized, int QStages = 1, bool QInRegisters = false)
 {
     public const int ConsumerWarpgroups = 2;
     public const int BlockM = 64 * ConsumerWarpgroups;
@@ -23,11 +23,10 @@ internal sealed record ForwardKernelConfig(int HeadDim, int BlockN, int Stages, 
 
     public string NameExpression(DataType type)
         => $"fa::flash_fwd_kernel<fa::FwdConfig<{KernelNames.ElementTag(type)}, {HeadDim}, {BlockN}, {Stages}, " +
-           $"{KernelNames.Bool(IntraWgOverlap)}, {KernelNames.Bool(PingPong)}, {KernelNames.Bool(OAliasQ)}, {KernelNames.Bool(WarpSpecialized)}, {QStages}, {KernelNames.Bool(QInRegisters)}" +
-           (PackAfterSoftmax ? ", true>>" : ">>");
+           $"{KernelNames.Bool(IntraWgOverlap)}, {KernelNames.Bool(PingPong)}, {KernelNames.Bool(OAliasQ)}, {KernelNames.Bool(WarpSpecialized)}, {QStages}, {KernelNames.Bool(QInRegisters)}>>";
 
     public override string ToString()
-        => $"d{HeadDim} {BlockM}x{BlockN} stages {Stages}{(QStages > 1 ? $" q{QStages}" : "")}{(WarpSpecialized ? "" : " no-ws")}{(IntraWgOverlap ? "" : " no-overlap")}{(PingPong ? " ping-pong" : "")}{(OAliasQ ? " O-in-Q" : "")}{(QInRegisters ? " Q-in-registers" : "")}{(PackAfterSoftmax ? " pack-after-softmax" : "")}";
+        => $"d{HeadDim} {BlockM}x{BlockN} stages {Stages}{(QStages > 1 ? $" q{QStages}" : "")}{(WarpSpecialized ? "" : " no-ws")}{(IntraWgOverlap ? "" : " no-overlap")}{(PingPong ? " ping-pong" : "")}{(OAliasQ ? " O-in-Q" : "")}{(QInRegisters ? " Q-in-registers" : "")}";
 }
 
 /// <summary>
@@ -89,12 +88,10 @@ internal static class TileTables
             _ => throw new ArgumentOutOfRangeException(nameof(headDim), headDim, "no forward kernel for this head dim"),
         };
         if (ablation is null || ablation == ForwardAblation.None) return config;
-        bool overlap = ablation.IntraWarpgroupOverlap ?? config.IntraWgOverlap;
         return config with
         {
             WarpSpecialized = config.WarpSpecialized && !ablation.NoWarpSpecialization,
-            IntraWgOverlap = overlap,
-            PackAfterSoftmax = config.PackAfterSoftmax && overlap,  // an ordering of the overlap only
+            IntraWgOverlap = ablation.IntraWarpgroupOverlap ?? config.IntraWgOverlap,
             // Ping-pong hands the tensor cores between two consumers that a producer keeps fed; the
             // non-specialised ablation runs without it.
             PingPong = config.PingPong && !ablation.NoPingPong && !ablation.NoWarpSpecialization,
@@ -109,7 +106,7 @@ internal static class TileTables
             string[] parts = entry.Split(':', 2);
             if (parts.Length != 2 || !int.TryParse(parts[0], out int d) || d != headDim) continue;
             int blockN = 128, stages = 2, qStages = 1;
-            bool alias = headDim == 256, pingPong = true, overlap = true, qRegs = false, packLate = false;
+            bool alias = headDim == 256, pingPong = true, overlap = true, qRegs = false;
             foreach (string f in parts[1].Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
             {
                 if (f.StartsWith('n') && int.TryParse(f[1..], out int n)) blockN = n;
@@ -122,16 +119,14 @@ internal static class TileTables
                 else if (f == "noov") overlap = false;
                 else if (f == "ov") overlap = true;
                 else if (f == "qregs") qRegs = true;
-                else if (f == "packlate") packLate = true;
                 else throw new ArgumentException($"{ForwardOverrideVariable}: unknown field '{f}' in '{entry}'");
             }
-            if (packLate && !overlap) throw new ArgumentException($"{ForwardOverrideVariable}: packlate orders the intra-warpgroup overlap; it does not go with 'noov' in '{entry}'");
-            return new ForwardKernelConfig(headDim, blockN, stages, overlap, pingPong, alias, WarpSpecialized: true, qStages, qRegs, packLate);
+            return new ForwardKernelConfig(headDim, blockN, stages, overlap, pingPong, alias, WarpSpecialized: true, qStages, qRegs);
         }
         return null;
     }
 
-    /// <summary>Tuning override like <see cref="ForwardOverrideVariable"/>: <c>FLASHATTN_BWD_CONFIG="128:s3,exchange;64:s2"</c> (ring stages; how dQ is split between consumers: exchange/split; how it is added: bulk/atomic; whether dS is formed while dV runs: overlapdv/nooverlapdv; at d256 whether the consumers split Sᵀ and dPᵀ between them: splitsdp/nosplitsdp).</summary>
+    /// <summary>Tuning override like <see cref="ForwardOverrideVariable"/>: <c>FLASHATTN_BWD_CONFIG="128:s3,exchange;64:s2"</c> (ring stages; how dQ is split between consumers: exchange/split; how it is added: bulk/atomic; whether dS is formed while dV runs: overlapdv/nooverlapdv; at d256 whether the consumers split Sᵀ and dPᵀ between them: splitsdp/nosplitsdp; at d64 queries per step: m128/m64).</summary>
     public const string BackwardOverrideVariable = "FLASHATTN_BWD_CONFIG";
 
     public static BackwardKernelConfig Backward(int headDim) => Backward(headDim, Environment.GetEnvironmentVariable(BackwardOverrideVariable));
@@ -142,8 +137,11 @@ internal static class TileTables
         {
             // d128 splits dQ's columns between the consumers and exchanges dS (b2 h16 s8k: 284 TFLOP/s against 233 for
             // the split by keys, which doubles the dQ additions); d64 has only one 64-column block, so it splits keys.
-            // Both add dQ by bulk reductions (b2 s8k: d128 369 against 321 TFLOP/s, d64 265 against 213).
-            64 => new BackwardKernelConfig(64, Stages: 2, ExchangeDs: false, DqBulk: true),
+            // Both add dQ by bulk reductions (b2 s8k: d128 369 against 321 TFLOP/s, d64 265 against 213). d64 takes 128
+            // queries per step (FlashAttention-3's d64 tile; twice the GEMM work per step for the same barriers and dQ
+            // hand-overs): paper grid twice each way on an H200, 2026-12-01, +5..16% full (16k: 476 against 410 TFLOP/s),
+            // +7..15% causal from 1k, equal at causal 512 (bench/results/2026-12-01-h200-921979c).
+            64 => new BackwardKernelConfig(64, Stages: 2, ExchangeDs: false, DqBulk: true, BlockM: 128),
             // d128 also forms dS while dV runs (b2 h16 s8k: 466 against 456 TFLOP/s full, 431/426 causal, 401/397 at 2k;
             // a third ring stage gained nothing: 461). d64 gained nothing from it (315/313) and keeps the registers.
             128 => new BackwardKernelConfig(128, Stages: 2, ExchangeDs: true, DqBulk: true, OverlapDv: true),
@@ -176,7 +174,7 @@ internal static class TileTables
                 };
         }
         if (config.BlockM == 128 && !config.DqBulk)
-            throw new ArgumentException($"{BackwardOverrideVariable}: m128 adds each step's two 64-row dQ blocks with one bulk reduction; it does not go with 'atomic'");
+            throw new ArgumentException($"{BackwardOverrideVariable}: 128 queries per step (d64's default, 'm128') add each step's two 64-row dQ blocks with one bulk reduction; 'atomic' needs 'm64' with it");
         if (config.SplitSdP && config.HeadDim != 256)
             throw new ArgumentException($"{BackwardOverrideVariable}: splitsdp is a d256 variant (both consumers on the same keys)");
         if (config.DqBulk && !config.HasOneDqBlockPerConsumer)
@@ -219,6 +217,11 @@ internal sealed record BackwardKernelConfig(int HeadDim, int Stages, bool Exchan
             return 1024 + 2 * kBytes + 2 * Stages * qBytes + dsBuffers * dsBytes + 2 * Stages * rowBytes + dqBytes + exchangeBytes + 8 * (1 + 2 * Stages + 4);
         }
     }
+
+    /// <summary>What sets this variant apart, for warm-up labels and logs: queries x keys per step, stages, how dQ is formed and added.</summary>
+    public override string ToString()
+        => $"d{HeadDim} {BlockM}x{BlockN} stages {Stages}{(ExchangeDs ? " dS-exchange" : "")}{(DqBulk ? " dQ-bulk" : " dQ-red")}" +
+           $"{(OverlapDv ? " dV-overlap" : "")}{(SplitSdP ? " split-SdP" : "")}{(Softcap ? " softcap" : "")}";
 
     public string NameExpression(DataType type)
         => $"fa::flash_bwd_kernel<fa::BwdConfig<{KernelNames.ElementTag(type)}, {HeadDim}, {Stages}, {KernelNames.Bool(ExchangeDs)}, {KernelNames.Bool(Softcap)}, {KernelNames.Bool(DqBulk)}, {KernelNames.Bool(OverlapDv)}, {KernelNames.Bool(SplitSdP)}{(BlockM == 64 ? "" : $", {BlockM}")}>>";
