@@ -129,6 +129,19 @@ for stage in "$@"; do
       sections="--section SpeedOfLight --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --metrics regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio,sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active,sm__inst_executed_pipe_xu.avg.pct_of_peak_sustained_active"
       run ncu-fwd 150 ncu.log ncu --kernel-name regex:flash_fwd --launch-skip 3 --launch-count 1 $sections "$B" bench --device cuda --batch 2 --heads 16 --seqlen 8192 --hdim 128 --forward --warmup 3 --repeats 1
       run ncu-bwd 150 ncu.log ncu --kernel-name regex:flash_bwd_kernel --launch-skip 2 --launch-count 1 $sections "$B" bench --device cuda --batch 2 --heads 16 --seqlen 8192 --hdim 128 --backward --warmup 2 --repeats 1 ;;
+    ncu-stalls)
+      # where the d128 full forward's cycles go, ours next to cuDNN's kernel on the same shape (b2 h16 s8k): tensor-pipe
+      # utilisation, warp stall reasons, issue slots; first the names of the tensor-pipe metrics this ncu knows
+      run ncu-metric-names 60 ncu.log bash -c "ncu --query-metrics --chip gh100 | grep -iE 'gmma|pipe_tensor' | head -40"
+      stall_sections="--section SpeedOfLight --section ComputeWorkloadAnalysis --section WarpStateStats --section SchedulerStats --section InstructionStats --metrics sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_elapsed,sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active,sm__inst_executed_pipe_tensor_op_gmma.sum,sm__inst_executed_pipe_xu.avg.pct_of_peak_sustained_active"
+      run ncu-fwd-ours 150 ncu.log ncu --kernel-name regex:flash_fwd --launch-skip 3 --launch-count 1 $stall_sections "$B" bench --device cuda --batch 2 --heads 16 --seqlen 8192 --hdim 128 --forward --warmup 3 --repeats 1
+      run ncu-fwd-cudnn 150 ncu.log ncu --kernel-name regex:"cudnn|sdpa|fmha|sm90" --launch-skip 3 --launch-count 1 $stall_sections python3 -c "
+import torch
+from torch.nn.attention import sdpa_kernel, SDPBackend
+q, k, v = (torch.randn(2, 16, 8192, 128, device='cuda', dtype=torch.bfloat16) for _ in range(3))
+with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
+    for _ in range(5): torch.nn.functional.scaled_dot_product_attention(q, k, v)
+torch.cuda.synchronize()" ;;
     sanitize)
       run memcheck 300 sanitize.log compute-sanitizer --tool memcheck "$B" verify --device cuda --quick --no-probes
       run racecheck 300 sanitize.log compute-sanitizer --tool racecheck "$B" verify --device cuda --quick --no-probes ;;
