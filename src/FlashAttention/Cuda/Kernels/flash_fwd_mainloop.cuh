@@ -255,6 +255,53 @@ struct ConsumerMainloop {
         release(bars.empty_v(vst));
         loads.block_consumed();
       }
+    } else if constexpr (Cfg::kChainPvS) {
+      // Each turn issues block n's P·V and block n-1's S back to back; the consumer then waits for both, runs the
+      // softmax of n-1 while the sibling has its turn, and rescales O (P·V of n has finished by then).
+      schedule_wait();
+      {
+        const int st = kv.stage();
+        mbar_wait(bars.full_k(st), kv.phase());
+        wgmma_fence();
+        gemm_qk<Cfg>(q, k_stage(st), s);
+        wgmma_commit();
+      }
+      schedule_pass();
+      int v_prev = -1;  // the stage whose V the last issued P·V reads
+      for (int n = n_max; n >= n_min; --n) {
+        const int st = kv.stage();
+        const uint32_t ph = kv.phase();
+        wgmma_wait<0>();  // S of block n, and P·V of block n+1
+        fence_regs(s);
+        fence_regs(o);
+        release(bars.empty_k(st));
+        if (v_prev >= 0) {
+          release(bars.empty_v(v_prev));
+          loads.block_consumed();
+        }
+        score_mod<Cfg>(p, mask, s, m0, row0, n);
+        softmax.step(s, p.score_scale_log2, rescale);
+        pack_probabilities<Cfg>(s, pk);
+        scale_rows(o, rescale);
+        mbar_wait(bars.full_v(st), ph);
+        schedule_wait();
+        wgmma_fence();
+        gemm_pv<Cfg>(pk, v_stage(st), o);
+        wgmma_commit();
+        v_prev = st;
+        ++kv.count;
+        if (n > n_min) {
+          const int next = kv.stage();
+          mbar_wait(bars.full_k(next), kv.phase());
+          gemm_qk<Cfg>(q, k_stage(next), s);
+          wgmma_commit();
+        }
+        schedule_pass();
+      }
+      wgmma_wait<0>();
+      fence_regs(o);
+      release(bars.empty_v(v_prev));
+      loads.block_consumed();
     } else {
       // Ablation: each block's S, softmax and P·V in sequence. With ping-pong a consumer holds its turn from
       // its P·V through the next S, so the other consumer's softmax overlaps them.

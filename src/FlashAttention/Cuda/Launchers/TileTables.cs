@@ -5,7 +5,7 @@ namespace FlashAttention.Cuda.Launchers;
 /// and the launch geometry they imply. The shared-memory formula mirrors the header's.
 /// </summary>
 internal sealed record ForwardKernelConfig(int HeadDim, int BlockN, int Stages, bool IntraWgOverlap, bool PingPong,
-    bool OAliasQ, bool WarpSpecialized, int QStages = 1, bool QInRegisters = false)
+    bool OAliasQ, bool WarpSpecialized, int QStages = 1, bool QInRegisters = false, bool ChainPvS = false)
 {
     public const int ConsumerWarpgroups = 2;
     public const int BlockM = 64 * ConsumerWarpgroups;
@@ -23,10 +23,10 @@ internal sealed record ForwardKernelConfig(int HeadDim, int BlockN, int Stages, 
 
     public string NameExpression(DataType type)
         => $"fa::flash_fwd_kernel<fa::FwdConfig<{KernelNames.ElementTag(type)}, {HeadDim}, {BlockN}, {Stages}, " +
-           $"{KernelNames.Bool(IntraWgOverlap)}, {KernelNames.Bool(PingPong)}, {KernelNames.Bool(OAliasQ)}, {KernelNames.Bool(WarpSpecialized)}, {QStages}, {KernelNames.Bool(QInRegisters)}>>";
+           $"{KernelNames.Bool(IntraWgOverlap)}, {KernelNames.Bool(PingPong)}, {KernelNames.Bool(OAliasQ)}, {KernelNames.Bool(WarpSpecialized)}, {QStages}, {KernelNames.Bool(QInRegisters)}{(ChainPvS ? ", true" : "")}>>";
 
     public override string ToString()
-        => $"d{HeadDim} {BlockM}x{BlockN} stages {Stages}{(QStages > 1 ? $" q{QStages}" : "")}{(WarpSpecialized ? "" : " no-ws")}{(IntraWgOverlap ? "" : " no-overlap")}{(PingPong ? " ping-pong" : "")}{(OAliasQ ? " O-in-Q" : "")}{(QInRegisters ? " Q-in-registers" : "")}";
+        => $"d{HeadDim} {BlockM}x{BlockN} stages {Stages}{(QStages > 1 ? $" q{QStages}" : "")}{(WarpSpecialized ? "" : " no-ws")}{(IntraWgOverlap ? "" : " no-overlap")}{(PingPong ? " ping-pong" : "")}{(OAliasQ ? " O-in-Q" : "")}{(QInRegisters ? " Q-in-registers" : "")}{(ChainPvS ? " chained-PV-S" : "")}";
 }
 
 /// <summary>
@@ -57,7 +57,7 @@ internal static class TileTables
     public static readonly int[] BackwardHeadDims = [64, 128, 256];
 
     /// <summary>
-    /// Tuning override for measurement sweeps (not a user option): <c>FLASHATTN_FWD_CONFIG="128:n176,s2,q2,alias,nopp,noov,qregs"</c> (ov/noov: with or without the intra-warpgroup overlap)
+    /// Tuning override for measurement sweeps (not a user option): <c>FLASHATTN_FWD_CONFIG="128:n176,s2,q2,alias,nopp,noov,qregs"</c> (ov/noov: with or without the intra-warpgroup overlap; chain: without it, P·V and the next S issued in one turn)
     /// replaces the forward variant of one head dim; kernels compile at run time, so a sweep needs no rebuild.
     /// </summary>
     public const string ForwardOverrideVariable = "FLASHATTN_FWD_CONFIG";
@@ -87,11 +87,19 @@ internal static class TileTables
             256 => new ForwardKernelConfig(256, BlockN: 80, Stages: 2, IntraWgOverlap: true, PingPong: true, OAliasQ: true, WarpSpecialized: true),
             _ => throw new ArgumentOutOfRangeException(nameof(headDim), headDim, "no forward kernel for this head dim"),
         };
+        return WithAblation(config, ablation);
+    }
+
+    /// <summary>The variant with one of FlashAttention-3's ideas switched as the ablation says.</summary>
+    internal static ForwardKernelConfig WithAblation(ForwardKernelConfig config, ForwardAblation? ablation)
+    {
         if (ablation is null || ablation == ForwardAblation.None) return config;
         return config with
         {
             WarpSpecialized = config.WarpSpecialized && !ablation.NoWarpSpecialization,
             IntraWgOverlap = ablation.IntraWarpgroupOverlap ?? config.IntraWgOverlap,
+            // chaining P·V with the next S orders the loop without the overlap
+            ChainPvS = config.ChainPvS && !(ablation.IntraWarpgroupOverlap ?? config.IntraWgOverlap),
             // Ping-pong hands the tensor cores between two consumers that a producer keeps fed; the
             // non-specialised ablation runs without it.
             PingPong = config.PingPong && !ablation.NoPingPong && !ablation.NoWarpSpecialization,
@@ -106,7 +114,7 @@ internal static class TileTables
             string[] parts = entry.Split(':', 2);
             if (parts.Length != 2 || !int.TryParse(parts[0], out int d) || d != headDim) continue;
             int blockN = 128, stages = 2, qStages = 1;
-            bool alias = headDim == 256, pingPong = true, overlap = true, qRegs = false;
+            bool alias = headDim == 256, pingPong = true, overlap = true, qRegs = false, chain = false;
             foreach (string f in parts[1].Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
             {
                 if (f.StartsWith('n') && int.TryParse(f[1..], out int n)) blockN = n;
@@ -119,9 +127,11 @@ internal static class TileTables
                 else if (f == "noov") overlap = false;
                 else if (f == "ov") overlap = true;
                 else if (f == "qregs") qRegs = true;
+                else if (f == "chain") (chain, overlap) = (true, false);
                 else throw new ArgumentException($"{ForwardOverrideVariable}: unknown field '{f}' in '{entry}'");
             }
-            return new ForwardKernelConfig(headDim, blockN, stages, overlap, pingPong, alias, WarpSpecialized: true, qStages, qRegs);
+            if (chain && overlap) throw new ArgumentException($"{ForwardOverrideVariable}: chain orders the loop without the intra-warpgroup overlap; it does not go with 'ov' in '{entry}'");
+            return new ForwardKernelConfig(headDim, blockN, stages, overlap, pingPong, alias, WarpSpecialized: true, qStages, qRegs, chain);
         }
         return null;
     }
