@@ -257,51 +257,62 @@ struct ConsumerMainloop {
       }
     } else if constexpr (Cfg::kChainPvS) {
       // Each turn issues block n's P·V and block n-1's S back to back; the consumer then waits for both, runs the
-      // softmax of n-1 while the sibling has its turn, and rescales O (P·V of n has finished by then).
-      schedule_wait();
+      // softmax of n-1 while the sibling has its turn, and rescales O (P·V of n has finished by then). Both GEMMs
+      // are retired in the iteration that issued them: an accumulator in flight across the loop's back edge makes
+      // ptxas copy it there and serialise every wgmma of the kernel (C7515, seen on the first version of this loop).
       {
         const int st = kv.stage();
         mbar_wait(bars.full_k(st), kv.phase());
+        schedule_wait();
         wgmma_fence();
         gemm_qk<Cfg>(q, k_stage(st), s);
         wgmma_commit();
-      }
-      schedule_pass();
-      int v_prev = -1;  // the stage whose V the last issued P·V reads
-      for (int n = n_max; n >= n_min; --n) {
-        const int st = kv.stage();
-        const uint32_t ph = kv.phase();
-        wgmma_wait<0>();  // S of block n, and P·V of block n+1
+        schedule_pass();
+        wgmma_wait<0>();
         fence_regs(s);
-        fence_regs(o);
         release(bars.empty_k(st));
-        if (v_prev >= 0) {
-          release(bars.empty_v(v_prev));
-          loads.block_consumed();
-        }
-        score_mod<Cfg>(p, mask, s, m0, row0, n);
-        softmax.step(s, p.score_scale_log2, rescale);
+        score_mod<Cfg>(p, mask, s, m0, row0, n_max);
+        softmax.step(s, p.score_scale_log2, rescale);  // o is still zero: nothing to rescale
         pack_probabilities<Cfg>(s, pk);
-        scale_rows(o, rescale);
-        mbar_wait(bars.full_v(st), ph);
+      }
+      for (int n = n_max; n > n_min; --n) {
+        const int st = kv.stage();
+        mbar_wait(bars.full_v(st), kv.phase());
+        ++kv.count;
+        const int next = kv.stage();
         schedule_wait();
         wgmma_fence();
         gemm_pv<Cfg>(pk, v_stage(st), o);
         wgmma_commit();
-        v_prev = st;
-        ++kv.count;
-        if (n > n_min) {
-          const int next = kv.stage();
-          mbar_wait(bars.full_k(next), kv.phase());
-          gemm_qk<Cfg>(q, k_stage(next), s);
-          wgmma_commit();
-        }
+        mbar_wait(bars.full_k(next), kv.phase());
+        gemm_qk<Cfg>(q, k_stage(next), s);
+        wgmma_commit();
         schedule_pass();
+        wgmma_wait<0>();
+        fence_regs(s);
+        fence_regs(o);
+        release(bars.empty_v(st));
+        loads.block_consumed();
+        release(bars.empty_k(next));
+        score_mod<Cfg>(p, mask, s, m0, row0, n - 1);
+        softmax.step(s, p.score_scale_log2, rescale);
+        pack_probabilities<Cfg>(s, pk);
+        scale_rows(o, rescale);
       }
-      wgmma_wait<0>();
-      fence_regs(o);
-      release(bars.empty_v(v_prev));
-      loads.block_consumed();
+      {
+        const int st = kv.stage();
+        mbar_wait(bars.full_v(st), kv.phase());
+        schedule_wait();
+        wgmma_fence();
+        gemm_pv<Cfg>(pk, v_stage(st), o);
+        wgmma_commit();
+        schedule_pass();
+        wgmma_wait<0>();
+        fence_regs(o);
+        release(bars.empty_v(st));
+        loads.block_consumed();
+        ++kv.count;
+      }
     } else {
       // Ablation: each block's S, softmax and P·V in sequence. With ping-pong a consumer holds its turn from
       // its P·V through the next S, so the other consumer's softmax overlaps them.
