@@ -97,17 +97,18 @@ public class LauncherTests
     public void Chained_pv_and_s_is_an_override_of_the_loop_without_overlap()
     {
         var chain = TileTables.Override(128, "128:n128,s2,q2,chain")!;
-        Assert.True(chain.ChainPvS);
+        Assert.Equal(1, chain.ChainPvS);
         Assert.False(chain.IntraWgOverlap);
-        Assert.EndsWith(", 2, false, true>>", chain.NameExpression(DataType.BFloat16));
+        Assert.EndsWith(", 2, false, 1>>", chain.NameExpression(DataType.BFloat16));
+        Assert.EndsWith(", 2, false, 2>>", TileTables.Override(128, "128:n128,s2,q2,chainlate")!.NameExpression(DataType.BFloat16));
         Assert.Contains("chained", chain.ToString());
         // Defaults keep their names (and cached binaries): the flag is spelled only when set.
         Assert.EndsWith(", 2, false>>", TileTables.Forward(128).NameExpression(DataType.BFloat16));
         Assert.Contains("chain", Assert.Throws<ArgumentException>(() => TileTables.Override(128, "128:chain,ov")).Message);
         // An ablation that forces the overlap on drops the chaining with it.
         var overlapped = TileTables.WithAblation(chain, new ForwardAblation(IntraWarpgroupOverlap: true));
-        Assert.Equal((true, false), (overlapped.IntraWgOverlap, overlapped.ChainPvS));
-        Assert.True(TileTables.WithAblation(chain, new ForwardAblation(NoPingPong: true)).ChainPvS);
+        Assert.Equal((true, 0), (overlapped.IntraWgOverlap, overlapped.ChainPvS));
+        Assert.Equal(1, TileTables.WithAblation(chain, new ForwardAblation(NoPingPong: true)).ChainPvS);
     }
 
     [Fact]
