@@ -52,8 +52,9 @@ public class LauncherTests
     public void Every_forward_variant_fits_in_shared_memory(int headDim)
     {
         foreach (var ablation in KernelCatalog.Ablations.Append(ForwardAblation.None))
+        foreach (int keys in new[] { 1, 1 << 20 })
         {
-            var c = TileTables.Forward(headDim, ablation);
+            var c = TileTables.Forward(headDim, keys, ablation);
             Assert.InRange(c.SharedMemoryBytes, 1, 232448);
             Assert.Equal(0, c.BlockN % 16);
             Assert.Equal(c.WarpSpecialized ? 384 : 256, c.Threads);
@@ -109,6 +110,25 @@ public class LauncherTests
         var overlapped = TileTables.WithAblation(chain, new ForwardAblation(IntraWarpgroupOverlap: true));
         Assert.Equal((true, 0), (overlapped.IntraWgOverlap, overlapped.ChainPvS));
         Assert.Equal(1, TileTables.WithAblation(chain, new ForwardAblation(NoPingPong: true)).ChainPvS);
+    }
+
+    [Fact]
+    public void D256_forward_chains_pv_and_s_from_2k_keys_and_warmup_knows_both_variants()
+    {
+        var shortKeys = TileTables.Forward(256, TileTables.D256ChainedFromKeys - 1);
+        var longKeys = TileTables.Forward(256, TileTables.D256ChainedFromKeys);
+        Assert.Equal((true, 0), (shortKeys.IntraWgOverlap, shortKeys.ChainPvS));
+        Assert.Equal((false, 1), (longKeys.IntraWgOverlap, longKeys.ChainPvS));
+        Assert.Equal(shortKeys, TileTables.Forward(256));
+        Assert.Equal([shortKeys, longKeys], TileTables.ForwardVariants(256));
+        // d64 and d128 have one variant for every length
+        Assert.Single(TileTables.ForwardVariants(64));
+        Assert.Equal(TileTables.Forward(128, 1), TileTables.Forward(128, 1 << 20));
+        var labels = KernelCatalog.All().Select(e => e.Label).ToList();
+        Assert.Contains(labels, l => l.StartsWith("fwd bf16 d256") && l.Contains("chained"));
+        Assert.Contains(labels, l => l.StartsWith("fwd bf16 d256") && !l.Contains("chained"));
+        // The overlap ablation on the long variant turns it back into the short one.
+        Assert.Equal(shortKeys, TileTables.Forward(256, 1 << 20, new ForwardAblation(IntraWarpgroupOverlap: true)));
     }
 
     [Fact]

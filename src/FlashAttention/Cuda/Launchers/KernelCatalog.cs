@@ -29,10 +29,8 @@ internal static class KernelCatalog
         {
             string t = DataTypes.ShortName(type);
             foreach (int d in TileTables.ForwardHeadDims)
-            {
-                var c = TileTables.Forward(d);
-                yield return Forward(type, c, $"fwd {t} {c}");
-            }
+                foreach (var c in TileTables.ForwardVariants(d))
+                    yield return Forward(type, c, $"fwd {t} {c}");
             foreach (int d in TileTables.BackwardHeadDims)
             {
                 var c = TileTables.Backward(d);

@@ -62,7 +62,21 @@ internal static class TileTables
     /// </summary>
     public const string ForwardOverrideVariable = "FLASHATTN_FWD_CONFIG";
 
-    public static ForwardKernelConfig Forward(int headDim, ForwardAblation? ablation = null)
+    /// <summary>
+    /// Keys from which the d256 forward issues each block's P·V and the next block's S in one turn
+    /// (<see cref="ForwardKernelConfig.ChainPvS"/>) instead of overlapping the softmax with P·V.
+    /// </summary>
+    public const int D256ChainedFromKeys = 2048;
+
+    /// <summary>The forward variant for short sequences (and for every length at d64/d128).</summary>
+    public static ForwardKernelConfig Forward(int headDim, ForwardAblation? ablation = null) => Forward(headDim, seqLenK: 0, ablation);
+
+    /// <summary>Every variant the forward may launch at this head dim (for warm-up).</summary>
+    public static IEnumerable<ForwardKernelConfig> ForwardVariants(int headDim)
+        => new[] { Forward(headDim, seqLenK: 0), Forward(headDim, seqLenK: int.MaxValue) }.Distinct();
+
+    /// <summary>The forward variant for a problem with <paramref name="seqLenK"/> keys.</summary>
+    public static ForwardKernelConfig Forward(int headDim, int seqLenK, ForwardAblation? ablation = null)
     {
         var config = Override(headDim, Environment.GetEnvironmentVariable(ForwardOverrideVariable)) ?? headDim switch
         {
@@ -84,7 +98,12 @@ internal static class TileTables
             // Q (64 KB) + two stages of K and V (160 KB) leave no room for a separate O buffer. Ping-pong pays here too
             // (2026-11-25, paper grid twice each, from 2k: full 587–682 against 574–658 TFLOP/s, causal equal or better;
             // bench/results/2026-11-25-h100-6c83288/experiments). 64-key blocks were slower (628–633 at 8k full).
-            256 => new ForwardKernelConfig(256, BlockN: 80, Stages: 2, IntraWgOverlap: true, PingPong: true, OAliasQ: true, WarpSpecialized: true),
+            // From 2k keys the loop without the overlap, each turn issuing block n's P·V and block n-1's S back to back,
+            // is faster (H200, 2026-12-01, two calls with the paper grid twice each way: from 4k +1..9%, 16k full 691
+            // against 643 TFLOP/s; 2k −1..+4%; at 512–1k up to 11% slower; bench/results/2026-12-01-h200-921979c/experiments).
+            256 => seqLenK >= D256ChainedFromKeys
+                ? new ForwardKernelConfig(256, BlockN: 80, Stages: 2, IntraWgOverlap: false, PingPong: true, OAliasQ: true, WarpSpecialized: true, ChainPvS: 1)
+                : new ForwardKernelConfig(256, BlockN: 80, Stages: 2, IntraWgOverlap: true, PingPong: true, OAliasQ: true, WarpSpecialized: true),
             _ => throw new ArgumentOutOfRangeException(nameof(headDim), headDim, "no forward kernel for this head dim"),
         };
         return WithAblation(config, ablation);

@@ -56,6 +56,11 @@ public static class VerifyGrids
         yield return new(bf, 1, 4096, 4096, 4, 4, 128, Causal: true);
         yield return new(bf, 1, 4096, 4096, 2, 2, 64, Causal: true);
         yield return new(bf, 1, 4096, 4096, 2, 2, 256, Causal: false);
+        // d256 from 2k keys runs its chained variant (TileTables.D256ChainedFromKeys): causal with GQA and sq < sk,
+        // softcap in fp16, a window; lengths that are no multiple of its 80-key blocks
+        yield return new(bf, 1, 2100, 2500, 4, 2, 256, Causal: true);
+        yield return new(DataType.Float16, 1, 2049, 2049, 2, 2, 256, Causal: false, Softcap: 20f);
+        yield return new(bf, 1, 3000, 3000, 2, 2, 256, Causal: false, WindowLeft: 700, WindowRight: 100);
         yield return new(bf, 2, 700, 700, 8, 2, 128, Causal: false);                 // GQA 4:1
         yield return new(bf, 1, 500, 500, 4, 4, 128, Causal: false, WindowLeft: 100, WindowRight: 30);
         yield return new(bf, 1, 500, 900, 4, 4, 64, Causal: true, WindowLeft: 200);
