@@ -135,6 +135,25 @@ for stage in "$@"; do
       done
       unset FLASHATTN_FWD_CONFIG
       grep -E "^(=== fwd|│ fwd)" "$OUT/sweep.log" ;;
+    fwd-short)
+      # key blocks for short sequences: d64 with 128-key blocks (192 computes 576 keys for 512, 1152 for 1k) and d256
+      # with 64-key blocks (80 computes 560 for 512): verified once, then the d64 and d256 rows of the paper grid,
+      # default and variant, twice, alternating
+      SV="64:n128,s3,q2,qregs,noov;256:n64,s2,alias"
+      FLASHATTN_FWD_CONFIG="$SV" run verify-fwd-short 200 verify.log "$B" verify --device cuda --forward --no-probes
+      for round in 1 2; do
+        for v in $([ $round = 1 ] && echo "default n128s3 n128s2 n64" || echo "n64 n128s2 n128s3 default"); do
+          case $v in
+            default) unset FLASHATTN_FWD_CONFIG; dims="64 256" ;;
+            n128s3) export FLASHATTN_FWD_CONFIG="64:n128,s3,q2,qregs,noov"; dims=64 ;;
+            n128s2) export FLASHATTN_FWD_CONFIG="64:n128,s2,q2,qregs,noov"; dims=64 ;;
+            n64) export FLASHATTN_FWD_CONFIG="256:n64,s2,alias"; dims=256 ;;
+          esac
+          run "fwd $v $round" 200 sweep.log "$B" bench --device cuda --grid paper --forward --hdim $dims --json "$OUT/fwd-$v-$round.json"
+        done
+      done
+      unset FLASHATTN_FWD_CONFIG
+      grep -E "^(=== fwd|│ fwd)" "$OUT/sweep.log" ;;
     d64-m128)
       # the d64 backward with 128 queries per step (FLASHATTN_BWD_CONFIG=64:m128, FlashAttention-3's d64 tile, the
       # default since 2026-12-01) against 64 per step (64:m64): ptxas's registers and spills for it, the d64 rows of the
