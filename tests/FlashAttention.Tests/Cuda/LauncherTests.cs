@@ -113,22 +113,25 @@ public class LauncherTests
     }
 
     [Fact]
-    public void D256_forward_chains_pv_and_s_from_2k_keys_and_warmup_knows_both_variants()
+    public void Forward_picks_long_sequence_variants_from_2k_keys_and_warmup_knows_both()
     {
-        var shortKeys = TileTables.Forward(256, TileTables.D256ChainedFromKeys - 1);
-        var longKeys = TileTables.Forward(256, TileTables.D256ChainedFromKeys);
-        Assert.Equal((true, 0), (shortKeys.IntraWgOverlap, shortKeys.ChainPvS));
-        Assert.Equal((false, 1), (longKeys.IntraWgOverlap, longKeys.ChainPvS));
-        Assert.Equal(shortKeys, TileTables.Forward(256));
-        Assert.Equal([shortKeys, longKeys], TileTables.ForwardVariants(256));
-        // d64 and d128 have one variant for every length
-        Assert.Single(TileTables.ForwardVariants(64));
-        Assert.Equal(TileTables.Forward(128, 1), TileTables.Forward(128, 1 << 20));
+        var d256Short = TileTables.Forward(256, TileTables.LongKeysFrom - 1);
+        var d256Long = TileTables.Forward(256, TileTables.LongKeysFrom);
+        Assert.Equal((true, 0, 64), (d256Short.IntraWgOverlap, d256Short.ChainPvS, d256Short.BlockN));
+        Assert.Equal((false, 1, 80), (d256Long.IntraWgOverlap, d256Long.ChainPvS, d256Long.BlockN));
+        Assert.Equal(d256Short, TileTables.Forward(256));
+        Assert.Equal([d256Short, d256Long], TileTables.ForwardVariants(256));
+        Assert.Equal((128, 192), (TileTables.Forward(64, 1024).BlockN, TileTables.Forward(64, 4096).BlockN));
+        // d128 has one variant for every length
+        Assert.Single(TileTables.ForwardVariants(128));
         var labels = KernelCatalog.All().Select(e => e.Label).ToList();
-        Assert.Contains(labels, l => l.StartsWith("fwd bf16 d256") && l.Contains("chained"));
-        Assert.Contains(labels, l => l.StartsWith("fwd bf16 d256") && !l.Contains("chained"));
-        // The overlap ablation on the long variant turns it back into the short one.
-        Assert.Equal(shortKeys, TileTables.Forward(256, 1 << 20, new ForwardAblation(IntraWarpgroupOverlap: true)));
+        Assert.Contains(labels, l => l.StartsWith("fwd bf16 d256 128x80") && l.Contains("chained"));
+        Assert.Contains(labels, l => l.StartsWith("fwd bf16 d256 128x64") && !l.Contains("chained"));
+        Assert.Contains(labels, l => l.StartsWith("fwd fp16 d64 128x128"));
+        Assert.Contains(labels, l => l.StartsWith("fwd fp16 d64 128x192"));
+        // The overlap ablation on the long d256 variant drops the chaining.
+        var overlapped = TileTables.Forward(256, 1 << 20, new ForwardAblation(IntraWarpgroupOverlap: true));
+        Assert.Equal((true, 0, 80), (overlapped.IntraWgOverlap, overlapped.ChainPvS, overlapped.BlockN));
     }
 
     [Fact]

@@ -63,12 +63,13 @@ internal static class TileTables
     public const string ForwardOverrideVariable = "FLASHATTN_FWD_CONFIG";
 
     /// <summary>
-    /// Keys from which the d256 forward issues each block's P·V and the next block's S in one turn
-    /// (<see cref="ForwardKernelConfig.ChainPvS"/>) instead of overlapping the softmax with P·V.
+    /// Key length from which the forward runs its long-sequence variants: at d64 192-key blocks instead of 128, at d256
+    /// P·V and the next S chained in one turn instead of the overlap, with 80-key blocks instead of 64. Below it the
+    /// blocks divide the paper grid's lengths (192 computes 576 keys for 512, 80 computes 560) and cost less per tile.
     /// </summary>
-    public const int D256ChainedFromKeys = 2048;
+    public const int LongKeysFrom = 2048;
 
-    /// <summary>The forward variant for short sequences (and for every length at d64/d128).</summary>
+    /// <summary>The forward variant for short key lengths (below <see cref="LongKeysFrom"/>; d128 has one for every length).</summary>
     public static ForwardKernelConfig Forward(int headDim, ForwardAblation? ablation = null) => Forward(headDim, seqLenK: 0, ablation);
 
     /// <summary>Every variant the forward may launch at this head dim (for warm-up).</summary>
@@ -91,7 +92,9 @@ internal static class TileTables
             // softmax it was meant to overlap (to pack P early), so the overlap's cost (registers, a second commit
             // group) comes without its benefit; ping-pong between the consumers still overlaps one's softmax with
             // the other's GEMMs. At d256, where a block's GEMMs are longer, it still pays (1–4%).
-            64 => new ForwardKernelConfig(64, BlockN: 192, Stages: 3, IntraWgOverlap: false, PingPong: true, OAliasQ: false, WarpSpecialized: true, QStages: 2, QInRegisters: true),
+            // Below 2k keys, 128-key blocks (H200, 2026-12-01, paper grid twice each way: causal +26% at 512, +13% at 1k,
+            // full +4% at 512-1k; from 2k 1-11% slower; bench/results/2026-12-01-h200-aed98d8/experiments).
+            64 => new ForwardKernelConfig(64, BlockN: seqLenK >= LongKeysFrom ? 192 : 128, Stages: 3, IntraWgOverlap: false, PingPong: true, OAliasQ: false, WarpSpecialized: true, QStages: 2, QInRegisters: true),
             // d128: 128x128 with two Q buffers (b2 h16 s8k: 631 full, 534 causal; one Q buffer 600/506; 176-key
             // blocks with O in Q's buffer 628–643 full but 506–517 causal).
             128 => new ForwardKernelConfig(128, BlockN: 128, Stages: 2, IntraWgOverlap: false, PingPong: true, OAliasQ: false, WarpSpecialized: true, QStages: 2),
@@ -101,9 +104,10 @@ internal static class TileTables
             // From 2k keys the loop without the overlap, each turn issuing block n's P·V and block n-1's S back to back,
             // is faster (H200, 2026-12-01, two calls with the paper grid twice each way: from 4k +1..9%, 16k full 691
             // against 643 TFLOP/s; 2k −1..+4%; at 512–1k up to 11% slower; bench/results/2026-12-01-h200-921979c/experiments).
-            256 => seqLenK >= D256ChainedFromKeys
+            // Below 2k keys, 64-key blocks (+7% at 512, +1..2% at 1k, 3–12% slower from 2k; the same folder as d64's).
+            256 => seqLenK >= LongKeysFrom
                 ? new ForwardKernelConfig(256, BlockN: 80, Stages: 2, IntraWgOverlap: false, PingPong: true, OAliasQ: true, WarpSpecialized: true, ChainPvS: 1)
-                : new ForwardKernelConfig(256, BlockN: 80, Stages: 2, IntraWgOverlap: true, PingPong: true, OAliasQ: true, WarpSpecialized: true),
+                : new ForwardKernelConfig(256, BlockN: 64, Stages: 2, IntraWgOverlap: true, PingPong: true, OAliasQ: true, WarpSpecialized: true),
             _ => throw new ArgumentOutOfRangeException(nameof(headDim), headDim, "no forward kernel for this head dim"),
         };
         return WithAblation(config, ablation);

@@ -56,7 +56,7 @@ public static class VerifyGrids
         yield return new(bf, 1, 4096, 4096, 4, 4, 128, Causal: true);
         yield return new(bf, 1, 4096, 4096, 2, 2, 64, Causal: true);
         yield return new(bf, 1, 4096, 4096, 2, 2, 256, Causal: false);
-        // d256 from 2k keys runs its chained variant (TileTables.D256ChainedFromKeys): causal with GQA and sq < sk,
+        // d256 from 2k keys runs its chained variant (TileTables.LongKeysFrom): causal with GQA and sq < sk,
         // softcap in fp16, a window; lengths that are no multiple of its 80-key blocks
         yield return new(bf, 1, 2100, 2500, 4, 2, 256, Causal: true);
         yield return new(DataType.Float16, 1, 2049, 2049, 2, 2, 256, Causal: false, Softcap: 20f);
