@@ -93,7 +93,7 @@ internal static class TileTables
             // group) comes without its benefit; ping-pong between the consumers still overlaps one's softmax with
             // the other's GEMMs. At d256, where a block's GEMMs are longer, it still pays (1–4%).
             // Below 2k keys, 128-key blocks (H200, 2026-12-01, paper grid twice each way: causal +26% at 512, +13% at 1k,
-            // full +4% at 512-1k; from 2k 1-11% slower; bench/results/2026-12-01-h200-aed98d8/experiments).
+            // full +4% at 512-1k; from 2k 1-11% slower; bench/results/2026-12-01-h200-2c808e8/experiments).
             64 => new ForwardKernelConfig(64, BlockN: seqLenK >= LongKeysFrom ? 192 : 128, Stages: 3, IntraWgOverlap: false, PingPong: true, OAliasQ: false, WarpSpecialized: true, QStages: 2, QInRegisters: true),
             // d128: 128x128 with two Q buffers (b2 h16 s8k: 631 full, 534 causal; one Q buffer 600/506; 176-key
             // blocks with O in Q's buffer 628–643 full but 506–517 causal).
