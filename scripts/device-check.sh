@@ -154,6 +154,21 @@ for stage in "$@"; do
       done
       unset FLASHATTN_FWD_CONFIG
       grep -E "^(=== fwd|│ fwd)" "$OUT/sweep.log" ;;
+    d128-n176)
+      # d128 with 176-key blocks (O staged in Q's buffer, so one Q buffer), with the chained P·V/S order or without
+      # the overlap, against the default, d128 rows from 2k, twice, alternating (timing only: verify before adopting)
+      for round in 1 2; do
+        for v in $([ $round = 1 ] && echo "default n176chain n176noov" || echo "n176noov n176chain default"); do
+          case $v in
+            default) unset FLASHATTN_FWD_CONFIG ;;
+            n176chain) export FLASHATTN_FWD_CONFIG="128:n176,s2,alias,chain" ;;
+            n176noov) export FLASHATTN_FWD_CONFIG="128:n176,s2,alias,noov" ;;
+          esac
+          run "fwd $v $round" 200 sweep.log "$B" bench --device cuda --grid paper --forward --hdim 128 --seqlen 2048 4096 8192 16384 --json "$OUT/fwd-$v-$round.json"
+        done
+      done
+      unset FLASHATTN_FWD_CONFIG
+      grep -E "^(=== fwd|│ fwd)" "$OUT/sweep.log" ;;
     d64-m128)
       # the d64 backward with 128 queries per step (FLASHATTN_BWD_CONFIG=64:m128, FlashAttention-3's d64 tile, the
       # default since 2026-12-01) against 64 per step (64:m64): ptxas's registers and spills for it, the d64 rows of the
