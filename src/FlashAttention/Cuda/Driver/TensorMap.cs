@@ -217,7 +217,8 @@ internal static unsafe class TensorMap
             NativeMemory.Clear(map, TensorMapDescriptor.Size);
             int result = api.cuTensorMapEncodeTiled(map, (int)spec.DataType, (uint)rank, (void*)spec.GlobalAddress, dims, strides, box, elementStrides,
                 (int)spec.Interleave, (int)spec.Swizzle, (int)spec.L2Promotion, (int)spec.OobFill);
-            api.Check(result, nameof(api.cuTensorMapEncodeTiled), $"for {Describe(spec)}");
+            // The description is built only on failure: encoding runs four or more times per attention call.
+            if (result != CudaErrorCodes.Success) throw api.Error(result, nameof(api.cuTensorMapEncodeTiled), $"for {Describe(spec)}");
             return Unsafe.Read<TensorMapDescriptor>(map);
         }
         finally
