@@ -189,6 +189,44 @@ struct ConsumerMainloop {
     if constexpr (Cfg::kPingPong) named_barrier_arrive(Cfg::kBarSchedule + (consumer ^ 1), 2 * 128);
   }
 
+  // A tile's first block: S, mask, softmax and P (O is still zero: nothing to rescale). With kInTurn the S GEMM is
+  // issued in this consumer's ping-pong turn. Advances nothing: the caller moves kv on.
+  template <bool kInTurn>
+  __device__ __forceinline__ void first_block(const QOperand<Cfg>& q, const PipelineState<Cfg::kStages>& kv, int m0, int row0,
+                                              int n_max, float (&s)[Cfg::kBlockN / 2], uint32_t (&pk)[Cfg::kBlockN / 4],
+                                              float (&rescale)[2], OnlineSoftmax<Cfg::kBlockN / 2>& softmax) const {
+    const int st = kv.stage();
+    mbar_wait(bars.full_k(st), kv.phase());
+    if constexpr (kInTurn) schedule_wait();
+    wgmma_fence();
+    gemm_qk<Cfg>(q, k_stage(st), s);
+    wgmma_commit();
+    if constexpr (kInTurn) schedule_pass();
+    wgmma_wait<0>();
+    fence_regs(s);
+    release(bars.empty_k(st));
+    score_mod<Cfg>(p, mask, s, m0, row0, n_max);
+    softmax.step(s, p.score_scale_log2, rescale);
+    pack_probabilities<Cfg>(s, pk);
+  }
+
+  // A tile's last P·V, alone, from the V stage of `v`; with kInTurn in this consumer's ping-pong turn.
+  template <bool kInTurn, class Loads>
+  __device__ __forceinline__ void last_pv(const PipelineState<Cfg::kStages>& v, const uint32_t (&pk)[Cfg::kBlockN / 4],
+                                          float (&o)[Cfg::kHeadDim / 2], Loads& loads) const {
+    const int vst = v.stage();
+    mbar_wait(bars.full_v(vst), v.phase());
+    if constexpr (kInTurn) schedule_wait();
+    wgmma_fence();
+    gemm_pv<Cfg>(pk, v_stage(vst), o);
+    wgmma_commit();
+    if constexpr (kInTurn) schedule_pass();
+    wgmma_wait<0>();
+    fence_regs(o);
+    release(bars.empty_v(vst));
+    loads.block_consumed();
+  }
+
   // Runs blocks n_max down to n_min (n_max >= n_min) into o / softmax; kv counts blocks across tiles.
   // `loads.block_consumed()` runs after each block's V is released (the inline loader refills the ring there).
   template <class Loads>
@@ -204,19 +242,7 @@ struct ConsumerMainloop {
 
     if constexpr (Cfg::kIntraWgOverlap) {
       // First block: S, softmax, P. Its P·V is issued together with the next block's S.
-      {
-        const int st = kv.stage();
-        mbar_wait(bars.full_k(st), kv.phase());
-        wgmma_fence();
-        gemm_qk<Cfg>(q, k_stage(st), s);
-        wgmma_commit();
-        wgmma_wait<0>();
-        fence_regs(s);
-        release(bars.empty_k(st));
-        score_mod<Cfg>(p, mask, s, m0, row0, n_max);
-        softmax.step(s, p.score_scale_log2, rescale);  // o is still zero: nothing to rescale
-        pack_probabilities<Cfg>(s, pk);
-      }
+      first_block<false>(q, kv, m0, row0, n_max, s, pk, rescale, softmax);
       PipelineState<Cfg::kStages> v = kv;
       ++kv.count;
       for (int n = n_max - 1; n >= n_min; --n) {
@@ -244,37 +270,13 @@ struct ConsumerMainloop {
         v = kv;
         ++kv.count;
       }
-      {
-        const int vst = v.stage();
-        mbar_wait(bars.full_v(vst), v.phase());
-        wgmma_fence();
-        gemm_pv<Cfg>(pk, v_stage(vst), o);
-        wgmma_commit();
-        wgmma_wait<0>();
-        fence_regs(o);
-        release(bars.empty_v(vst));
-        loads.block_consumed();
-      }
+      last_pv<false>(v, pk, o, loads);
     } else if constexpr (Cfg::kChainPvS != 0) {
       // Each turn issues block n's P·V and block n-1's S back to back; the consumer then waits for both, runs the
       // softmax of n-1 while the sibling has its turn, and rescales O (P·V of n has finished by then). Both GEMMs
       // are retired in the iteration that issued them: an accumulator in flight across the loop's back edge makes
       // ptxas copy it there and serialise every wgmma of the kernel (C7515, seen on the first version of this loop).
-      {
-        const int st = kv.stage();
-        mbar_wait(bars.full_k(st), kv.phase());
-        schedule_wait();
-        wgmma_fence();
-        gemm_qk<Cfg>(q, k_stage(st), s);
-        wgmma_commit();
-        schedule_pass();
-        wgmma_wait<0>();
-        fence_regs(s);
-        release(bars.empty_k(st));
-        score_mod<Cfg>(p, mask, s, m0, row0, n_max);
-        softmax.step(s, p.score_scale_log2, rescale);  // o is still zero: nothing to rescale
-        pack_probabilities<Cfg>(s, pk);
-      }
+      first_block<true>(q, kv, m0, row0, n_max, s, pk, rescale, softmax);
       for (int n = n_max; n > n_min; --n) {
         const int st = kv.stage();
         mbar_wait(bars.full_v(st), kv.phase());
@@ -300,20 +302,8 @@ struct ConsumerMainloop {
         pack_probabilities<Cfg>(s, pk);
         scale_rows(o, rescale);
       }
-      {
-        const int st = kv.stage();
-        mbar_wait(bars.full_v(st), kv.phase());
-        schedule_wait();
-        wgmma_fence();
-        gemm_pv<Cfg>(pk, v_stage(st), o);
-        wgmma_commit();
-        schedule_pass();
-        wgmma_wait<0>();
-        fence_regs(o);
-        release(bars.empty_v(st));
-        loads.block_consumed();
-        ++kv.count;
-      }
+      last_pv<true>(kv, pk, o, loads);
+      ++kv.count;
     } else {
       // Ablation: each block's S, softmax and P·V in sequence. With ping-pong a consumer holds its turn from
       // its P·V through the next S, so the other consumer's softmax overlaps them.
