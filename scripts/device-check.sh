@@ -110,26 +110,23 @@ for stage in "$@"; do
       grep -E "^(=== bwd d256|│ bwd)" "$OUT/sweep.log" ;;
     fwd-chain)
       # the loop without the overlap, each turn issuing P·V of block n and S of block n-1 back to back
-      # (FLASHATTN_FWD_CONFIG …,chain: the turn passes after issuing; …,chainlate: after P·V has finished) against
-      # the defaults: their kernels' SASS counts (wgmma waits and arrives, local memory), the forward grid verified
-      # with each, racecheck on the quick forward cases, then the paper grid for the three, twice, alternating
+      # (FLASHATTN_FWD_CONFIG …,chain) against the defaults: its kernels' SASS counts (wgmma waits and arrives, local
+      # memory), the forward grid verified with it, racecheck on the quick forward cases, then the paper grid both
+      # ways, twice, alternating
       CH="64:n192,s3,q2,qregs,chain;128:n128,s2,q2,chain;256:n80,s2,alias,chain"
-      CL="64:n192,s3,q2,qregs,chainlate;128:n128,s2,q2,chainlate;256:n80,s2,alias,chainlate"
-      for v in CH CL; do
-        rm -rf /tmp/chain-dump
-        FLASHATTN_DUMP_DIR=/tmp/chain-dump FLASHATTN_FWD_CONFIG="${!v}" run "warmup-$v" 120 verify.log "$B" warmup
-        for f in /tmp/chain-dump/flash_fwd-*.cubin; do
-          [ -e "$f" ] || continue
-          s=$(cuobjdump --dump-sass "$f" 2>/dev/null)
-          printf '%s  %s  HGMMA %d  DEPBAR %d  WG.ARRIVE %d  LDL %d  STL %d\n' "$(basename "$f")" "$(cut -f1 "${f%.cubin}.names" | tr '\n' ' ')" \
-            "$(grep -c HGMMA <<<"$s")" "$(grep -c 'WARPGROUP.DEPBAR' <<<"$s")" "$(grep -c 'WARPGROUP.ARRIVE' <<<"$s")" "$(grep -c LDL <<<"$s")" "$(grep -c STL <<<"$s")" >> "$OUT/sass-chain.txt"
-        done
-        FLASHATTN_FWD_CONFIG="${!v}" run "verify-fwd-$v" 200 verify.log "$B" verify --device cuda --forward --no-probes
-        FLASHATTN_FWD_CONFIG="${!v}" run "racecheck-$v" 300 sanitize.log compute-sanitizer --tool racecheck "$B" verify --device cuda --forward --quick --no-probes
+      rm -rf /tmp/chain-dump
+      FLASHATTN_DUMP_DIR=/tmp/chain-dump FLASHATTN_FWD_CONFIG="$CH" run warmup-chain 120 verify.log "$B" warmup
+      for f in /tmp/chain-dump/flash_fwd-*.cubin; do
+        [ -e "$f" ] || continue
+        s=$(cuobjdump --dump-sass "$f" 2>/dev/null)
+        printf '%s  %s  HGMMA %d  DEPBAR %d  WG.ARRIVE %d  LDL %d  STL %d\n' "$(basename "$f")" "$(cut -f1 "${f%.cubin}.names" | tr '\n' ' ')" \
+          "$(grep -c HGMMA <<<"$s")" "$(grep -c 'WARPGROUP.DEPBAR' <<<"$s")" "$(grep -c 'WARPGROUP.ARRIVE' <<<"$s")" "$(grep -c LDL <<<"$s")" "$(grep -c STL <<<"$s")" >> "$OUT/sass-chain.txt"
       done
+      FLASHATTN_FWD_CONFIG="$CH" run verify-fwd-chain 200 verify.log "$B" verify --device cuda --forward --no-probes
+      FLASHATTN_FWD_CONFIG="$CH" run racecheck-chain 300 sanitize.log compute-sanitizer --tool racecheck "$B" verify --device cuda --forward --quick --no-probes
       for round in 1 2; do
-        for v in $([ $round = 1 ] && echo "default chain chainlate" || echo "chainlate chain default"); do
-          case $v in default) unset FLASHATTN_FWD_CONFIG ;; chain) export FLASHATTN_FWD_CONFIG="$CH" ;; chainlate) export FLASHATTN_FWD_CONFIG="$CL" ;; esac
+        for v in $([ $round = 1 ] && echo "default chain" || echo "chain default"); do
+          if [ $v = chain ]; then export FLASHATTN_FWD_CONFIG="$CH"; else unset FLASHATTN_FWD_CONFIG; fi
           run "fwd $v $round" 200 sweep.log "$B" bench --device cuda --grid paper --forward --json "$OUT/fwd-$v-$round.json"
         done
       done

@@ -8,7 +8,7 @@ namespace fa {
 
 template <typename Element_, int kHeadDim_, int kBlockN_, int kStages_, bool kIntraWgOverlap_, bool kPingPong_,
           bool kOAliasQ_, bool kWarpSpecialized_ = true, int kQStages_ = 1, bool kQInRegs_ = false,
-          int kChainPvS_ = 0>
+          bool kChainPvS_ = false>
 struct FwdConfig {
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
@@ -28,11 +28,10 @@ struct FwdConfig {
   // Without the overlap: a consumer issues block j's P·V and block j-1's S in one turn, back to back, and waits for
   // both together, instead of waiting for P·V before it issues S. The tensor cores then see no gap between the two
   // (the wait's round trip, the K barrier, the fence), at the cost of P's packed registers living beside the new S.
-  // 1: the turn passes to the sibling as soon as both are issued; 2: only once P·V has finished (as without the
-  // chaining), so the sibling's GEMMs queue behind this consumer's S alone.
-  static constexpr int kChainPvS = kChainPvS_;
-  static_assert(kChainPvS >= 0 && kChainPvS <= 2, "chain mode: 0 (off), 1 (pass after issue), 2 (pass after P·V)");
-  static_assert(kChainPvS == 0 || !kIntraWgOverlap_, "chaining P·V with the next S is an ordering of the non-overlapped loop");
+  // The turn passes to the sibling as soon as both are issued (passing it only once P·V had finished measured no
+  // better: bench/results/2026-12-01-h200-921979c/experiments).
+  static constexpr bool kChainPvS = kChainPvS_;
+  static_assert(!kChainPvS || !kIntraWgOverlap_, "chaining P·V with the next S is an ordering of the non-overlapped loop");
   // Warp specialisation: warpgroup 0 only issues TMA loads and gives its registers to the consumers. Without
   // it (an ablation), consumer 0's first thread issues the loads between its own GEMMs.
   static constexpr bool kWarpSpecialized = kWarpSpecialized_;

@@ -271,7 +271,7 @@ struct ConsumerMainloop {
         ++kv.count;
       }
       last_pv<false>(v, pk, o, loads);
-    } else if constexpr (Cfg::kChainPvS != 0) {
+    } else if constexpr (Cfg::kChainPvS) {
       // Each turn issues block n's P·V and block n-1's S back to back; the consumer then waits for both, runs the
       // softmax of n-1 while the sibling has its turn, and rescales O (P·V of n has finished by then). Both GEMMs
       // are retired in the iteration that issued them: an accumulator in flight across the loop's back edge makes
@@ -289,7 +289,6 @@ struct ConsumerMainloop {
         mbar_wait(bars.full_k(next), kv.phase());
         gemm_qk<Cfg>(q, k_stage(next), s);
         wgmma_commit();
-        if constexpr (Cfg::kChainPvS == 2) wgmma_wait<1>();  // P·V done: the sibling's GEMMs queue behind S alone
         schedule_pass();
         wgmma_wait<0>();
         fence_regs(s);

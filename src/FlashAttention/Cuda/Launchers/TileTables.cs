@@ -5,7 +5,7 @@ namespace FlashAttention.Cuda.Launchers;
 /// and the launch geometry they imply. The shared-memory formula mirrors the header's.
 /// </summary>
 internal sealed record ForwardKernelConfig(int HeadDim, int BlockN, int Stages, bool IntraWgOverlap, bool PingPong,
-    bool OAliasQ, bool WarpSpecialized, int QStages = 1, bool QInRegisters = false, int ChainPvS = 0)
+    bool OAliasQ, bool WarpSpecialized, int QStages = 1, bool QInRegisters = false, bool ChainPvS = false)
 {
     public const int ConsumerWarpgroups = 2;
     public const int BlockM = 64 * ConsumerWarpgroups;
@@ -23,10 +23,10 @@ internal sealed record ForwardKernelConfig(int HeadDim, int BlockN, int Stages, 
 
     public string NameExpression(DataType type)
         => $"fa::flash_fwd_kernel<fa::FwdConfig<{KernelNames.ElementTag(type)}, {HeadDim}, {BlockN}, {Stages}, " +
-           $"{KernelNames.Bool(IntraWgOverlap)}, {KernelNames.Bool(PingPong)}, {KernelNames.Bool(OAliasQ)}, {KernelNames.Bool(WarpSpecialized)}, {QStages}, {KernelNames.Bool(QInRegisters)}{(ChainPvS != 0 ? $", {ChainPvS}" : "")}>>";
+           $"{KernelNames.Bool(IntraWgOverlap)}, {KernelNames.Bool(PingPong)}, {KernelNames.Bool(OAliasQ)}, {KernelNames.Bool(WarpSpecialized)}, {QStages}, {KernelNames.Bool(QInRegisters)}{(ChainPvS ? ", true" : "")}>>";
 
     public override string ToString()
-        => $"d{HeadDim} {BlockM}x{BlockN} stages {Stages}{(QStages > 1 ? $" q{QStages}" : "")}{(WarpSpecialized ? "" : " no-ws")}{(IntraWgOverlap ? "" : " no-overlap")}{(PingPong ? " ping-pong" : "")}{(OAliasQ ? " O-in-Q" : "")}{(QInRegisters ? " Q-in-registers" : "")}{ChainPvS switch { 1 => " chained-PV-S", 2 => " chained-PV-S-late-pass", _ => "" }}";
+        => $"d{HeadDim} {BlockM}x{BlockN} stages {Stages}{(QStages > 1 ? $" q{QStages}" : "")}{(WarpSpecialized ? "" : " no-ws")}{(IntraWgOverlap ? "" : " no-overlap")}{(PingPong ? " ping-pong" : "")}{(OAliasQ ? " O-in-Q" : "")}{(QInRegisters ? " Q-in-registers" : "")}{(ChainPvS ? " chained-PV-S" : "")}";
 }
 
 /// <summary>
@@ -57,7 +57,7 @@ internal static class TileTables
     public static readonly int[] BackwardHeadDims = [64, 128, 256];
 
     /// <summary>
-    /// Tuning override for measurement sweeps (not a user option): <c>FLASHATTN_FWD_CONFIG="128:n176,s2,q2,alias,nopp,noov,qregs"</c> (ov/noov: with or without the intra-warpgroup overlap; chain/chainlate: without it, P·V and the next S issued in one turn, the turn passed after issuing or after P·V)
+    /// Tuning override for measurement sweeps (not a user option): <c>FLASHATTN_FWD_CONFIG="128:n176,s2,q2,alias,nopp,noov,qregs"</c> (ov/noov: with or without the intra-warpgroup overlap; chain: without it, P·V and the next S issued in one turn)
     /// replaces the forward variant of one head dim; kernels compile at run time, so a sweep needs no rebuild.
     /// </summary>
     public const string ForwardOverrideVariable = "FLASHATTN_FWD_CONFIG";
@@ -106,7 +106,7 @@ internal static class TileTables
             // against 643 TFLOP/s; 2k −1..+4%; at 512–1k up to 11% slower; bench/results/2026-12-01-h200-921979c/experiments).
             // Below 2k keys, 64-key blocks (+7% at 512, +1..2% at 1k, 3–12% slower from 2k; the same folder as d64's).
             256 => seqLenK >= LongKeysFrom
-                ? new ForwardKernelConfig(256, BlockN: 80, Stages: 2, IntraWgOverlap: false, PingPong: true, OAliasQ: true, WarpSpecialized: true, ChainPvS: 1)
+                ? new ForwardKernelConfig(256, BlockN: 80, Stages: 2, IntraWgOverlap: false, PingPong: true, OAliasQ: true, WarpSpecialized: true, ChainPvS: true)
                 : new ForwardKernelConfig(256, BlockN: 64, Stages: 2, IntraWgOverlap: true, PingPong: true, OAliasQ: true, WarpSpecialized: true),
             _ => throw new ArgumentOutOfRangeException(nameof(headDim), headDim, "no forward kernel for this head dim"),
         };
@@ -122,7 +122,7 @@ internal static class TileTables
             WarpSpecialized = config.WarpSpecialized && !ablation.NoWarpSpecialization,
             IntraWgOverlap = ablation.IntraWarpgroupOverlap ?? config.IntraWgOverlap,
             // chaining P·V with the next S orders the loop without the overlap
-            ChainPvS = (ablation.IntraWarpgroupOverlap ?? config.IntraWgOverlap) ? 0 : config.ChainPvS,
+            ChainPvS = config.ChainPvS && !(ablation.IntraWarpgroupOverlap ?? config.IntraWgOverlap),
             // Ping-pong hands the tensor cores between two consumers that a producer keeps fed; the
             // non-specialised ablation runs without it.
             PingPong = config.PingPong && !ablation.NoPingPong && !ablation.NoWarpSpecialization,
@@ -138,7 +138,7 @@ internal static class TileTables
             if (parts.Length != 2 || !int.TryParse(parts[0], out int d) || d != headDim) continue;
             int blockN = 128, stages = 2, qStages = 1;
             bool alias = headDim == 256, pingPong = true, overlap = true, qRegs = false;
-            int chain = 0;
+            bool chain = false;
             foreach (string f in parts[1].Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
             {
                 if (f.StartsWith('n') && int.TryParse(f[1..], out int n)) blockN = n;
@@ -151,11 +151,10 @@ internal static class TileTables
                 else if (f == "noov") overlap = false;
                 else if (f == "ov") overlap = true;
                 else if (f == "qregs") qRegs = true;
-                else if (f == "chain") (chain, overlap) = (1, false);
-                else if (f == "chainlate") (chain, overlap) = (2, false);
+                else if (f == "chain") (chain, overlap) = (true, false);
                 else throw new ArgumentException($"{ForwardOverrideVariable}: unknown field '{f}' in '{entry}'");
             }
-            if (chain != 0 && overlap) throw new ArgumentException($"{ForwardOverrideVariable}: chain orders the loop without the intra-warpgroup overlap; it does not go with 'ov' in '{entry}'");
+            if (chain && overlap) throw new ArgumentException($"{ForwardOverrideVariable}: chain orders the loop without the intra-warpgroup overlap; it does not go with 'ov' in '{entry}'");
             return new ForwardKernelConfig(headDim, blockN, stages, overlap, pingPong, alias, WarpSpecialized: true, qStages, qRegs, chain);
         }
         return null;
