@@ -25,12 +25,18 @@ __device__ __forceinline__ void fwd_epilogue(const FwdParams& p, const TmaMap* t
   if (thread == 0) bulk_wait_read_all();  // the previous tile's store has finished reading this buffer
   named_barrier_sync(bar, 128);
 
-  const int warp = thread / 32, lane = thread % 32;
+  // The thread index through opaque(): otherwise ptxas computes the 2·d/8 swizzled addresses below once, before the
+  // tile loop, and keeps them live across the mainloop (the d256 chained kernel spilled 25 of them and reloaded them
+  // here: 240 bytes of local memory).
+  const int th = opaque(thread);
+  const int warp = th / 32, lane = th % 32;
   const int r = warp * 16 + lane / 4;  // this thread's rows are r and r + 8 (same swizzle phase)
+  // Chunk k of row r sits at 16-byte position k ^ (r % 8): the row's offset XOR the chunk's (r·128 has no low bits).
+  const uint32_t row_off = r * 128 + ((r & 7) << 4) + (lane & 3) * 4;
 #pragma unroll
   for (int j = 0; j < Cfg::kHeadDim / 8; ++j) {
     const int slab = j / 8, chunk = j % 8;
-    const uint32_t off = slab * Cfg::kQSlabBytes + r * 128 + ((chunk ^ (r & 7)) << 4) + (lane & 3) * 4;
+    const uint32_t off = slab * Cfg::kQSlabBytes + (row_off ^ (chunk << 4));
     *reinterpret_cast<uint32_t*>(o_wg_ptr + off) = pack2<typename Cfg::Element>(o[4 * j], o[4 * j + 1]);
     *reinterpret_cast<uint32_t*>(o_wg_ptr + off + 8 * 128) = pack2<typename Cfg::Element>(o[4 * j + 2], o[4 * j + 3]);
   }

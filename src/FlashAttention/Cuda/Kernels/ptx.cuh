@@ -212,4 +212,11 @@ __device__ __forceinline__ int ld_shared_s32(uint32_t address) {
 __device__ __forceinline__ int warp_uniform(int v) {
   int r; asm volatile("shfl.sync.idx.b32 %0, %1, 0, 0x1f, 0xffffffff;" : "=r"(r) : "r"(v)); return r;
 }
+
+// The same value, but one the compiler cannot see through: what is computed from it stays after this point. Used
+// where ptxas would otherwise hoist per-thread address arithmetic out of a loop and keep it live (or spilled) across it.
+__device__ __forceinline__ int opaque(int v) {
+  asm volatile("" : "+r"(v));
+  return v;
+}
 }  // namespace fa
