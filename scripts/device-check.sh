@@ -183,6 +183,17 @@ for stage in "$@"; do
       done
       unset FLASHATTN_BWD_CONFIG
       grep -E "^(=== bwd d64|│ bwd)" "$OUT/sweep.log" ;;
+    ab)
+      # the binary in artifacts/device against an earlier build in artifacts/device-old (carry both), on the bench
+      # arguments in AB_ARGS (default: the forward paper grid), twice each, alternating who goes first
+      OLD="$PWD/artifacts/device-old/flashattn"
+      for round in 1 2; do
+        for v in $([ $round = 1 ] && echo "new old" || echo "old new"); do
+          bin=$B; [ $v = old ] && bin=$OLD
+          run "ab $v $round" 300 sweep.log "$bin" bench --device cuda ${AB_ARGS:---grid paper --forward} --json "$OUT/ab-$v-$round.json"
+        done
+      done
+      grep -E "^(=== ab|│ (fwd|bwd))" "$OUT/sweep.log" ;;
     ncu)
       sections="--section SpeedOfLight --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --metrics regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio,sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active,sm__inst_executed_pipe_xu.avg.pct_of_peak_sustained_active"
       run ncu-fwd 150 ncu.log ncu --kernel-name regex:flash_fwd --launch-skip 3 --launch-count 1 $sections "$B" bench --device cuda --batch 2 --heads 16 --seqlen 8192 --hdim 128 --forward --warmup 3 --repeats 1
