@@ -18,6 +18,7 @@ of ours followed by a grid of theirs compares different moments.
 import argparse
 import datetime
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -46,26 +47,53 @@ def flops(case, backward):
     return f * (2.5 if backward else 1.0)
 
 
-def time_ms(fn, warmup, repeats):
+# Back-to-back timing: calls per sample so that a sample lasts about this long (the rule of flashattn bench,
+# BenchSettings.CallsPerSample).
+BATCH_TARGET_MS, MAX_BATCH_CALLS = 1.0, 50
+
+
+def calls_per_sample(call_ms):
+    return max(1, min(MAX_BATCH_CALLS, math.ceil(BATCH_TARGET_MS / call_ms))) if call_ms > 0 else MAX_BATCH_CALLS
+
+
+def time_lone_call(fn):
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    fn()
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end)
+
+
+def time_ms(fn, warmup, repeats, timing="per-call"):
+    """Per-call: events around one call from an idle stream (host time to queue it included). Back-to-back: events
+    around a batch of calls queued behind an untimed lead call that is still running, divided by the batch size (the
+    host's queueing hidden while it is shorter than a call), as flashattn bench --timing back-to-back does.
+    Returns (times per call in ms, calls per sample)."""
     for _ in range(warmup):
         fn()
     torch.cuda.synchronize()
+    if timing == "per-call":
+        return [time_lone_call(fn) for _ in range(repeats)], 1
+    per_sample = calls_per_sample(min(time_lone_call(fn) for _ in range(3)))
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     times = []
     for _ in range(repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        fn()  # the lead call
         start.record()
-        fn()
+        for _ in range(per_sample):
+            fn()
         end.record()
         end.synchronize()
-        times.append(start.elapsed_time(end))
-    return times
+        times.append(start.elapsed_time(end) / per_sample)
+    return times, per_sample
 
 
 def gemm_tflops(dtype, n=8192, repeats=20):
     """The practical ceiling: a dense n^3 matrix product through cuBLAS, median of timed runs, random inputs."""
     a = torch.randn(n, n, device="cuda", dtype=dtype)
     b = torch.randn(n, n, device="cuda", dtype=dtype)
-    times = time_ms(lambda: a @ b, 5, repeats)
+    times, _ = time_ms(lambda: a @ b, 5, repeats)
     return 2.0 * n ** 3 / statistics.median(times) / 1e9
 
 
@@ -76,7 +104,7 @@ def print_comparison(ours, peer_rows):
         with open(ours) as fh:
             doc = json.load(fh)
         ours = doc["rows"] if isinstance(doc, dict) else doc
-    key = lambda r: (r["direction"], r["mask"], r["head_dim"], r["batch"], r["seqlen_q"], r["seqlen_k"], r["heads_q"], r["heads_k"], r["dtype"])
+    key = lambda r: (r["direction"], r["mask"], r["head_dim"], r["batch"], r["seqlen_q"], r["seqlen_k"], r["heads_q"], r["heads_k"], r["dtype"], r.get("timing") or "per-call")
     peers = {}
     for r in peer_rows:
         peers.setdefault(key(r), {})[r["implementation"]] = r["tflops"]
@@ -94,11 +122,11 @@ def print_row(name, row):
           f"{row['head_dim']:>4} {row['time_ms_median']:9.3f} {row['tflops']:8.1f}", flush=True)
 
 
-def run_ours(binary, case, dtype, backward, warmup, repeats, json_path, device="cuda"):
+def run_ours(binary, case, dtype, backward, warmup, repeats, json_path, timing, device="cuda"):
     """Our `flashattn bench` on one case (a separate process); returns its rows (implementation "flashattn")."""
     cmd = [binary, "bench", "--device", device, "--batch", str(case["batch"]), "--heads", str(case["heads"]),
            "--seqlen", str(case["seqlen"]), "--hdim", str(case["hdim"]), "--backward" if backward else "--forward",
-           "--warmup", str(warmup), "--repeats", str(repeats), "--json", json_path]
+           "--warmup", str(warmup), "--repeats", str(repeats), "--timing", timing, "--json", json_path]
     if dtype:
         cmd += ["--dtype", dtype]
     if case["causal"]:
@@ -110,7 +138,7 @@ def run_ours(binary, case, dtype, backward, warmup, repeats, json_path, device="
         return [r for r in json.load(fh)["rows"] if r.get("implementation") == "flashattn"]
 
 
-def run_case(case, backend, dtype, backward, warmup, repeats):
+def run_case(case, backend, dtype, backward, warmup, repeats, timing):
     b, s, h, d = case["batch"], case["seqlen"], case["heads"], case["hdim"]
     gen = torch.Generator(device="cuda").manual_seed(1234)
     q, k, v = (torch.randn(b, s, h, d, device="cuda", dtype=dtype, generator=gen).requires_grad_(backward) for _ in range(3))
@@ -122,8 +150,7 @@ def run_case(case, backend, dtype, backward, warmup, repeats):
             out = F.scaled_dot_product_attention(qt, kt, vt, is_causal=case["causal"])
             grad = torch.randn_like(out)
             fn = lambda: torch.autograd.grad(out, (q, k, v), grad, retain_graph=True)
-        times = time_ms(fn, warmup, repeats)
-    return times
+        return time_ms(fn, warmup, repeats, timing)
 
 
 def main():
@@ -139,7 +166,10 @@ def main():
     ap.add_argument("--dtype", choices=list(DTYPES), default="bf16")
     ap.add_argument("--backends", nargs="+", choices=list(BACKENDS), default=list(BACKENDS))
     ap.add_argument("--warmup", type=int, default=5)
-    ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--repeats", type=int, default=30, help="timed samples per case")
+    ap.add_argument("--timing", choices=["back-to-back", "per-call"], default="back-to-back",
+                    help="back-to-back: events around a batch of calls queued behind a running one, per call (default); "
+                         "per-call: events around one call from an idle stream, host overhead included")
     ap.add_argument("--json", help="write rows here")
     ap.add_argument("--ours", help="our bench JSON (flashattn bench --json) from the same machine: print ours, theirs and the ratios")
     ap.add_argument("--interleave-ours", metavar="FLASHATTN", help="our flashattn binary: time each case with it right beside the peers, print the ratios")
@@ -174,12 +204,12 @@ def main():
             order = ["ours"] + order if index % 2 == 0 else order + ["ours"]
         for backend in order:
             if backend == "ours":
-                for r in run_ours(args.interleave_ours, case, args.dtype, args.backward, args.warmup, args.repeats, case_json):
+                for r in run_ours(args.interleave_ours, case, args.dtype, args.backward, args.warmup, args.repeats, case_json, args.timing):
                     ours_rows.append(r)
                     print_row("ours", r)
                 continue
             try:
-                times = run_case(case, backend, DTYPES[args.dtype], args.backward, args.warmup, args.repeats)
+                times, per_sample = run_case(case, backend, DTYPES[args.dtype], args.backward, args.warmup, args.repeats, args.timing)
             except RuntimeError as e:  # a backend that does not support the shape says so
                 print(f"{backend:6} skipped {case}: {str(e).splitlines()[0]}", file=sys.stderr)
                 continue
@@ -193,7 +223,7 @@ def main():
                 "heads_q": case["heads"], "heads_k": case["heads"], "head_dim": case["hdim"],
                 "mask": "causal" if case["causal"] else "full", "direction": "bwd" if args.backward else "fwd",
                 "time_ms_median": med, "time_ms_min": min(times), "time_ms_max": max(times),
-                "flops": f, "tflops": f / med / 1e9, "repeats": len(times),
+                "flops": f, "tflops": f / med / 1e9, "repeats": len(times), "timing": args.timing, "calls_per_sample": per_sample,
                 "notes": f"torch {torch.__version__}, CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}",
             }
             rows.append(row)

@@ -77,6 +77,12 @@ public sealed class BenchRow
     public double TimeMsMax { get; set; }
     /// <summary>GPU rows of ours: median host time to queue one call (validation, tensor maps, launches), in milliseconds.</summary>
     public double? HostMsMedian { get; set; }
+    /// <summary>GPU rows: "back-to-back" (events around a batch of calls queued behind a running one, per call) or
+    /// "per-call" (events around one call from an idle stream); absent in rows written before the field existed,
+    /// which were timed per call.</summary>
+    public string? Timing { get; set; }
+    /// <summary>GPU rows: calls per timed sample (back-to-back timing).</summary>
+    public int? CallsPerSample { get; set; }
     /// <summary>FLOPs of one call by FlashAttention's count (4·B·H·Sq·Sk·D, half for causal, ×2.5 backward).</summary>
     public double Flops { get; set; }
     /// <summary>flops / median time, in TFLOP/s.</summary>
@@ -84,8 +90,11 @@ public sealed class BenchRow
     /// <summary>Other implementations' numbers on the same case (filled by <c>bench --compare</c>).</summary>
     public List<PeerResult>? Peers { get; set; }
 
-    /// <summary>The shape, mask, dtype, direction and device kind: rows with equal keys are comparable.</summary>
-    public string CaseKey => string.Join('|', Device, Dtype, Batch, SeqlenQ, SeqlenK, HeadsQ, HeadsK, HeadDim, Mask, WindowLeft, WindowRight, Direction);
+    /// <summary>The shape, mask, dtype, direction, device kind and (GPU) timing mode: rows with equal keys are comparable.</summary>
+    public string CaseKey => string.Join('|', Device, Dtype, Batch, SeqlenQ, SeqlenK, HeadsQ, HeadsK, HeadDim, Mask, WindowLeft, WindowRight, Direction, TimingKey);
+
+    /// <summary>The timing mode for matching: GPU rows without one were timed per call; CPU rows have none.</summary>
+    public string TimingKey => Device == "cpu" ? "" : Timing ?? "per-call";
 
     public DateTimeOffset? ParsedDate => DateTimeOffset.TryParse(Date, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var d) ? d : null;
 }

@@ -33,11 +33,42 @@ public sealed record BenchCase(int Batch, int SeqLenQ, int SeqLenK, int HeadsQ, 
     public override string ToString() => $"{DirectionName} {Mask} {DtypeName} {Shape}";
 }
 
+/// <summary>How GPU calls are timed (the CPU engine's calls are synchronous: a stopwatch around each).</summary>
+public enum BenchTiming
+{
+    /// <summary>
+    /// Each sample is CUDA events around a batch of calls queued back to back behind an untimed call that is still
+    /// running, divided by the batch size: the GPU's time per call, with the host's queueing hidden as long as it is
+    /// shorter than a call (how the FlashAttention-3 paper and Triton's <c>do_bench</c> time kernels).
+    /// </summary>
+    BackToBack,
+    /// <summary>
+    /// Each sample is CUDA events around one call queued on an idle stream: the latency of a lone call, which includes
+    /// the host's time to queue it.
+    /// </summary>
+    PerCall,
+}
+
 /// <summary>How to time.</summary>
 /// <param name="Warmup">Untimed calls before timing.</param>
-/// <param name="Repeats">Timed calls; the median, min and max are reported.</param>
+/// <param name="Repeats">Timed samples; the median, min and max are reported.</param>
 /// <param name="Seed">Seed of the random inputs (fresh each run unless given).</param>
-public sealed record BenchSettings(int Warmup, int Repeats, int Seed);
+/// <param name="Timing">GPU: how a sample is timed (<see cref="BenchTiming"/>).</param>
+public sealed record BenchSettings(int Warmup, int Repeats, int Seed, BenchTiming Timing = BenchTiming.BackToBack)
+{
+    /// <summary>
+    /// Back-to-back timing: calls per sample, so that a sample lasts about <see cref="BatchTargetMs"/> given one call's
+    /// time (at least 1, at most <see cref="MaxBatchCalls"/>). bench/peers/sdpa_peers.py uses the same rule.
+    /// </summary>
+    public static int CallsPerSample(double callMs) =>
+        callMs > 0 ? (int)Math.Clamp(Math.Ceiling(BatchTargetMs / callMs), 1, MaxBatchCalls) : MaxBatchCalls;
+
+    public const double BatchTargetMs = 1.0;
+    public const int MaxBatchCalls = 50;
+
+    /// <summary>The JSON name of a timing mode: "back-to-back" or "per-call".</summary>
+    public static string TimingName(BenchTiming timing) => timing == BenchTiming.BackToBack ? "back-to-back" : "per-call";
+}
 
 /// <summary>The device a backend runs on, as recorded with every row. Null fields are unknown or do not apply.</summary>
 public sealed record BenchDeviceInfo
@@ -60,11 +91,15 @@ public sealed record BenchDeviceInfo
 }
 
 /// <summary>Timings of one case.</summary>
+/// <param name="TimesMs">Time per call of each sample.</param>
 /// <param name="HostTimesMs">
-/// GPU rows: the host's time to queue each timed call (validation, tensor maps, launches), which the GPU time
-/// includes when it is not hidden behind earlier work: each call is timed alone, from an idle stream.
+/// GPU rows: the host's time to queue a call (validation, tensor maps, launches), per sample. Per-call timing
+/// includes it in the GPU time; back-to-back timing hides it when it is shorter than a call.
 /// </param>
-public sealed record BenchMeasurement(BenchCase Case, IReadOnlyList<double> TimesMs, IReadOnlyList<double>? HostTimesMs = null)
+/// <param name="Timing">GPU rows: how the samples were timed; null on the CPU.</param>
+/// <param name="CallsPerSample">GPU rows: calls per sample (1 for per-call timing).</param>
+public sealed record BenchMeasurement(BenchCase Case, IReadOnlyList<double> TimesMs, IReadOnlyList<double>? HostTimesMs = null,
+    BenchTiming? Timing = null, int CallsPerSample = 1)
 {
     public double MedianMs => Median(TimesMs);
     public double? HostMedianMs => HostTimesMs is { Count: > 0 } h ? Median(h) : null;

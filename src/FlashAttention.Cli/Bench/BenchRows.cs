@@ -41,6 +41,8 @@ public static class BenchRows
             TimeMsMin = Round(m.MinMs),
             TimeMsMax = Round(m.MaxMs),
             HostMsMedian = m.HostMedianMs is double host ? Round(host) : null,
+            Timing = m.Timing is BenchTiming timing ? BenchSettings.TimingName(timing) : null,
+            CallsPerSample = m.Timing is null ? null : m.CallsPerSample,
             Flops = c.Flops,
             Tflops = Math.Round(flopsPerSecond / 1e12, 6),
         };

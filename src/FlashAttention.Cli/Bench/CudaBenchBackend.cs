@@ -6,8 +6,8 @@ using FlashAttention.Numerics;
 namespace FlashAttention.Cli.Bench;
 
 /// <summary>
-/// Times our Hopper kernels (<see cref="CudaAttention"/>) with CUDA events around each call, after warm-up (which also
-/// compiles or loads the kernel). Inputs are standard-normal values uploaded from one host pool, in enough sets to
+/// Times our Hopper kernels (<see cref="CudaAttention"/>) with CUDA events, after warm-up (which also compiles or loads
+/// the kernel): around batches of calls queued back to back, or around each lone call (<see cref="BenchTiming"/>). Inputs are standard-normal values uploaded from one host pool, in enough sets to
 /// rotate through more than twice the L2 cache, so no call finds its inputs in L2. With an <see cref="Ablation"/>, the
 /// kernel runs with one of FlashAttention-3's ideas switched off (the paper's ablation table).
 /// </summary>
@@ -126,21 +126,50 @@ public sealed class CudaBenchBackend : IBenchBackend, IDisposable
             stream.Synchronize();
             using var start = new CudaEvent(device);
             using var end = new CudaEvent(device);
+
+            // One lone call from an idle stream (host queueing included).
+            double TimeLoneCall(out double hostMs)
+            {
+                var set = inputs[call++ % sets];
+                start.Record(stream);
+                long queued = Stopwatch.GetTimestamp();
+                Call(set);
+                hostMs = Stopwatch.GetElapsedTime(queued).TotalMilliseconds;
+                end.Record(stream);
+                end.Synchronize();
+                return CudaEvent.ElapsedMilliseconds(start, end);
+            }
+
+            int perSample = 1;
+            if (s.Timing == BenchTiming.BackToBack)
+            {
+                // The batch size from the fastest of three lone calls (the same rule as bench/peers/sdpa_peers.py).
+                double fastest = double.MaxValue;
+                for (int i = 0; i < 3; i++) fastest = Math.Min(fastest, TimeLoneCall(out _));
+                perSample = BenchSettings.CallsPerSample(fastest);
+            }
             var times = new double[s.Repeats];
             var hostTimes = new double[s.Repeats];
             for (int i = 0; i < s.Repeats; i++)
             {
                 ct.ThrowIfCancellationRequested();
-                var set = inputs[call++ % sets];
+                if (s.Timing == BenchTiming.PerCall)
+                {
+                    times[i] = TimeLoneCall(out hostTimes[i]);
+                    continue;
+                }
+                // A lead call, untimed, keeps the GPU busy while the sample's calls are queued behind it: the events
+                // then bracket GPU work only, as long as queueing a call takes less time than running one.
+                Call(inputs[call++ % sets]);
                 start.Record(stream);
                 long queued = Stopwatch.GetTimestamp();
-                Call(set);
-                hostTimes[i] = Stopwatch.GetElapsedTime(queued).TotalMilliseconds;
+                for (int j = 0; j < perSample; j++) Call(inputs[call++ % sets]);
+                hostTimes[i] = Stopwatch.GetElapsedTime(queued).TotalMilliseconds / perSample;
                 end.Record(stream);
                 end.Synchronize();
-                times[i] = CudaEvent.ElapsedMilliseconds(start, end);
+                times[i] = CudaEvent.ElapsedMilliseconds(start, end) / perSample;
             }
-            return new BenchMeasurement(c, times, hostTimes);
+            return new BenchMeasurement(c, times, hostTimes, s.Timing, perSample);
         }
         finally
         {

@@ -39,7 +39,8 @@ internal static class BenchCommand
         var forward = new Option<bool>("--forward") { Description = "Time the forward pass (neither --forward nor --backward: both)." };
         var backward = new Option<bool>("--backward") { Description = "Time the backward pass, FLOPs 2.5× forward (neither --forward nor --backward: both)." };
         var warmup = new Option<int?>("--warmup") { Description = "Untimed calls per case (default: 1 on the CPU)." };
-        var repeats = new Option<int?>("--repeats") { Description = "Timed calls per case; median, min and max are reported (default: 5 on the CPU)." };
+        var repeats = new Option<int?>("--repeats") { Description = "Timed samples per case; median, min and max are reported (default: 5 on the CPU, 30 on the GPU)." };
+        var timing = new Option<string?>("--timing") { Description = "GPU: 'back-to-back' (default: CUDA events around a batch of calls queued behind a running one, per call; the host's queueing hidden as in the FlashAttention-3 paper's timings) or 'per-call' (events around one call from an idle stream: a lone call's latency, host queueing included)." };
         var json = new Option<string?>("--json") { Description = "Write the rows to this JSON file (schema: bench/SCHEMA.md).", HelpName = "FILE" };
         var compare = new Option<string[]>("--compare") { Description = "Peer results (bench JSON, e.g. from bench/peers/) to compare with: the table gains the best peer and the ratio.", HelpName = "FILE", AllowMultipleArgumentsPerToken = true };
         var seed = new Option<int?>("--seed") { Description = "Seed of the random inputs (default: a fresh one each run)." };
@@ -55,7 +56,7 @@ internal static class BenchCommand
             (fp32 on the CPU). Inputs are fresh standard-normal values, rotated between calls.
             """)
         {
-            device, grid, seqLen, seqLenK, headDim, heads, headsK, batch, causal, dtype, forward, backward, warmup, repeats, json, compare, seed, peak, ablation, deterministic,
+            device, grid, seqLen, seqLenK, headDim, heads, headsK, batch, causal, dtype, forward, backward, warmup, repeats, timing, json, compare, seed, peak, ablation, deterministic,
         }.WithExamples(
             "flashattn bench",
             "flashattn bench --device cpu --seqlen 4096 --hdim 128 --heads 8",
@@ -133,7 +134,8 @@ internal static class BenchCommand
             var settings = new BenchSettings(
                 NonNegative("--warmup", p.GetValue(warmup) ?? backend.DefaultWarmup),
                 Positive("--repeats", p.GetValue(repeats) ?? backend.DefaultRepeats),
-                p.GetValue(seed) ?? Random.Shared.Next());
+                p.GetValue(seed) ?? Random.Shared.Next(),
+                ParseTiming(p.GetValue(timing), backend));
 
             // Read peers first: a bad file should fail before minutes of timing.
             var peerRows = new List<BenchRow>();
@@ -187,7 +189,10 @@ internal static class BenchCommand
                 if (matched == 0) context.Warn("no peer row matches a measured case (same device kind, dtype, shape, mask and direction)");
             }
             context.Console.Write(BenchTable.Build(rows));
-            context.Out.WriteLine($"{deviceInfo.Name} · commit {commit} · {settings.Repeats} timed calls after {settings.Warmup} warm-up · total {total.Elapsed.TotalSeconds:F1} s");
+            string how = backend.Device == "cpu" ? $"{settings.Repeats} timed calls"
+                : settings.Timing == BenchTiming.BackToBack ? $"{settings.Repeats} samples of calls queued back to back"
+                : $"{settings.Repeats} lone calls timed";
+            context.Out.WriteLine($"{deviceInfo.Name} · commit {commit} · {how} after {settings.Warmup} warm-up · total {total.Elapsed.TotalSeconds:F1} s");
             if (jsonPath is not null)
             {
                 BenchJson.Save(jsonPath, new BenchFile { Rows = rows, Note = note });
@@ -222,6 +227,15 @@ internal static class BenchCommand
         "fp16" or "float16" => DataType.Float16,
         "bf16" or "bfloat16" => DataType.BFloat16,
         _ => throw new CliException($"--dtype: expected fp32, fp16 or bf16; got '{name}'"),
+    };
+
+    internal static BenchTiming ParseTiming(string? name, IBenchBackend backend) => name?.ToLowerInvariant() switch
+    {
+        null => BenchTiming.BackToBack,
+        _ when backend.Device == "cpu" => throw new CliException("--timing: CPU calls are synchronous and timed one by one; the option is for the GPU (--device cuda)"),
+        "back-to-back" => BenchTiming.BackToBack,
+        "per-call" => BenchTiming.PerCall,
+        _ => throw new CliException($"--timing: expected back-to-back or per-call; got '{name}'"),
     };
 
     private static int[]? NonEmpty(int[]? values) => values is { Length: > 0 } ? values.Distinct().ToArray() : null;

@@ -42,6 +42,13 @@ internal static class ReportCommand
                 rows.AddRange(bench.Rows.Select(r => new SourcedRow(r, file, bench.Sample == true)));
             }
             if (rows.Count == 0) throw new CliException("the input files hold no rows; nothing to chart");
+            // Back-to-back and per-call timings measure different things (a lone call's latency includes the host's
+            // queueing); bars of both in one chart would compare them.
+            var modes = rows.Where(r => r.Row.Device != "cpu").GroupBy(r => r.Row.TimingKey).ToList();
+            if (modes.Count > 1)
+                throw new CliException("the GPU rows were timed in different ways (" +
+                    string.Join("; ", modes.Select(m => $"{m.Key}: {string.Join(", ", m.Select(r => Path.GetFileName(r.File)).Distinct())}")) +
+                    "); chart one timing mode at a time");
 
             var written = Write(ChartGroup.Build(rows), outDir, ceilingValue, w, h, context.Progress);
             foreach (string f in written) context.Out.WriteLine($"wrote {f}");

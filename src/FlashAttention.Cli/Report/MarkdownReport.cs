@@ -7,13 +7,16 @@ namespace FlashAttention.Cli.Report;
 /// <summary>The Markdown table written beside each chart, for people who read rather than look.</summary>
 public static class MarkdownReport
 {
+    private static string TimingNote(ChartGroup g) => g.Rows.All(r => r.Row.Device == "cpu") ? ""
+        : g.Rows[0].Row.TimingKey == "back-to-back" ? "; GPU time per call, calls queued back to back" : "; each call timed alone, host queueing included";
+
     public static string Table(ChartGroup g, string? pngFileName, double? ceiling)
     {
         var sb = new StringBuilder();
         var (dates, commits) = g.Provenance();
         if (g.IsSample) sb.AppendLine("> **SAMPLE DATA — made up for tests, not a measurement.**").AppendLine();
         sb.AppendLine($"## {g.DirectionTitle}, head dim {g.HeadDim}, {g.MaskTitle}, {g.Dtype}").AppendLine();
-        sb.AppendLine($"{g.DeviceName} · {dates} · commit `{commits}` · {g.Unit} (higher is better; FLOPs = 4·B·H·Sq·Sk·D{(g.Mask == "causal" ? ", halved for causal" : "")}{(g.Direction == "bwd" ? ", ×2.5 for backward" : "")})").AppendLine();
+        sb.AppendLine($"{g.DeviceName} · {dates} · commit `{commits}` · {g.Unit} (higher is better; FLOPs = 4·B·H·Sq·Sk·D{(g.Mask == "causal" ? ", halved for causal" : "")}{(g.Direction == "bwd" ? ", ×2.5 for backward" : "")}{TimingNote(g)})").AppendLine();
         if (pngFileName is not null) sb.AppendLine($"![{g.DirectionTitle}, head dim {g.HeadDim}, {g.Mask}]({pngFileName})").AppendLine();
         var impls = g.Implementations;
         var peers = impls.Where(i => i != "flashattn").ToList();

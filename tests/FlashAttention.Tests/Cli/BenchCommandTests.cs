@@ -17,6 +17,7 @@ public class BenchCommandTests : IDisposable
     private sealed class FakeBackend(string device, bool available = true) : IBenchBackend
     {
         public List<BenchCase> Ran { get; } = [];
+        public List<BenchSettings> Settings { get; } = [];
         public string Device => device;
         public string Implementation => "flashattn";
         public DataType DefaultType => DataType.BFloat16;
@@ -43,8 +44,11 @@ public class BenchCommandTests : IDisposable
         public BenchMeasurement Run(BenchCase benchCase, BenchSettings settings, Action<string>? progress, CancellationToken cancellationToken)
         {
             Ran.Add(benchCase);
+            Settings.Add(settings);
             double ms = benchCase.Flops / 1e9;
-            return new BenchMeasurement(benchCase, [ms * 0.99, ms, ms * 1.2]);
+            // GPU rows carry their timing mode, as CudaBenchBackend's do.
+            return new BenchMeasurement(benchCase, [ms * 0.99, ms, ms * 1.2], null,
+                device == "cpu" ? null : settings.Timing, device == "cpu" ? 1 : 4);
         }
     }
 
@@ -166,7 +170,7 @@ public class BenchCommandTests : IDisposable
         {
             Implementation = impl, Device = baseRow.Device, DeviceName = baseRow.DeviceName, Dtype = baseRow.Dtype, Batch = 1, SeqlenQ = 2048,
             SeqlenK = 2048, HeadsQ = 8, HeadsK = 8, HeadDim = 128, Mask = "full", Direction = "fwd", TimeMsMedian = 1, TimeMsMin = 1, TimeMsMax = 1,
-            Tflops = tflops, Date = baseRow.Date,
+            Tflops = tflops, Date = baseRow.Date, Timing = "back-to-back",
         };
         BenchJson.Save(peers, new BenchFile { Rows = [Peer("cudnn", 0.8), Peer("fa2", 0.5)] });
         string json = _h.PathOf("ours.json");
@@ -179,6 +183,57 @@ public class BenchCommandTests : IDisposable
         var row = BenchJson.Load(json).Rows.Single();
         Assert.Equal(["cudnn", "fa2"], row.Peers!.Select(p => p.Implementation).Order());
     }
+
+    [Fact]
+    public void PeersTimedAnotherWayAreNotCompared()
+    {
+        string peers = _h.PathOf("peers.json");
+        var peer = new BenchRow
+        {
+            Implementation = "cudnn", Device = "cuda", DeviceName = "Fake H100", Dtype = "bf16", Batch = 1, SeqlenQ = 2048, SeqlenK = 2048,
+            HeadsQ = 8, HeadsK = 8, HeadDim = 128, Mask = "full", Direction = "fwd", TimeMsMedian = 1, TimeMsMin = 1, TimeMsMax = 1,
+            Tflops = 0.8, Date = "2026-11-24T00:00:00Z", Timing = null,  // written before the field: timed per call
+        };
+        BenchJson.Save(peers, new BenchFile { Rows = [peer] });
+        var gpu = new FakeBackend("cuda");
+        var result = Run([gpu], "bench", "--forward", "--batch", "1", "--heads", "8", "--seqlen", "2048", "--compare", peers);
+        Assert.True(result.ExitCode == 0, result.Err);
+        Assert.Contains("no peer row matches", result.Err);
+
+        result = Run([gpu], "bench", "--forward", "--batch", "1", "--heads", "8", "--seqlen", "2048", "--timing", "per-call", "--compare", peers);
+        Assert.True(result.ExitCode == 0, result.Err);
+        Assert.Contains("1.25×", result.Out);
+    }
+
+    [Fact]
+    public void TimingModeReachesTheBackendAndTheJson()
+    {
+        var gpu = new FakeBackend("cuda");
+        string json = _h.PathOf("timing.json");
+        Assert.Equal(0, Run([gpu], "bench", "--forward", "--json", json).ExitCode);
+        Assert.Equal(BenchTiming.BackToBack, gpu.Settings[^1].Timing);
+        var row = BenchJson.Load(json).Rows.Single();
+        Assert.Equal(("back-to-back", 4), (row.Timing, row.CallsPerSample));
+
+        Assert.Equal(0, Run([gpu], "bench", "--forward", "--timing", "per-call", "--json", json).ExitCode);
+        Assert.Equal(BenchTiming.PerCall, gpu.Settings[^1].Timing);
+        Assert.Equal("per-call", BenchJson.Load(json).Rows.Single().Timing);
+
+        var cpu = new FakeBackend("cpu");
+        Assert.Equal(0, Run([cpu], "bench", "--forward", "--json", json).ExitCode);
+        Assert.Null(BenchJson.Load(json).Rows.Single().Timing);
+        Assert.DoesNotContain("\"timing\"", File.ReadAllText(json));
+        Run([cpu], "bench", "--timing", "per-call").AssertOneLineError(2, "--timing", "the option is for the GPU");
+    }
+
+    [Theory]
+    [InlineData(0.15, 7)]
+    [InlineData(0.5, 2)]
+    [InlineData(1.0, 1)]
+    [InlineData(3.2, 1)]
+    [InlineData(0.004, 50)]
+    public void BackToBackSamplesLastAboutAMillisecond(double callMs, int calls)
+        => Assert.Equal(calls, BenchSettings.CallsPerSample(callMs));
 
     [Fact]
     public void BadCompareFileFailsBeforeTiming()
@@ -197,6 +252,7 @@ public class BenchCommandTests : IDisposable
     [InlineData("--repeats", "0", "--repeats: expected a positive integer; got 0")]
     [InlineData("--dtype", "fp64", "fp64")]
     [InlineData("--grid", "huge", "huge")]
+    [InlineData("--timing", "sometimes", "--timing: expected back-to-back or per-call; got 'sometimes'")]
     public void BadOptionsAreOneLineErrors(string option, string value, string message)
     {
         var gpu = new FakeBackend("cuda");

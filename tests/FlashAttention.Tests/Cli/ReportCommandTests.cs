@@ -73,6 +73,28 @@ public class ReportCommandTests : IDisposable
     }
 
     [Fact]
+    public void GpuRowsTimedInDifferentWaysAreNotChartedTogether()
+    {
+        static string Rows(string impl, string? timing) => $$"""
+            { "schema_version": 1, "rows": [
+              { "implementation": "{{impl}}", "device": "cuda", "device_name": "H100", "commit": "abc1234", "date": "2026-11-25T06:00:00Z",
+                "dtype": "bf16", "batch": 2, "seqlen_q": 8192, "seqlen_k": 8192, "heads_q": 16, "heads_k": 16, "head_dim": 128,
+                "mask": "full", "direction": "fwd", "time_ms_median": 1.7, "flops": 1.1e12, "tflops": 650{{(timing is null ? "" : $", \"timing\": \"{timing}\"")}} } ] }
+            """;
+        string ours = _h.PathOf("ours.json"), old = _h.PathOf("old-peers.json"), peers = _h.PathOf("peers.json");
+        File.WriteAllText(ours, Rows("flashattn", "back-to-back"));
+        File.WriteAllText(old, Rows("cudnn", null));
+        File.WriteAllText(peers, Rows("cudnn", "back-to-back"));
+
+        _h.Run("report", ours, old, "--out", _h.PathOf("mixed")).AssertOneLineError(2, "timed in different ways", "per-call: old-peers.json", "chart one timing mode at a time");
+        Assert.False(Directory.Exists(_h.PathOf("mixed")));
+
+        var result = _h.Run("report", ours, peers, "--out", _h.PathOf("same"));
+        Assert.True(result.ExitCode == 0, result.Err);
+        Assert.Contains("calls queued back to back", File.ReadAllText(Path.Combine(_h.PathOf("same"), "fwd-bf16-hdim128-full.md")));
+    }
+
+    [Fact]
     public void MissingFileIsAClearError()
     {
         var result = _h.Run("report", _h.PathOf("nope.json"), "--out", _h.PathOf("r"));
