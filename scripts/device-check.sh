@@ -43,6 +43,17 @@ for stage in "$@"; do
       { echo "=== sass (HGMMA count, local loads/stores per cubin)"; cat /tmp/sass.log; } >> "$OUT/info.log"
       summary+=("sass: $(grep -c cubin /tmp/sass.log) cubins, $(awk '$5 > 0 || $7 > 0' /tmp/sass.log | grep -c cubin) with local memory")
       cat /tmp/sass.log ;;
+    sass-spills)
+      # where each cubin with local memory loads and stores it: the SASS lines around every LDL/STL (after warmup)
+      for f in "$FLASHATTN_DUMP_DIR"/*.cubin; do
+        [ -e "$f" ] || continue
+        s=$(cuobjdump --dump-sass "$f" 2>/dev/null)
+        grep -qE 'LDL|STL' <<<"$s" || continue
+        { echo "=== $(basename "$f") $(cut -f1 "${f%.cubin}.names" 2>/dev/null | tr '\n' ' ')"
+          grep -nE 'LDL|STL' <<<"$s" | head -60
+          grep -nE -B8 -A3 'LDL|STL' <<<"$s" | grep -vE '^\s*$' | head -400; } >> "$OUT/sass-spills.txt"
+      done
+      summary+=("sass-spills: $(grep -c '^===' "$OUT/sass-spills.txt" 2>/dev/null || echo 0) cubins") ;;
     verify-quick) run verify-quick 90 verify.log "$B" verify --device cuda --quick ;;
     verify-fwd) run verify-fwd 200 verify.log "$B" verify --device cuda --forward --no-probes ;;
     verify-bwd) run verify-bwd 200 verify.log "$B" verify --device cuda --backward --no-probes ;;
