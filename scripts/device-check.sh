@@ -205,6 +205,27 @@ for stage in "$@"; do
         done
       done
       grep -E "^(=== ab|│ (fwd|bwd))" "$OUT/sweep.log" ;;
+    d256-o2)
+      # d256 with O staged in two column passes through a buffer of its own instead of Q's (o2): Q is released when the
+      # tile's last S is done, so the next tile's Q loads under the epilogue. Verified (d256 cases, short- and long-key
+      # variants) and racechecked, then the d256 rows timed: default, o2 with 64-key blocks and the overlap (the short-key
+      # variant with its own O buffer) and o2 with 64-key blocks chained, twice, alternating
+      O2S="256:n64,s2,o2"; O2C="256:n64,s2,o2,chain"
+      FLASHATTN_FWD_CONFIG="$O2S" run verify-fwd-o2 200 verify.log "$B" verify --device cuda --forward --no-probes --filter d256
+      FLASHATTN_FWD_CONFIG="$O2C" run verify-fwd-o2chain 200 verify.log "$B" verify --device cuda --forward --no-probes --filter d256
+      FLASHATTN_FWD_CONFIG="$O2S" run racecheck-o2 300 sanitize.log compute-sanitizer --tool racecheck "$B" verify --device cuda --forward --quick --no-probes --filter d256
+      for round in 1 2; do
+        for v in $([ $round = 1 ] && echo "default o2 o2chain" || echo "o2chain o2 default"); do
+          case $v in
+            default) unset FLASHATTN_FWD_CONFIG ;;
+            o2) export FLASHATTN_FWD_CONFIG="$O2S" ;;
+            o2chain) export FLASHATTN_FWD_CONFIG="$O2C" ;;
+          esac
+          run "fwd $v $round" 200 sweep.log "$B" bench --device cuda --grid paper --forward --hdim 256 --json "$OUT/fwd-$v-$round.json"
+        done
+      done
+      unset FLASHATTN_FWD_CONFIG
+      grep -E "^(=== fwd|│ fwd)" "$OUT/sweep.log" ;;
     ncu)
       sections="--section SpeedOfLight --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --metrics regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio,sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active,sm__inst_executed_pipe_xu.avg.pct_of_peak_sustained_active"
       run ncu-fwd 150 ncu.log ncu --kernel-name regex:flash_fwd --launch-skip 3 --launch-count 1 $sections "$B" bench --device cuda --batch 2 --heads 16 --seqlen 8192 --hdim 128 --forward --warmup 3 --repeats 1

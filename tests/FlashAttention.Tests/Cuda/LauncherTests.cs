@@ -195,6 +195,16 @@ public class LauncherTests
         Assert.False(c.QInRegisters);
         Assert.True(TileTables.Override(64, "64:n192,s3,q2,qregs")!.QInRegisters);
         Assert.True(TileTables.Override(128, "128:ov")!.IntraWgOverlap);
+        // O staged in two column passes through a buffer of its own (instead of Q's): half of O's bytes in shared memory.
+        var twoPasses = TileTables.Override(256, "256:n64,s2,o2")!;
+        Assert.Equal((2, false), (twoPasses.OPasses, twoPasses.OAliasQ));
+        Assert.EndsWith(", 1, false, false, 2>>", twoPasses.NameExpression(DataType.BFloat16));
+        Assert.Contains("O-in-2-passes", twoPasses.ToString());
+        var aliased = TileTables.Override(256, "256:n64,s2,alias")!;
+        Assert.Equal(aliased.SharedMemoryBytes + 2 * 64 * 128 * 2, twoPasses.SharedMemoryBytes);
+        Assert.True(twoPasses.SharedMemoryBytes <= 232448, $"{twoPasses.SharedMemoryBytes} bytes");
+        Assert.Contains("alias", Assert.Throws<ArgumentException>(() => TileTables.Override(256, "256:o2,alias")).Message);
+        Assert.Contains("divide", Assert.Throws<ArgumentException>(() => TileTables.Override(64, "64:o2")).Message);
         // The measured defaults: Q in registers at d64 only (TileTables' comments hold the numbers).
         Assert.Equal((true, false, false), (TileTables.Forward(64).QInRegisters, TileTables.Forward(128).QInRegisters, TileTables.Forward(256).QInRegisters));
     }

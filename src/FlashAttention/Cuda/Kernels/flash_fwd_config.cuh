@@ -8,7 +8,7 @@ namespace fa {
 
 template <typename Element_, int kHeadDim_, int kBlockN_, int kStages_, bool kIntraWgOverlap_, bool kPingPong_,
           bool kOAliasQ_, bool kWarpSpecialized_ = true, int kQStages_ = 1, bool kQInRegs_ = false,
-          bool kChainPvS_ = false>
+          bool kChainPvS_ = false, int kOPasses_ = 1>
 struct FwdConfig {
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
@@ -19,6 +19,10 @@ struct FwdConfig {
   static constexpr bool kIntraWgOverlap = kIntraWgOverlap_;  // softmax of block j overlaps P·V of block j+1
   static constexpr bool kPingPong = kPingPong_;              // consumers take turns issuing their GEMMs
   static constexpr bool kOAliasQ = kOAliasQ_;                // O staged in Q's shared memory (when smem is short)
+  // O staged and stored in this many column passes through a buffer of 1/kOPasses of its size (when smem is short
+  // but not Q's buffer: O in Q's buffer holds Q until the epilogue's store has read it, so the next tile's Q load
+  // waits for the epilogue; with a buffer of its own Q is released when the tile's last S has been computed).
+  static constexpr int kOPasses = kOPasses_;
   // Q buffers: with two, the next tile's Q loads while the current tile runs, so a tile starts without waiting for it.
   static constexpr int kQStages = kQStages_;
   // Q as the register A operand of S = Q·Kᵀ (loaded once per tile with ldmatrix) instead of from shared memory:
@@ -45,6 +49,8 @@ struct FwdConfig {
 
   // Tiles are stored as slabs of 64 columns (128 bytes of 16-bit values) x rows, 128-byte swizzled by TMA.
   static constexpr int kSlabs = kHeadDim / 64;
+  static_assert(kOPasses >= 1 && kSlabs % kOPasses == 0 && (kOPasses == 1 || !kOAliasQ), "O passes: whole slabs, own buffer");
+  static constexpr int kOSlabs = kSlabs / kOPasses;  // slabs of O's staging buffer
   static constexpr int kQSlabBytes = kBlockM * 128;
   static constexpr int kKSlabBytes = kBlockN * 128;
   static constexpr int kQBytes = kQSlabBytes * kSlabs;
@@ -55,7 +61,7 @@ struct FwdConfig {
   static constexpr int kOffK = kOffQ + kQStages * kQBytes;
   static constexpr int kOffV = kOffK + kStages * kKBytes;
   static constexpr int kOffO = kOffV + kStages * kKBytes;
-  static constexpr int kOffBar = kOffO + (kOAliasQ ? 0 : kQBytes);
+  static constexpr int kOffBar = kOffO + (kOAliasQ ? 0 : kOSlabs * kQSlabBytes);
   static constexpr int kNumBars = 2 * kQStages + 4 * kStages;  // full/empty per Q buffer, then full/empty K and V per stage
   static constexpr int kOffTileSlots = kOffBar + 8 * kNumBars;  // per Q buffer: the index of the tile whose Q it holds
   static constexpr int kSmemBytes = 1024 /* alignment slack */ + kOffTileSlots + 8 * kQStages;

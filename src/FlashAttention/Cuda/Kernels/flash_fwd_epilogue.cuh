@@ -18,12 +18,11 @@ __device__ __forceinline__ void fwd_epilogue(const FwdParams& p, const TmaMap* t
   softmax.finalize(p.score_scale, inv_sum, lse);
   scale_rows(o, inv_sum);
 
-  // O has the layout of Q: slabs of kBlockM rows x 128 bytes; this warpgroup owns 64 rows of each slab.
+  // O has the layout of Q: slabs of kBlockM rows x 128 bytes; this warpgroup owns 64 rows of each slab. It is staged
+  // kOSlabs slabs at a time (all of them unless kOPasses > 1), each pass stored by TMA before the next is written.
   const uint32_t o_wg = smem + (Cfg::kOAliasQ ? Cfg::kOffQ + q_buffer * Cfg::kQBytes : Cfg::kOffO) + consumer * Cfg::kWgRowBytes;
   uint8_t* o_wg_ptr = smem_ptr + (o_wg - smem);
   const int bar = Cfg::kBarEpilogue + consumer;
-  if (thread == 0) bulk_wait_read_all();  // the previous tile's store has finished reading this buffer
-  named_barrier_sync(bar, 128);
 
   // The thread index through opaque(): otherwise ptxas computes the 2·d/8 swizzled addresses below once, before the
   // tile loop, and keeps them live across the mainloop (the d256 chained kernel spilled 25 of them and reloaded them
@@ -33,22 +32,26 @@ __device__ __forceinline__ void fwd_epilogue(const FwdParams& p, const TmaMap* t
   const int r = warp * 16 + lane / 4;  // this thread's rows are r and r + 8 (same swizzle phase)
   // Chunk k of row r sits at 16-byte position k ^ (r % 8): the row's offset XOR the chunk's (r·128 has no low bits).
   const uint32_t row_off = r * 128 + ((r & 7) << 4) + (lane & 3) * 4;
-#pragma unroll
-  for (int j = 0; j < Cfg::kHeadDim / 8; ++j) {
-    const int slab = j / 8, chunk = j % 8;
-    const uint32_t off = slab * Cfg::kQSlabBytes + (row_off ^ (chunk << 4));
-    *reinterpret_cast<uint32_t*>(o_wg_ptr + off) = pack2<typename Cfg::Element>(o[4 * j], o[4 * j + 1]);
-    *reinterpret_cast<uint32_t*>(o_wg_ptr + off + 8 * 128) = pack2<typename Cfg::Element>(o[4 * j + 2], o[4 * j + 3]);
-  }
-  fence_proxy_async_smem();
-  named_barrier_sync(bar, 128);
-
   const int m_row = t.m_block * Cfg::kBlockM + consumer * 64;
-  if (thread == 0) {
 #pragma unroll
-    for (int slab = 0; slab < Cfg::kSlabs; ++slab)
-      tma_store_4d(tma_o, o_wg + slab * Cfg::kQSlabBytes, slab * 64, m_row, t.head, t.batch);
-    bulk_commit();
+  for (int pass = 0; pass < Cfg::kOPasses; ++pass) {
+    if (thread == 0) bulk_wait_read_all();  // the previous store (pass or tile) has finished reading this buffer
+    named_barrier_sync(bar, 128);
+#pragma unroll
+    for (int j = pass * Cfg::kOSlabs * 8; j < (pass + 1) * Cfg::kOSlabs * 8; ++j) {
+      const int slab = j / 8 - pass * Cfg::kOSlabs, chunk = j % 8;
+      const uint32_t off = slab * Cfg::kQSlabBytes + (row_off ^ (chunk << 4));
+      *reinterpret_cast<uint32_t*>(o_wg_ptr + off) = pack2<typename Cfg::Element>(o[4 * j], o[4 * j + 1]);
+      *reinterpret_cast<uint32_t*>(o_wg_ptr + off + 8 * 128) = pack2<typename Cfg::Element>(o[4 * j + 2], o[4 * j + 3]);
+    }
+    fence_proxy_async_smem();
+    named_barrier_sync(bar, 128);
+    if (thread == 0) {
+#pragma unroll
+      for (int slab = 0; slab < Cfg::kOSlabs; ++slab)
+        tma_store_4d(tma_o, o_wg + slab * Cfg::kQSlabBytes, (pass * Cfg::kOSlabs + slab) * 64, m_row, t.head, t.batch);
+      bulk_commit();
+    }
   }
   if (p.lse != nullptr && (lane & 3) == 0) {
 #pragma unroll

@@ -5,7 +5,7 @@ namespace FlashAttention.Cuda.Launchers;
 /// and the launch geometry they imply. The shared-memory formula mirrors the header's.
 /// </summary>
 internal sealed record ForwardKernelConfig(int HeadDim, int BlockN, int Stages, bool IntraWgOverlap, bool PingPong,
-    bool OAliasQ, bool WarpSpecialized, int QStages = 1, bool QInRegisters = false, bool ChainPvS = false)
+    bool OAliasQ, bool WarpSpecialized, int QStages = 1, bool QInRegisters = false, bool ChainPvS = false, int OPasses = 1)
 {
     public const int ConsumerWarpgroups = 2;
     public const int BlockM = 64 * ConsumerWarpgroups;
@@ -17,16 +17,17 @@ internal sealed record ForwardKernelConfig(int HeadDim, int BlockN, int Stages, 
         {
             int slabs = HeadDim / 64, qBytes = BlockM * 128 * slabs, kBytes = BlockN * 128 * slabs;
             int barriers = 8 * (2 * QStages + 4 * Stages), tileSlots = 8 * QStages;
-            return 1024 + QStages * qBytes + 2 * Stages * kBytes + (OAliasQ ? 0 : qBytes) + barriers + tileSlots;
+            return 1024 + QStages * qBytes + 2 * Stages * kBytes + (OAliasQ ? 0 : qBytes / OPasses) + barriers + tileSlots;
         }
     }
 
     public string NameExpression(DataType type)
         => $"fa::flash_fwd_kernel<fa::FwdConfig<{KernelNames.ElementTag(type)}, {HeadDim}, {BlockN}, {Stages}, " +
-           $"{KernelNames.Bool(IntraWgOverlap)}, {KernelNames.Bool(PingPong)}, {KernelNames.Bool(OAliasQ)}, {KernelNames.Bool(WarpSpecialized)}, {QStages}, {KernelNames.Bool(QInRegisters)}{(ChainPvS ? ", true" : "")}>>";
+           $"{KernelNames.Bool(IntraWgOverlap)}, {KernelNames.Bool(PingPong)}, {KernelNames.Bool(OAliasQ)}, {KernelNames.Bool(WarpSpecialized)}, {QStages}, {KernelNames.Bool(QInRegisters)}" +
+           (ChainPvS || OPasses != 1 ? $", {KernelNames.Bool(ChainPvS)}" : "") + (OPasses != 1 ? $", {OPasses}" : "") + ">>";
 
     public override string ToString()
-        => $"d{HeadDim} {BlockM}x{BlockN} stages {Stages}{(QStages > 1 ? $" q{QStages}" : "")}{(WarpSpecialized ? "" : " no-ws")}{(IntraWgOverlap ? "" : " no-overlap")}{(PingPong ? " ping-pong" : "")}{(OAliasQ ? " O-in-Q" : "")}{(QInRegisters ? " Q-in-registers" : "")}{(ChainPvS ? " chained-PV-S" : "")}";
+        => $"d{HeadDim} {BlockM}x{BlockN} stages {Stages}{(QStages > 1 ? $" q{QStages}" : "")}{(WarpSpecialized ? "" : " no-ws")}{(IntraWgOverlap ? "" : " no-overlap")}{(PingPong ? " ping-pong" : "")}{(OAliasQ ? " O-in-Q" : "")}{(OPasses > 1 ? $" O-in-{OPasses}-passes" : "")}{(QInRegisters ? " Q-in-registers" : "")}{(ChainPvS ? " chained-PV-S" : "")}";
 }
 
 /// <summary>
@@ -139,6 +140,7 @@ internal static class TileTables
             int blockN = 128, stages = 2, qStages = 1;
             bool alias = headDim == 256, pingPong = true, overlap = true, qRegs = false;
             bool chain = false;
+            int oPasses = 1;
             foreach (string f in parts[1].Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
             {
                 if (f.StartsWith('n') && int.TryParse(f[1..], out int n)) blockN = n;
@@ -152,10 +154,13 @@ internal static class TileTables
                 else if (f == "ov") overlap = true;
                 else if (f == "qregs") qRegs = true;
                 else if (f == "chain") (chain, overlap) = (true, false);
+                else if (f.StartsWith('o') && int.TryParse(f[1..], out int op) && op > 1) (oPasses, alias) = (op, false);
                 else throw new ArgumentException($"{ForwardOverrideVariable}: unknown field '{f}' in '{entry}'");
             }
             if (chain && overlap) throw new ArgumentException($"{ForwardOverrideVariable}: chain orders the loop without the intra-warpgroup overlap; it does not go with 'ov' in '{entry}'");
-            return new ForwardKernelConfig(headDim, blockN, stages, overlap, pingPong, alias, WarpSpecialized: true, qStages, qRegs, chain);
+            if (oPasses > 1 && alias) throw new ArgumentException($"{ForwardOverrideVariable}: o{oPasses} stages O in a buffer of its own; it does not go with 'alias' in '{entry}'");
+            if (oPasses > 1 && (headDim / 64) % oPasses != 0) throw new ArgumentException($"{ForwardOverrideVariable}: o{oPasses} must divide the {headDim / 64} column slabs of head dim {headDim} in '{entry}'");
+            return new ForwardKernelConfig(headDim, blockN, stages, overlap, pingPong, alias, WarpSpecialized: true, qStages, qRegs, chain, oPasses);
         }
         return null;
     }
