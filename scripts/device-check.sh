@@ -226,6 +226,23 @@ for stage in "$@"; do
       done
       unset FLASHATTN_FWD_CONFIG
       grep -E "^(=== fwd|│ fwd)" "$OUT/sweep.log" ;;
+    variants)
+      # forward/backward variants side by side: VARIANTS="default= chain=64:n128,s3,q2,qregs,chain" (name=FLASHATTN_FWD_CONFIG,
+      # empty for the defaults; VARIANT_VAR=FLASHATTN_BWD_CONFIG for the backward), timed on BENCH_ARGS (default: the
+      # forward paper grid), twice, the second round in reverse order
+      names=(); for item in ${VARIANTS:-default=}; do names+=("$item"); done
+      reversed=(); for ((i=${#names[@]}-1; i>=0; i--)); do reversed+=("${names[i]}"); done
+      var=${VARIANT_VAR:-FLASHATTN_FWD_CONFIG}
+      for round in 1 2; do
+        if [ $round = 1 ]; then order=("${names[@]}"); else order=("${reversed[@]}"); fi
+        for item in "${order[@]}"; do
+          name=${item%%=*}; cfg=${item#*=}
+          if [ -n "$cfg" ]; then export "$var=$cfg"; else unset "$var"; fi
+          run "variant $name $round" 200 sweep.log "$B" bench --device cuda ${BENCH_ARGS:---grid paper --forward} --json "$OUT/variant-$name-$round.json"
+        done
+      done
+      unset "$var"
+      grep -E "^(=== variant|│ (fwd|bwd))" "$OUT/sweep.log" ;;
     ncu)
       sections="--section SpeedOfLight --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --metrics regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio,sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active,sm__inst_executed_pipe_xu.avg.pct_of_peak_sustained_active"
       run ncu-fwd 150 ncu.log ncu --kernel-name regex:flash_fwd --launch-skip 3 --launch-count 1 $sections "$B" bench --device cuda --batch 2 --heads 16 --seqlen 8192 --hdim 128 --forward --warmup 3 --repeats 1

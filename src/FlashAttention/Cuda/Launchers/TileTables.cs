@@ -105,10 +105,14 @@ internal static class TileTables
             // From 2k keys the loop without the overlap, each turn issuing block n's P·V and block n-1's S back to back,
             // is faster (H200, 2026-12-01, two calls with the paper grid twice each way: from 4k +1..9%, 16k full 691
             // against 643 TFLOP/s; 2k −1..+4%; at 512–1k up to 11% slower; bench/results/2026-12-01-h200-921979c/experiments).
-            // Below 2k keys, 64-key blocks (+7% at 512, +1..2% at 1k, 3–12% slower from 2k; the same folder as d64's).
+            // Below 2k keys, 64-key blocks, chained too, with O staged in two column passes through a 32 KB buffer of its
+            // own instead of Q's: Q is released before the epilogue, so the next tile's Q (64 KB) loads under it instead
+            // of after it (H200, 2026-12-01, back-to-back timing, paper grid twice each way against 64-key blocks with
+            // the overlap and O in Q: full +9% at 512 and 1k, causal +15% at 512 and +9% at 1k; from 2k 80-key blocks
+            // with O in Q stay faster, and leave no room for the buffer; bench/results/2026-12-01-h200-5d799df).
             256 => seqLenK >= LongKeysFrom
                 ? new ForwardKernelConfig(256, BlockN: 80, Stages: 2, IntraWgOverlap: false, PingPong: true, OAliasQ: true, WarpSpecialized: true, ChainPvS: true)
-                : new ForwardKernelConfig(256, BlockN: 64, Stages: 2, IntraWgOverlap: true, PingPong: true, OAliasQ: true, WarpSpecialized: true),
+                : new ForwardKernelConfig(256, BlockN: 64, Stages: 2, IntraWgOverlap: false, PingPong: true, OAliasQ: false, WarpSpecialized: true, ChainPvS: true, OPasses: 2),
             _ => throw new ArgumentOutOfRangeException(nameof(headDim), headDim, "no forward kernel for this head dim"),
         };
         return WithAblation(config, ablation);
