@@ -80,6 +80,34 @@ for stage in "$@"; do
       # ratios that do not depend on how the GPU's clocks drift between one grid and the next
       run interleaved-fwd 400 bench.log python3 bench/peers/sdpa_peers.py --grid paper --interleave-ours "$B" --ours-json "$OUT/ours-interleaved.json" --json "$OUT/peers-interleaved.json"
       run interleaved-bwd 400 bench.log python3 bench/peers/sdpa_peers.py --grid paper --backward --interleave-ours "$B" --ours-json "$OUT/ours-interleaved-bwd.json" --json "$OUT/peers-interleaved-bwd.json" ;;
+    interleaved-per-call)
+      # the same, each call timed alone from an idle stream (host queueing included), for comparison with back-to-back
+      run interleaved-fwd-per-call 400 bench.log python3 bench/peers/sdpa_peers.py --grid paper --timing per-call --interleave-ours "$B" --ours-json "$OUT/ours-interleaved-per-call.json" --json "$OUT/peers-interleaved-per-call.json"
+      run interleaved-bwd-per-call 400 bench.log python3 bench/peers/sdpa_peers.py --grid paper --timing per-call --backward --interleave-ours "$B" --ours-json "$OUT/ours-interleaved-bwd-per-call.json" --json "$OUT/peers-interleaved-bwd-per-call.json" ;;
+    power)
+      # SM clock and board power while ours and cuDNN run the d128 full forward (b2 h16 s8k) back to back for a few
+      # seconds each: under sustained load the GPU holds its power limit by lowering the clock
+      for impl in ours cudnn; do
+        nvidia-smi --query-gpu=clocks.sm,power.draw,temperature.gpu --format=csv,noheader,nounits -lms 50 > "$OUT/power-$impl.csv" &
+        smi=$!
+        if [ $impl = ours ]; then
+          run "power $impl" 120 bench.log "$B" bench --device cuda --batch 2 --heads 16 --seqlen 8192 --hdim 128 --forward --repeats 1500 --json "$OUT/power-$impl.json"
+        else
+          run "power $impl" 120 bench.log python3 bench/peers/sdpa_peers.py --batch 2 --heads 16 --seqlen 8192 --hdim 128 --full --backends cudnn --repeats 1500 --json "$OUT/power-$impl.json"
+        fi
+        kill $smi
+      done
+      python3 - "$OUT" <<'PY' | tee -a "$OUT/bench.log"
+import csv, statistics, sys, os
+for impl in ("ours", "cudnn"):
+    rows = [r for r in csv.reader(open(os.path.join(sys.argv[1], f"power-{impl}.csv"))) if len(r) == 3]
+    busy = [(float(c), float(p), float(t)) for c, p, t in rows if float(p) > 250]
+    mid = busy[len(busy) // 4: len(busy) * 3 // 4] or busy
+    if mid:
+        print(f"power {impl}: {len(mid)} samples under load: SM clock median {statistics.median(c for c, _, _ in mid):.0f} MHz, "
+              f"power median {statistics.median(p for _, p, _ in mid):.0f} W, temperature max {max(t for _, _, t in mid):.0f} C")
+PY
+      ;;
     deterministic) run deterministic 120 bench.log "$B" bench --device cuda --grid paper --hdim 64 128 --seqlen 2048 8192 --backward --deterministic --json "$OUT/deterministic.json" ;;
     ablation2)
       # the same four kernels again, in reverse order, to see how much of a difference is noise
