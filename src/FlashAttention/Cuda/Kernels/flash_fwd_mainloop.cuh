@@ -266,7 +266,7 @@ struct ConsumerMainloop {
         release(bars.empty_v(vst));
         loads.block_consumed();
         pack_probabilities<Cfg>(s, pk);
-        rescale_rows(o, rescale);
+        scale_rows(o, rescale);
         v = kv;
         ++kv.count;
       }
@@ -299,7 +299,7 @@ struct ConsumerMainloop {
         score_mod<Cfg>(p, mask, s, m0, row0, n - 1);
         softmax.step(s, p.score_scale_log2, rescale);
         pack_probabilities<Cfg>(s, pk);
-        rescale_rows(o, rescale);
+        scale_rows(o, rescale);
       }
       last_pv<true>(kv, pk, o, loads);
       ++kv.count;
@@ -320,7 +320,7 @@ struct ConsumerMainloop {
         score_mod<Cfg>(p, mask, s, m0, row0, n);
         softmax.step(s, p.score_scale_log2, rescale);
         pack_probabilities<Cfg>(s, pk);
-        rescale_rows(o, rescale);
+        scale_rows(o, rescale);
         mbar_wait(bars.full_v(st), kv.phase());
         schedule_wait();
         wgmma_fence();

@@ -125,12 +125,6 @@ __device__ __forceinline__ uint64_t smem_desc_sw128(uint32_t addr, uint32_t lbo_
 }
 
 // ---- warp shuffles and math -----------------------------------------------------------------------------
-// True on every lane when `p` holds on any lane of the (fully active) warp.
-__device__ __forceinline__ bool any_in_warp(bool p) {
-  uint32_t r;
-  asm volatile("{\n.reg .pred q, a;\nsetp.ne.u32 q, %1, 0;\nvote.sync.any.pred a, q, 0xffffffff;\nselp.u32 %0, 1, 0, a;\n}\n" : "=r"(r) : "r"((uint32_t)p));
-  return r != 0;
-}
 __device__ __forceinline__ float shfl_xor(float v, int mask) {
   float r;
   asm volatile("shfl.sync.bfly.b32 %0, %1, %2, 0x1f, 0xffffffff;" : "=f"(r) : "f"(v), "r"(mask));

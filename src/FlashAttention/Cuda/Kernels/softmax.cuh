@@ -78,12 +78,4 @@ __device__ __forceinline__ void scale_rows(float (&acc)[kValues], const float (&
   }
 }
 
-// O's rows times the softmax's rescale factors, skipped when no row of the warp changed its maximum (every factor is
-// then exactly 1: ex2(0) = 1), which after the first blocks of a row is most blocks: fewer instructions and less
-// energy per block under a power-capped clock. The vote makes the branch warp-uniform.
-template <int kValues>
-__device__ __forceinline__ void rescale_rows(float (&acc)[kValues], const float (&factor)[2]) {
-  if (any_in_warp(factor[0] != 1.f || factor[1] != 1.f)) scale_rows(acc, factor);
-}
-
 }  // namespace fa
