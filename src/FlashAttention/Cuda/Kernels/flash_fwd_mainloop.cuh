@@ -182,6 +182,11 @@ struct ConsumerMainloop {
   __device__ __forceinline__ uint32_t k_stage(int s) const { return smem + Cfg::kOffK + s * Cfg::kKBytes; }
   __device__ __forceinline__ uint32_t v_stage(int s) const { return smem + Cfg::kOffV + s * Cfg::kKBytes; }
   __device__ __forceinline__ void release(uint32_t bar) const { if (thread == 0) mbar_arrive(bar); }
+  // Q's buffer, once the tile's last S has been computed: every consumer thread arrives (each has read the tile slot,
+  // and with kQInRegs Q itself). O staged in Q's buffer keeps it until the epilogue's store has read it instead.
+  __device__ __forceinline__ void release_q(int q_buffer) const {
+    if constexpr (!Cfg::kOAliasQ) mbar_arrive(bars.empty_q(q_buffer));
+  }
   __device__ __forceinline__ void schedule_wait() const {
     if constexpr (Cfg::kPingPong) named_barrier_sync(Cfg::kBarSchedule + consumer, 2 * 128);
   }
@@ -270,6 +275,7 @@ struct ConsumerMainloop {
         v = kv;
         ++kv.count;
       }
+      release_q(q_buffer);  // every S of the tile is done: the next tile's Q may load under the last P·V and the epilogue
       last_pv<false>(v, pk, o, loads);
     } else if constexpr (Cfg::kChainPvS) {
       // Each turn issues block n's P·V and block n-1's S back to back; the consumer then waits for both, runs the
@@ -301,6 +307,7 @@ struct ConsumerMainloop {
         pack_probabilities<Cfg>(s, pk);
         scale_rows(o, rescale);
       }
+      release_q(q_buffer);  // every S of the tile is done: the next tile's Q may load under the last P·V and the epilogue
       last_pv<true>(kv, pk, o, loads);
       ++kv.count;
     } else {
@@ -331,6 +338,7 @@ struct ConsumerMainloop {
         release(bars.empty_v(st));
         loads.block_consumed();
       }
+      release_q(q_buffer);
       schedule_pass();
     }
   }
