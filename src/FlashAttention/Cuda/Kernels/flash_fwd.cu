@@ -53,12 +53,12 @@ __device__ __forceinline__ void fwd_consumer(const FwdParams& p, const Mask& mas
       if constexpr (Cfg::kWarpSpecialized) mainloop.run(m0, n_min, n_max, q_buffer, kv, o, softmax, no_loads);
       else mainloop.run(m0, n_min, n_max, q_buffer, kv, o, softmax, inline_loads);
     }
-    // Q's buffer goes back to the producer from inside the mainloop once the tile's last S is done (release_q), or
-    // here for a tile without keys. Every consumer thread arrives: each has read the tile slot (and with Q in
+    // Q's buffer goes back to the producer here, or with a single Q buffer from inside the mainloop once the tile's
+    // last S is done (release_q; here then only for a tile without keys). Every consumer thread arrives: each has read the tile slot (and with Q in
     // registers, Q itself) and its own arrive orders those reads before the producer's next write (one elected
     // arrive after a warpgroup barrier orders them too, but only transitively, and compute-sanitizer's racecheck
     // reported the slot's reuse).
-    if (!Cfg::kOAliasQ && n_max < n_min) mbar_arrive(bars.empty_q(q_buffer));
+    if (!Cfg::kOAliasQ && (Cfg::kQStages > 1 || n_max < n_min)) mbar_arrive(bars.empty_q(q_buffer));
 
     fwd_epilogue<Cfg>(p, tma_o, smem, smem_ptr, consumer, thread, q_buffer, t, o, softmax);
     if (Cfg::kOAliasQ) {

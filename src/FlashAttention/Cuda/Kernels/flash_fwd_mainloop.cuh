@@ -182,10 +182,12 @@ struct ConsumerMainloop {
   __device__ __forceinline__ uint32_t k_stage(int s) const { return smem + Cfg::kOffK + s * Cfg::kKBytes; }
   __device__ __forceinline__ uint32_t v_stage(int s) const { return smem + Cfg::kOffV + s * Cfg::kKBytes; }
   __device__ __forceinline__ void release(uint32_t bar) const { if (thread == 0) mbar_arrive(bar); }
-  // Q's buffer, once the tile's last S has been computed: every consumer thread arrives (each has read the tile slot,
-  // and with kQInRegs Q itself). O staged in Q's buffer keeps it until the epilogue's store has read it instead.
+  // Q's only buffer, once the tile's last S has been computed: every consumer thread arrives (each has read the tile
+  // slot), so the producer loads the next tile's Q under the last P·V and the epilogue (d256 below 2k keys: +0..4%).
+  // With two Q buffers the next Q is loaded already and the buffer goes back after the mainloop (fwd_consumer:
+  // releasing it here measured 0.5–3% slower at d64); O staged in Q's buffer keeps it until the epilogue's store.
   __device__ __forceinline__ void release_q(int q_buffer) const {
-    if constexpr (!Cfg::kOAliasQ) mbar_arrive(bars.empty_q(q_buffer));
+    if constexpr (!Cfg::kOAliasQ && Cfg::kQStages == 1) mbar_arrive(bars.empty_q(q_buffer));
   }
   __device__ __forceinline__ void schedule_wait() const {
     if constexpr (Cfg::kPingPong) named_barrier_sync(Cfg::kBarSchedule + consumer, 2 * 128);
