@@ -10,7 +10,9 @@ OUT="${OUT:-/tmp/flashattn-out}"
 mkdir -p "$OUT"
 export FLASHATTN_CACHE_DIR="${FLASHATTN_CACHE_DIR:-/tmp/flashattn-cache}"
 export FLASHATTN_DUMP_DIR="${FLASHATTN_DUMP_DIR:-/tmp/flashattn-dump}"
-export FLASHATTN_COMMIT="${FLASHATTN_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}"
+# The commit the binary was published from (scripts/publish-device.sh writes it; git on the device machine may see a
+# stale copy of .git), unless given.
+export FLASHATTN_COMMIT="${FLASHATTN_COMMIT:-$(cat "$PWD/artifacts/device/COMMIT" 2>/dev/null || echo unknown)}"
 export PYTHONUNBUFFERED=1
 summary=()
 
