@@ -208,22 +208,44 @@ struct BwdConsumer {
   // Pᵀ = exp2(Sᵀ·scale − LSE) for query block m0 (lse: the stage's LSE row; q_col0 = 2·(lane % 4)), masked,
   // packed (for dV, and without softcap for dS too); under softcap st is capped first and keeps P·(1 − tanh²) for dS.
   __device__ __forceinline__ void form_p(uint32_t lse, int m0, int q_col0, float (&st)[kM / 2], uint32_t (&ppk)[kM / 4]) const {
-    // P in place of Sᵀ (and, under softcap, the derivative beside it).
-    float deriv[Cfg::kSoftcap ? kM / 2 : 1];
+    if constexpr (Cfg::kSoftcap) {
+      // P packed as soon as a pair is formed, and st = P·(1 − tanh²) at once: no array of derivatives beside st (its
+      // 32 registers made the d256 kernel spill 244 bytes). The mask then zeroes st and the packed halves.
+#pragma unroll
+      for (int j = 0; j < kM / 8; ++j) {
+        float lse_q[2];
+        row_pair(lse, 8 * j + q_col0, lse_q[0], lse_q[1]);
+#pragma unroll
+        for (int w = 2 * j; w < 2 * j + 2; ++w) {
+          float pair[2];
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            const float th = fast_tanh(st[2 * w + e] * p.softcap_premul);
+            pair[e] = fast_exp2(th * p.score_scale_log2 - lse_q[e]);
+            st[2 * w + e] = pair[e] * (1.f - th * th);
+          }
+          ppk[w] = pack2<E>(pair[0], pair[1]);
+        }
+      }
+      if (mask.tile_needs_mask(m0, kM, n0(), Cfg::kBlockN)) {
+#pragma unroll
+        for (int i = 0; i < kM / 2; ++i) {
+          const int q = m0 + 8 * (i / 4) + q_col0 + (i & 1), key = key_row0() + 8 * ((i >> 1) & 1);
+          if (key < mask.first_key(q) || key > mask.last_key(q)) {
+            st[i] = 0.f;
+            ppk[i / 2] &= (i & 1) ? 0x0000ffffu : 0xffff0000u;  // the element's 16-bit half (low half: even i)
+          }
+        }
+      }
+      return;
+    }
+    // P in place of Sᵀ.
 #pragma unroll
     for (int j = 0; j < kM / 8; ++j) {
       float lse_q[2];
       row_pair(lse, 8 * j + q_col0, lse_q[0], lse_q[1]);
 #pragma unroll
-      for (int i = 4 * j; i < 4 * j + 4; ++i) {
-        float x = st[i];
-        if constexpr (Cfg::kSoftcap) {
-          const float th = fast_tanh(x * p.softcap_premul);
-          x = th;
-          deriv[i] = 1.f - th * th;
-        }
-        st[i] = fast_exp2(x * p.score_scale_log2 - lse_q[i & 1]);
-      }
+      for (int i = 4 * j; i < 4 * j + 4; ++i) st[i] = fast_exp2(st[i] * p.score_scale_log2 - lse_q[i & 1]);
     }
     // One branch around the whole masking pass: a test per element made ptxas emit 32 branch regions (BSSY, BRA,
     // BSYNC), ~10% of the d128 kernel's warp samples even on tiles that need no mask (ncu source view).
@@ -236,10 +258,6 @@ struct BwdConsumer {
     }
 #pragma unroll
     for (int w = 0; w < kM / 4; ++w) ppk[w] = pack2<E>(st[2 * w], st[2 * w + 1]);
-    if constexpr (Cfg::kSoftcap) {
-#pragma unroll
-      for (int i = 0; i < kM / 2; ++i) st[i] *= deriv[i];
-    }
   }
 
   // dSᵀ = P ∘ (dPᵀ − D) [∘ (1 − tanh²)], packed (dsum: the stage's D row): P from the packed ppk, or under

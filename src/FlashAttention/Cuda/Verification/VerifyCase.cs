@@ -93,6 +93,10 @@ public static class VerifyGrids
         yield return new(bf, 1, 4096, 4096, 4, 4, 128, Causal: true, Backward: true);
         yield return new(bf, 1, 500, 500, 4, 4, 128, Causal: false, WindowLeft: 100, WindowRight: 30, Backward: true);
         yield return new(bf, 1, 400, 400, 4, 4, 64, Causal: true, Softcap: 20f, Backward: true);
+        // softcap's backward variants of d128 and d256 (their own kernels: no dV overlap, no S/dP split)
+        yield return new(DataType.Float16, 1, 300, 300, 4, 2, 128, Causal: false, Softcap: 30f, Backward: true);
+        yield return new(bf, 1, 333, 333, 4, 4, 256, Causal: true, Softcap: 15f, Backward: true);
+        yield return new(DataType.Float16, 1, 200, 260, 4, 4, 256, Causal: false, Softcap: 25f, Backward: true);
         yield return new(bf, 2, 600, 600, 8, 2, 128, Causal: true, Backward: true, Deterministic: true);
         yield return new(bf, 1, 333, 333, 4, 4, 64, Causal: false, Backward: true, Deterministic: true);
     }
