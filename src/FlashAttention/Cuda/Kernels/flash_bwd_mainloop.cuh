@@ -237,27 +237,27 @@ struct BwdConsumer {
           }
         }
       }
-      return;
-    }
-    // P in place of Sᵀ.
+    } else {
+      // P in place of Sᵀ.
 #pragma unroll
-    for (int j = 0; j < kM / 8; ++j) {
-      float lse_q[2];
-      row_pair(lse, 8 * j + q_col0, lse_q[0], lse_q[1]);
+      for (int j = 0; j < kM / 8; ++j) {
+        float lse_q[2];
+        row_pair(lse, 8 * j + q_col0, lse_q[0], lse_q[1]);
 #pragma unroll
-      for (int i = 4 * j; i < 4 * j + 4; ++i) st[i] = fast_exp2(st[i] * p.score_scale_log2 - lse_q[i & 1]);
-    }
-    // One branch around the whole masking pass: a test per element made ptxas emit 32 branch regions (BSSY, BRA,
-    // BSYNC), ~10% of the d128 kernel's warp samples even on tiles that need no mask (ncu source view).
-    if (mask.tile_needs_mask(m0, kM, n0(), Cfg::kBlockN)) {
-#pragma unroll
-      for (int i = 0; i < kM / 2; ++i) {
-        const int q = m0 + 8 * (i / 4) + q_col0 + (i & 1), key = key_row0() + 8 * ((i >> 1) & 1);
-        if (key < mask.first_key(q) || key > mask.last_key(q)) st[i] = 0.f;
+        for (int i = 4 * j; i < 4 * j + 4; ++i) st[i] = fast_exp2(st[i] * p.score_scale_log2 - lse_q[i & 1]);
       }
-    }
+      // One branch around the whole masking pass: a test per element made ptxas emit 32 branch regions (BSSY, BRA,
+      // BSYNC), ~10% of the d128 kernel's warp samples even on tiles that need no mask (ncu source view).
+      if (mask.tile_needs_mask(m0, kM, n0(), Cfg::kBlockN)) {
 #pragma unroll
-    for (int w = 0; w < kM / 4; ++w) ppk[w] = pack2<E>(st[2 * w], st[2 * w + 1]);
+        for (int i = 0; i < kM / 2; ++i) {
+          const int q = m0 + 8 * (i / 4) + q_col0 + (i & 1), key = key_row0() + 8 * ((i >> 1) & 1);
+          if (key < mask.first_key(q) || key > mask.last_key(q)) st[i] = 0.f;
+        }
+      }
+#pragma unroll
+      for (int w = 0; w < kM / 4; ++w) ppk[w] = pack2<E>(st[2 * w], st[2 * w + 1]);
+    }
   }
 
   // dSᵀ = P ∘ (dPᵀ − D) [∘ (1 − tanh²)], packed (dsum: the stage's D row): P from the packed ppk, or under
