@@ -189,10 +189,12 @@ internal static class AttentionValidation
     private static TokenStrides Strides(in TensorLayout t, bool varlen)
         => varlen ? new TokenStrides(0, t.Strides[0], t.Strides[1]) : new TokenStrides(t.Strides[0], t.Strides[1], t.Strides[2]);
 
-    private static void ExpectRank(in TensorLayout t, int rank, string layout)
+    // layout: the expected layout's text, or likeName: the tensor whose layout is expected (the text is then built
+    // only for the message: this runs for every tensor of every call).
+    private static void ExpectRank(in TensorLayout t, int rank, string? layout, string? likeName = null)
     {
         if (t.Rank != rank)
-            throw Fail(t, $"expected rank {rank} {layout}; got rank {t.Rank} with shape {t.ShapeText}");
+            throw Fail(t, $"expected rank {rank} {layout ?? "(the layout of " + likeName + ")"}; got rank {t.Rank} with shape {t.ShapeText}");
         for (int i = 0; i < rank; i++)
         {
             if (t.Lengths[i] < 0) throw Fail(t, $"expected non-negative lengths; got shape {t.ShapeText}");
@@ -210,7 +212,7 @@ internal static class AttentionValidation
 
     private static void ExpectLike(in TensorLayout t, in TensorLayout model, string modelName)
     {
-        ExpectRank(t, model.Rank, "(the layout of " + modelName + ")");
+        ExpectRank(t, model.Rank, layout: null, likeName: modelName);
         if (!t.Lengths.AsSpan().SequenceEqual(model.Lengths))
             throw Fail(t, $"expected shape {model.ShapeText} (that of {modelName}); got {t.ShapeText}");
         ExpectType(t, model.Type);
@@ -226,14 +228,17 @@ internal static class AttentionValidation
             if (s < 0) throw Fail(lse, $"expected non-negative strides; got {lse.StrideText}");
     }
 
-    private static void ExpectOutputs(TensorLayout[] inputs, TensorLayout[] outputs)
+    private static void ExpectOutputs(ReadOnlySpan<TensorLayout> inputs, ReadOnlySpan<TensorLayout> outputs)
     {
         for (int i = 0; i < outputs.Length; i++)
         {
             var o = outputs[i];
             if (o.SelfOverlaps)
                 throw Fail(o, $"an output must give every element its own address; strides {o.StrideText} with shape {o.ShapeText} overlap");
-            foreach (var other in inputs.Concat(outputs.Take(i)))
+            foreach (var other in inputs)
+                if (Overlap(o, other))
+                    throw Fail(o, $"an output must not share memory with {other.Name}; their byte ranges overlap");
+            foreach (var other in outputs[..i])
                 if (Overlap(o, other))
                     throw Fail(o, $"an output must not share memory with {other.Name}; their byte ranges overlap");
         }

@@ -56,10 +56,18 @@ internal readonly struct TensorLayout
         get
         {
             // Sort the dimensions that matter by stride; each must step past everything the inner ones span.
-            long[] lengths = Lengths, strides = Strides;
-            var dims = Enumerable.Range(0, Rank).Where(i => lengths[i] > 1).OrderBy(i => strides[i]).ToArray();
+            // (An insertion sort on the stack: this runs for every output of every call.)
+            Span<int> dims = Rank <= 16 ? stackalloc int[Rank] : new int[Rank];
+            int count = 0;
+            for (int i = 0; i < Rank; i++)
+            {
+                if (Lengths[i] <= 1) continue;
+                int at = count++;
+                while (at > 0 && Strides[dims[at - 1]] > Strides[i]) { dims[at] = dims[at - 1]; at--; }
+                dims[at] = i;
+            }
             long span = 0;
-            foreach (int i in dims)
+            foreach (int i in dims[..count])
             {
                 if (Strides[i] <= span) return true;
                 span += (Lengths[i] - 1) * Strides[i];

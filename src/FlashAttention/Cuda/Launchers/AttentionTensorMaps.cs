@@ -1,3 +1,5 @@
+using System.Collections.Concurrent;
+
 namespace FlashAttention.Cuda.Launchers;
 
 /// <summary>
@@ -8,7 +10,49 @@ namespace FlashAttention.Cuda.Launchers;
 /// </summary>
 internal static class AttentionTensorMaps
 {
+    /// <summary>
+    /// Everything a descriptor is encoded from. A descriptor is a pure function of it (the driver reads no memory and
+    /// keeps no state for it), so one encoded for the same address, shape, strides and box serves again, also after the
+    /// memory was freed and reallocated at that address.
+    /// </summary>
+    internal readonly record struct Key(int Device, nuint Address, DataType Type, long L0, long L1, long L2, long L3,
+        long S0, long S1, long S2, long S3, uint BoxRows);
+
+    // Training and serving loops pass the same buffers call after call: encoding four descriptors (a driver call
+    // each) is then most of a launch's host time. Bounded: cleared when full.
+    private static readonly ConcurrentDictionary<Key, TensorMapDescriptor> Encoded = new();
+    internal const int MaxCached = 1024;
+
     public static TensorMapDescriptor Tokens(in TensorLayout t, uint boxRows, CudaDevice device)
+    {
+        var key = KeyOf(t, boxRows, device.Ordinal);
+        return Encoded.TryGetValue(key, out var map) ? map : EncodeAndCache(key, t, boxRows, device);
+    }
+
+    // (apart from Tokens, so that its hit path allocates no closure)
+    private static TensorMapDescriptor EncodeAndCache(in Key key, TensorLayout t, uint boxRows, CudaDevice device)
+        => Cached(key, () => Encode(t, boxRows, device));
+
+    internal static Key KeyOf(in TensorLayout t, uint boxRows, int device)
+    {
+        if (t.Rank != 4) throw new ArgumentException($"{t.Name}: expected a rank-4 (batch, seqlen, heads, head_dim) tensor; got shape {t.ShapeText}");
+        return new Key(device, t.Address, t.Type, t.Lengths[0], t.Lengths[1], t.Lengths[2], t.Lengths[3],
+            t.Strides[0], t.Strides[1], t.Strides[2], t.Strides[3], boxRows);
+    }
+
+    /// <summary>The descriptor for <paramref name="key"/>, encoded by <paramref name="encode"/> the first time.</summary>
+    internal static TensorMapDescriptor Cached(in Key key, Func<TensorMapDescriptor> encode)
+    {
+        if (Encoded.TryGetValue(key, out var map)) return map;
+        map = encode();  // throws for a spec the driver refuses: nothing is cached then
+        if (Encoded.Count >= MaxCached) Encoded.Clear();
+        Encoded[key] = map;
+        return map;
+    }
+
+    internal static int CachedCount => Encoded.Count;
+
+    private static TensorMapDescriptor Encode(in TensorLayout t, uint boxRows, CudaDevice device)
     {
         int element = DataTypes.SizeOf(t.Type);
         // Dimensions of length 1 may carry any stride (it is never used); give the driver a legal one.

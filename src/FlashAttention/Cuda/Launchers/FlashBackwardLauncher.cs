@@ -15,9 +15,10 @@ internal static class FlashBackwardLauncher
         if (p.Batch == 0) return;
         var config = TileTables.Backward(p.HeadDim).ForSoftcap(p.Softcap > 0);
         var cache = Compiler.KernelModuleCache.For(device);
-        var main = cache.GetKernel(KernelCatalog.Spec("flash_bwd.cu", config.NameExpression(p.Type)), config.NameExpression(p.Type));
-        var pre = cache.GetKernel(KernelCatalog.Spec("flash_bwd.cu", config.PreprocessExpression(p.Type)), config.PreprocessExpression(p.Type));
-        var post = cache.GetKernel(KernelCatalog.Spec("flash_bwd.cu", config.PostprocessExpression(p.Type)), config.PostprocessExpression(p.Type));
+        var entries = KernelCatalog.BackwardEntry(p.Type, config);
+        var main = cache.GetKernel(entries.Main.Spec, entries.Main.NameExpression);
+        var pre = cache.GetKernel(entries.Pre.Spec, entries.Pre.NameExpression);
+        var post = cache.GetKernel(entries.Post.Spec, entries.Post.NameExpression);
 
         // Query rows padded to the main kernel's step (its LSE/D loads and dQ blocks cover whole steps); the pre- and
         // post-pass work in 64-row blocks, and the semaphores are allotted per 64-row block (a superset for

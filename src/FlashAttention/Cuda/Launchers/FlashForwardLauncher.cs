@@ -12,7 +12,7 @@ internal static class FlashForwardLauncher
     {
         if (p.Batch == 0 || p.SeqLenQ == 0) return;
         var config = TileTables.Forward(p.HeadDim, p.SeqLenK, ablation);
-        var entry = KernelCatalog.Forward(p.Type, config, config.ToString());
+        var entry = KernelCatalog.ForwardEntry(p.Type, config);
         var kernel = Compiler.KernelModuleCache.For(device).GetKernel(entry.Spec, entry.NameExpression);
 
         int mBlocks = (p.SeqLenQ + ForwardKernelConfig.BlockM - 1) / ForwardKernelConfig.BlockM;

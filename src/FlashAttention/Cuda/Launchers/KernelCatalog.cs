@@ -63,4 +63,25 @@ internal static class KernelCatalog
 
     public static Entry Forward(DataType type, ForwardKernelConfig c, string label)
         => new(label, Spec("flash_fwd.cu", c.NameExpression(type)), c.NameExpression(type));
+
+    // The launchers' look-ups, memoised by value: a name expression is a dozen formatted fields, built once per variant
+    // instead of on every call.
+    private static readonly ConcurrentDictionary<(DataType, ForwardKernelConfig), Entry> ForwardEntries = new();
+    private static readonly ConcurrentDictionary<(DataType, BackwardKernelConfig), (Entry Main, Entry Pre, Entry Post)> BackwardEntries = new();
+
+    /// <summary>The forward variant's entry (labelled as <c>flashattn warmup</c> lists it).</summary>
+    public static Entry ForwardEntry(DataType type, ForwardKernelConfig c)
+        => ForwardEntries.GetOrAdd((type, c), key => Forward(key.Item1, key.Item2, $"fwd {DataTypes.ShortName(key.Item1)} {key.Item2}"));
+
+    /// <summary>The backward variant's main kernel and its pre- and post-pass.</summary>
+    public static (Entry Main, Entry Pre, Entry Post) BackwardEntry(DataType type, BackwardKernelConfig c)
+        => BackwardEntries.GetOrAdd((type, c), key =>
+        {
+            var (t, b) = key;
+            string main = b.NameExpression(t), pre = b.PreprocessExpression(t), post = b.PostprocessExpression(t);
+            string name = DataTypes.ShortName(t);
+            return (new Entry($"bwd {name} {b}", Spec("flash_bwd.cu", main), main),
+                    new Entry($"bwd-pre {name} d{b.HeadDim}", Spec("flash_bwd.cu", pre), pre),
+                    new Entry($"bwd-post {name} d{b.HeadDim}", Spec("flash_bwd.cu", post), post));
+        });
 }
