@@ -207,6 +207,17 @@ public class LauncherTests
         Assert.True(twoPasses.SharedMemoryBytes <= 232448, $"{twoPasses.SharedMemoryBytes} bytes");
         Assert.Contains("alias", Assert.Throws<ArgumentException>(() => TileTables.Override(256, "256:o2,alias")).Message);
         Assert.Contains("divide", Assert.Throws<ArgumentException>(() => TileTables.Override(64, "64:o2")).Message);
+        // Across tiles: the loop without overlap, q2, its own O buffer; the name spells every argument before it.
+        var crossTile = TileTables.Override(64, "64:n128,s3,q2,qregs,xt")!;
+        Assert.Equal((true, false, false), (crossTile.CrossTile, crossTile.IntraWgOverlap, crossTile.OAliasQ));
+        Assert.EndsWith(", 2, true, false, 1, true>>", crossTile.NameExpression(DataType.BFloat16));
+        Assert.Contains("cross-tile", crossTile.ToString());
+        Assert.Contains("xt", Assert.Throws<ArgumentException>(() => TileTables.Override(128, "128:q1,xt")).Message);
+        Assert.Contains("xt", Assert.Throws<ArgumentException>(() => TileTables.Override(128, "128:q2,xt,ov")).Message);
+        Assert.False(TileTables.WithAblation(crossTile, new ForwardAblation(NoPingPong: true)).CrossTile);
+        Assert.True(TileTables.WithAblation(crossTile, new ForwardAblation(IntraWarpgroupOverlap: false)).CrossTile);
+        // The defaults' names are unchanged by the new argument (their cached binaries stay valid).
+        Assert.EndsWith(", 2, true>>", TileTables.Forward(64, 512).NameExpression(DataType.BFloat16));
         // The measured defaults: Q in registers at d64 only (TileTables' comments hold the numbers).
         Assert.Equal((true, false, false), (TileTables.Forward(64).QInRegisters, TileTables.Forward(128).QInRegisters, TileTables.Forward(256).QInRegisters));
     }

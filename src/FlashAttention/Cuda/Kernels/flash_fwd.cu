@@ -69,6 +69,59 @@ __device__ __forceinline__ void fwd_consumer(const FwdParams& p, const Mask& mas
   if (thread == 0) bulk_wait_all();
 }
 
+// kCrossTile's walk: the same tiles and protocol as fwd_consumer, but a tile's first S is issued at the end of the
+// previous tile (run_cross_tile) and computes during that tile's epilogue.
+template <class Cfg>
+__device__ __forceinline__ void fwd_consumer_cross_tile(const FwdParams& p, const Mask& mask, const FwdBarriers<Cfg>& bars,
+                                                        uint32_t smem, uint8_t* smem_ptr, const TmaMap* tma_o, int consumer,
+                                                        int thread) {
+  const ConsumerMainloop<Cfg> mainloop{p, mask, bars, smem, consumer, thread};
+  if (consumer == 0) named_barrier_arrive(Cfg::kBarSchedule, 2 * 128);  // the first consumer starts with the turn
+  PipelineState<Cfg::kStages> kv;
+  int q_count = 0;
+  float o[Cfg::kHeadDim / 2];
+  float s[Cfg::kBlockN / 2];
+  OnlineSoftmax<Cfg::kBlockN / 2> softmax;
+  QOperand<Cfg> q;
+  NoLoads no_loads;
+  int ahead = -1;  // the tile whose first S is in s (issued by the previous tile), or -1
+#pragma unroll
+  for (int i = 0; i < Cfg::kHeadDim / 2; ++i) o[i] = 0.f;
+  softmax.reset();
+  for (;;) {
+    const int q_buffer = q_count % Cfg::kQStages;
+    int tile = ahead;
+    if (ahead < 0) {
+      mbar_wait(bars.full_q(q_buffer), (q_count / Cfg::kQStages) & 1);
+      tile = warp_uniform(ld_shared_s32(bars.tile_slot(q_buffer)));
+      if (tile >= p.num_tiles) break;
+    }
+    ++q_count;
+    const Tile t = decode_tile(p, tile);
+    const int m0 = t.m_block * Cfg::kBlockM;
+    int n_min, n_max;
+    mask.block_range(m0, Cfg::kBlockM, Cfg::kBlockN, n_min, n_max);
+    const bool s_ready = ahead >= 0;
+    ahead = -1;
+    if (n_max >= n_min) {
+      if (!s_ready) q.load(smem + Cfg::kOffQ + q_buffer * Cfg::kQBytes + consumer * Cfg::kWgRowBytes, thread);
+      ahead = mainloop.run_cross_tile(q, m0, n_min, n_max, s_ready, q_count, kv, o, softmax, s, no_loads);
+    }
+    mbar_arrive(bars.empty_q(q_buffer));  // every consumer thread (see fwd_consumer)
+    fwd_epilogue<Cfg>(p, tma_o, smem, smem_ptr, consumer, thread, q_buffer, t, o, softmax);
+#pragma unroll
+    for (int i = 0; i < Cfg::kHeadDim / 2; ++i) o[i] = 0.f;
+    softmax.reset();
+    if (ahead >= 0) {
+      // The next tile's first S has computed under the epilogue; its K goes back to the producer.
+      wgmma_wait<0>();
+      fence_regs(s);
+      mainloop.release(bars.empty_k(kv.stage()));
+    }
+  }
+  if (thread == 0) bulk_wait_all();
+}
+
 template <class Cfg>
 __global__ void __launch_bounds__(Cfg::kThreads, 1)
 flash_fwd_kernel(const __grid_constant__ FwdParams p, const __grid_constant__ TmaMap tma_q,
@@ -109,8 +162,11 @@ flash_fwd_kernel(const __grid_constant__ FwdParams p, const __grid_constant__ Tm
   } else {
     if constexpr (Cfg::kWarpSpecialized) setmaxnreg_inc<Cfg::kConsumerRegs>();
     const int consumer = warpgroup - Cfg::kProducerWGs, thread = threadIdx.x % 128;
-    fwd_consumer<Cfg>(p, mask, bars, smem, smem_ptr, &tma_o, consumer, thread,
-                      InlineProducer<Cfg>{!Cfg::kWarpSpecialized && consumer == 0 && thread == 0 ? &loader : nullptr});
+    if constexpr (Cfg::kCrossTile)
+      fwd_consumer_cross_tile<Cfg>(p, mask, bars, smem, smem_ptr, &tma_o, consumer, thread);
+    else
+      fwd_consumer<Cfg>(p, mask, bars, smem, smem_ptr, &tma_o, consumer, thread,
+                        InlineProducer<Cfg>{!Cfg::kWarpSpecialized && consumer == 0 && thread == 0 ? &loader : nullptr});
   }
 }
 

@@ -5,7 +5,8 @@ namespace FlashAttention.Cuda.Launchers;
 /// and the launch geometry they imply. The shared-memory formula mirrors the header's.
 /// </summary>
 internal sealed record ForwardKernelConfig(int HeadDim, int BlockN, int Stages, bool IntraWgOverlap, bool PingPong,
-    bool OAliasQ, bool WarpSpecialized, int QStages = 1, bool QInRegisters = false, bool ChainPvS = false, int OPasses = 1)
+    bool OAliasQ, bool WarpSpecialized, int QStages = 1, bool QInRegisters = false, bool ChainPvS = false, int OPasses = 1,
+    bool CrossTile = false)
 {
     public const int ConsumerWarpgroups = 2;
     public const int BlockM = 64 * ConsumerWarpgroups;
@@ -24,10 +25,11 @@ internal sealed record ForwardKernelConfig(int HeadDim, int BlockN, int Stages, 
     public string NameExpression(DataType type)
         => $"fa::flash_fwd_kernel<fa::FwdConfig<{KernelNames.ElementTag(type)}, {HeadDim}, {BlockN}, {Stages}, " +
            $"{KernelNames.Bool(IntraWgOverlap)}, {KernelNames.Bool(PingPong)}, {KernelNames.Bool(OAliasQ)}, {KernelNames.Bool(WarpSpecialized)}, {QStages}, {KernelNames.Bool(QInRegisters)}" +
-           (ChainPvS || OPasses != 1 ? $", {KernelNames.Bool(ChainPvS)}" : "") + (OPasses != 1 ? $", {OPasses}" : "") + ">>";
+           (ChainPvS || OPasses != 1 || CrossTile ? $", {KernelNames.Bool(ChainPvS)}" : "") +
+           (OPasses != 1 || CrossTile ? $", {OPasses}" : "") + (CrossTile ? ", true" : "") + ">>";
 
     public override string ToString()
-        => $"d{HeadDim} {BlockM}x{BlockN} stages {Stages}{(QStages > 1 ? $" q{QStages}" : "")}{(WarpSpecialized ? "" : " no-ws")}{(IntraWgOverlap ? "" : " no-overlap")}{(PingPong ? " ping-pong" : "")}{(OAliasQ ? " O-in-Q" : "")}{(OPasses > 1 ? $" O-in-{OPasses}-passes" : "")}{(QInRegisters ? " Q-in-registers" : "")}{(ChainPvS ? " chained-PV-S" : "")}";
+        => $"d{HeadDim} {BlockM}x{BlockN} stages {Stages}{(QStages > 1 ? $" q{QStages}" : "")}{(WarpSpecialized ? "" : " no-ws")}{(IntraWgOverlap ? "" : " no-overlap")}{(PingPong ? " ping-pong" : "")}{(OAliasQ ? " O-in-Q" : "")}{(OPasses > 1 ? $" O-in-{OPasses}-passes" : "")}{(CrossTile ? " cross-tile" : "")}{(QInRegisters ? " Q-in-registers" : "")}{(ChainPvS ? " chained-PV-S" : "")}";
 }
 
 /// <summary>
@@ -58,7 +60,7 @@ internal static class TileTables
     public static readonly int[] BackwardHeadDims = [64, 128, 256];
 
     /// <summary>
-    /// Tuning override for measurement sweeps (not a user option): <c>FLASHATTN_FWD_CONFIG="128:n176,s2,q2,alias,nopp,noov,qregs"</c> (ov/noov: with or without the intra-warpgroup overlap; chain: without it, P·V and the next S issued in one turn)
+    /// Tuning override for measurement sweeps (not a user option): <c>FLASHATTN_FWD_CONFIG="128:n176,s2,q2,alias,nopp,noov,qregs"</c> (ov/noov: with or without the intra-warpgroup overlap; chain: without it, P·V and the next S issued in one turn; o2: O staged in two passes through its own buffer; xt: the next tile's first S issued in a consumer's last turn, before the epilogue)
     /// replaces the forward variant of one head dim; kernels compile at run time, so a sweep needs no rebuild.
     /// </summary>
     public const string ForwardOverrideVariable = "FLASHATTN_FWD_CONFIG";
@@ -131,6 +133,8 @@ internal static class TileTables
             // Ping-pong hands the tensor cores between two consumers that a producer keeps fed; the
             // non-specialised ablation runs without it.
             PingPong = config.PingPong && !ablation.NoPingPong && !ablation.NoWarpSpecialization,
+            // issuing the next tile's first S in a consumer's last turn needs all three
+            CrossTile = config.CrossTile && !(ablation.IntraWarpgroupOverlap ?? config.IntraWgOverlap) && !ablation.NoPingPong && !ablation.NoWarpSpecialization,
         };
     }
 
@@ -145,6 +149,7 @@ internal static class TileTables
             bool alias = headDim == 256, pingPong = true, overlap = true, qRegs = false;
             bool chain = false;
             int oPasses = 1;
+            bool crossTile = false;
             foreach (string f in parts[1].Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
             {
                 if (f.StartsWith('n') && int.TryParse(f[1..], out int n)) blockN = n;
@@ -159,12 +164,15 @@ internal static class TileTables
                 else if (f == "qregs") qRegs = true;
                 else if (f == "chain") (chain, overlap) = (true, false);
                 else if (f.StartsWith('o') && int.TryParse(f[1..], out int op) && op > 1) (oPasses, alias) = (op, false);
+                else if (f == "xt") (crossTile, overlap, alias) = (true, false, false);
                 else throw new ArgumentException($"{ForwardOverrideVariable}: unknown field '{f}' in '{entry}'");
             }
             if (chain && overlap) throw new ArgumentException($"{ForwardOverrideVariable}: chain orders the loop without the intra-warpgroup overlap; it does not go with 'ov' in '{entry}'");
             if (oPasses > 1 && alias) throw new ArgumentException($"{ForwardOverrideVariable}: o{oPasses} stages O in a buffer of its own; it does not go with 'alias' in '{entry}'");
             if (oPasses > 1 && (headDim / 64) % oPasses != 0) throw new ArgumentException($"{ForwardOverrideVariable}: o{oPasses} must divide the {headDim / 64} column slabs of head dim {headDim} in '{entry}'");
-            return new ForwardKernelConfig(headDim, blockN, stages, overlap, pingPong, alias, WarpSpecialized: true, qStages, qRegs, chain, oPasses);
+            if (crossTile && (overlap || chain || !pingPong || qStages < 2 || alias))
+                throw new ArgumentException($"{ForwardOverrideVariable}: xt (the next tile's first S issued before the epilogue) needs the loop without overlap or chaining, ping-pong, q2 and O in its own buffer; got '{entry}'");
+            return new ForwardKernelConfig(headDim, blockN, stages, overlap, pingPong, alias, WarpSpecialized: true, qStages, qRegs, chain, oPasses, crossTile);
         }
         return null;
     }
