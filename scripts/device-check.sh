@@ -273,6 +273,16 @@ PY
       done
       unset "$var"
       grep -E "^(=== variant|│ (fwd|bwd))" "$OUT/sweep.log" ;;
+    fwd-xt)
+      # the cross-tile variant (xt: the next tile's first S issued in a consumer's last turn, computed under the
+      # epilogue) at d64 and d128: ptxas's registers, spills and warnings for it, the forward grid verified with it,
+      # racecheck on the quick forward cases, then the d64/d128 paper rows against the defaults, twice, alternating
+      XT="64:n128,s3,q2,qregs,noov,xt;128:n128,s2,q2,noov,xt"
+      FLASHATTN_FWD_CONFIG="$XT" run warmup-xt 120 verify.log "$B" warmup
+      grep -E "cross-tile" "$OUT/verify.log" | tail -8
+      FLASHATTN_FWD_CONFIG="$XT" run verify-fwd-xt 200 verify.log "$B" verify --device cuda --forward --no-probes
+      FLASHATTN_FWD_CONFIG="$XT" run racecheck-xt 300 sanitize.log compute-sanitizer --tool racecheck "$B" verify --device cuda --forward --quick --no-probes
+      VARIANTS="default= xt=$XT" BENCH_ARGS="--grid paper --forward --hdim 64 128" "$0" variants ;;
     ncu)
       sections="--section SpeedOfLight --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --metrics regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio,sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active,sm__inst_executed_pipe_xu.avg.pct_of_peak_sustained_active"
       run ncu-fwd 150 ncu.log ncu --kernel-name regex:flash_fwd --launch-skip 3 --launch-count 1 $sections "$B" bench --device cuda --batch 2 --heads 16 --seqlen 8192 --hdim 128 --forward --warmup 3 --repeats 1
