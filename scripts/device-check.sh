@@ -282,7 +282,8 @@ PY
       grep -E "cross-tile" "$OUT/verify.log" | tail -8
       FLASHATTN_FWD_CONFIG="$XT" run verify-fwd-xt 200 verify.log "$B" verify --device cuda --forward --no-probes
       FLASHATTN_FWD_CONFIG="$XT" run racecheck-xt 300 sanitize.log compute-sanitizer --tool racecheck "$B" verify --device cuda --forward --quick --no-probes
-      VARIANTS="default= xt=$XT" BENCH_ARGS="--grid paper --forward --hdim 64 128" "$0" variants ;;
+      FLASHATTN_FWD_CONFIG="64:n192,s3,q2,qregs,noov,xt" run verify-fwd-xt192 200 verify.log "$B" verify --device cuda --forward --no-probes --filter d64
+      VARIANTS="default= xt=$XT xt192=64:n192,s3,q2,qregs,noov,xt" BENCH_ARGS="--grid paper --forward --hdim 64 128" "$0" variants ;;
     ncu)
       sections="--section SpeedOfLight --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --metrics regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio,sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active,sm__inst_executed_pipe_xu.avg.pct_of_peak_sustained_active"
       run ncu-fwd 150 ncu.log ncu --kernel-name regex:flash_fwd --launch-skip 3 --launch-count 1 $sections "$B" bench --device cuda --batch 2 --heads 16 --seqlen 8192 --hdim 128 --forward --warmup 3 --repeats 1
