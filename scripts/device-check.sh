@@ -284,6 +284,17 @@ PY
       FLASHATTN_FWD_CONFIG="$XT" run racecheck-xt 300 sanitize.log compute-sanitizer --tool racecheck "$B" verify --device cuda --forward --quick --no-probes
       FLASHATTN_FWD_CONFIG="64:n192,s3,q2,qregs,noov,xt" run verify-fwd-xt192 200 verify.log "$B" verify --device cuda --forward --no-probes --filter d64
       VARIANTS="default= xt=$XT xt192=64:n192,s3,q2,qregs,noov,xt" BENCH_ARGS="--grid paper --forward --hdim 64 128" "$0" variants ;;
+    bwd-breakdown)
+      # where a short backward's time goes: Nsight Compute's duration of each of its three kernels (pre-pass: D and
+      # the dQ accumulator cleared; main; post-pass: dQ converted) at 512 and 2k tokens, d64 and d128, full
+      for d in 64 128; do
+        for s in 512 2048; do
+          run "bwd-breakdown d$d s$s" 150 ncu.log ncu --kernel-name regex:flash_bwd --launch-skip 6 --launch-count 3 \
+            --metrics gpu__time_duration.sum,dram__bytes.sum "$B" bench --device cuda --batch $((16384 / s)) --heads $((2048 / d)) \
+            --seqlen $s --hdim $d --backward --warmup 2 --repeats 1 --timing per-call
+        done
+      done
+      grep -E "^=== bwd-breakdown|flash_bwd|gpu__time_duration|dram__bytes" "$OUT/ncu.log" ;;
     ncu)
       sections="--section SpeedOfLight --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --metrics regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio,sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active,sm__inst_executed_pipe_xu.avg.pct_of_peak_sustained_active"
       run ncu-fwd 150 ncu.log ncu --kernel-name regex:flash_fwd --launch-skip 3 --launch-count 1 $sections "$B" bench --device cuda --batch 2 --heads 16 --seqlen 8192 --hdim 128 --forward --warmup 3 --repeats 1
