@@ -111,7 +111,7 @@ internal static class TileTables
             // own instead of Q's: Q is released before the epilogue, so the next tile's Q (64 KB) loads under it instead
             // of after it (H200, 2026-12-01, back-to-back timing, paper grid twice each way against 64-key blocks with
             // the overlap and O in Q: full +9% at 512 and 1k, causal +15% at 512 and +9% at 1k; from 2k 80-key blocks
-            // with O in Q stay faster, and leave no room for the buffer; bench/results/2026-12-01-h200-5d799df).
+            // with O in Q stay faster, and leave no room for the buffer; bench/results/2026-12-01-h200-8835d51/experiments/3-d256-o2).
             256 => seqLenK >= LongKeysFrom
                 ? new ForwardKernelConfig(256, BlockN: 80, Stages: 2, IntraWgOverlap: false, PingPong: true, OAliasQ: true, WarpSpecialized: true, ChainPvS: true)
                 : new ForwardKernelConfig(256, BlockN: 64, Stages: 2, IntraWgOverlap: false, PingPong: true, OAliasQ: false, WarpSpecialized: true, ChainPvS: true, OPasses: 2),
