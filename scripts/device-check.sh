@@ -6,7 +6,7 @@
 # hangs are cut by per-stage timeouts. The last lines printed are a summary.
 set -u
 B="$PWD/artifacts/device/flashattn"
-OUT="${OUT:-/tmp/flashattn-out}"
+export OUT="${OUT:-/tmp/flashattn-out}"
 mkdir -p "$OUT"
 export FLASHATTN_CACHE_DIR="${FLASHATTN_CACHE_DIR:-/tmp/flashattn-cache}"
 export FLASHATTN_DUMP_DIR="${FLASHATTN_DUMP_DIR:-/tmp/flashattn-dump}"
@@ -244,18 +244,7 @@ PY
       FLASHATTN_FWD_CONFIG="$O2S" run verify-fwd-o2 200 verify.log "$B" verify --device cuda --forward --no-probes --filter d256
       FLASHATTN_FWD_CONFIG="$O2C" run verify-fwd-o2chain 200 verify.log "$B" verify --device cuda --forward --no-probes --filter d256
       FLASHATTN_FWD_CONFIG="$O2S" run racecheck-o2 300 sanitize.log compute-sanitizer --tool racecheck "$B" verify --device cuda --forward --quick --no-probes --filter d256
-      for round in 1 2; do
-        for v in $([ $round = 1 ] && echo "default o2 o2chain" || echo "o2chain o2 default"); do
-          case $v in
-            default) unset FLASHATTN_FWD_CONFIG ;;
-            o2) export FLASHATTN_FWD_CONFIG="$O2S" ;;
-            o2chain) export FLASHATTN_FWD_CONFIG="$O2C" ;;
-          esac
-          run "fwd $v $round" 200 sweep.log "$B" bench --device cuda --grid paper --forward --hdim 256 --json "$OUT/fwd-$v-$round.json"
-        done
-      done
-      unset FLASHATTN_FWD_CONFIG
-      grep -E "^(=== fwd|│ fwd)" "$OUT/sweep.log" ;;
+      VARIANTS="default= o2=$O2S o2chain=$O2C" BENCH_ARGS="--grid paper --forward --hdim 256" "$0" variants ;;
     variants)
       # forward/backward variants side by side: VARIANTS="default= chain=64:n128,s3,q2,qregs,chain" (name=FLASHATTN_FWD_CONFIG,
       # empty for the defaults; VARIANT_VAR=FLASHATTN_BWD_CONFIG for the backward), timed on BENCH_ARGS (default: the

@@ -26,14 +26,23 @@ __device__ __forceinline__ void fwd_consumer(const FwdParams& p, const Mask& mas
   float o[Cfg::kHeadDim / 2];
   OnlineSoftmax<Cfg::kBlockN / 2> softmax;
   NoLoads no_loads;
+  // kCrossTile: a tile's first S is issued at the end of the previous tile (run_cross_tile) and computes during that
+  // tile's epilogue; `ahead` is then that tile, its S in s_ahead and its Q in q_ahead.
+  int ahead = -1;
+  float s_ahead[Cfg::kCrossTile ? Cfg::kBlockN / 2 : 1];
+  QOperand<Cfg> q_ahead;
   // With a producer the tiles come from it, each index beside its Q (the schedule may be dynamic); without one
   // (ablation) the schedule is the fixed stride.
   for (int tile = blockIdx.x;; tile += gridDim.x) {
     const int q_buffer = q_count % Cfg::kQStages;
     const uint32_t q_parity = (q_count / Cfg::kQStages) & 1;
     if constexpr (Cfg::kWarpSpecialized) {
-      mbar_wait(bars.full_q(q_buffer), q_parity);
-      tile = warp_uniform(ld_shared_s32(bars.tile_slot(q_buffer)));
+      if (!Cfg::kCrossTile || ahead < 0) {
+        mbar_wait(bars.full_q(q_buffer), q_parity);
+        tile = warp_uniform(ld_shared_s32(bars.tile_slot(q_buffer)));
+      } else {
+        tile = ahead;
+      }
     }
     if (tile >= p.num_tiles) break;
     ++q_count;
@@ -49,9 +58,17 @@ __device__ __forceinline__ void fwd_consumer(const FwdParams& p, const Mask& mas
       inline_loads.begin_tile(p, t, m0, n_min, n_max);
       mbar_wait(bars.full_q(q_buffer), q_parity);
     }
+    const bool s_ready = ahead >= 0;
+    ahead = -1;
     if (n_max >= n_min) {
-      if constexpr (Cfg::kWarpSpecialized) mainloop.run(m0, n_min, n_max, q_buffer, kv, o, softmax, no_loads);
-      else mainloop.run(m0, n_min, n_max, q_buffer, kv, o, softmax, inline_loads);
+      if constexpr (Cfg::kCrossTile) {
+        if (!s_ready) q_ahead.load(smem + Cfg::kOffQ + q_buffer * Cfg::kQBytes + consumer * Cfg::kWgRowBytes, thread);
+        ahead = mainloop.run_cross_tile(q_ahead, m0, n_min, n_max, s_ready, q_count, kv, o, softmax, s_ahead, no_loads);
+      } else if constexpr (Cfg::kWarpSpecialized) {
+        mainloop.run(m0, n_min, n_max, q_buffer, kv, o, softmax, no_loads);
+      } else {
+        mainloop.run(m0, n_min, n_max, q_buffer, kv, o, softmax, inline_loads);
+      }
     }
     // Q's buffer goes back to the producer here, or with a single Q buffer from inside the mainloop once the tile's
     // last S is done (release_q; here then only for a tile without keys). Every consumer thread arrives: each has read the tile slot (and with Q in
@@ -65,57 +82,10 @@ __device__ __forceinline__ void fwd_consumer(const FwdParams& p, const Mask& mas
       if (thread == 0) bulk_wait_read_all();  // O, staged in Q's buffer, has been read by the copy engine
       mbar_arrive(bars.empty_q(q_buffer));
     }
-  }
-  if (thread == 0) bulk_wait_all();
-}
-
-// kCrossTile's walk: the same tiles and protocol as fwd_consumer, but a tile's first S is issued at the end of the
-// previous tile (run_cross_tile) and computes during that tile's epilogue.
-template <class Cfg>
-__device__ __forceinline__ void fwd_consumer_cross_tile(const FwdParams& p, const Mask& mask, const FwdBarriers<Cfg>& bars,
-                                                        uint32_t smem, uint8_t* smem_ptr, const TmaMap* tma_o, int consumer,
-                                                        int thread) {
-  const ConsumerMainloop<Cfg> mainloop{p, mask, bars, smem, consumer, thread};
-  if (consumer == 0) named_barrier_arrive(Cfg::kBarSchedule, 2 * 128);  // the first consumer starts with the turn
-  PipelineState<Cfg::kStages> kv;
-  int q_count = 0;
-  float o[Cfg::kHeadDim / 2];
-  float s[Cfg::kBlockN / 2];
-  OnlineSoftmax<Cfg::kBlockN / 2> softmax;
-  QOperand<Cfg> q;
-  NoLoads no_loads;
-  int ahead = -1;  // the tile whose first S is in s (issued by the previous tile), or -1
-#pragma unroll
-  for (int i = 0; i < Cfg::kHeadDim / 2; ++i) o[i] = 0.f;
-  softmax.reset();
-  for (;;) {
-    const int q_buffer = q_count % Cfg::kQStages;
-    int tile = ahead;
-    if (ahead < 0) {
-      mbar_wait(bars.full_q(q_buffer), (q_count / Cfg::kQStages) & 1);
-      tile = warp_uniform(ld_shared_s32(bars.tile_slot(q_buffer)));
-      if (tile >= p.num_tiles) break;
-    }
-    ++q_count;
-    const Tile t = decode_tile(p, tile);
-    const int m0 = t.m_block * Cfg::kBlockM;
-    int n_min, n_max;
-    mask.block_range(m0, Cfg::kBlockM, Cfg::kBlockN, n_min, n_max);
-    const bool s_ready = ahead >= 0;
-    ahead = -1;
-    if (n_max >= n_min) {
-      if (!s_ready) q.load(smem + Cfg::kOffQ + q_buffer * Cfg::kQBytes + consumer * Cfg::kWgRowBytes, thread);
-      ahead = mainloop.run_cross_tile(q, m0, n_min, n_max, s_ready, q_count, kv, o, softmax, s, no_loads);
-    }
-    mbar_arrive(bars.empty_q(q_buffer));  // every consumer thread (see fwd_consumer)
-    fwd_epilogue<Cfg>(p, tma_o, smem, smem_ptr, consumer, thread, q_buffer, t, o, softmax);
-#pragma unroll
-    for (int i = 0; i < Cfg::kHeadDim / 2; ++i) o[i] = 0.f;
-    softmax.reset();
-    if (ahead >= 0) {
+    if (Cfg::kCrossTile && ahead >= 0) {
       // The next tile's first S has computed under the epilogue; its K goes back to the producer.
       wgmma_wait<0>();
-      fence_regs(s);
+      fence_regs(s_ahead);
       mainloop.release(bars.empty_k(kv.stage()));
     }
   }
@@ -162,11 +132,8 @@ flash_fwd_kernel(const __grid_constant__ FwdParams p, const __grid_constant__ Tm
   } else {
     if constexpr (Cfg::kWarpSpecialized) setmaxnreg_inc<Cfg::kConsumerRegs>();
     const int consumer = warpgroup - Cfg::kProducerWGs, thread = threadIdx.x % 128;
-    if constexpr (Cfg::kCrossTile)
-      fwd_consumer_cross_tile<Cfg>(p, mask, bars, smem, smem_ptr, &tma_o, consumer, thread);
-    else
-      fwd_consumer<Cfg>(p, mask, bars, smem, smem_ptr, &tma_o, consumer, thread,
-                        InlineProducer<Cfg>{!Cfg::kWarpSpecialized && consumer == 0 && thread == 0 ? &loader : nullptr});
+    fwd_consumer<Cfg>(p, mask, bars, smem, smem_ptr, &tma_o, consumer, thread,
+                      InlineProducer<Cfg>{!Cfg::kWarpSpecialized && consumer == 0 && thread == 0 ? &loader : nullptr});
   }
 }
 

@@ -27,18 +27,17 @@ internal static class KernelCatalog
     {
         foreach (var type in KernelTypes)
         {
-            string t = DataTypes.ShortName(type);
             foreach (int d in TileTables.ForwardHeadDims)
                 foreach (var c in TileTables.ForwardVariants(d))
-                    yield return Forward(type, c, $"fwd {t} {c}");
+                    yield return ForwardEntry(type, c);
             foreach (int d in TileTables.BackwardHeadDims)
             {
                 var c = TileTables.Backward(d);
-                yield return new Entry($"bwd {t} {c}", Spec("flash_bwd.cu", c.NameExpression(type)), c.NameExpression(type));
-                var capped = c.ForSoftcap(true);
-                yield return new Entry($"bwd {t} {capped}", Spec("flash_bwd.cu", capped.NameExpression(type)), capped.NameExpression(type));
-                yield return new Entry($"bwd-pre {t} d{d}", Spec("flash_bwd.cu", c.PreprocessExpression(type)), c.PreprocessExpression(type));
-                yield return new Entry($"bwd-post {t} d{d}", Spec("flash_bwd.cu", c.PostprocessExpression(type)), c.PostprocessExpression(type));
+                var (main, pre, post) = BackwardEntry(type, c);
+                yield return main;
+                yield return BackwardEntry(type, c.ForSoftcap(true)).Main;  // (its pre- and post-pass are c's)
+                yield return pre;
+                yield return post;
             }
         }
         if (includeAblations)
