@@ -10,7 +10,7 @@
 namespace fa {
 
 template <typename Element_, int kHeadDim_, int kStages_ = 2, bool kExchangeDs_ = false, bool kSoftcap_ = false,
-          bool kDqBulk_ = false, bool kOverlapDv_ = false, bool kSplitSdP_ = false, int kBlockM_ = 64>
+          bool kDqBulk_ = false, bool kOverlapDv_ = false, bool kSplitSdP_ = false, int kBlockM_ = 64, bool kDqFused_ = false>
 struct BwdConfig {
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
@@ -43,7 +43,14 @@ struct BwdConfig {
   // through shared memory as register images (thread t reads what its sibling's thread t wrote: the fragments
   // have the same layout in both warpgroups). Not with softcap (dS would need P·(1 − tanh²) in float32).
   static constexpr bool kSplitSdP = kSplitSdP_;
+  // With bulk dQ: no pre-pass clearing of the float32 buffer and no post-pass converting it. Per (query head, query
+  // block), the first key block to get there stores its block (cp.async.bulk) where the others then add; the last
+  // one (a counter of completed additions) converts the block to dQ in the input type with the three spare warps of
+  // the producer warpgroup and drops it from L2 unwritten. At 512 tokens the two passes took a fifth of the
+  // backward's time (ncu: 72 + 52 µs beside a 531 µs main kernel at d128), and the buffer crossed DRAM four times.
+  static constexpr bool kDqFused = kDqFused_;
   static_assert(!kDqBulk || !kSplitColumns, "bulk dQ: one 64x64 block per consumer and step (d64, d128)");
+  static_assert(!kDqFused || kDqBulk, "dQ converted in the main kernel: with bulk dQ (its writer does it)");
   static_assert(!kSplitSdP || (kSplitColumns && !kSoftcap), "split S/dP: d256 (shared keys), without softcap");
   static_assert(!kExchangeDs || kHeadDim == 128, "the dS exchange splits dQ's columns between two consumers: d128 only");
   static_assert(kBlockM == 64 || (kBlockM == 128 && kHeadDim == 64 && kDqBulk && !kExchangeDs && !kSoftcap),
@@ -85,9 +92,11 @@ struct BwdConfig {
 
   static constexpr int kStepBytes = 2 * kQBytes + 2 * kRowBytes;  // what one stage's TMA brings
   // Named barriers: 1 = both consumers wrote dS; 2–4 = the ordered dQ addition of deterministic mode; 5 = P's
-  // image written (kSplitSdP).
+  // image written (kSplitSdP); 6 = the dQ writer warps (kDqFused: whether this CTA converts the step's block).
   static constexpr int kBarDsReady = 1;
   static constexpr int kBarPReady = 5;
+  static constexpr int kBarDqConvert = 6;
+  static constexpr int kDqWriterThreads = kDqFused ? 96 : 1;  // warps 1–3 of the producer warpgroup, or one lane
 };
 
 template <class Cfg>

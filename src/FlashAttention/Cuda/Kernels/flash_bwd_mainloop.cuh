@@ -64,38 +64,132 @@ __device__ __forceinline__ int dq_turn(const Mask& mask, int n_block, int m) {
   return n_last - n_block;
 }
 
-// Bulk dQ (one lane of the producer warpgroup's second warp): per step, once each consumer has stored its dQ block
-// in shared memory, adds it into the float32 buffer with a bulk reduction and hands the buffer back when read.
-// Deterministic mode: it waits for this CTA's turn (dq_turn) and adds consumer 0's block before consumer 1's; the
-// wait is here, off the consumers.
+// kDqFused: the three ints of (batch, query head, query block m): [0] deterministic mode's turn (dq_semaphore),
+// [1] key blocks that reached the block, [2] additions completed. The pre-pass clears them (per 64-row block, a
+// superset of the kBlockM-row blocks indexed here).
+template <class Cfg>
+__device__ __forceinline__ int* dq_counters(const BwdParams& p, int batch, int h, int m) {
+  return p.dq_semaphore + 3 * (((int64_t)batch * p.heads_q + h) * (p.seqlen_q_padded / Cfg::kBlockM) + m);
+}
+// How many key blocks add into query block m's dQ (those whose CTAs visit it: the same ranges as BwdSteps).
+template <class Cfg>
+__device__ __forceinline__ int dq_contributors(const Mask& mask, int m) {
+  int n_first, n_last;
+  mask.block_range(m * Cfg::kBlockM, Cfg::kBlockM, Cfg::kBlockN, n_first, n_last);
+  return n_last < n_first ? 0 : n_last - n_first + 1;
+}
+
+// kDqFused: dQ rows of query block m (kBlockM rows, all columns) of query head h in the input type, from the
+// float32 buffer (every addition to it complete), by `workers` threads; then the block's lines are dropped from L2.
+// The block is (kD/64)·(kBlockM/64) accumulator-order 64x64 blocks, column slab major (dq_block). Worker item k of
+// a 64x64 block reads its floats 8k … 8k+7: two neighbouring threads' registers for columns 8g … (g = k/64),
+// i.e. four consecutive columns of rows r and r + 8, written as two 8-byte pieces. Consecutive items are
+// consecutive 32 bytes (coalesced loads); a warp's stores cover 16 rows x 16 bytes.
+template <class Cfg>
+__device__ __forceinline__ void convert_dq_block(const BwdParams& p, int batch, int h, int m, int worker, int workers) {
+  using E = typename Cfg::Element;
+  constexpr int kSlabs = Cfg::kHeadDim / 64, kHalves = Cfg::kBlockM / 64;
+  const float* block = dq_block<Cfg>(p, batch, h, m, 0);
+  uint16_t* dq = reinterpret_cast<uint16_t*>(p.dq) + batch * p.dq_stride_b + h * p.dq_stride_h;
+  const float scale = p.softmax_scale;
+  for (int i = worker; i < kSlabs * kHalves * 512; i += workers) {
+    const int sub = i / 512, k = i % 512;  // sub-block: slab sub / kHalves, rows 64·(sub % kHalves) …
+    const int g = k / 64, t0 = 2 * (k % 64);
+    const int row = m * Cfg::kBlockM + 64 * (sub % kHalves) + 16 * (t0 / 32) + (t0 % 32) / 4;
+    const int col = 64 * (sub / kHalves) + 8 * g + 2 * (t0 % 4);
+    float v[8];
+    ld_cg_v8_f32(block + 8 * i, v);
+    if (row < p.seqlen_q)
+      st_global_v2_b32(dq + row * p.dq_stride_s + col, pack2<E>(v[0] * scale, v[1] * scale), pack2<E>(v[4] * scale, v[5] * scale));
+    if (row + 8 < p.seqlen_q)
+      st_global_v2_b32(dq + (row + 8) * p.dq_stride_s + col, pack2<E>(v[2] * scale, v[3] * scale), pack2<E>(v[6] * scale, v[7] * scale));
+  }
+  // Every worker's reads are done (their values stored) before any line goes.
+  named_barrier_sync(Cfg::kBarDqConvert, workers);
+  constexpr int kLines = kSlabs * kHalves * 64 * 64 * 4 / 128;
+  for (int line = worker; line < kLines; line += workers) discard_l2_line(block + 32 * line);
+}
+
+// kDqFused, CTA of key block 0: zeros for the dQ rows of the query blocks no key block visits (rows that see no
+// key, e.g. a causal mask with more queries than keys), which no conversion would write.
+template <class Cfg>
+__device__ __forceinline__ void zero_unvisited_dq(const BwdParams& p, const Mask& mask, int head_k, int batch, int worker, int workers) {
+  constexpr int kPieces = Cfg::kHeadDim / 4;  // 8-byte pieces of a row
+  for (int m = 0; m < p.seqlen_q_padded / Cfg::kBlockM; ++m) {
+    if (dq_contributors<Cfg>(mask, m) > 0) continue;
+    for (int hh = 0; hh < p.group; ++hh) {
+      uint16_t* dq = reinterpret_cast<uint16_t*>(p.dq) + batch * p.dq_stride_b + (head_k * p.group + hh) * p.dq_stride_h;
+      for (int i = worker; i < Cfg::kBlockM * kPieces; i += workers) {
+        const int row = m * Cfg::kBlockM + i / kPieces;
+        if (row < p.seqlen_q) st_global_v2_b32(dq + row * p.dq_stride_s + 4 * (i % kPieces), 0u, 0u);
+      }
+    }
+  }
+}
+
+// Bulk dQ (one lane of the producer warpgroup's second warp; with kDqFused its warps 1–3, that lane leading): per
+// step, once each consumer has stored its dQ block in shared memory, adds it into the float32 buffer with a bulk
+// reduction and hands the buffer back when read. Deterministic mode: it waits for this CTA's turn (dq_turn) and
+// adds consumer 0's block before consumer 1's; the wait is here, off the consumers.
+// kDqFused: the first key block to reach a query block stores instead of adding (the buffer is not cleared), the
+// others wait until that store is complete; once its own additions are complete the leader counts them, and the
+// CTA whose count completes the block converts it (convert_dq_block).
 template <class Cfg>
 __device__ __forceinline__ void bwd_dq_writer(const BwdParams& p, const Mask& mask, uint32_t smem, const BwdBarriers<Cfg>& bars,
                                               int n_block, int head_k, int batch) {
+  const int worker = threadIdx.x - 32;  // 0 leads
+  if constexpr (Cfg::kDqFused)
+    if (n_block == 0) zero_unvisited_dq<Cfg>(p, mask, head_k, batch, worker, Cfg::kDqWriterThreads);
   const BwdSteps<Cfg> steps(p, mask, n_block, head_k);
   for (int t = 0; t < steps.count; ++t) {
     const int h = steps.head(t), m = steps.block(t);
-    const int turn = p.deterministic ? dq_turn<Cfg>(mask, n_block, m) : 0;
-    if (p.deterministic)
-      while (ld_acquire_gpu(dq_semaphore<Cfg>(p, batch, h, m)) != turn) {}
+    bool convert = false;
+    if (worker == 0) {
+      int* counters = Cfg::kDqFused ? dq_counters<Cfg>(p, batch, h, m) : dq_semaphore<Cfg>(p, batch, h, m);
+      const int turn = p.deterministic ? dq_turn<Cfg>(mask, n_block, m) : 0;
+      bool first = false;
+      if (p.deterministic) {
+        while (ld_acquire_gpu(counters) != turn) {}
+        first = Cfg::kDqFused && turn == 0;
+      } else if constexpr (Cfg::kDqFused) {
+        first = atom_add_gpu(counters + 1, 1) == 0;
+        if (!first) while (ld_acquire_gpu(counters + 2) == 0) {}  // the first key block's store is complete
+      }
+      if (Cfg::kDqFused && !first) fence_proxy_async_global();  // (the acquire, before the async proxy's additions)
 #pragma unroll
-    for (int c = 0; c < Cfg::kConsumerWGs; ++c) {
-      mbar_wait(bars.dq_full(c), t & 1);
-      // d128: consumer c holds columns 64c …; d64 (split keys): both hold partial sums of the same block.
-      bulk_reduce_add_f32(dq_block<Cfg>(p, batch, h, m, Cfg::kExchangeDs ? c : 0), smem + Cfg::kOffDq + c * Cfg::kDqBlockBytes,
-                          Cfg::kDqBlockBytes);
-      bulk_commit();
-      if (p.deterministic) bulk_wait_all();  // complete before the next addition to the same elements is issued
-    }
-    bulk_wait_read_all();
-    if (p.deterministic) {
-      fence_proxy_async_global();
-      fence_acq_rel_gpu();
-      st_release_gpu(dq_semaphore<Cfg>(p, batch, h, m), turn + 1);
-    }
+      for (int c = 0; c < Cfg::kConsumerWGs; ++c) {
+        mbar_wait(bars.dq_full(c), t & 1);
+        // d128: consumer c holds columns 64c …; d64 (split keys): both hold partial sums of the same block.
+        float* dst = dq_block<Cfg>(p, batch, h, m, Cfg::kExchangeDs ? c : 0);
+        const uint32_t src = smem + Cfg::kOffDq + c * Cfg::kDqBlockBytes;
+        const bool store = first && (Cfg::kExchangeDs || c == 0);
+        if (store) bulk_store(dst, src, Cfg::kDqBlockBytes);
+        else bulk_reduce_add_f32(dst, src, Cfg::kDqBlockBytes);
+        bulk_commit();
+        // complete before the next addition to the same elements is issued
+        if (p.deterministic || (store && !Cfg::kExchangeDs)) bulk_wait_all();
+      }
+      bulk_wait_read_all();
 #pragma unroll
-    for (int c = 0; c < Cfg::kConsumerWGs; ++c) mbar_arrive(bars.dq_empty(c));
+      for (int c = 0; c < Cfg::kConsumerWGs; ++c) mbar_arrive(bars.dq_empty(c));
+      if (p.deterministic || Cfg::kDqFused) {
+        bulk_wait_all();
+        fence_proxy_async_global();
+      }
+      if constexpr (Cfg::kDqFused) {
+        const int done = atom_add_acq_rel_gpu(counters + 2, 1) + 1;
+        convert = done == dq_contributors<Cfg>(mask, m);
+      }
+      if (p.deterministic) {
+        fence_acq_rel_gpu();
+        st_release_gpu(counters, turn + 1);
+      }
+    }
+    if constexpr (Cfg::kDqFused)
+      if (named_barrier_or(Cfg::kBarDqConvert, Cfg::kDqWriterThreads, convert))
+        convert_dq_block<Cfg>(p, batch, h, m, worker, Cfg::kDqWriterThreads);
   }
-  bulk_wait_all();
+  if (worker == 0) bulk_wait_all();
 }
 
 template <class Cfg>

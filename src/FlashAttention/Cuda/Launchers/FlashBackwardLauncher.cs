@@ -2,8 +2,10 @@ namespace FlashAttention.Cuda.Launchers;
 
 /// <summary>
 /// Launches the backward pass (flash_bwd.cu): the pre-pass (D = rowsum(dO ∘ O), LSE in base 2, dQ accumulator and
-/// semaphores cleared), the main kernel (one CTA per 128 keys of a key head, looping over the query heads of its
+/// counters cleared), the main kernel (one CTA per 128 keys of a key head, looping over the query heads of its
 /// GQA group and the query blocks that see its keys; 64 keys at d256), and the post-pass (dQ = scale · accumulator, in the input type).
+/// Kernels that convert dQ themselves (<see cref="BackwardKernelConfig.DqFused"/>) need neither the accumulator cleared
+/// nor the post-pass; with no keys at all the main kernel does not run, and the two passes give dQ = 0 as before.
 /// Float32 side buffers live in a workspace per (device, stream) that grows as needed.
 /// </summary>
 internal static class FlashBackwardLauncher
@@ -26,7 +28,10 @@ internal static class FlashBackwardLauncher
         int padded = (p.SeqLenQ + config.BlockM - 1) / config.BlockM * config.BlockM;
         int mBlocks = padded / 64;
         long rows = (long)p.Batch * p.HeadsQ * padded;
-        var ws = Workspace.For(device, stream, rows, p.HeadDim, (long)p.Batch * p.HeadsQ * mBlocks);
+        // Three counters per 64-row query block (flash_bwd.cu's pre-pass clears them).
+        var ws = Workspace.For(device, stream, rows, p.HeadDim, 3L * p.Batch * p.HeadsQ * mBlocks);
+        int nBlocks = (p.SeqLenK + config.BlockN - 1) / config.BlockN;
+        bool fused = config.DqFused && nBlocks > 0;
 
         var aux = new BwdAuxParams
         {
@@ -37,13 +42,12 @@ internal static class FlashBackwardLauncher
             DoStrideB = p.DO.Batch, DoStrideS = p.DO.Sequence, DoStrideH = p.DO.Head,
             DqStrideB = p.DQ.Batch, DqStrideS = p.DQ.Sequence, DqStrideH = p.DQ.Head,
             LseStrideB = p.Lse.Batch, LseStrideH = p.Lse.Head, LseStrideS = p.Lse.Query,
-            LseLog2 = ws.LseLog2, DpSum = ws.DpSum, DqAccum = ws.DqAccum, DqSemaphore = ws.Semaphores,
+            LseLog2 = ws.LseLog2, DpSum = ws.DpSum, DqAccum = fused ? 0 : ws.DqAccum, DqSemaphore = ws.Semaphores,
             NumMBlocks = mBlocks,
         };
         if (mBlocks > 0)
             pre.Launch(new LaunchConfig(new Dim3((uint)mBlocks, (uint)p.HeadsQ, (uint)p.Batch), 256, 0, stream), new KernelArguments().Add(aux));
 
-        int nBlocks = (p.SeqLenK + config.BlockN - 1) / config.BlockN;
         if (nBlocks > 0)
         {
             bool softcap = p.Softcap > 0;
@@ -60,6 +64,7 @@ internal static class FlashBackwardLauncher
                 Dk = (nint)dk.Address, Dv = (nint)dv.Address,
                 DkStrideB = p.DK.Batch, DkStrideS = p.DK.Sequence, DkStrideH = p.DK.Head,
                 DvStrideB = p.DV.Batch, DvStrideS = p.DV.Sequence, DvStrideH = p.DV.Head,
+                Dq = (nint)dq.Address, DqStrideB = p.DQ.Batch, DqStrideS = p.DQ.Sequence, DqStrideH = p.DQ.Head,
             };
             var arguments = new KernelArguments()
                 .Add(args)
@@ -70,7 +75,7 @@ internal static class FlashBackwardLauncher
             main.Launch(new LaunchConfig(new Dim3((uint)nBlocks, (uint)p.HeadsK, (uint)p.Batch), BackwardKernelConfig.Threads,
                 config.SharedMemoryBytes, stream), arguments);
         }
-        if (mBlocks > 0)
+        if (mBlocks > 0 && !fused)
             post.Launch(new LaunchConfig(new Dim3((uint)mBlocks, (uint)p.HeadsQ, (uint)p.Batch), 256, 0, stream), new KernelArguments().Add(aux));
     }
 
