@@ -177,6 +177,9 @@ public class LauncherTests
         Assert.False(TileTables.Backward(64, "64:m64,atomic").DqFused);
         Assert.Contains("fused", Assert.Throws<ArgumentException>(() => TileTables.Backward(256, "256:fused")).Message);
         Assert.False(TileTables.Backward(128, "128:split").DqFused);
+        // The conversion ring (flash_bwd_config.cuh kConvertSlots): four slots of 8 bytes, each with a barrier pair.
+        Assert.Equal(TileTables.Backward(128, "128:nofused").SharedMemoryBytes + 4 * (8 + 16), TileTables.Backward(128, null).SharedMemoryBytes);
+        Assert.InRange(TileTables.Backward(64, null).SharedMemoryBytes, 0, 232448);
     }
 
     [Fact]

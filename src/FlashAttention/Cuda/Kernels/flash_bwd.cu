@@ -30,6 +30,10 @@ flash_bwd_kernel(const __grid_constant__ BwdParams p, const __grid_constant__ Tm
       mbar_init(bars.dq_full(c), 128);
       mbar_init(bars.dq_empty(c), 1);
     }
+    for (int j = 0; j < Cfg::kConvertSlots; ++j) {
+      mbar_init(bars.convert_full(j), 1);
+      mbar_init(bars.convert_empty(j), Cfg::kConverterThreads);  // every converter thread has read the slot
+    }
     fence_barrier_init();
   }
   block_sync();
@@ -50,8 +54,10 @@ flash_bwd_kernel(const __grid_constant__ BwdParams p, const __grid_constant__ Tm
       tma_prefetch(&tma_v);
       tma_prefetch(&tma_do);
       bwd_producer<Cfg>(p, mask, &tma_q, &tma_k, &tma_v, &tma_do, smem, bars, n_block, head_k, batch);
-    } else if (Cfg::kDqBulk && threadIdx.x >= 32 && threadIdx.x < 32 + Cfg::kDqWriterThreads) {
-      bwd_dq_writer<Cfg>(p, mask, smem, bars, n_block, head_k, batch);
+    } else if (Cfg::kDqBulk && threadIdx.x == 32) {
+      DqWriter<Cfg>{p, mask, bars, batch}.run(smem, n_block, head_k);
+    } else if (Cfg::kDqFused && threadIdx.x >= 128 - Cfg::kConverterThreads) {
+      bwd_dq_converter<Cfg>(p, mask, bars, n_block, head_k, batch);
     }
   } else {
     setmaxnreg_inc<Cfg::kConsumerRegs>();

@@ -46,7 +46,7 @@ struct BwdConfig {
   // With bulk dQ: no pre-pass clearing of the float32 buffer and no post-pass converting it. Per (query head, query
   // block), the first key block to get there stores its block (cp.async.bulk) where the others then add; the last
   // one (a counter of completed additions) converts the block to dQ in the input type with the three spare warps of
-  // the producer warpgroup and drops it from L2 unwritten. At 512 tokens the two passes took a fifth of the
+  // the producer warpgroup (told through a ring of slots, so that the writer goes on) and drops it from L2 unwritten. At 512 tokens the two passes took a fifth of the
   // backward's time (ncu: 72 + 52 µs beside a 531 µs main kernel at d128), and the buffer crossed DRAM four times.
   static constexpr bool kDqFused = kDqFused_;
   static_assert(!kDqBulk || !kSplitColumns, "bulk dQ: one 64x64 block per consumer and step (d64, d128)");
@@ -86,17 +86,22 @@ struct BwdConfig {
   static constexpr int kXchgBytes = 128 * (kBlockM / 4) * 4;  // a warpgroup's packed 64x64 fragment (P or dS)
   static constexpr int kOffXchg = kOffDq + (kDqBulk ? kConsumerWGs * kDqBlockBytes : 0);  // P's image, then dS's (kSplitSdP)
   static constexpr int kOffBar = kOffXchg + (kSplitSdP ? 2 * kXchgBytes : 0);
-  static constexpr int kNumBars = 1 + 2 * kStages + 2 * kConsumerWGs;  // K/V loaded, full/empty per stage, dQ full/empty per consumer
-  static constexpr int kSmemBytes = 1024 + kOffBar + 8 * kNumBars;
+  // kDqFused: the dQ writer tells the converter warps which query blocks to convert through a ring of slots (the
+  // block's query head and index, 8 bytes), each with a full/empty barrier pair, so that it never waits for a conversion.
+  static constexpr int kConvertSlots = kDqFused ? 4 : 0;
+  // K/V loaded, full/empty per stage, dQ full/empty per consumer, full/empty per conversion slot
+  static constexpr int kNumBars = 1 + 2 * kStages + 2 * kConsumerWGs + 2 * kConvertSlots;
+  static constexpr int kOffConvertSlot = kOffBar + 8 * kNumBars;
+  static constexpr int kSmemBytes = 1024 + kOffConvertSlot + 8 * kConvertSlots;
   static_assert(kSmemBytes <= 232448, "exceeds the 227 KB of shared memory a block may opt in to");
 
   static constexpr int kStepBytes = 2 * kQBytes + 2 * kRowBytes;  // what one stage's TMA brings
   // Named barriers: 1 = both consumers wrote dS; 2–4 = the ordered dQ addition of deterministic mode; 5 = P's
-  // image written (kSplitSdP); 6 = the dQ writer warps (kDqFused: whether this CTA converts the step's block).
+  // image written (kSplitSdP); 6 = the converter warps (kDqFused: a block's reads done before its lines are dropped).
   static constexpr int kBarDsReady = 1;
   static constexpr int kBarPReady = 5;
   static constexpr int kBarDqConvert = 6;
-  static constexpr int kDqWriterThreads = kDqFused ? 96 : 1;  // warps 1–3 of the producer warpgroup, or one lane
+  static constexpr int kConverterThreads = 64;  // kDqFused: warps 2 and 3 of the producer warpgroup
 };
 
 template <class Cfg>
@@ -108,6 +113,10 @@ struct BwdBarriers {
   // Bulk dQ: consumer c's block is in shared memory / has been read by the bulk reduction.
   __device__ __forceinline__ uint32_t dq_full(int c) const { return base + 8 + 8 * (2 * Cfg::kStages + c); }
   __device__ __forceinline__ uint32_t dq_empty(int c) const { return base + 8 + 8 * (2 * Cfg::kStages + Cfg::kConsumerWGs + c); }
+  // kDqFused: conversion slot j written by the writer / read by the converters, and the slot itself.
+  __device__ __forceinline__ uint32_t convert_full(int j) const { return base + 8 + 8 * (2 * Cfg::kStages + 2 * Cfg::kConsumerWGs + j); }
+  __device__ __forceinline__ uint32_t convert_empty(int j) const { return convert_full(Cfg::kConvertSlots + j); }
+  __device__ __forceinline__ uint32_t convert_slot(int j) const { return base + (Cfg::kOffConvertSlot - Cfg::kOffBar) + 8 * j; }
 };
 
 }  // namespace fa

@@ -80,71 +80,106 @@ __device__ __forceinline__ int dq_contributors(const Mask& mask, int m) {
 }
 
 // kDqFused: dQ rows of query block m (kBlockM rows, all columns) of query head h in the input type, from the
-// float32 buffer (every addition to it complete), by `workers` threads; then the block's lines are dropped from L2.
-// The block is (kD/64)·(kBlockM/64) accumulator-order 64x64 blocks, column slab major (dq_block). Worker item k of
-// a 64x64 block reads its floats 8k … 8k+7: two neighbouring threads' registers for columns 8g … (g = k/64),
-// i.e. four consecutive columns of rows r and r + 8, written as two 8-byte pieces. Consecutive items are
-// consecutive 32 bytes (coalesced loads); a warp's stores cover 16 rows x 16 bytes.
+// float32 buffer (every addition to it complete), by the converter threads; then the block's lines are dropped from
+// L2. The block is (kD/64)·(kBlockM/64) accumulator-order 64x64 blocks, column slab major (dq_block). Item i of a
+// 64x64 block is its floats 4i … 4i+3: thread t = i % 128's registers for columns 8g + 2·(t%4) (g = i / 128) of rows
+// r and r + 8, written as two 4-byte pairs. Consecutive items are consecutive 16 bytes (coalesced loads); a warp's
+// stores cover 16 rows x 16 bytes. (Small on purpose: the producer warpgroup runs on 24 registers.)
 template <class Cfg>
-__device__ __forceinline__ void convert_dq_block(const BwdParams& p, int batch, int h, int m, int worker, int workers) {
+__device__ __forceinline__ void convert_dq_block(const BwdParams& p, int batch, int h, int m, int worker) {
   using E = typename Cfg::Element;
-  constexpr int kSlabs = Cfg::kHeadDim / 64, kHalves = Cfg::kBlockM / 64;
+  constexpr int kSlabs = Cfg::kHeadDim / 64, kHalves = Cfg::kBlockM / 64, kItems = kSlabs * kHalves * 1024;
+  constexpr int kWorkers = Cfg::kConverterThreads;
   const float* block = dq_block<Cfg>(p, batch, h, m, 0);
   uint16_t* dq = reinterpret_cast<uint16_t*>(p.dq) + batch * p.dq_stride_b + h * p.dq_stride_h;
   const float scale = p.softmax_scale;
-  for (int i = worker; i < kSlabs * kHalves * 512; i += workers) {
-    const int sub = i / 512, k = i % 512;  // sub-block: slab sub / kHalves, rows 64·(sub % kHalves) …
-    const int g = k / 64, t0 = 2 * (k % 64);
-    const int row = m * Cfg::kBlockM + 64 * (sub % kHalves) + 16 * (t0 / 32) + (t0 % 32) / 4;
-    const int col = 64 * (sub / kHalves) + 8 * g + 2 * (t0 % 4);
-    float v[8];
-    ld_cg_v8_f32(block + 8 * i, v);
-    if (row < p.seqlen_q)
-      st_global_v2_b32(dq + row * p.dq_stride_s + col, pack2<E>(v[0] * scale, v[1] * scale), pack2<E>(v[4] * scale, v[5] * scale));
-    if (row + 8 < p.seqlen_q)
-      st_global_v2_b32(dq + (row + 8) * p.dq_stride_s + col, pack2<E>(v[2] * scale, v[3] * scale), pack2<E>(v[6] * scale, v[7] * scale));
+  const int rows_left = p.seqlen_q - m * Cfg::kBlockM;  // rows of this block that exist
+#pragma unroll 2
+  for (int i = worker; i < kItems; i += kWorkers) {
+    const int sub = i / 1024, t = i % 128, g = (i / 128) % 8;  // sub-block: slab sub / kHalves, rows 64·(sub % kHalves) …
+    const int row = 64 * (sub % kHalves) + 16 * (t / 32) + (t % 32) / 4;
+    const int col = 64 * (sub / kHalves) + 8 * g + 2 * (t % 4);
+    float v[4];
+    ld_cg_v4_f32(block + 4 * i, v);
+    uint16_t* out = dq + (int64_t)(m * Cfg::kBlockM + row) * p.dq_stride_s + col;
+    if (row < rows_left) *reinterpret_cast<uint32_t*>(out) = pack2<E>(v[0] * scale, v[1] * scale);
+    if (row + 8 < rows_left) *reinterpret_cast<uint32_t*>(out + 8 * p.dq_stride_s) = pack2<E>(v[2] * scale, v[3] * scale);
   }
-  // Every worker's reads are done (their values stored) before any line goes.
-  named_barrier_sync(Cfg::kBarDqConvert, workers);
-  constexpr int kLines = kSlabs * kHalves * 64 * 64 * 4 / 128;
-  for (int line = worker; line < kLines; line += workers) discard_l2_line(block + 32 * line);
+  // Every converter's reads are done (their values stored) before any line goes.
+  named_barrier_sync(Cfg::kBarDqConvert, kWorkers);
+  constexpr int kLines = kItems * 16 / 128;
+  for (int line = worker; line < kLines; line += kWorkers) discard_l2_line(block + 32 * line);
 }
 
 // kDqFused, CTA of key block 0: zeros for the dQ rows of the query blocks no key block visits (rows that see no
 // key, e.g. a causal mask with more queries than keys), which no conversion would write.
 template <class Cfg>
-__device__ __forceinline__ void zero_unvisited_dq(const BwdParams& p, const Mask& mask, int head_k, int batch, int worker, int workers) {
-  constexpr int kPieces = Cfg::kHeadDim / 4;  // 8-byte pieces of a row
+__device__ __forceinline__ void zero_unvisited_dq(const BwdParams& p, const Mask& mask, int head_k, int batch, int worker) {
+  constexpr int kPairs = Cfg::kHeadDim / 2;  // 4-byte pieces of a row
   for (int m = 0; m < p.seqlen_q_padded / Cfg::kBlockM; ++m) {
     if (dq_contributors<Cfg>(mask, m) > 0) continue;
     for (int hh = 0; hh < p.group; ++hh) {
       uint16_t* dq = reinterpret_cast<uint16_t*>(p.dq) + batch * p.dq_stride_b + (head_k * p.group + hh) * p.dq_stride_h;
-      for (int i = worker; i < Cfg::kBlockM * kPieces; i += workers) {
-        const int row = m * Cfg::kBlockM + i / kPieces;
-        if (row < p.seqlen_q) st_global_v2_b32(dq + row * p.dq_stride_s + 4 * (i % kPieces), 0u, 0u);
+      for (int i = worker; i < Cfg::kBlockM * kPairs; i += Cfg::kConverterThreads) {
+        const int row = m * Cfg::kBlockM + i / kPairs;
+        if (row < p.seqlen_q) *reinterpret_cast<uint32_t*>(dq + (int64_t)row * p.dq_stride_s + 2 * (i % kPairs)) = 0u;
       }
     }
   }
 }
 
-// Bulk dQ (one lane of the producer warpgroup's second warp; with kDqFused its warps 1–3, that lane leading): per
-// step, once each consumer has stored its dQ block in shared memory, adds it into the float32 buffer with a bulk
-// reduction and hands the buffer back when read. Deterministic mode: it waits for this CTA's turn (dq_turn) and
-// adds consumer 0's block before consumer 1's; the wait is here, off the consumers.
-// kDqFused: the first key block to reach a query block stores instead of adding (the buffer is not cleared), the
-// others wait until that store is complete; once its own additions are complete the leader counts them, and the
-// CTA whose count completes the block converts it (convert_dq_block).
+// kDqFused: the converter warps. They take the query blocks the writer hands them (convert_slot: query head and
+// block; a head of -1 ends the walk) and convert each.
 template <class Cfg>
-__device__ __forceinline__ void bwd_dq_writer(const BwdParams& p, const Mask& mask, uint32_t smem, const BwdBarriers<Cfg>& bars,
-                                              int n_block, int head_k, int batch) {
-  const int worker = threadIdx.x - 32;  // 0 leads
-  if constexpr (Cfg::kDqFused)
-    if (n_block == 0) zero_unvisited_dq<Cfg>(p, mask, head_k, batch, worker, Cfg::kDqWriterThreads);
-  const BwdSteps<Cfg> steps(p, mask, n_block, head_k);
-  for (int t = 0; t < steps.count; ++t) {
-    const int h = steps.head(t), m = steps.block(t);
-    bool convert = false;
-    if (worker == 0) {
+__device__ __forceinline__ void bwd_dq_converter(const BwdParams& p, const Mask& mask, const BwdBarriers<Cfg>& bars,
+                                                 int n_block, int head_k, int batch) {
+  const int worker = threadIdx.x - (128 - Cfg::kConverterThreads);
+  if (n_block == 0) zero_unvisited_dq<Cfg>(p, mask, head_k, batch, worker);
+  for (int k = 0;; ++k) {
+    const int j = k % Cfg::kConvertSlots;
+    mbar_wait(bars.convert_full(j), (k / Cfg::kConvertSlots) & 1);
+    const int h = ld_shared_s32(bars.convert_slot(j)), m = ld_shared_s32(bars.convert_slot(j) + 4);
+    mbar_arrive(bars.convert_empty(j));
+    if (h < 0) break;
+    convert_dq_block<Cfg>(p, batch, h, m, worker);
+  }
+}
+
+// Bulk dQ (one lane of the producer warpgroup's second warp): per step, once each consumer has stored its dQ block
+// in shared memory, adds it into the float32 buffer with a bulk reduction and hands the buffer back when read.
+// Deterministic mode: it waits for this CTA's turn (dq_turn) and adds consumer 0's block before consumer 1's; the
+// wait is here, off the consumers.
+// kDqFused: the first key block to reach a query block stores instead of adding (the buffer is not cleared) and
+// counts itself done at once; the others wait for that count, add, and are counted once their additions are
+// complete, which is checked one step later (bulk_wait<kConsumerWGs>: the previous step's groups), so the writer
+// waits for no addition to land. The count that completes a block hands it to the converters.
+template <class Cfg>
+struct DqWriter {
+  const BwdParams& p;
+  const Mask& mask;
+  const BwdBarriers<Cfg>& bars;
+  int batch;
+  int handed = 0;  // blocks handed to the converters (kDqFused)
+
+  __device__ __forceinline__ void hand_over(int h, int m) {
+    const int j = handed % Cfg::kConvertSlots;
+    mbar_wait(bars.convert_empty(j), ((handed / Cfg::kConvertSlots) & 1) ^ 1);
+    st_shared_s32(bars.convert_slot(j), h);
+    st_shared_s32(bars.convert_slot(j) + 4, m);
+    mbar_arrive(bars.convert_full(j));
+    ++handed;
+  }
+  // One key block's additions to (h, m) are complete (and fenced): count them; the last count converts.
+  __device__ __forceinline__ void count_done(int h, int m) {
+    const int done = atom_add_acq_rel_gpu(dq_counters<Cfg>(p, batch, h, m) + 2, 1) + 1;
+    if (done == dq_contributors<Cfg>(mask, m)) hand_over(h, m);
+  }
+
+  __device__ __forceinline__ void run(uint32_t smem, int n_block, int head_k) {
+    const BwdSteps<Cfg> steps(p, mask, n_block, head_k);
+    int pending_h = -1, pending_m = 0;  // kDqFused: a step whose additions are counted one step later
+    for (int t = 0; t < steps.count; ++t) {
+      const int h = steps.head(t), m = steps.block(t);
       int* counters = Cfg::kDqFused ? dq_counters<Cfg>(p, batch, h, m) : dq_semaphore<Cfg>(p, batch, h, m);
       const int turn = p.deterministic ? dq_turn<Cfg>(mask, n_block, m) : 0;
       bool first = false;
@@ -153,9 +188,11 @@ __device__ __forceinline__ void bwd_dq_writer(const BwdParams& p, const Mask& ma
         first = Cfg::kDqFused && turn == 0;
       } else if constexpr (Cfg::kDqFused) {
         first = atom_add_gpu(counters + 1, 1) == 0;
-        if (!first) while (ld_acquire_gpu(counters + 2) == 0) {}  // the first key block's store is complete
+        if (!first) {
+          while (ld_acquire_gpu(counters + 2) == 0) {}  // the first key block's store is complete
+          fence_proxy_async_global();  // (the acquire, before the async proxy's additions)
+        }
       }
-      if (Cfg::kDqFused && !first) fence_proxy_async_global();  // (the acquire, before the async proxy's additions)
 #pragma unroll
       for (int c = 0; c < Cfg::kConsumerWGs; ++c) {
         mbar_wait(bars.dq_full(c), t & 1);
@@ -172,25 +209,36 @@ __device__ __forceinline__ void bwd_dq_writer(const BwdParams& p, const Mask& ma
       bulk_wait_read_all();
 #pragma unroll
       for (int c = 0; c < Cfg::kConsumerWGs; ++c) mbar_arrive(bars.dq_empty(c));
-      if (p.deterministic || Cfg::kDqFused) {
+      if (p.deterministic || first) {
         bulk_wait_all();
         fence_proxy_async_global();
-      }
-      if constexpr (Cfg::kDqFused) {
-        const int done = atom_add_acq_rel_gpu(counters + 2, 1) + 1;
-        convert = done == dq_contributors<Cfg>(mask, m);
-      }
-      if (p.deterministic) {
-        fence_acq_rel_gpu();
-        st_release_gpu(counters, turn + 1);
+        if constexpr (Cfg::kDqFused) {
+          if (pending_h >= 0) count_done(pending_h, pending_m);
+          pending_h = -1;
+          count_done(h, m);
+        }
+        if (p.deterministic) {
+          fence_acq_rel_gpu();
+          st_release_gpu(counters, turn + 1);
+        }
+      } else if constexpr (Cfg::kDqFused) {
+        if (pending_h >= 0) {
+          bulk_wait<Cfg::kConsumerWGs>();  // the previous step's additions
+          fence_proxy_async_global();
+          count_done(pending_h, pending_m);
+        }
+        pending_h = h;
+        pending_m = m;
       }
     }
-    if constexpr (Cfg::kDqFused)
-      if (named_barrier_or(Cfg::kBarDqConvert, Cfg::kDqWriterThreads, convert))
-        convert_dq_block<Cfg>(p, batch, h, m, worker, Cfg::kDqWriterThreads);
+    bulk_wait_all();
+    if constexpr (Cfg::kDqFused) {
+      fence_proxy_async_global();
+      if (pending_h >= 0) count_done(pending_h, pending_m);
+      hand_over(-1, 0);
+    }
   }
-  if (worker == 0) bulk_wait_all();
-}
+};
 
 template <class Cfg>
 __device__ __forceinline__ void bwd_producer(const BwdParams& p, const Mask& mask, const TmaMap* tma_q,

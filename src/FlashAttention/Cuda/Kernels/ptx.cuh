@@ -233,25 +233,16 @@ __device__ __forceinline__ void bulk_store(void* dst, uint32_t src, uint32_t byt
 __device__ __forceinline__ int atom_add_acq_rel_gpu(int* p, int v) {
   int r; asm volatile("atom.acq_rel.gpu.global.add.s32 %0, [%1], %2;" : "=r"(r) : "l"(reinterpret_cast<uint64_t>(p)), "r"(v) : "memory"); return r;
 }
-// Eight floats (32-byte aligned) read from L2, not L1: the accumulator was written by other SMs' bulk reductions.
-__device__ __forceinline__ void ld_cg_v8_f32(const float* p, float (&v)[8]) {
-  asm volatile("ld.global.cg.v4.f32 {%0, %1, %2, %3}, [%8];\n\tld.global.cg.v4.f32 {%4, %5, %6, %7}, [%8+16];"
-               : "=f"(v[0]), "=f"(v[1]), "=f"(v[2]), "=f"(v[3]), "=f"(v[4]), "=f"(v[5]), "=f"(v[6]), "=f"(v[7])
+// Four floats (16-byte aligned) read from L2, not L1: the accumulator was written by other SMs' bulk reductions.
+__device__ __forceinline__ void ld_cg_v4_f32(const float* p, float (&v)[4]) {
+  asm volatile("ld.global.cg.v4.f32 {%0, %1, %2, %3}, [%4];" : "=f"(v[0]), "=f"(v[1]), "=f"(v[2]), "=f"(v[3])
                : "l"(reinterpret_cast<uint64_t>(p)) : "memory");
 }
-__device__ __forceinline__ void st_global_v2_b32(void* p, uint32_t a, uint32_t b) {
-  asm volatile("st.global.v2.b32 [%0], {%1, %2};" ::"l"(reinterpret_cast<uint64_t>(p)), "r"(a), "r"(b) : "memory");
-}
+// Waits until at most N of this thread's committed bulk groups are incomplete.
+template <int N> __device__ __forceinline__ void bulk_wait() { asm volatile("cp.async.bulk.wait_group %0;" ::"n"(N) : "memory"); }
 // Drops a 128-byte line from L2 without writing it back: its contents become undefined (the dQ accumulator's
 // blocks once converted: nothing reads them again, and the next call stores before it adds).
 __device__ __forceinline__ void discard_l2_line(const void* p) {
   asm volatile("discard.global.L2 [%0], 128;" ::"l"(reinterpret_cast<uint64_t>(p)) : "memory");
-}
-// Named barrier that also ORs a predicate over the participating threads: every one gets the result.
-__device__ __forceinline__ bool named_barrier_or(uint32_t id, uint32_t threads, bool predicate) {
-  uint32_t r;
-  asm volatile("{\n\t.reg .pred p, q;\n\tsetp.ne.u32 p, %1, 0;\n\tbar.red.or.pred q, %2, %3, p;\n\tselp.u32 %0, 1, 0, q;\n\t}"
-               : "=r"(r) : "r"((uint32_t)predicate), "r"(id), "r"(threads) : "memory");
-  return r != 0;
 }
 }  // namespace fa

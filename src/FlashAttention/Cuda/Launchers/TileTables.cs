@@ -271,7 +271,9 @@ internal sealed record BackwardKernelConfig(int HeadDim, int Stages, bool Exchan
             int dsBuffers = BlockM == 128 ? 1 : 2;  // as flash_bwd_config.cuh's kDsBuffers
             int dqBytes = DqBulk ? 2 * BlockM * 64 * 4 : 0;
             int exchangeBytes = SplitSdP ? 2 * 128 * (BlockM / 4) * 4 : 0;  // P's and dS's register images
-            return 1024 + 2 * kBytes + 2 * Stages * qBytes + dsBuffers * dsBytes + 2 * Stages * rowBytes + dqBytes + exchangeBytes + 8 * (1 + 2 * Stages + 4);
+            int convertSlots = DqFused ? 4 : 0;  // kConvertSlots: a barrier pair and 8 bytes each
+            return 1024 + 2 * kBytes + 2 * Stages * qBytes + dsBuffers * dsBytes + 2 * Stages * rowBytes + dqBytes + exchangeBytes
+                + 8 * (1 + 2 * Stages + 4 + 2 * convertSlots) + 8 * convertSlots;
         }
     }
 
