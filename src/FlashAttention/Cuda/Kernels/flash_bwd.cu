@@ -1,7 +1,7 @@
 // FlashAttention-3 backward for Hopper (sm_90a): a pre-pass (D = rowsum(dO ∘ O), LSE in base 2, dQ buffer
 // cleared), the warp-specialised main kernel (one CTA per block of 128 keys; see flash_bwd_mainloop.cuh) and
-// a post-pass (dQ = scale · dQ_accum in the input type). With kDqFused the main kernel converts dQ itself: the
-// pre-pass then clears only the counters, and there is no post-pass. Name expressions, e.g.
+// a post-pass (dQ = scale · dQ_accum in the input type). With kDqFused the main kernel converts dQ itself and leaves
+// the buffer cleared: the pre-pass then clears only the counters, and there is no post-pass. Name expressions, e.g.
 //   fa::flash_bwd_kernel<fa::BwdConfig<fa::bf16_t, 128>>, fa::flash_bwd_preprocess<fa::bf16_t, 128>
 #include "flash_bwd_config.cuh"
 #include "flash_bwd_mainloop.cuh"
@@ -110,15 +110,15 @@ flash_bwd_preprocess(const __grid_constant__ BwdAuxParams p) {
       p.dpsum[idx] = dot;
     }
   }
-  // Without a dQ buffer (the main kernel stores before it adds and converts, kDqFused) nothing to clear.
+  // Without a dQ buffer (kDqFused, and the launcher knows the buffer to be all zeros) nothing to clear.
   if (p.dq_accum != nullptr) {
     FloatQuad* acc = reinterpret_cast<FloatQuad*>(p.dq_accum + (((int64_t)b * p.heads_q + h) * p.seqlen_q_padded + m_block * 64) * kD);
 #pragma unroll 4
     for (int i = threadIdx.x; i < 64 * kD / 4; i += 256) acc[i] = FloatQuad{0.f, 0.f, 0.f, 0.f};
   }
-  // The block's three counters (deterministic turn; kDqFused's arrivals and completed additions).
-  if (threadIdx.x < 3 && p.dq_semaphore != nullptr)
-    p.dq_semaphore[3 * (((int64_t)b * p.heads_q + h) * p.num_m_blocks + m_block) + threadIdx.x] = 0;
+  // The block's two counters (deterministic mode's turn; kDqFused's completed additions).
+  if (threadIdx.x < 2 && p.dq_semaphore != nullptr)
+    p.dq_semaphore[2 * (((int64_t)b * p.heads_q + h) * p.num_m_blocks + m_block) + threadIdx.x] = 0;
 }
 
 // One CTA per 64 query rows of one head. dQ_accum holds the rows in 64x64 blocks in accumulator order (see dq_block

@@ -43,11 +43,12 @@ struct BwdConfig {
   // through shared memory as register images (thread t reads what its sibling's thread t wrote: the fragments
   // have the same layout in both warpgroups). Not with softcap (dS would need P·(1 − tanh²) in float32).
   static constexpr bool kSplitSdP = kSplitSdP_;
-  // With bulk dQ: no pre-pass clearing of the float32 buffer and no post-pass converting it. Per (query head, query
-  // block), the first key block to get there stores its block (cp.async.bulk) where the others then add; the last
-  // one (a counter of completed additions) converts the block to dQ in the input type with the three spare warps of
-  // the producer warpgroup (told through a ring of slots, so that the writer goes on) and drops it from L2 unwritten. At 512 tokens the two passes took a fifth of the
-  // backward's time (ncu: 72 + 52 µs beside a 531 µs main kernel at d128), and the buffer crossed DRAM four times.
+  // With bulk dQ: no post-pass converting dQ, and no pre-pass clearing its float32 buffer. Each key block's
+  // additions to a (query head, query block) are counted once complete; the key block whose count completes the
+  // block has it converted to dQ in the input type by two spare warps of the producer warpgroup (told through a
+  // ring of slots, so the dQ writer goes on), which put zeros back where they read: the buffer is all zeros
+  // between calls (the launcher clears it when it cannot know that). At 512 tokens the two passes took a fifth of
+  // the backward's time (ncu: 72 + 52 µs beside a 531 µs main kernel at d128).
   static constexpr bool kDqFused = kDqFused_;
   static_assert(!kDqBulk || !kSplitColumns, "bulk dQ: one 64x64 block per consumer and step (d64, d128)");
   static_assert(!kDqFused || kDqBulk, "dQ converted in the main kernel: with bulk dQ (its writer does it)");

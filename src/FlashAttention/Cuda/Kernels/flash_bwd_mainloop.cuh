@@ -64,12 +64,12 @@ __device__ __forceinline__ int dq_turn(const Mask& mask, int n_block, int m) {
   return n_last - n_block;
 }
 
-// kDqFused: the three ints of (batch, query head, query block m): [0] deterministic mode's turn (dq_semaphore),
-// [1] key blocks that reached the block, [2] additions completed. The pre-pass clears them (per 64-row block, a
-// superset of the kBlockM-row blocks indexed here).
+// kDqFused: the two ints of (batch, query head, query block m): [0] deterministic mode's turn (as dq_semaphore),
+// [1] key blocks whose additions are complete. The pre-pass clears them (per 64-row block, a superset of the
+// kBlockM-row blocks indexed here).
 template <class Cfg>
 __device__ __forceinline__ int* dq_counters(const BwdParams& p, int batch, int h, int m) {
-  return p.dq_semaphore + 3 * (((int64_t)batch * p.heads_q + h) * (p.seqlen_q_padded / Cfg::kBlockM) + m);
+  return p.dq_semaphore + 2 * (((int64_t)batch * p.heads_q + h) * (p.seqlen_q_padded / Cfg::kBlockM) + m);
 }
 // How many key blocks add into query block m's dQ (those whose CTAs visit it: the same ranges as BwdSteps).
 template <class Cfg>
@@ -80,35 +80,32 @@ __device__ __forceinline__ int dq_contributors(const Mask& mask, int m) {
 }
 
 // kDqFused: dQ rows of query block m (kBlockM rows, all columns) of query head h in the input type, from the
-// float32 buffer (every addition to it complete), by the converter threads; then the block's lines are dropped from
-// L2. The block is (kD/64)·(kBlockM/64) accumulator-order 64x64 blocks, column slab major (dq_block). Item i of a
-// 64x64 block is its floats 4i … 4i+3: thread t = i % 128's registers for columns 8g + 2·(t%4) (g = i / 128) of rows
-// r and r + 8, written as two 4-byte pairs. Consecutive items are consecutive 16 bytes (coalesced loads); a warp's
-// stores cover 16 rows x 16 bytes. (Small on purpose: the producer warpgroup runs on 24 registers.)
+// float32 buffer (every addition to it complete), by the converter threads, each putting zeros back where it read:
+// the buffer is all zeros between calls (see FlashBackwardLauncher), so no pass has to clear it. The block is
+// (kD/64)·(kBlockM/64) accumulator-order 64x64 blocks, column slab major (dq_block). Item i of a 64x64 block is its
+// floats 4i … 4i+3: thread t = i % 128's registers for columns 8g + 2·(t%4) (g = i / 128) of rows r and r + 8,
+// written as two 4-byte pairs. Consecutive items are consecutive 16 bytes (coalesced loads); a warp's stores cover
+// 16 rows x 16 bytes. (Small on purpose: the producer warpgroup runs on 24 registers.)
 template <class Cfg>
 __device__ __forceinline__ void convert_dq_block(const BwdParams& p, int batch, int h, int m, int worker) {
   using E = typename Cfg::Element;
   constexpr int kSlabs = Cfg::kHeadDim / 64, kHalves = Cfg::kBlockM / 64, kItems = kSlabs * kHalves * 1024;
-  constexpr int kWorkers = Cfg::kConverterThreads;
-  const float* block = dq_block<Cfg>(p, batch, h, m, 0);
+  float* block = dq_block<Cfg>(p, batch, h, m, 0);
   uint16_t* dq = reinterpret_cast<uint16_t*>(p.dq) + batch * p.dq_stride_b + h * p.dq_stride_h;
   const float scale = p.softmax_scale;
   const int rows_left = p.seqlen_q - m * Cfg::kBlockM;  // rows of this block that exist
 #pragma unroll 2
-  for (int i = worker; i < kItems; i += kWorkers) {
+  for (int i = worker; i < kItems; i += Cfg::kConverterThreads) {
     const int sub = i / 1024, t = i % 128, g = (i / 128) % 8;  // sub-block: slab sub / kHalves, rows 64·(sub % kHalves) …
     const int row = 64 * (sub % kHalves) + 16 * (t / 32) + (t % 32) / 4;
     const int col = 64 * (sub / kHalves) + 8 * g + 2 * (t % 4);
     float v[4];
     ld_cg_v4_f32(block + 4 * i, v);
+    st_cg_zero_v4(block + 4 * i);
     uint16_t* out = dq + (int64_t)(m * Cfg::kBlockM + row) * p.dq_stride_s + col;
     if (row < rows_left) *reinterpret_cast<uint32_t*>(out) = pack2<E>(v[0] * scale, v[1] * scale);
     if (row + 8 < rows_left) *reinterpret_cast<uint32_t*>(out + 8 * p.dq_stride_s) = pack2<E>(v[2] * scale, v[3] * scale);
   }
-  // Every converter's reads are done (their values stored) before any line goes.
-  named_barrier_sync(Cfg::kBarDqConvert, kWorkers);
-  constexpr int kLines = kItems * 16 / 128;
-  for (int line = worker; line < kLines; line += kWorkers) discard_l2_line(block + 32 * line);
 }
 
 // kDqFused, CTA of key block 0: zeros for the dQ rows of the query blocks no key block visits (rows that see no
@@ -149,17 +146,19 @@ __device__ __forceinline__ void bwd_dq_converter(const BwdParams& p, const Mask&
 // in shared memory, adds it into the float32 buffer with a bulk reduction and hands the buffer back when read.
 // Deterministic mode: it waits for this CTA's turn (dq_turn) and adds consumer 0's block before consumer 1's; the
 // wait is here, off the consumers.
-// kDqFused: the first key block to reach a query block stores instead of adding (the buffer is not cleared) and
-// counts itself done at once; the others wait for that count, add, and are counted once their additions are
-// complete, which is checked one step later (bulk_wait<kConsumerWGs>: the previous step's groups), so the writer
-// waits for no addition to land. The count that completes a block hands it to the converters.
+// kDqFused: each key block's additions to a query block are counted once complete; the count that completes the
+// block hands it to the converters. Without deterministic mode nothing here waits on them: a step's additions are
+// counted during the next step (bulk_wait<kConsumerWGs>: all but that step's groups), and the count's result is
+// looked at during the one after (the atomic's latency, ~1 µs, then hides behind a step of the consumers).
 template <class Cfg>
 struct DqWriter {
   const BwdParams& p;
   const Mask& mask;
   const BwdBarriers<Cfg>& bars;
   int batch;
-  int handed = 0;  // blocks handed to the converters (kDqFused)
+  int handed = 0;                    // blocks handed to the converters
+  int counted_h = -1, counted_m = 0;  // the block of the last count, its result in counted_done
+  int counted_done = 0;
 
   __device__ __forceinline__ void hand_over(int h, int m) {
     const int j = handed % Cfg::kConvertSlots;
@@ -169,63 +168,58 @@ struct DqWriter {
     mbar_arrive(bars.convert_full(j));
     ++handed;
   }
-  // One key block's additions to (h, m) are complete (and fenced): count them; the last count converts.
-  __device__ __forceinline__ void count_done(int h, int m) {
-    const int done = atom_add_acq_rel_gpu(dq_counters<Cfg>(p, batch, h, m) + 2, 1) + 1;
-    if (done == dq_contributors<Cfg>(mask, m)) hand_over(h, m);
+  // The result of the last count: the key block that completes a block's additions acquires the others' (their
+  // counts were releases) and hands it over.
+  __device__ __forceinline__ void look_at_count() {
+    if (counted_h >= 0 && counted_done + 1 == dq_contributors<Cfg>(mask, counted_m)) {
+      fence_acq_rel_gpu();
+      hand_over(counted_h, counted_m);
+    }
+    counted_h = -1;
+  }
+  // Counts one key block's additions to (h, m), complete and fenced (the result is looked at later). A release
+  // only: an acquiring atomic would hold the writer until it returns.
+  __device__ __forceinline__ void count(int h, int m) {
+    look_at_count();
+    counted_done = atom_add_release_gpu(dq_counters<Cfg>(p, batch, h, m) + 1, 1);
+    counted_h = h;
+    counted_m = m;
   }
 
   __device__ __forceinline__ void run(uint32_t smem, int n_block, int head_k) {
     const BwdSteps<Cfg> steps(p, mask, n_block, head_k);
-    int pending_h = -1, pending_m = 0;  // kDqFused: a step whose additions are counted one step later
+    int pending_h = -1, pending_m = 0;  // kDqFused: the step whose additions are counted during the next
     for (int t = 0; t < steps.count; ++t) {
       const int h = steps.head(t), m = steps.block(t);
-      int* counters = Cfg::kDqFused ? dq_counters<Cfg>(p, batch, h, m) : dq_semaphore<Cfg>(p, batch, h, m);
+      int* turn_counter = Cfg::kDqFused ? dq_counters<Cfg>(p, batch, h, m) : dq_semaphore<Cfg>(p, batch, h, m);
       const int turn = p.deterministic ? dq_turn<Cfg>(mask, n_block, m) : 0;
-      bool first = false;
-      if (p.deterministic) {
-        while (ld_acquire_gpu(counters) != turn) {}
-        first = Cfg::kDqFused && turn == 0;
-      } else if constexpr (Cfg::kDqFused) {
-        first = atom_add_gpu(counters + 1, 1) == 0;
-        if (!first) {
-          while (ld_acquire_gpu(counters + 2) == 0) {}  // the first key block's store is complete
-          fence_proxy_async_global();  // (the acquire, before the async proxy's additions)
-        }
-      }
+      if (p.deterministic)
+        while (ld_acquire_gpu(turn_counter) != turn) {}
 #pragma unroll
       for (int c = 0; c < Cfg::kConsumerWGs; ++c) {
         mbar_wait(bars.dq_full(c), t & 1);
         // d128: consumer c holds columns 64c …; d64 (split keys): both hold partial sums of the same block.
-        float* dst = dq_block<Cfg>(p, batch, h, m, Cfg::kExchangeDs ? c : 0);
-        const uint32_t src = smem + Cfg::kOffDq + c * Cfg::kDqBlockBytes;
-        const bool store = first && (Cfg::kExchangeDs || c == 0);
-        if (store) bulk_store(dst, src, Cfg::kDqBlockBytes);
-        else bulk_reduce_add_f32(dst, src, Cfg::kDqBlockBytes);
+        bulk_reduce_add_f32(dq_block<Cfg>(p, batch, h, m, Cfg::kExchangeDs ? c : 0), smem + Cfg::kOffDq + c * Cfg::kDqBlockBytes,
+                            Cfg::kDqBlockBytes);
         bulk_commit();
-        // complete before the next addition to the same elements is issued
-        if (p.deterministic || (store && !Cfg::kExchangeDs)) bulk_wait_all();
+        if (p.deterministic) bulk_wait_all();  // complete before the next addition to the same elements is issued
       }
       bulk_wait_read_all();
 #pragma unroll
       for (int c = 0; c < Cfg::kConsumerWGs; ++c) mbar_arrive(bars.dq_empty(c));
-      if (p.deterministic || first) {
-        bulk_wait_all();
+      if (p.deterministic) {
         fence_proxy_async_global();
         if constexpr (Cfg::kDqFused) {
-          if (pending_h >= 0) count_done(pending_h, pending_m);
-          pending_h = -1;
-          count_done(h, m);
+          count(h, m);
+          look_at_count();
         }
-        if (p.deterministic) {
-          fence_acq_rel_gpu();
-          st_release_gpu(counters, turn + 1);
-        }
+        fence_acq_rel_gpu();
+        st_release_gpu(turn_counter, turn + 1);
       } else if constexpr (Cfg::kDqFused) {
         if (pending_h >= 0) {
           bulk_wait<Cfg::kConsumerWGs>();  // the previous step's additions
           fence_proxy_async_global();
-          count_done(pending_h, pending_m);
+          count(pending_h, pending_m);
         }
         pending_h = h;
         pending_m = m;
@@ -234,7 +228,8 @@ struct DqWriter {
     bulk_wait_all();
     if constexpr (Cfg::kDqFused) {
       fence_proxy_async_global();
-      if (pending_h >= 0) count_done(pending_h, pending_m);
+      if (pending_h >= 0) count(pending_h, pending_m);
+      look_at_count();
       hand_over(-1, 0);
     }
   }

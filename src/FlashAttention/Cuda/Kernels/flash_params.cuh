@@ -52,8 +52,8 @@ struct BwdParams {
   float* lse_log2;        // 56: (batch, heads_q, seqlen_q_padded) log-sum-exp · log2(e); +inf for rows that see nothing
   float* dpsum;           // 64: (batch, heads_q, seqlen_q_padded) D = rowsum(dO ∘ O)
   float* dq_accum;        // 72: (batch, heads_q, seqlen_q_padded, head_dim) float32
-  int* dq_semaphore;      // 80: (batch, heads_q, 64-row query blocks) x 3 counters: deterministic mode's turn, and
-                          //     (kDqFused) key blocks arrived and additions completed
+  int* dq_semaphore;      // 80: (batch, heads_q, 64-row query blocks) x 2 counters: deterministic mode's turn, and
+                          //     (kDqFused) key blocks whose additions are complete
   void* dk;               // 88: (batch, seqlen_k, heads_k, head_dim) element type
   void* dv;               // 96
   int64_t dk_stride_b;    // 104 (elements)

@@ -223,15 +223,10 @@ __device__ __forceinline__ int opaque(int v) {
 
 namespace fa {
 // ---- the backward's in-kernel dQ conversion (kDqFused) ------------------------------------------------------
-// Bulk copy shared -> global (size a multiple of 16 bytes, both addresses 16-byte aligned), in the issuing thread's
-// bulk async-group: the first key block to reach a dQ block stores it instead of adding.
-__device__ __forceinline__ void bulk_store(void* dst, uint32_t src, uint32_t bytes) {
-  asm volatile("cp.async.bulk.global.shared::cta.bulk_group [%0], [%1], %2;"
-               ::"l"(reinterpret_cast<uint64_t>(dst)), "r"(src), "r"(bytes) : "memory");
-}
-// Atomic add at GPU scope with acquire-release semantics, returning the old value.
-__device__ __forceinline__ int atom_add_acq_rel_gpu(int* p, int v) {
-  int r; asm volatile("atom.acq_rel.gpu.global.add.s32 %0, [%1], %2;" : "=r"(r) : "l"(reinterpret_cast<uint64_t>(p)), "r"(v) : "memory"); return r;
+// Atomic add at GPU scope with release semantics, returning the old value (a count that one thread may later
+// acquire with a fence).
+__device__ __forceinline__ int atom_add_release_gpu(int* p, int v) {
+  int r; asm volatile("atom.release.gpu.global.add.s32 %0, [%1], %2;" : "=r"(r) : "l"(reinterpret_cast<uint64_t>(p)), "r"(v) : "memory"); return r;
 }
 // Four floats (16-byte aligned) read from L2, not L1: the accumulator was written by other SMs' bulk reductions.
 __device__ __forceinline__ void ld_cg_v4_f32(const float* p, float (&v)[4]) {
@@ -240,9 +235,8 @@ __device__ __forceinline__ void ld_cg_v4_f32(const float* p, float (&v)[4]) {
 }
 // Waits until at most N of this thread's committed bulk groups are incomplete.
 template <int N> __device__ __forceinline__ void bulk_wait() { asm volatile("cp.async.bulk.wait_group %0;" ::"n"(N) : "memory"); }
-// Drops a 128-byte line from L2 without writing it back: its contents become undefined (the dQ accumulator's
-// blocks once converted: nothing reads them again, and the next call stores before it adds).
-__device__ __forceinline__ void discard_l2_line(const void* p) {
-  asm volatile("discard.global.L2 [%0], 128;" ::"l"(reinterpret_cast<uint64_t>(p)) : "memory");
+// Four zeros (16-byte aligned) stored to L2.
+__device__ __forceinline__ void st_cg_zero_v4(float* p) {
+  asm volatile("st.global.cg.v4.f32 [%0], {%1, %1, %1, %1};" ::"l"(reinterpret_cast<uint64_t>(p)), "f"(0.f) : "memory");
 }
 }  // namespace fa
