@@ -273,19 +273,6 @@ PY
       FLASHATTN_FWD_CONFIG="$XT" run racecheck-xt 300 sanitize.log compute-sanitizer --tool racecheck "$B" verify --device cuda --forward --quick --no-probes
       FLASHATTN_FWD_CONFIG="64:n192,s3,q2,qregs,noov,xt" run verify-fwd-xt192 200 verify.log "$B" verify --device cuda --forward --no-probes --filter d64
       VARIANTS="default= xt=$XT xt192=64:n192,s3,q2,qregs,noov,xt" BENCH_ARGS="--grid paper --forward --hdim 64 128" "$0" variants ;;
-    bwd-fused)
-      # dQ converted in the main kernel (the default for d64/d128 since 2026-12-01; FLASHATTN_BWD_CONFIG …:nofused
-      # for the pre-pass clearing and the post-pass converting): ptxas's registers, spills and warnings, the backward
-      # grid verified both ways, memcheck and racecheck on the quick backward cases, then the d64/d128 backward rows
-      # timed both ways, twice, alternating
-      NF="64:nofused;128:nofused"
-      run warmup-fused 120 verify.log "$B" warmup
-      grep -E "dQ-fused|warning" "$OUT/verify.log" | tail -12
-      run verify-bwd-fused 200 verify.log "$B" verify --device cuda --backward --no-probes
-      FLASHATTN_BWD_CONFIG="$NF" run verify-bwd-nofused 200 verify.log "$B" verify --device cuda --backward --no-probes
-      run memcheck-fused 300 sanitize.log compute-sanitizer --tool memcheck "$B" verify --device cuda --backward --quick --no-probes
-      run racecheck-fused 300 sanitize.log compute-sanitizer --tool racecheck "$B" verify --device cuda --backward --quick --no-probes
-      VARIANT_VAR=FLASHATTN_BWD_CONFIG VARIANTS="fused= nofused=$NF" BENCH_ARGS="--grid paper --backward --hdim 64 128" "$0" variants ;;
     bwd-breakdown)
       # where a short backward's time goes: Nsight Compute's duration of each of its three kernels (pre-pass: D and
       # the dQ accumulator cleared; main; post-pass: dQ converted) at 512 and 2k tokens, d64 and d128, full

@@ -12,7 +12,7 @@ public class LauncherTests
     public void Kernel_parameter_structs_have_the_sizes_the_header_states()
     {
         Assert.Equal(104, Unsafe.SizeOf<FwdParams>());
-        Assert.Equal(184, Unsafe.SizeOf<BwdParams>());
+        Assert.Equal(152, Unsafe.SizeOf<BwdParams>());
         Assert.Equal(192, Unsafe.SizeOf<BwdAuxParams>());
     }
 
@@ -28,8 +28,6 @@ public class LauncherTests
         byte* bb = (byte*)&b;
         Assert.Equal(56, (int)((byte*)&b.LseLog2 - bb));
         Assert.Equal(144, (int)((byte*)&b.DvStrideH - bb));
-        Assert.Equal(152, (int)((byte*)&b.Dq - bb));
-        Assert.Equal(176, (int)((byte*)&b.DqStrideH - bb));
         var a = new BwdAuxParams();
         byte* ab = (byte*)&a;
         Assert.Equal(152, (int)((byte*)&a.LseLog2 - ab));
@@ -76,8 +74,7 @@ public class LauncherTests
         var c = new ForwardKernelConfig(128, 176, 2, IntraWgOverlap: true, PingPong: false, OAliasQ: true, WarpSpecialized: true, QStages: 1);
         Assert.Equal("fa::flash_fwd_kernel<fa::FwdConfig<fa::bf16_t, 128, 176, 2, true, false, true, true, 1, false>>", c.NameExpression(DataType.BFloat16));
         Assert.Equal("fa::flash_bwd_kernel<fa::BwdConfig<fa::half_t, 64, 2, false, true, false, false, false>>", new BackwardKernelConfig(64, 2, Softcap: true).NameExpression(DataType.Float16));
-        Assert.Equal("fa::flash_bwd_kernel<fa::BwdConfig<fa::bf16_t, 128, 2, true, false, true, true, false, 64, true>>", TileTables.Backward(128, null).NameExpression(DataType.BFloat16));
-        Assert.Equal("fa::flash_bwd_kernel<fa::BwdConfig<fa::bf16_t, 128, 2, true, false, true, true, false>>", TileTables.Backward(128, "128:nofused").NameExpression(DataType.BFloat16));
+        Assert.Equal("fa::flash_bwd_kernel<fa::BwdConfig<fa::bf16_t, 128, 2, true, false, true, true, false>>", TileTables.Backward(128, null).NameExpression(DataType.BFloat16));
         Assert.Throws<ArgumentOutOfRangeException>(() => c.NameExpression(DataType.Float32));
     }
 
@@ -148,11 +145,10 @@ public class LauncherTests
         Assert.Equal(64, m64.BlockM);
         // One dS buffer instead of two, and 32 KB dQ buffers: it still fits the 227 KB a block may have.
         Assert.InRange(m128.SharedMemoryBytes, m64.SharedMemoryBytes, 232448);
-        Assert.Equal("fa::flash_bwd_kernel<fa::BwdConfig<fa::bf16_t, 64, 2, false, false, true, false, false, 128, true>>", m128.NameExpression(DataType.BFloat16));
-        // 64 queries per step without the fused dQ is spelled by omission (the names, and so the cached binaries, of
-        // the variants from before either are unchanged).
-        Assert.EndsWith(", false>>", TileTables.Backward(64, "64:m64,nofused").NameExpression(DataType.BFloat16));
-        Assert.EndsWith(", false>>", TileTables.Backward(128, "128:nofused").NameExpression(DataType.BFloat16));
+        Assert.Equal("fa::flash_bwd_kernel<fa::BwdConfig<fa::bf16_t, 64, 2, false, false, true, false, false, 128>>", m128.NameExpression(DataType.BFloat16));
+        // 64 queries per step is spelled by omission (the names, and so the cached binaries, of d128/d256 are unchanged).
+        Assert.EndsWith(", false>>", m64.NameExpression(DataType.BFloat16));
+        Assert.EndsWith(", false>>", TileTables.Backward(128, null).NameExpression(DataType.BFloat16));
         // Softcap goes back to 64 queries per step; labels say which tile a variant has.
         Assert.Equal(64, m128.ForSoftcap(true).BlockM);
         Assert.StartsWith("d64 128x128 ", m128.ToString());
@@ -160,26 +156,6 @@ public class LauncherTests
         Assert.Contains("m128", Assert.Throws<ArgumentException>(() => TileTables.Backward(128, "128:m128")).Message);
         Assert.Contains("m64", Assert.Throws<ArgumentException>(() => TileTables.Backward(64, "64:atomic")).Message);
         Assert.False(TileTables.Backward(64, "64:m64,atomic").DqBulk);
-    }
-
-    [Fact]
-    public void Bulk_dq_kernels_convert_dq_themselves_by_default_and_not_without_bulk_dq()
-    {
-        // d64 and d128 add dQ by bulk reductions and convert it in the main kernel; d256 adds per thread and keeps the
-        // pre- and post-pass; softcap keeps the fused conversion (its dQ is bulk too).
-        Assert.True(TileTables.Backward(64, null).DqFused);
-        Assert.True(TileTables.Backward(128, null).DqFused);
-        Assert.True(TileTables.Backward(128, null).ForSoftcap(true).DqFused);
-        Assert.False(TileTables.Backward(256, null).DqFused);
-        Assert.False(TileTables.Backward(128, "128:nofused").DqFused);
-        Assert.Contains("dQ-fused", TileTables.Backward(128, null).ToString());
-        // Without bulk dQ there is no writer to convert it: 'atomic' drops it, and asking for both is refused by name.
-        Assert.False(TileTables.Backward(64, "64:m64,atomic").DqFused);
-        Assert.Contains("fused", Assert.Throws<ArgumentException>(() => TileTables.Backward(256, "256:fused")).Message);
-        Assert.False(TileTables.Backward(128, "128:split").DqFused);
-        // The conversion ring (flash_bwd_config.cuh kConvertSlots): four slots of 8 bytes, each with a barrier pair.
-        Assert.Equal(TileTables.Backward(128, "128:nofused").SharedMemoryBytes + 4 * (8 + 16), TileTables.Backward(128, null).SharedMemoryBytes);
-        Assert.InRange(TileTables.Backward(64, null).SharedMemoryBytes, 0, 232448);
     }
 
     [Fact]

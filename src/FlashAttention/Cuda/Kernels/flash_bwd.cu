@@ -1,7 +1,6 @@
 // FlashAttention-3 backward for Hopper (sm_90a): a pre-pass (D = rowsum(dO ∘ O), LSE in base 2, dQ buffer
 // cleared), the warp-specialised main kernel (one CTA per block of 128 keys; see flash_bwd_mainloop.cuh) and
-// a post-pass (dQ = scale · dQ_accum in the input type). With kDqFused the main kernel converts dQ itself and leaves
-// the buffer cleared: the pre-pass then clears only the counters, and there is no post-pass. Name expressions, e.g.
+// a post-pass (dQ = scale · dQ_accum in the input type). Name expressions, e.g.
 //   fa::flash_bwd_kernel<fa::BwdConfig<fa::bf16_t, 128>>, fa::flash_bwd_preprocess<fa::bf16_t, 128>
 #include "flash_bwd_config.cuh"
 #include "flash_bwd_mainloop.cuh"
@@ -30,10 +29,6 @@ flash_bwd_kernel(const __grid_constant__ BwdParams p, const __grid_constant__ Tm
       mbar_init(bars.dq_full(c), 128);
       mbar_init(bars.dq_empty(c), 1);
     }
-    for (int j = 0; j < Cfg::kConvertSlots; ++j) {
-      mbar_init(bars.convert_full(j), 1);
-      mbar_init(bars.convert_empty(j), Cfg::kConverterThreads);  // every converter thread has read the slot
-    }
     fence_barrier_init();
   }
   block_sync();
@@ -55,9 +50,7 @@ flash_bwd_kernel(const __grid_constant__ BwdParams p, const __grid_constant__ Tm
       tma_prefetch(&tma_do);
       bwd_producer<Cfg>(p, mask, &tma_q, &tma_k, &tma_v, &tma_do, smem, bars, n_block, head_k, batch);
     } else if (Cfg::kDqBulk && threadIdx.x == 32) {
-      DqWriter<Cfg>{p, mask, bars, batch}.run(smem, n_block, head_k);
-    } else if (Cfg::kDqFused && threadIdx.x >= 128 - Cfg::kConverterThreads) {
-      bwd_dq_converter<Cfg>(p, mask, bars, n_block, head_k, batch);
+      bwd_dq_writer<Cfg>(p, mask, smem, bars, n_block, head_k, batch);
     }
   } else {
     setmaxnreg_inc<Cfg::kConsumerRegs>();
@@ -110,15 +103,11 @@ flash_bwd_preprocess(const __grid_constant__ BwdAuxParams p) {
       p.dpsum[idx] = dot;
     }
   }
-  // Without a dQ buffer (kDqFused, and the launcher knows the buffer to be all zeros) nothing to clear.
-  if (p.dq_accum != nullptr) {
-    FloatQuad* acc = reinterpret_cast<FloatQuad*>(p.dq_accum + (((int64_t)b * p.heads_q + h) * p.seqlen_q_padded + m_block * 64) * kD);
+  FloatQuad* acc = reinterpret_cast<FloatQuad*>(p.dq_accum + (((int64_t)b * p.heads_q + h) * p.seqlen_q_padded + m_block * 64) * kD);
 #pragma unroll 4
-    for (int i = threadIdx.x; i < 64 * kD / 4; i += 256) acc[i] = FloatQuad{0.f, 0.f, 0.f, 0.f};
-  }
-  // The block's two counters (deterministic mode's turn; kDqFused's completed additions).
-  if (threadIdx.x < 2 && p.dq_semaphore != nullptr)
-    p.dq_semaphore[2 * (((int64_t)b * p.heads_q + h) * p.num_m_blocks + m_block) + threadIdx.x] = 0;
+  for (int i = threadIdx.x; i < 64 * kD / 4; i += 256) acc[i] = FloatQuad{0.f, 0.f, 0.f, 0.f};
+  if (threadIdx.x == 0 && p.dq_semaphore != nullptr)
+    p.dq_semaphore[((int64_t)b * p.heads_q + h) * p.num_m_blocks + m_block] = 0;
 }
 
 // One CTA per 64 query rows of one head. dQ_accum holds the rows in 64x64 blocks in accumulator order (see dq_block

@@ -10,7 +10,7 @@
 namespace fa {
 
 template <typename Element_, int kHeadDim_, int kStages_ = 2, bool kExchangeDs_ = false, bool kSoftcap_ = false,
-          bool kDqBulk_ = false, bool kOverlapDv_ = false, bool kSplitSdP_ = false, int kBlockM_ = 64, bool kDqFused_ = false>
+          bool kDqBulk_ = false, bool kOverlapDv_ = false, bool kSplitSdP_ = false, int kBlockM_ = 64>
 struct BwdConfig {
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
@@ -43,15 +43,7 @@ struct BwdConfig {
   // through shared memory as register images (thread t reads what its sibling's thread t wrote: the fragments
   // have the same layout in both warpgroups). Not with softcap (dS would need P·(1 − tanh²) in float32).
   static constexpr bool kSplitSdP = kSplitSdP_;
-  // With bulk dQ: no post-pass converting dQ, and no pre-pass clearing its float32 buffer. Each key block's
-  // additions to a (query head, query block) are counted once complete; the key block whose count completes the
-  // block has it converted to dQ in the input type by two spare warps of the producer warpgroup (told through a
-  // ring of slots, so the dQ writer goes on), which put zeros back where they read: the buffer is all zeros
-  // between calls (the launcher clears it when it cannot know that). At 512 tokens the two passes took a fifth of
-  // the backward's time (ncu: 72 + 52 µs beside a 531 µs main kernel at d128).
-  static constexpr bool kDqFused = kDqFused_;
   static_assert(!kDqBulk || !kSplitColumns, "bulk dQ: one 64x64 block per consumer and step (d64, d128)");
-  static_assert(!kDqFused || kDqBulk, "dQ converted in the main kernel: with bulk dQ (its writer does it)");
   static_assert(!kSplitSdP || (kSplitColumns && !kSoftcap), "split S/dP: d256 (shared keys), without softcap");
   static_assert(!kExchangeDs || kHeadDim == 128, "the dS exchange splits dQ's columns between two consumers: d128 only");
   static_assert(kBlockM == 64 || (kBlockM == 128 && kHeadDim == 64 && kDqBulk && !kExchangeDs && !kSoftcap),
@@ -87,22 +79,15 @@ struct BwdConfig {
   static constexpr int kXchgBytes = 128 * (kBlockM / 4) * 4;  // a warpgroup's packed 64x64 fragment (P or dS)
   static constexpr int kOffXchg = kOffDq + (kDqBulk ? kConsumerWGs * kDqBlockBytes : 0);  // P's image, then dS's (kSplitSdP)
   static constexpr int kOffBar = kOffXchg + (kSplitSdP ? 2 * kXchgBytes : 0);
-  // kDqFused: the dQ writer tells the converter warps which query blocks to convert through a ring of slots (the
-  // block's query head and index, 8 bytes), each with a full/empty barrier pair, so that it never waits for a conversion.
-  static constexpr int kConvertSlots = kDqFused ? 4 : 0;
-  // K/V loaded, full/empty per stage, dQ full/empty per consumer, full/empty per conversion slot
-  static constexpr int kNumBars = 1 + 2 * kStages + 2 * kConsumerWGs + 2 * kConvertSlots;
-  static constexpr int kOffConvertSlot = kOffBar + 8 * kNumBars;
-  static constexpr int kSmemBytes = 1024 + kOffConvertSlot + 8 * kConvertSlots;
+  static constexpr int kNumBars = 1 + 2 * kStages + 2 * kConsumerWGs;  // K/V loaded, full/empty per stage, dQ full/empty per consumer
+  static constexpr int kSmemBytes = 1024 + kOffBar + 8 * kNumBars;
   static_assert(kSmemBytes <= 232448, "exceeds the 227 KB of shared memory a block may opt in to");
 
   static constexpr int kStepBytes = 2 * kQBytes + 2 * kRowBytes;  // what one stage's TMA brings
   // Named barriers: 1 = both consumers wrote dS; 2–4 = the ordered dQ addition of deterministic mode; 5 = P's
-  // image written (kSplitSdP); 6 = the converter warps (kDqFused: a block's reads done before its lines are dropped).
+  // image written (kSplitSdP).
   static constexpr int kBarDsReady = 1;
   static constexpr int kBarPReady = 5;
-  static constexpr int kBarDqConvert = 6;
-  static constexpr int kConverterThreads = 64;  // kDqFused: warps 2 and 3 of the producer warpgroup
 };
 
 template <class Cfg>
@@ -114,10 +99,6 @@ struct BwdBarriers {
   // Bulk dQ: consumer c's block is in shared memory / has been read by the bulk reduction.
   __device__ __forceinline__ uint32_t dq_full(int c) const { return base + 8 + 8 * (2 * Cfg::kStages + c); }
   __device__ __forceinline__ uint32_t dq_empty(int c) const { return base + 8 + 8 * (2 * Cfg::kStages + Cfg::kConsumerWGs + c); }
-  // kDqFused: conversion slot j written by the writer / read by the converters, and the slot itself.
-  __device__ __forceinline__ uint32_t convert_full(int j) const { return base + 8 + 8 * (2 * Cfg::kStages + 2 * Cfg::kConsumerWGs + j); }
-  __device__ __forceinline__ uint32_t convert_empty(int j) const { return convert_full(Cfg::kConvertSlots + j); }
-  __device__ __forceinline__ uint32_t convert_slot(int j) const { return base + (Cfg::kOffConvertSlot - Cfg::kOffBar) + 8 * j; }
 };
 
 }  // namespace fa

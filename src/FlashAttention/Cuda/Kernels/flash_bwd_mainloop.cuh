@@ -64,176 +64,39 @@ __device__ __forceinline__ int dq_turn(const Mask& mask, int n_block, int m) {
   return n_last - n_block;
 }
 
-// kDqFused: the two ints of (batch, query head, query block m): [0] deterministic mode's turn (as dq_semaphore),
-// [1] key blocks whose additions are complete. The pre-pass clears them (per 64-row block, a superset of the
-// kBlockM-row blocks indexed here).
-template <class Cfg>
-__device__ __forceinline__ int* dq_counters(const BwdParams& p, int batch, int h, int m) {
-  return p.dq_semaphore + 2 * (((int64_t)batch * p.heads_q + h) * (p.seqlen_q_padded / Cfg::kBlockM) + m);
-}
-// How many key blocks add into query block m's dQ (those whose CTAs visit it: the same ranges as BwdSteps).
-template <class Cfg>
-__device__ __forceinline__ int dq_contributors(const Mask& mask, int m) {
-  int n_first, n_last;
-  mask.block_range(m * Cfg::kBlockM, Cfg::kBlockM, Cfg::kBlockN, n_first, n_last);
-  return n_last < n_first ? 0 : n_last - n_first + 1;
-}
-
-// kDqFused: dQ rows of query block m (kBlockM rows, all columns) of query head h in the input type, from the
-// float32 buffer (every addition to it complete), by the converter threads, each putting zeros back where it read:
-// the buffer is all zeros between calls (see FlashBackwardLauncher), so no pass has to clear it. The block is
-// (kD/64)·(kBlockM/64) accumulator-order 64x64 blocks, column slab major (dq_block). Item i of a 64x64 block is its
-// floats 4i … 4i+3: thread t = i % 128's registers for columns 8g + 2·(t%4) (g = i / 128) of rows r and r + 8,
-// written as two 4-byte pairs. Consecutive items are consecutive 16 bytes (coalesced loads); a warp's stores cover
-// 16 rows x 16 bytes. (Small on purpose: the producer warpgroup runs on 24 registers.)
-template <class Cfg>
-__device__ __forceinline__ void convert_dq_block(const BwdParams& p, int batch, int h, int m, int worker) {
-  using E = typename Cfg::Element;
-  constexpr int kSlabs = Cfg::kHeadDim / 64, kHalves = Cfg::kBlockM / 64, kItems = kSlabs * kHalves * 1024;
-  float* block = dq_block<Cfg>(p, batch, h, m, 0);
-  uint16_t* dq = reinterpret_cast<uint16_t*>(p.dq) + batch * p.dq_stride_b + h * p.dq_stride_h;
-  const float scale = p.softmax_scale;
-  const int rows_left = p.seqlen_q - m * Cfg::kBlockM;  // rows of this block that exist
-#pragma unroll 2
-  for (int i = worker; i < kItems; i += Cfg::kConverterThreads) {
-    const int sub = i / 1024, t = i % 128, g = (i / 128) % 8;  // sub-block: slab sub / kHalves, rows 64·(sub % kHalves) …
-    const int row = 64 * (sub % kHalves) + 16 * (t / 32) + (t % 32) / 4;
-    const int col = 64 * (sub / kHalves) + 8 * g + 2 * (t % 4);
-    float v[4];
-    ld_cg_v4_f32(block + 4 * i, v);
-    st_cg_zero_v4(block + 4 * i);
-    uint16_t* out = dq + (int64_t)(m * Cfg::kBlockM + row) * p.dq_stride_s + col;
-    if (row < rows_left) *reinterpret_cast<uint32_t*>(out) = pack2<E>(v[0] * scale, v[1] * scale);
-    if (row + 8 < rows_left) *reinterpret_cast<uint32_t*>(out + 8 * p.dq_stride_s) = pack2<E>(v[2] * scale, v[3] * scale);
-  }
-}
-
-// kDqFused, CTA of key block 0: zeros for the dQ rows of the query blocks no key block visits (rows that see no
-// key, e.g. a causal mask with more queries than keys), which no conversion would write.
-template <class Cfg>
-__device__ __forceinline__ void zero_unvisited_dq(const BwdParams& p, const Mask& mask, int head_k, int batch, int worker) {
-  constexpr int kPairs = Cfg::kHeadDim / 2;  // 4-byte pieces of a row
-  for (int m = 0; m < p.seqlen_q_padded / Cfg::kBlockM; ++m) {
-    if (dq_contributors<Cfg>(mask, m) > 0) continue;
-    for (int hh = 0; hh < p.group; ++hh) {
-      uint16_t* dq = reinterpret_cast<uint16_t*>(p.dq) + batch * p.dq_stride_b + (head_k * p.group + hh) * p.dq_stride_h;
-      for (int i = worker; i < Cfg::kBlockM * kPairs; i += Cfg::kConverterThreads) {
-        const int row = m * Cfg::kBlockM + i / kPairs;
-        if (row < p.seqlen_q) *reinterpret_cast<uint32_t*>(dq + (int64_t)row * p.dq_stride_s + 2 * (i % kPairs)) = 0u;
-      }
-    }
-  }
-}
-
-// kDqFused: the converter warps. They take the query blocks the writer hands them (convert_slot: query head and
-// block; a head of -1 ends the walk) and convert each.
-template <class Cfg>
-__device__ __forceinline__ void bwd_dq_converter(const BwdParams& p, const Mask& mask, const BwdBarriers<Cfg>& bars,
-                                                 int n_block, int head_k, int batch) {
-  const int worker = threadIdx.x - (128 - Cfg::kConverterThreads);
-  if (n_block == 0) zero_unvisited_dq<Cfg>(p, mask, head_k, batch, worker);
-  for (int k = 0;; ++k) {
-    const int j = k % Cfg::kConvertSlots;
-    mbar_wait(bars.convert_full(j), (k / Cfg::kConvertSlots) & 1);
-    const int h = ld_shared_s32(bars.convert_slot(j)), m = ld_shared_s32(bars.convert_slot(j) + 4);
-    mbar_arrive(bars.convert_empty(j));
-    if (h < 0) break;
-    convert_dq_block<Cfg>(p, batch, h, m, worker);
-  }
-}
-
 // Bulk dQ (one lane of the producer warpgroup's second warp): per step, once each consumer has stored its dQ block
 // in shared memory, adds it into the float32 buffer with a bulk reduction and hands the buffer back when read.
 // Deterministic mode: it waits for this CTA's turn (dq_turn) and adds consumer 0's block before consumer 1's; the
 // wait is here, off the consumers.
-// kDqFused: each key block's additions to a query block are counted once complete; the count that completes the
-// block hands it to the converters. Without deterministic mode nothing here waits on them: a step's additions are
-// counted during the next step (bulk_wait<kConsumerWGs>: all but that step's groups), and the count's result is
-// looked at during the one after (the atomic's latency, ~1 µs, then hides behind a step of the consumers).
 template <class Cfg>
-struct DqWriter {
-  const BwdParams& p;
-  const Mask& mask;
-  const BwdBarriers<Cfg>& bars;
-  int batch;
-  int handed = 0;                    // blocks handed to the converters
-  int counted_h = -1, counted_m = 0;  // the block of the last count, its result in counted_done
-  int counted_done = 0;
-
-  __device__ __forceinline__ void hand_over(int h, int m) {
-    const int j = handed % Cfg::kConvertSlots;
-    mbar_wait(bars.convert_empty(j), ((handed / Cfg::kConvertSlots) & 1) ^ 1);
-    st_shared_s32(bars.convert_slot(j), h);
-    st_shared_s32(bars.convert_slot(j) + 4, m);
-    mbar_arrive(bars.convert_full(j));
-    ++handed;
-  }
-  // The result of the last count: the key block that completes a block's additions acquires the others' (their
-  // counts were releases) and hands it over.
-  __device__ __forceinline__ void look_at_count() {
-    if (counted_h >= 0 && counted_done + 1 == dq_contributors<Cfg>(mask, counted_m)) {
-      fence_acq_rel_gpu();
-      hand_over(counted_h, counted_m);
-    }
-    counted_h = -1;
-  }
-  // Counts one key block's additions to (h, m), complete and fenced (the result is looked at later). A release
-  // only: an acquiring atomic would hold the writer until it returns.
-  __device__ __forceinline__ void count(int h, int m) {
-    look_at_count();
-    counted_done = atom_add_release_gpu(dq_counters<Cfg>(p, batch, h, m) + 1, 1);
-    counted_h = h;
-    counted_m = m;
-  }
-
-  __device__ __forceinline__ void run(uint32_t smem, int n_block, int head_k) {
-    const BwdSteps<Cfg> steps(p, mask, n_block, head_k);
-    int pending_h = -1, pending_m = 0;  // kDqFused: the step whose additions are counted during the next
-    for (int t = 0; t < steps.count; ++t) {
-      const int h = steps.head(t), m = steps.block(t);
-      int* turn_counter = Cfg::kDqFused ? dq_counters<Cfg>(p, batch, h, m) : dq_semaphore<Cfg>(p, batch, h, m);
-      const int turn = p.deterministic ? dq_turn<Cfg>(mask, n_block, m) : 0;
-      if (p.deterministic)
-        while (ld_acquire_gpu(turn_counter) != turn) {}
+__device__ __forceinline__ void bwd_dq_writer(const BwdParams& p, const Mask& mask, uint32_t smem, const BwdBarriers<Cfg>& bars,
+                                              int n_block, int head_k, int batch) {
+  const BwdSteps<Cfg> steps(p, mask, n_block, head_k);
+  for (int t = 0; t < steps.count; ++t) {
+    const int h = steps.head(t), m = steps.block(t);
+    const int turn = p.deterministic ? dq_turn<Cfg>(mask, n_block, m) : 0;
+    if (p.deterministic)
+      while (ld_acquire_gpu(dq_semaphore<Cfg>(p, batch, h, m)) != turn) {}
 #pragma unroll
-      for (int c = 0; c < Cfg::kConsumerWGs; ++c) {
-        mbar_wait(bars.dq_full(c), t & 1);
-        // d128: consumer c holds columns 64c …; d64 (split keys): both hold partial sums of the same block.
-        bulk_reduce_add_f32(dq_block<Cfg>(p, batch, h, m, Cfg::kExchangeDs ? c : 0), smem + Cfg::kOffDq + c * Cfg::kDqBlockBytes,
-                            Cfg::kDqBlockBytes);
-        bulk_commit();
-        if (p.deterministic) bulk_wait_all();  // complete before the next addition to the same elements is issued
-      }
-      bulk_wait_read_all();
-#pragma unroll
-      for (int c = 0; c < Cfg::kConsumerWGs; ++c) mbar_arrive(bars.dq_empty(c));
-      if (p.deterministic) {
-        fence_proxy_async_global();
-        if constexpr (Cfg::kDqFused) {
-          count(h, m);
-          look_at_count();
-        }
-        fence_acq_rel_gpu();
-        st_release_gpu(turn_counter, turn + 1);
-      } else if constexpr (Cfg::kDqFused) {
-        if (pending_h >= 0) {
-          bulk_wait<Cfg::kConsumerWGs>();  // the previous step's additions
-          fence_proxy_async_global();
-          count(pending_h, pending_m);
-        }
-        pending_h = h;
-        pending_m = m;
-      }
+    for (int c = 0; c < Cfg::kConsumerWGs; ++c) {
+      mbar_wait(bars.dq_full(c), t & 1);
+      // d128: consumer c holds columns 64c …; d64 (split keys): both hold partial sums of the same block.
+      bulk_reduce_add_f32(dq_block<Cfg>(p, batch, h, m, Cfg::kExchangeDs ? c : 0), smem + Cfg::kOffDq + c * Cfg::kDqBlockBytes,
+                          Cfg::kDqBlockBytes);
+      bulk_commit();
+      if (p.deterministic) bulk_wait_all();  // complete before the next addition to the same elements is issued
     }
-    bulk_wait_all();
-    if constexpr (Cfg::kDqFused) {
+    bulk_wait_read_all();
+    if (p.deterministic) {
       fence_proxy_async_global();
-      if (pending_h >= 0) count(pending_h, pending_m);
-      look_at_count();
-      hand_over(-1, 0);
+      fence_acq_rel_gpu();
+      st_release_gpu(dq_semaphore<Cfg>(p, batch, h, m), turn + 1);
     }
+#pragma unroll
+    for (int c = 0; c < Cfg::kConsumerWGs; ++c) mbar_arrive(bars.dq_empty(c));
   }
-};
+  bulk_wait_all();
+}
 
 template <class Cfg>
 __device__ __forceinline__ void bwd_producer(const BwdParams& p, const Mask& mask, const TmaMap* tma_q,

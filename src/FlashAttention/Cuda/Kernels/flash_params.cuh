@@ -52,8 +52,7 @@ struct BwdParams {
   float* lse_log2;        // 56: (batch, heads_q, seqlen_q_padded) log-sum-exp · log2(e); +inf for rows that see nothing
   float* dpsum;           // 64: (batch, heads_q, seqlen_q_padded) D = rowsum(dO ∘ O)
   float* dq_accum;        // 72: (batch, heads_q, seqlen_q_padded, head_dim) float32
-  int* dq_semaphore;      // 80: (batch, heads_q, 64-row query blocks) x 2 counters: deterministic mode's turn, and
-                          //     (kDqFused) key blocks whose additions are complete
+  int* dq_semaphore;      // 80: (batch, heads_q, query blocks) order counters for deterministic mode
   void* dk;               // 88: (batch, seqlen_k, heads_k, head_dim) element type
   void* dv;               // 96
   int64_t dk_stride_b;    // 104 (elements)
@@ -62,11 +61,7 @@ struct BwdParams {
   int64_t dv_stride_b;    // 128
   int64_t dv_stride_s;    // 136
   int64_t dv_stride_h;    // 144
-  void* dq;               // 152: (batch, seqlen_q, heads_q, head_dim) element type, written here with kDqFused
-  int64_t dq_stride_b;    // 160 (elements)
-  int64_t dq_stride_s;    // 168
-  int64_t dq_stride_h;    // 176
-};                        // 184 bytes
+};                        // 152 bytes
 
 // Backward pre- and post-pass (D = rowsum(dO ∘ O), LSE in base 2, zeroing dQ_accum; dQ = scale · dQ_accum).
 // Mirrored by Cuda/Launchers/FlashBackwardParams.cs.

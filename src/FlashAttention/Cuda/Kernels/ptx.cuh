@@ -220,23 +220,3 @@ __device__ __forceinline__ int opaque(int v) {
   return v;
 }
 }  // namespace fa
-
-namespace fa {
-// ---- the backward's in-kernel dQ conversion (kDqFused) ------------------------------------------------------
-// Atomic add at GPU scope with release semantics, returning the old value (a count that one thread may later
-// acquire with a fence).
-__device__ __forceinline__ int atom_add_release_gpu(int* p, int v) {
-  int r; asm volatile("atom.release.gpu.global.add.s32 %0, [%1], %2;" : "=r"(r) : "l"(reinterpret_cast<uint64_t>(p)), "r"(v) : "memory"); return r;
-}
-// Four floats (16-byte aligned) read from L2, not L1: the accumulator was written by other SMs' bulk reductions.
-__device__ __forceinline__ void ld_cg_v4_f32(const float* p, float (&v)[4]) {
-  asm volatile("ld.global.cg.v4.f32 {%0, %1, %2, %3}, [%4];" : "=f"(v[0]), "=f"(v[1]), "=f"(v[2]), "=f"(v[3])
-               : "l"(reinterpret_cast<uint64_t>(p)) : "memory");
-}
-// Waits until at most N of this thread's committed bulk groups are incomplete.
-template <int N> __device__ __forceinline__ void bulk_wait() { asm volatile("cp.async.bulk.wait_group %0;" ::"n"(N) : "memory"); }
-// Four zeros (16-byte aligned) stored to L2.
-__device__ __forceinline__ void st_cg_zero_v4(float* p) {
-  asm volatile("st.global.cg.v4.f32 [%0], {%1, %1, %1, %1};" ::"l"(reinterpret_cast<uint64_t>(p)), "f"(0.f) : "memory");
-}
-}  // namespace fa

@@ -2,10 +2,8 @@ namespace FlashAttention.Cuda.Launchers;
 
 /// <summary>
 /// Launches the backward pass (flash_bwd.cu): the pre-pass (D = rowsum(dO ∘ O), LSE in base 2, dQ accumulator and
-/// counters cleared), the main kernel (one CTA per 128 keys of a key head, looping over the query heads of its
+/// semaphores cleared), the main kernel (one CTA per 128 keys of a key head, looping over the query heads of its
 /// GQA group and the query blocks that see its keys; 64 keys at d256), and the post-pass (dQ = scale · accumulator, in the input type).
-/// Kernels that convert dQ themselves (<see cref="BackwardKernelConfig.DqFused"/>) need neither the accumulator cleared
-/// nor the post-pass; with no keys at all the main kernel does not run, and the two passes give dQ = 0 as before.
 /// Float32 side buffers live in a workspace per (device, stream) that grows as needed.
 /// </summary>
 internal static class FlashBackwardLauncher
@@ -28,66 +26,52 @@ internal static class FlashBackwardLauncher
         int padded = (p.SeqLenQ + config.BlockM - 1) / config.BlockM * config.BlockM;
         int mBlocks = padded / 64;
         long rows = (long)p.Batch * p.HeadsQ * padded;
-        // Two counters per 64-row query block (flash_bwd.cu's pre-pass clears them).
-        var ws = Workspace.For(device, stream, rows, p.HeadDim, 2L * p.Batch * p.HeadsQ * mBlocks);
-        // The workspace's state (ZeroAccumulatorBytes) and the launches that rely on it go together: two threads
-        // queueing backward passes on one stream at once must not both take the buffer for cleared.
-        lock (ws)
+        var ws = Workspace.For(device, stream, rows, p.HeadDim, (long)p.Batch * p.HeadsQ * mBlocks);
+
+        var aux = new BwdAuxParams
         {
-            int nBlocks = (p.SeqLenK + config.BlockN - 1) / config.BlockN;
-            // A kernel that converts dQ itself adds into a buffer it expects all zeros, and leaves it so: the pre-pass
-            // clears it only when the workspace cannot vouch for that (new, or last used by a kernel that does not).
-            bool fused = config.DqFused && nBlocks > 0;
-            long accumulatorBytes = rows * p.HeadDim * 4;
-            bool clear = !fused || ws.ZeroAccumulatorBytes < accumulatorBytes;
-            ws.ZeroAccumulatorBytes = 0;  // until the launches below have been queued
+            Batch = p.Batch, SeqLenQ = p.SeqLenQ, HeadsQ = p.HeadsQ, HeadDim = p.HeadDim, SeqLenQPadded = padded,
+            SoftmaxScale = p.Scale,
+            O = (nint)o.Address, DO = (nint)dO.Address, Dq = (nint)dq.Address, Lse = (nint)lse.Address,
+            OStrideB = p.O.Batch, OStrideS = p.O.Sequence, OStrideH = p.O.Head,
+            DoStrideB = p.DO.Batch, DoStrideS = p.DO.Sequence, DoStrideH = p.DO.Head,
+            DqStrideB = p.DQ.Batch, DqStrideS = p.DQ.Sequence, DqStrideH = p.DQ.Head,
+            LseStrideB = p.Lse.Batch, LseStrideH = p.Lse.Head, LseStrideS = p.Lse.Query,
+            LseLog2 = ws.LseLog2, DpSum = ws.DpSum, DqAccum = ws.DqAccum, DqSemaphore = ws.Semaphores,
+            NumMBlocks = mBlocks,
+        };
+        if (mBlocks > 0)
+            pre.Launch(new LaunchConfig(new Dim3((uint)mBlocks, (uint)p.HeadsQ, (uint)p.Batch), 256, 0, stream), new KernelArguments().Add(aux));
 
-            var aux = new BwdAuxParams
+        int nBlocks = (p.SeqLenK + config.BlockN - 1) / config.BlockN;
+        if (nBlocks > 0)
+        {
+            bool softcap = p.Softcap > 0;
+            var args = new BwdParams
             {
-                Batch = p.Batch, SeqLenQ = p.SeqLenQ, HeadsQ = p.HeadsQ, HeadDim = p.HeadDim, SeqLenQPadded = padded,
+                Batch = p.Batch, SeqLenQ = p.SeqLenQ, SeqLenK = p.SeqLenK, HeadsQ = p.HeadsQ, HeadsK = p.HeadsK,
+                Group = p.GroupSize, WindowLeft = p.WindowLeft, WindowRight = p.WindowRight, SeqLenQPadded = padded,
+                HasSoftcap = softcap ? 1 : 0,
+                SoftcapPremul = softcap ? p.Scale / p.Softcap : 0f,
+                ScoreScaleLog2 = (softcap ? p.Softcap : p.Scale) * 1.4426950408889634f,
                 SoftmaxScale = p.Scale,
-                O = (nint)o.Address, DO = (nint)dO.Address, Dq = (nint)dq.Address, Lse = (nint)lse.Address,
-                OStrideB = p.O.Batch, OStrideS = p.O.Sequence, OStrideH = p.O.Head,
-                DoStrideB = p.DO.Batch, DoStrideS = p.DO.Sequence, DoStrideH = p.DO.Head,
-                DqStrideB = p.DQ.Batch, DqStrideS = p.DQ.Sequence, DqStrideH = p.DQ.Head,
-                LseStrideB = p.Lse.Batch, LseStrideH = p.Lse.Head, LseStrideS = p.Lse.Query,
-                LseLog2 = ws.LseLog2, DpSum = ws.DpSum, DqAccum = clear ? ws.DqAccum : 0, DqSemaphore = ws.Semaphores,
-                NumMBlocks = mBlocks,
+                Deterministic = p.Deterministic ? 1 : 0,
+                LseLog2 = ws.LseLog2, DpSum = ws.DpSum, DqAccum = ws.DqAccum, DqSemaphore = ws.Semaphores,
+                Dk = (nint)dk.Address, Dv = (nint)dv.Address,
+                DkStrideB = p.DK.Batch, DkStrideS = p.DK.Sequence, DkStrideH = p.DK.Head,
+                DvStrideB = p.DV.Batch, DvStrideS = p.DV.Sequence, DvStrideH = p.DV.Head,
             };
-            if (mBlocks > 0)
-                pre.Launch(new LaunchConfig(new Dim3((uint)mBlocks, (uint)p.HeadsQ, (uint)p.Batch), 256, 0, stream), new KernelArguments().Add(aux));
-
-            if (nBlocks > 0)
-            {
-                bool softcap = p.Softcap > 0;
-                var args = new BwdParams
-                {
-                    Batch = p.Batch, SeqLenQ = p.SeqLenQ, SeqLenK = p.SeqLenK, HeadsQ = p.HeadsQ, HeadsK = p.HeadsK,
-                    Group = p.GroupSize, WindowLeft = p.WindowLeft, WindowRight = p.WindowRight, SeqLenQPadded = padded,
-                    HasSoftcap = softcap ? 1 : 0,
-                    SoftcapPremul = softcap ? p.Scale / p.Softcap : 0f,
-                    ScoreScaleLog2 = (softcap ? p.Softcap : p.Scale) * 1.4426950408889634f,
-                    SoftmaxScale = p.Scale,
-                    Deterministic = p.Deterministic ? 1 : 0,
-                    LseLog2 = ws.LseLog2, DpSum = ws.DpSum, DqAccum = ws.DqAccum, DqSemaphore = ws.Semaphores,
-                    Dk = (nint)dk.Address, Dv = (nint)dv.Address,
-                    DkStrideB = p.DK.Batch, DkStrideS = p.DK.Sequence, DkStrideH = p.DK.Head,
-                    DvStrideB = p.DV.Batch, DvStrideS = p.DV.Sequence, DvStrideH = p.DV.Head,
-                    Dq = (nint)dq.Address, DqStrideB = p.DQ.Batch, DqStrideS = p.DQ.Sequence, DqStrideH = p.DQ.Head,
-                };
-                var arguments = new KernelArguments()
-                    .Add(args)
-                    .Add(AttentionTensorMaps.Tokens(q, BackwardKernelConfig.TmaRows, device))
-                    .Add(AttentionTensorMaps.Tokens(k, (uint)config.BlockN, device))
-                    .Add(AttentionTensorMaps.Tokens(v, (uint)config.BlockN, device))
-                    .Add(AttentionTensorMaps.Tokens(dO, BackwardKernelConfig.TmaRows, device));
-                main.Launch(new LaunchConfig(new Dim3((uint)nBlocks, (uint)p.HeadsK, (uint)p.Batch), BackwardKernelConfig.Threads,
-                    config.SharedMemoryBytes, stream), arguments);
-            }
-            if (mBlocks > 0 && !fused)
-                post.Launch(new LaunchConfig(new Dim3((uint)mBlocks, (uint)p.HeadsQ, (uint)p.Batch), 256, 0, stream), new KernelArguments().Add(aux));
-            if (fused) ws.ZeroAccumulatorBytes = accumulatorBytes;
+            var arguments = new KernelArguments()
+                .Add(args)
+                .Add(AttentionTensorMaps.Tokens(q, BackwardKernelConfig.TmaRows, device))
+                .Add(AttentionTensorMaps.Tokens(k, (uint)config.BlockN, device))
+                .Add(AttentionTensorMaps.Tokens(v, (uint)config.BlockN, device))
+                .Add(AttentionTensorMaps.Tokens(dO, BackwardKernelConfig.TmaRows, device));
+            main.Launch(new LaunchConfig(new Dim3((uint)nBlocks, (uint)p.HeadsK, (uint)p.Batch), BackwardKernelConfig.Threads,
+                config.SharedMemoryBytes, stream), arguments);
         }
+        if (mBlocks > 0)
+            post.Launch(new LaunchConfig(new Dim3((uint)mBlocks, (uint)p.HeadsQ, (uint)p.Batch), 256, 0, stream), new KernelArguments().Add(aux));
     }
 
     /// <summary>Float32 side buffers of the backward pass, one per (device, stream), grown on demand.</summary>
@@ -97,13 +81,6 @@ internal static class FlashBackwardLauncher
         private DeviceBuffer? _buffer;
 
         public nint LseLog2, DpSum, DqAccum, Semaphores;
-
-        /// <summary>
-        /// How many bytes from the start of the float32 dQ buffer (which starts the workspace, so that this does not
-        /// depend on the shape) are known to be zero once the work queued on the stream so far has run: what a kernel
-        /// that converts dQ itself leaves behind. Zero for a new buffer and after any other backward.
-        /// </summary>
-        public long ZeroAccumulatorBytes;
 
         public static Workspace For(CudaDevice device, CudaStream? stream, long rows, int headDim, long semaphores)
         {
@@ -120,13 +97,12 @@ internal static class FlashBackwardLauncher
                     if (stream is null) device.Synchronize();
                     ws._buffer?.Dispose();
                     ws._buffer = new DeviceBuffer(Math.Max(total, 1 << 20), device);
-                    ws.ZeroAccumulatorBytes = 0;
                 }
                 nint b = ws._buffer.Pointer;
-                ws.DqAccum = b;
-                ws.LseLog2 = b + (nint)accBytes;
-                ws.DpSum = ws.LseLog2 + (nint)lseBytes;
-                ws.Semaphores = ws.DpSum + (nint)lseBytes;
+                ws.LseLog2 = b;
+                ws.DpSum = b + (nint)lseBytes;
+                ws.DqAccum = b + (nint)(2 * lseBytes);
+                ws.Semaphores = b + (nint)(2 * lseBytes + accBytes);
             }
             return ws;
         }

@@ -32,8 +32,8 @@ internal struct FwdParams
     [FieldOffset(96)] public nint TileCounter;
 }
 
-/// <summary>Mirror of <c>fa::BwdParams</c> (184 bytes).</summary>
-[StructLayout(LayoutKind.Explicit, Size = 184)]
+/// <summary>Mirror of <c>fa::BwdParams</c> (152 bytes).</summary>
+[StructLayout(LayoutKind.Explicit, Size = 152)]
 internal struct BwdParams
 {
     [FieldOffset(0)] public int Batch;
@@ -62,10 +62,6 @@ internal struct BwdParams
     [FieldOffset(128)] public long DvStrideB;
     [FieldOffset(136)] public long DvStrideS;
     [FieldOffset(144)] public long DvStrideH;
-    [FieldOffset(152)] public nint Dq;
-    [FieldOffset(160)] public long DqStrideB;
-    [FieldOffset(168)] public long DqStrideS;
-    [FieldOffset(176)] public long DqStrideH;
 }
 
 /// <summary>Mirror of <c>fa::BwdAuxParams</c> (192 bytes): the backward pre- and post-pass.</summary>

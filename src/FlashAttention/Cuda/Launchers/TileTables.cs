@@ -177,7 +177,7 @@ internal static class TileTables
         return null;
     }
 
-    /// <summary>Tuning override like <see cref="ForwardOverrideVariable"/>: <c>FLASHATTN_BWD_CONFIG="128:s3,exchange;64:s2"</c> (ring stages; how dQ is split between consumers: exchange/split; how it is added: bulk/atomic; whether dS is formed while dV runs: overlapdv/nooverlapdv; at d256 whether the consumers split Sᵀ and dPᵀ between them: splitsdp/nosplitsdp; at d64 queries per step: m128/m64; with bulk dQ whether the main kernel also converts it, with no pre-pass clearing and no post-pass: fused/nofused).</summary>
+    /// <summary>Tuning override like <see cref="ForwardOverrideVariable"/>: <c>FLASHATTN_BWD_CONFIG="128:s3,exchange;64:s2"</c> (ring stages; how dQ is split between consumers: exchange/split; how it is added: bulk/atomic; whether dS is formed while dV runs: overlapdv/nooverlapdv; at d256 whether the consumers split Sᵀ and dPᵀ between them: splitsdp/nosplitsdp; at d64 queries per step: m128/m64).</summary>
     public const string BackwardOverrideVariable = "FLASHATTN_BWD_CONFIG";
 
     public static BackwardKernelConfig Backward(int headDim) => Backward(headDim, Environment.GetEnvironmentVariable(BackwardOverrideVariable));
@@ -192,12 +192,10 @@ internal static class TileTables
             // queries per step (FlashAttention-3's d64 tile; twice the GEMM work per step for the same barriers and dQ
             // hand-overs): paper grid twice each way on an H200, 2026-12-01, +5..16% full (16k: 476 against 410 TFLOP/s),
             // +7..15% causal from 1k, equal at causal 512 (bench/results/2026-12-01-h200-921979c).
-            // d64 and d128 convert dQ in the main kernel (DqFused; see flash_bwd_config.cuh): no pass clears the float32
-            // buffer and none converts it.
-            64 => new BackwardKernelConfig(64, Stages: 2, ExchangeDs: false, DqBulk: true, BlockM: 128, DqFused: true),
+            64 => new BackwardKernelConfig(64, Stages: 2, ExchangeDs: false, DqBulk: true, BlockM: 128),
             // d128 also forms dS while dV runs (b2 h16 s8k: 466 against 456 TFLOP/s full, 431/426 causal, 401/397 at 2k;
             // a third ring stage gained nothing: 461). d64 gained nothing from it (315/313) and keeps the registers.
-            128 => new BackwardKernelConfig(128, Stages: 2, ExchangeDs: true, DqBulk: true, OverlapDv: true, DqFused: true),
+            128 => new BackwardKernelConfig(128, Stages: 2, ExchangeDs: true, DqBulk: true, OverlapDv: true),
             // d256: 64 keys per CTA, the two consumers splitting dK/dV's columns (see flash_bwd_config.cuh), and
             // Sᵀ and dPᵀ split between them (5 GEMMs per step instead of 7; paper grid twice each way, 2026-11-25:
             // 1.02–1.10x with the v4 dQ atomics, 1.00–1.04x before them; bench/results/2026-11-25-h100-b80f754/experiments).
@@ -213,11 +211,9 @@ internal static class TileTables
                 {
                     _ when f.StartsWith('s') && int.TryParse(f[1..], out int st) => config with { Stages = st },
                     "exchange" => config with { ExchangeDs = true },
-                    "split" => config with { ExchangeDs = false, DqBulk = headDim == 64, DqFused = config.DqFused && headDim == 64 },  // two dQ blocks per consumer at d128
+                    "split" => config with { ExchangeDs = false, DqBulk = headDim == 64 },  // two dQ blocks per consumer at d128
                     "bulk" => config with { DqBulk = true },
-                    "atomic" => config with { DqBulk = false, DqFused = false },
-                    "fused" => config with { DqFused = true },
-                    "nofused" => config with { DqFused = false },
+                    "atomic" => config with { DqBulk = false },
                     "overlapdv" => config with { OverlapDv = true },
                     "nooverlapdv" => config with { OverlapDv = false },
                     "splitsdp" when headDim == 256 => config with { SplitSdP = true },
@@ -232,8 +228,6 @@ internal static class TileTables
             throw new ArgumentException($"{BackwardOverrideVariable}: 128 queries per step (d64's default, 'm128') add each step's two 64-row dQ blocks with one bulk reduction; 'atomic' needs 'm64' with it");
         if (config.SplitSdP && config.HeadDim != 256)
             throw new ArgumentException($"{BackwardOverrideVariable}: splitsdp is a d256 variant (both consumers on the same keys)");
-        if (config.DqFused && !config.DqBulk)
-            throw new ArgumentException($"{BackwardOverrideVariable}: 'fused' (dQ converted in the main kernel) needs bulk dQ, whose writer warps do it");
         if (config.DqBulk && !config.HasOneDqBlockPerConsumer)
             throw new ArgumentException($"{BackwardOverrideVariable}: bulk dQ needs one 64-column dQ block per consumer and step (d64, or d128 with exchange); use 'atomic' for d{headDim} here");
         return config;
@@ -242,7 +236,7 @@ internal static class TileTables
 
 /// <summary>The backward kernel's template arguments (<c>fa::BwdConfig</c>) and geometry; mirrors flash_bwd_config.cuh.</summary>
 internal sealed record BackwardKernelConfig(int HeadDim, int Stages, bool ExchangeDs = false, bool Softcap = false, bool DqBulk = false,
-    bool OverlapDv = false, bool SplitSdP = false, int BlockM = 64, bool DqFused = false)
+    bool OverlapDv = false, bool SplitSdP = false, int BlockM = 64)
 {
     public const int Threads = 384;
 
@@ -271,19 +265,17 @@ internal sealed record BackwardKernelConfig(int HeadDim, int Stages, bool Exchan
             int dsBuffers = BlockM == 128 ? 1 : 2;  // as flash_bwd_config.cuh's kDsBuffers
             int dqBytes = DqBulk ? 2 * BlockM * 64 * 4 : 0;
             int exchangeBytes = SplitSdP ? 2 * 128 * (BlockM / 4) * 4 : 0;  // P's and dS's register images
-            int convertSlots = DqFused ? 4 : 0;  // kConvertSlots: a barrier pair and 8 bytes each
-            return 1024 + 2 * kBytes + 2 * Stages * qBytes + dsBuffers * dsBytes + 2 * Stages * rowBytes + dqBytes + exchangeBytes
-                + 8 * (1 + 2 * Stages + 4 + 2 * convertSlots) + 8 * convertSlots;
+            return 1024 + 2 * kBytes + 2 * Stages * qBytes + dsBuffers * dsBytes + 2 * Stages * rowBytes + dqBytes + exchangeBytes + 8 * (1 + 2 * Stages + 4);
         }
     }
 
     /// <summary>What sets this variant apart, for warm-up labels and logs: queries x keys per step, stages, how dQ is formed and added.</summary>
     public override string ToString()
         => $"d{HeadDim} {BlockM}x{BlockN} stages {Stages}{(ExchangeDs ? " dS-exchange" : "")}{(DqBulk ? " dQ-bulk" : " dQ-red")}" +
-           $"{(OverlapDv ? " dV-overlap" : "")}{(SplitSdP ? " split-SdP" : "")}{(DqFused ? " dQ-fused" : "")}{(Softcap ? " softcap" : "")}";
+           $"{(OverlapDv ? " dV-overlap" : "")}{(SplitSdP ? " split-SdP" : "")}{(Softcap ? " softcap" : "")}";
 
     public string NameExpression(DataType type)
-        => $"fa::flash_bwd_kernel<fa::BwdConfig<{KernelNames.ElementTag(type)}, {HeadDim}, {Stages}, {KernelNames.Bool(ExchangeDs)}, {KernelNames.Bool(Softcap)}, {KernelNames.Bool(DqBulk)}, {KernelNames.Bool(OverlapDv)}, {KernelNames.Bool(SplitSdP)}{(BlockM == 64 && !DqFused ? "" : $", {BlockM}")}{(DqFused ? ", true" : "")}>>";
+        => $"fa::flash_bwd_kernel<fa::BwdConfig<{KernelNames.ElementTag(type)}, {HeadDim}, {Stages}, {KernelNames.Bool(ExchangeDs)}, {KernelNames.Bool(Softcap)}, {KernelNames.Bool(DqBulk)}, {KernelNames.Bool(OverlapDv)}, {KernelNames.Bool(SplitSdP)}{(BlockM == 64 ? "" : $", {BlockM}")}>>";
     public string PreprocessExpression(DataType type) => $"fa::flash_bwd_preprocess<{KernelNames.ElementTag(type)}, {HeadDim}>";
     public string PostprocessExpression(DataType type) => $"fa::flash_bwd_postprocess<{KernelNames.ElementTag(type)}, {HeadDim}>";
 }
