@@ -262,17 +262,19 @@ PY
       done
       unset "$var"
       grep -E "^(=== variant|│ (fwd|bwd))" "$OUT/sweep.log" ;;
-    fwd-xt)
-      # the cross-tile variant (xt: the next tile's first S issued in a consumer's last turn, computed under the
-      # epilogue) at d64 and d128: ptxas's registers, spills and warnings for it, the forward grid verified with it,
-      # racecheck on the quick forward cases, then the d64/d128 paper rows against the defaults, twice, alternating
-      XT="64:n128,s3,q2,qregs,noov,xt;128:n128,s2,q2,noov,xt"
-      FLASHATTN_FWD_CONFIG="$XT" run warmup-xt 120 verify.log "$B" warmup
-      grep -E "cross-tile" "$OUT/verify.log" | tail -8
-      FLASHATTN_FWD_CONFIG="$XT" run verify-fwd-xt 200 verify.log "$B" verify --device cuda --forward --no-probes
-      FLASHATTN_FWD_CONFIG="$XT" run racecheck-xt 300 sanitize.log compute-sanitizer --tool racecheck "$B" verify --device cuda --forward --quick --no-probes
-      FLASHATTN_FWD_CONFIG="64:n192,s3,q2,qregs,noov,xt" run verify-fwd-xt192 200 verify.log "$B" verify --device cuda --forward --no-probes --filter d64
-      VARIANTS="default= xt=$XT xt192=64:n192,s3,q2,qregs,noov,xt" BENCH_ARGS="--grid paper --forward --hdim 64 128" "$0" variants ;;
+    fwd-w3)
+      # d64 with three consumer warpgroups (w3: 192-row tiles, FlashAttention-3's d64 shape; 160 registers each):
+      # ptxas's registers, spills and warnings for it, the d64 forward cases verified with it (Q in registers and
+      # from shared memory), racecheck on the quick forward cases, then the d64 paper rows against the default, twice,
+      # alternating
+      W3="64:n128,s3,q2,qregs,noov,w3"; W3S="64:n128,s3,q2,noov,w3"
+      FLASHATTN_FWD_CONFIG="$W3;128:n128,s2,q2,noov" run warmup-w3 120 verify.log "$B" warmup
+      FLASHATTN_FWD_CONFIG="$W3S" run warmup-w3s 120 verify.log "$B" warmup
+      grep -E "192x|warning" "$OUT/verify.log" | grep -v "d256" | tail -8
+      FLASHATTN_FWD_CONFIG="$W3" run verify-fwd-w3 200 verify.log "$B" verify --device cuda --forward --no-probes --filter d64
+      FLASHATTN_FWD_CONFIG="$W3S" run verify-fwd-w3s 200 verify.log "$B" verify --device cuda --forward --no-probes --filter d64
+      FLASHATTN_FWD_CONFIG="$W3" run racecheck-w3 300 sanitize.log compute-sanitizer --tool racecheck "$B" verify --device cuda --forward --quick --no-probes
+      VARIANTS="default= w3=$W3 w3s=$W3S" BENCH_ARGS="--grid paper --forward --hdim 64" "$0" variants ;;
     bwd-breakdown)
       # where a short backward's time goes: Nsight Compute's duration of each of its three kernels (pre-pass: D and
       # the dQ accumulator cleared; main; post-pass: dQ converted) at 512 and 2k tokens, d64 and d128, full

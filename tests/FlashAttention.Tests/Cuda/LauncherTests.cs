@@ -190,8 +190,10 @@ public class LauncherTests
     [Fact]
     public void Forward_override_parses_fields_and_rejects_unknown_ones()
     {
-        var c = TileTables.Override(128, "64:n192;128:n176,s3,q2,alias,nopp,noov")!;
-        Assert.Equal((176, 3, 2, true, false, false), (c.BlockN, c.Stages, c.QStages, c.OAliasQ, c.PingPong, c.IntraWgOverlap));
+        var c = TileTables.Override(128, "64:n192;128:n176,s2,q1,alias,nopp,noov")!;
+        Assert.Equal((176, 2, 1, true, false, false), (c.BlockN, c.Stages, c.QStages, c.OAliasQ, c.PingPong, c.IntraWgOverlap));
+        // A variant that cannot fit the 227 KB of shared memory is refused here, not by the kernel compiler.
+        Assert.Contains("shared memory", Assert.Throws<ArgumentException>(() => TileTables.Override(128, "128:n176,s3,q2")).Message);
         Assert.Null(TileTables.Override(256, "128:n176"));
         Assert.Throws<ArgumentException>(() => TileTables.Override(128, "128:bogus"));
         Assert.False(c.QInRegisters);
@@ -207,15 +209,16 @@ public class LauncherTests
         Assert.True(twoPasses.SharedMemoryBytes <= 232448, $"{twoPasses.SharedMemoryBytes} bytes");
         Assert.Contains("alias", Assert.Throws<ArgumentException>(() => TileTables.Override(256, "256:o2,alias")).Message);
         Assert.Contains("divide", Assert.Throws<ArgumentException>(() => TileTables.Override(64, "64:o2")).Message);
-        // Across tiles: the loop without overlap, q2, its own O buffer; the name spells every argument before it.
-        var crossTile = TileTables.Override(64, "64:n128,s3,q2,qregs,xt")!;
-        Assert.Equal((true, false, false), (crossTile.CrossTile, crossTile.IntraWgOverlap, crossTile.OAliasQ));
-        Assert.EndsWith(", 2, true, false, 1, true>>", crossTile.NameExpression(DataType.BFloat16));
-        Assert.Contains("cross-tile", crossTile.ToString());
-        Assert.Contains("xt", Assert.Throws<ArgumentException>(() => TileTables.Override(128, "128:q1,xt")).Message);
-        Assert.Contains("xt", Assert.Throws<ArgumentException>(() => TileTables.Override(128, "128:q2,xt,ov")).Message);
-        Assert.False(TileTables.WithAblation(crossTile, new ForwardAblation(NoPingPong: true)).CrossTile);
-        Assert.True(TileTables.WithAblation(crossTile, new ForwardAblation(IntraWarpgroupOverlap: false)).CrossTile);
+        // Three consumer warpgroups (d64, 192-row tiles): the name spells every argument before the count; 160
+        // registers each hold no more than 128-key blocks, and the other head dims keep two.
+        var three = TileTables.Override(64, "64:n128,s3,q2,qregs,noov,w3")!;
+        Assert.Equal((3, 192, 512), (three.ConsumerWarpgroups, three.BlockM, three.Threads));
+        Assert.EndsWith(", 2, true, false, 1, 3>>", three.NameExpression(DataType.BFloat16));
+        Assert.StartsWith("d64 192x128 ", three.ToString());
+        Assert.Equal(TileTables.Override(64, "64:n128,s3,q2,qregs,noov")!.SharedMemoryBytes + 3 * 64 * 128, three.SharedMemoryBytes);  // two Q buffers and O, 64 rows more each
+        Assert.Contains("w3", Assert.Throws<ArgumentException>(() => TileTables.Override(128, "128:w3")).Message);
+        Assert.Contains("w3", Assert.Throws<ArgumentException>(() => TileTables.Override(64, "64:n192,w3")).Message);
+        Assert.Equal(128, TileTables.Forward(128).BlockM);
         // The defaults' names are unchanged by the new argument (their cached binaries stay valid).
         Assert.EndsWith(", 2, true>>", TileTables.Forward(64, 512).NameExpression(DataType.BFloat16));
         // The measured defaults: Q in registers at d64 only (TileTables' comments hold the numbers).

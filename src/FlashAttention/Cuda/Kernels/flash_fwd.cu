@@ -1,7 +1,7 @@
 // FlashAttention-3 forward for Hopper (sm_90a): a persistent, warp-specialised kernel. Warpgroup 0 is the
 // producer (one thread issues TMA loads of Q and of K/V into a ring of shared-memory stages, then idles with
-// few registers); each further warpgroup computes 64 query rows with wgmma and an online softmax, taking
-// turns with its sibling on the tensor cores (ping-pong) and overlapping its own softmax with its GEMMs.
+// few registers); each further warpgroup (two, or three at d64) computes 64 query rows with wgmma and an online
+// softmax, taking turns with its siblings on the tensor cores (ping-pong) and overlapping its own softmax with their GEMMs.
 // Instantiated through NVRTC name expressions, e.g.
 //   fa::flash_fwd_kernel<fa::FwdConfig<fa::bf16_t, 128, 128, 2, true, true, false>>
 #include "flash_fwd_config.cuh"
@@ -26,23 +26,14 @@ __device__ __forceinline__ void fwd_consumer(const FwdParams& p, const Mask& mas
   float o[Cfg::kHeadDim / 2];
   OnlineSoftmax<Cfg::kBlockN / 2> softmax;
   NoLoads no_loads;
-  // kCrossTile: a tile's first S is issued at the end of the previous tile (run_cross_tile) and computes during that
-  // tile's epilogue; `ahead` is then that tile, its S in s_ahead and its Q in q_ahead.
-  int ahead = -1;
-  float s_ahead[Cfg::kCrossTile ? Cfg::kBlockN / 2 : 1];
-  QOperand<Cfg> q_ahead;
   // With a producer the tiles come from it, each index beside its Q (the schedule may be dynamic); without one
   // (ablation) the schedule is the fixed stride.
   for (int tile = blockIdx.x;; tile += gridDim.x) {
     const int q_buffer = q_count % Cfg::kQStages;
     const uint32_t q_parity = (q_count / Cfg::kQStages) & 1;
     if constexpr (Cfg::kWarpSpecialized) {
-      if (!Cfg::kCrossTile || ahead < 0) {
-        mbar_wait(bars.full_q(q_buffer), q_parity);
-        tile = warp_uniform(ld_shared_s32(bars.tile_slot(q_buffer)));
-      } else {
-        tile = ahead;
-      }
+      mbar_wait(bars.full_q(q_buffer), q_parity);
+      tile = warp_uniform(ld_shared_s32(bars.tile_slot(q_buffer)));
     }
     if (tile >= p.num_tiles) break;
     ++q_count;
@@ -58,17 +49,9 @@ __device__ __forceinline__ void fwd_consumer(const FwdParams& p, const Mask& mas
       inline_loads.begin_tile(p, t, m0, n_min, n_max);
       mbar_wait(bars.full_q(q_buffer), q_parity);
     }
-    const bool s_ready = ahead >= 0;
-    ahead = -1;
     if (n_max >= n_min) {
-      if constexpr (Cfg::kCrossTile) {
-        if (!s_ready) q_ahead.load(smem + Cfg::kOffQ + q_buffer * Cfg::kQBytes + consumer * Cfg::kWgRowBytes, thread);
-        ahead = mainloop.run_cross_tile(q_ahead, m0, n_min, n_max, s_ready, q_count, kv, o, softmax, s_ahead, no_loads);
-      } else if constexpr (Cfg::kWarpSpecialized) {
-        mainloop.run(m0, n_min, n_max, q_buffer, kv, o, softmax, no_loads);
-      } else {
-        mainloop.run(m0, n_min, n_max, q_buffer, kv, o, softmax, inline_loads);
-      }
+      if constexpr (Cfg::kWarpSpecialized) mainloop.run(m0, n_min, n_max, q_buffer, kv, o, softmax, no_loads);
+      else mainloop.run(m0, n_min, n_max, q_buffer, kv, o, softmax, inline_loads);
     }
     // Q's buffer goes back to the producer here, or with a single Q buffer from inside the mainloop once the tile's
     // last S is done (release_q; here then only for a tile without keys). Every consumer thread arrives: each has read the tile slot (and with Q in
@@ -81,12 +64,6 @@ __device__ __forceinline__ void fwd_consumer(const FwdParams& p, const Mask& mas
     if (Cfg::kOAliasQ) {
       if (thread == 0) bulk_wait_read_all();  // O, staged in Q's buffer, has been read by the copy engine
       mbar_arrive(bars.empty_q(q_buffer));
-    }
-    if (Cfg::kCrossTile && ahead >= 0) {
-      // The next tile's first S has computed under the epilogue; its K goes back to the producer.
-      wgmma_wait<0>();
-      fence_regs(s_ahead);
-      mainloop.release(bars.empty_k(kv.stage()));
     }
   }
   if (thread == 0) bulk_wait_all();

@@ -8,11 +8,15 @@ namespace fa {
 
 template <typename Element_, int kHeadDim_, int kBlockN_, int kStages_, bool kIntraWgOverlap_, bool kPingPong_,
           bool kOAliasQ_, bool kWarpSpecialized_ = true, int kQStages_ = 1, bool kQInRegs_ = false,
-          bool kChainPvS_ = false, int kOPasses_ = 1, bool kCrossTile_ = false>
+          bool kChainPvS_ = false, int kOPasses_ = 1, int kConsumerWGs_ = 2>
 struct FwdConfig {
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
-  static constexpr int kConsumerWGs = 2;                 // one warpgroup per 64 query rows
+  // One warpgroup per 64 query rows, taking turns on the tensor cores in this order (ping-pong). With three (d64,
+  // FlashAttention-3's 192-row tile) each consumer's softmax has two siblings' GEMMs to hide behind instead of one,
+  // on 160 registers instead of 240.
+  static constexpr int kConsumerWGs = kConsumerWGs_;
+  static_assert(kConsumerWGs == 2 || kConsumerWGs == 3, "two or three consumer warpgroups");
   static constexpr int kBlockM = 64 * kConsumerWGs;
   static constexpr int kBlockN = kBlockN_;
   static constexpr int kStages = kStages_;
@@ -23,11 +27,6 @@ struct FwdConfig {
   // but not Q's buffer: O in Q's buffer holds Q until the epilogue's store has read it, so the next tile's Q load
   // waits for the epilogue; with a buffer of its own Q is released when the tile's last S has been computed).
   static constexpr int kOPasses = kOPasses_;
-  // Across tiles (the loop without overlap): after a tile's last P·V, still in its ping-pong turn, a consumer issues the
-  // next tile's first S (its Q is in the other Q buffer, its first K the ring's next block) and runs the epilogue while
-  // it computes. Without it both consumers reach a tile's end together, and the epilogue and the next tile's first S
-  // and softmax leave the tensor cores idle: ~1.2 µs of a 5.8 µs tile at d64 and 512 tokens.
-  static constexpr bool kCrossTile = kCrossTile_;
   // Q buffers: with two, the next tile's Q loads while the current tile runs, so a tile starts without waiting for it.
   static constexpr int kQStages = kQStages_;
   // Q as the register A operand of S = Q·Kᵀ (loaded once per tile with ldmatrix) instead of from shared memory:
@@ -41,15 +40,14 @@ struct FwdConfig {
   // better: bench/results/2026-12-01-h200-921979c/experiments).
   static constexpr bool kChainPvS = kChainPvS_;
   static_assert(!kChainPvS || !kIntraWgOverlap_, "chaining P·V with the next S is an ordering of the non-overlapped loop");
-  static_assert(!kCrossTile || (!kIntraWgOverlap_ && !kChainPvS_ && kPingPong_ && kWarpSpecialized_ && kQStages_ >= 2 && !kOAliasQ_),
-                "across tiles: the loop without overlap, ping-pong, a producer, two Q buffers, O in its own buffer");
   // Warp specialisation: warpgroup 0 only issues TMA loads and gives its registers to the consumers. Without
   // it (an ablation), consumer 0's first thread issues the loads between its own GEMMs.
   static constexpr bool kWarpSpecialized = kWarpSpecialized_;
   static constexpr int kProducerWGs = kWarpSpecialized ? 1 : 0;
   static constexpr int kThreads = 128 * (kConsumerWGs + kProducerWGs);
   static constexpr int kProducerRegs = 24;
-  static constexpr int kConsumerRegs = 240;                  // 128·24 + 256·240 = 64K registers
+  // 128·24 + 256·240 = 64K registers (two consumers); 128·24 + 384·160 (three)
+  static constexpr int kConsumerRegs = kConsumerWGs == 2 ? 240 : 160;
 
   static_assert(kHeadDim % 64 == 0, "head dim is loaded as 64-column (128-byte) swizzled slabs");
   static_assert(kBlockN % 16 == 0 && kBlockN <= 256, "key block: a multiple of 16, at most 256");
@@ -74,9 +72,10 @@ struct FwdConfig {
   static constexpr int kSmemBytes = 1024 /* alignment slack */ + kOffTileSlots + 8 * kQStages;
   static_assert(kSmemBytes <= 232448, "exceeds the 227 KB of shared memory a block may opt in to");
 
-  // Named barriers (0 is __syncthreads): scheduler turn of consumer c is 1 + c, epilogue of consumer c is 3 + c.
+  // Named barriers (0 is __syncthreads): scheduler turn of consumer c is 1 + c, epilogue of consumer c is
+  // 1 + kConsumerWGs + c.
   static constexpr int kBarSchedule = 1;
-  static constexpr int kBarEpilogue = 3;
+  static constexpr int kBarEpilogue = 1 + kConsumerWGs;
 };
 
 // Addresses (shared-state space) of the pipeline's mbarriers.

@@ -193,7 +193,10 @@ struct ConsumerMainloop {
     if constexpr (Cfg::kPingPong) named_barrier_sync(Cfg::kBarSchedule + consumer, 2 * 128);
   }
   __device__ __forceinline__ void schedule_pass() const {
-    if constexpr (Cfg::kPingPong) named_barrier_arrive(Cfg::kBarSchedule + (consumer ^ 1), 2 * 128);
+    if constexpr (Cfg::kPingPong) {
+      const int next = Cfg::kConsumerWGs == 2 ? consumer ^ 1 : (consumer + 1) % Cfg::kConsumerWGs;  // round robin
+      named_barrier_arrive(Cfg::kBarSchedule + next, 2 * 128);
+    }
   }
 
   // A tile's first block: S, mask, softmax and P (O is still zero: nothing to rescale). With kInTurn the S GEMM is
@@ -234,31 +237,28 @@ struct ConsumerMainloop {
     loads.block_consumed();
   }
 
-  // The loop without overlap: each block's S, softmax and P·V in sequence, from this consumer's turn (taken here
-  // unless s_ready) to its last P·V, the turn still held. With ping-pong a consumer holds its turn from its P·V
-  // through the next S, so the other consumer's softmax overlaps them. With s_ready the first block's S is in s
-  // already (kCrossTile: issued at the end of the previous tile, its K released).
+  // The loop without overlap: each block's S, softmax and P·V in sequence, from this consumer's turn to its last
+  // P·V, the turn still held. With ping-pong a consumer holds its turn from its P·V through the next S, so the
+  // siblings' softmax overlaps them.
   template <class Loads>
-  __device__ __forceinline__ void in_sequence(const QOperand<Cfg>& q, int m0, int n_min, int n_max, bool s_ready,
+  __device__ __forceinline__ void in_sequence(const QOperand<Cfg>& q, int m0, int n_min, int n_max,
                                               PipelineState<Cfg::kStages>& kv, float (&o)[Cfg::kHeadDim / 2],
                                               OnlineSoftmax<Cfg::kBlockN / 2>& softmax, float (&s)[Cfg::kBlockN / 2],
                                               Loads& loads) const {
     const int row0 = m0 + consumer * 64 + (thread / 32) * 16 + (thread % 32) / 4;
     uint32_t pk[Cfg::kBlockN / 4];
     float rescale[2];
-    if (!s_ready) schedule_wait();
+    schedule_wait();
     for (int n = n_max; n >= n_min; --n, ++kv.count) {
       const int st = kv.stage();
-      if (!s_ready || n != n_max) {
-        mbar_wait(bars.full_k(st), kv.phase());
-        wgmma_fence();
-        gemm_qk<Cfg>(q, k_stage(st), s);
-        wgmma_commit();
-        schedule_pass();
-        wgmma_wait<0>();
-        fence_regs(s);
-        release(bars.empty_k(st));
-      }
+      mbar_wait(bars.full_k(st), kv.phase());
+      wgmma_fence();
+      gemm_qk<Cfg>(q, k_stage(st), s);
+      wgmma_commit();
+      schedule_pass();
+      wgmma_wait<0>();
+      fence_regs(s);
+      release(bars.empty_k(st));
       score_mod<Cfg>(p, mask, s, m0, row0, n);
       softmax.step(s, p.score_scale_log2, rescale);
       pack_probabilities<Cfg>(s, pk);
@@ -273,42 +273,6 @@ struct ConsumerMainloop {
       release(bars.empty_v(st));
       loads.block_consumed();
     }
-  }
-
-  // kCrossTile's pass over a tile (the loop without overlap, with ping-pong and a producer). With s_ready the first
-  // block's S is in s already (issued at the end of the previous tile; its K released) and q holds this tile's Q.
-  // After the last P·V, still in this consumer's turn, it issues the next tile's first S into s when that tile has
-  // keys (its Q buffer and first K block are waited for; both are normally loaded by then), and passes the turn.
-  // Returns the next tile's index when it did (the S then in flight as the last commit group), -1 otherwise.
-  // next_q_count: the Q buffers used so far, this tile's included.
-  template <class Loads>
-  __device__ __forceinline__ int run_cross_tile(QOperand<Cfg>& q, int m0, int n_min, int n_max, bool s_ready, int next_q_count,
-                                                PipelineState<Cfg::kStages>& kv, float (&o)[Cfg::kHeadDim / 2],
-                                                OnlineSoftmax<Cfg::kBlockN / 2>& softmax, float (&s)[Cfg::kBlockN / 2],
-                                                Loads& loads) const {
-    in_sequence(q, m0, n_min, n_max, s_ready, kv, o, softmax, s, loads);
-    // The next tile's first S, in this turn. Its slot is read like at the top of the consumer's tile loop (which
-    // reads it again when nothing was issued here: the buffer's phase cannot move on before this consumer frees it).
-    int next = -1;
-    const int nb = next_q_count % Cfg::kQStages;
-    mbar_wait(bars.full_q(nb), (next_q_count / Cfg::kQStages) & 1);
-    const int tile = warp_uniform(ld_shared_s32(bars.tile_slot(nb)));
-    if (tile < p.num_tiles) {
-      const Tile t = decode_tile(p, tile);
-      int nn_min, nn_max;
-      mask.block_range(t.m_block * Cfg::kBlockM, Cfg::kBlockM, Cfg::kBlockN, nn_min, nn_max);
-      if (nn_max >= nn_min) {
-        q.load(smem + Cfg::kOffQ + nb * Cfg::kQBytes + consumer * Cfg::kWgRowBytes, thread);
-        const int st = kv.stage();
-        mbar_wait(bars.full_k(st), kv.phase());
-        wgmma_fence();
-        gemm_qk<Cfg>(q, k_stage(st), s);
-        wgmma_commit();
-        next = tile;
-      }
-    }
-    schedule_pass();
-    return next;
   }
 
   // Runs blocks n_max down to n_min (n_max >= n_min) into o / softmax; kv counts blocks across tiles.
@@ -391,7 +355,7 @@ struct ConsumerMainloop {
       ++kv.count;
     } else {
       // Without the overlap (d64, d128; and the ablations): in sequence, then the turn passes.
-      in_sequence(q, m0, n_min, n_max, /*s_ready=*/false, kv, o, softmax, s, loads);
+      in_sequence(q, m0, n_min, n_max, kv, o, softmax, s, loads);
       release_q(q_buffer);
       schedule_pass();
     }

@@ -15,7 +15,7 @@ internal static class FlashForwardLauncher
         var entry = KernelCatalog.ForwardEntry(p.Type, config);
         var kernel = Compiler.KernelModuleCache.For(device).GetKernel(entry.Spec, entry.NameExpression);
 
-        int mBlocks = (p.SeqLenQ + ForwardKernelConfig.BlockM - 1) / ForwardKernelConfig.BlockM;
+        int mBlocks = (p.SeqLenQ + config.BlockM - 1) / config.BlockM;
         long tiles = (long)mBlocks * p.HeadsQ * p.Batch;
         bool softcap = p.Softcap > 0;
         bool longestFirst = p.WindowRight >= 0;
@@ -38,7 +38,8 @@ internal static class FlashForwardLauncher
             // sections of heads whose K/V fit L2.
             LongestFirstHeads = !longestFirst ? 0
                 : LongestFirstSectionHeads(p, dynamic ? null : device.MultiprocessorCount,
-                    long.TryParse(Environment.GetEnvironmentVariable(SectionOverrideVariable), out long bytes) && bytes > 0 ? bytes : SectionL2Bytes),
+                    long.TryParse(Environment.GetEnvironmentVariable(SectionOverrideVariable), out long bytes) && bytes > 0 ? bytes : SectionL2Bytes,
+                    config.BlockM),
             HasSoftcap = softcap ? 1 : 0,
             SoftcapPremul = softcap ? p.Scale / p.Softcap : 0f,
             ScoreScale = softcap ? p.Softcap : p.Scale,
@@ -51,7 +52,7 @@ internal static class FlashForwardLauncher
         };
         var arguments = new KernelArguments()
             .Add(args)
-            .Add(AttentionTensorMaps.Tokens(q, ForwardKernelConfig.BlockM, device))
+            .Add(AttentionTensorMaps.Tokens(q, (uint)config.BlockM, device))
             .Add(AttentionTensorMaps.Tokens(k, (uint)config.BlockN, device))
             .Add(AttentionTensorMaps.Tokens(v, (uint)config.BlockN, device))
             .Add(AttentionTensorMaps.Tokens(o, 64, device));
@@ -92,13 +93,13 @@ internal static class FlashForwardLauncher
     /// balances by itself, and L2-sized sections there were the fastest measured: d128 causal 16k 570–575 against
     /// 532–538 TFLOP/s with the floor (bench/results/2026-11-25-h100-6c83288).
     /// </summary>
-    internal static int LongestFirstSectionHeads(AttentionProblem p, int? staticSmCount, long sectionBytes = SectionL2Bytes)
+    internal static int LongestFirstSectionHeads(AttentionProblem p, int? staticSmCount, long sectionBytes = SectionL2Bytes, int blockM = 128)
     {
         long kvBytesPerQueryHead = Math.Max(1L, 2L * p.SeqLenK * p.HeadDim * DataTypes.SizeOf(p.Type) / p.GroupSize);
         long heads = sectionBytes / kvBytesPerQueryHead;
         if (staticSmCount is int smCount)
         {
-            long queryBlocks = (p.SeqLenQ + ForwardKernelConfig.BlockM - 1) / ForwardKernelConfig.BlockM;
+            long queryBlocks = (p.SeqLenQ + blockM - 1) / blockM;
             heads = Math.Max(heads, (4L * smCount + queryBlocks - 1) / queryBlocks);  // a round over ≤ queryBlocks/4 lengths
         }
         return (int)Math.Clamp(heads, 1L, (long)p.HeadsQ * p.Batch);

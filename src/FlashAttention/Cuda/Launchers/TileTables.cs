@@ -6,10 +6,10 @@ namespace FlashAttention.Cuda.Launchers;
 /// </summary>
 internal sealed record ForwardKernelConfig(int HeadDim, int BlockN, int Stages, bool IntraWgOverlap, bool PingPong,
     bool OAliasQ, bool WarpSpecialized, int QStages = 1, bool QInRegisters = false, bool ChainPvS = false, int OPasses = 1,
-    bool CrossTile = false)
+    int ConsumerWarpgroups = 2)
 {
-    public const int ConsumerWarpgroups = 2;
-    public const int BlockM = 64 * ConsumerWarpgroups;
+    /// <summary>Query rows per tile: 64 per consumer warpgroup.</summary>
+    public int BlockM => 64 * ConsumerWarpgroups;
     public int Threads => 128 * (ConsumerWarpgroups + (WarpSpecialized ? 1 : 0));
 
     public int SharedMemoryBytes
@@ -25,11 +25,11 @@ internal sealed record ForwardKernelConfig(int HeadDim, int BlockN, int Stages, 
     public string NameExpression(DataType type)
         => $"fa::flash_fwd_kernel<fa::FwdConfig<{KernelNames.ElementTag(type)}, {HeadDim}, {BlockN}, {Stages}, " +
            $"{KernelNames.Bool(IntraWgOverlap)}, {KernelNames.Bool(PingPong)}, {KernelNames.Bool(OAliasQ)}, {KernelNames.Bool(WarpSpecialized)}, {QStages}, {KernelNames.Bool(QInRegisters)}" +
-           (ChainPvS || OPasses != 1 || CrossTile ? $", {KernelNames.Bool(ChainPvS)}" : "") +
-           (OPasses != 1 || CrossTile ? $", {OPasses}" : "") + (CrossTile ? ", true" : "") + ">>";
+           (ChainPvS || OPasses != 1 || ConsumerWarpgroups != 2 ? $", {KernelNames.Bool(ChainPvS)}" : "") +
+           (OPasses != 1 || ConsumerWarpgroups != 2 ? $", {OPasses}" : "") + (ConsumerWarpgroups != 2 ? $", {ConsumerWarpgroups}" : "") + ">>";
 
     public override string ToString()
-        => $"d{HeadDim} {BlockM}x{BlockN} stages {Stages}{(QStages > 1 ? $" q{QStages}" : "")}{(WarpSpecialized ? "" : " no-ws")}{(IntraWgOverlap ? "" : " no-overlap")}{(PingPong ? " ping-pong" : "")}{(OAliasQ ? " O-in-Q" : "")}{(OPasses > 1 ? $" O-in-{OPasses}-passes" : "")}{(CrossTile ? " cross-tile" : "")}{(QInRegisters ? " Q-in-registers" : "")}{(ChainPvS ? " chained-PV-S" : "")}";
+        => $"d{HeadDim} {BlockM}x{BlockN} stages {Stages}{(QStages > 1 ? $" q{QStages}" : "")}{(WarpSpecialized ? "" : " no-ws")}{(IntraWgOverlap ? "" : " no-overlap")}{(PingPong ? " ping-pong" : "")}{(OAliasQ ? " O-in-Q" : "")}{(OPasses > 1 ? $" O-in-{OPasses}-passes" : "")}{(QInRegisters ? " Q-in-registers" : "")}{(ChainPvS ? " chained-PV-S" : "")}";
 }
 
 /// <summary>
@@ -60,7 +60,7 @@ internal static class TileTables
     public static readonly int[] BackwardHeadDims = [64, 128, 256];
 
     /// <summary>
-    /// Tuning override for measurement sweeps (not a user option): <c>FLASHATTN_FWD_CONFIG="128:n176,s2,q2,alias,nopp,noov,qregs"</c> (ov/noov: with or without the intra-warpgroup overlap; chain: without it, P·V and the next S issued in one turn; o2: O staged in two passes through its own buffer; xt: the next tile's first S issued in a consumer's last turn, before the epilogue)
+    /// Tuning override for measurement sweeps (not a user option): <c>FLASHATTN_FWD_CONFIG="128:n176,s2,q2,alias,nopp,noov,qregs"</c> (ov/noov: with or without the intra-warpgroup overlap; chain: without it, P·V and the next S issued in one turn; o2: O staged in two passes through its own buffer; w3: three consumer warpgroups, 192-row tiles, d64 only)
     /// replaces the forward variant of one head dim; kernels compile at run time, so a sweep needs no rebuild.
     /// </summary>
     public const string ForwardOverrideVariable = "FLASHATTN_FWD_CONFIG";
@@ -133,8 +133,6 @@ internal static class TileTables
             // Ping-pong hands the tensor cores between two consumers that a producer keeps fed; the
             // non-specialised ablation runs without it.
             PingPong = config.PingPong && !ablation.NoPingPong && !ablation.NoWarpSpecialization,
-            // issuing the next tile's first S in a consumer's last turn needs all three
-            CrossTile = config.CrossTile && !(ablation.IntraWarpgroupOverlap ?? config.IntraWgOverlap) && !ablation.NoPingPong && !ablation.NoWarpSpecialization,
         };
     }
 
@@ -149,7 +147,7 @@ internal static class TileTables
             bool alias = headDim == 256, pingPong = true, overlap = true, qRegs = false;
             bool chain = false;
             int oPasses = 1;
-            bool crossTile = false;
+            int consumers = 2;
             foreach (string f in parts[1].Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
             {
                 if (f.StartsWith('n') && int.TryParse(f[1..], out int n)) blockN = n;
@@ -164,15 +162,20 @@ internal static class TileTables
                 else if (f == "qregs") qRegs = true;
                 else if (f == "chain") (chain, overlap) = (true, false);
                 else if (f.StartsWith('o') && int.TryParse(f[1..], out int op) && op > 1) (oPasses, alias) = (op, false);
-                else if (f == "xt") (crossTile, overlap, alias) = (true, false, false);
+                else if (f == "w3") consumers = 3;
+                else if (f == "w2") consumers = 2;
                 else throw new ArgumentException($"{ForwardOverrideVariable}: unknown field '{f}' in '{entry}'");
             }
             if (chain && overlap) throw new ArgumentException($"{ForwardOverrideVariable}: chain orders the loop without the intra-warpgroup overlap; it does not go with 'ov' in '{entry}'");
             if (oPasses > 1 && alias) throw new ArgumentException($"{ForwardOverrideVariable}: o{oPasses} stages O in a buffer of its own; it does not go with 'alias' in '{entry}'");
             if (oPasses > 1 && (headDim / 64) % oPasses != 0) throw new ArgumentException($"{ForwardOverrideVariable}: o{oPasses} must divide the {headDim / 64} column slabs of head dim {headDim} in '{entry}'");
-            if (crossTile && (overlap || chain || !pingPong || qStages < 2 || alias))
-                throw new ArgumentException($"{ForwardOverrideVariable}: xt (the next tile's first S issued before the epilogue) needs the loop without overlap or chaining, ping-pong, q2 and O in its own buffer; got '{entry}'");
-            return new ForwardKernelConfig(headDim, blockN, stages, overlap, pingPong, alias, WarpSpecialized: true, qStages, qRegs, chain, oPasses, crossTile);
+            // Three consumers run on 160 registers each: enough for d64's accumulators (O 32, S up to 64 for 128 keys).
+            if (consumers == 3 && (headDim != 64 || blockN > 128))
+                throw new ArgumentException($"{ForwardOverrideVariable}: w3 (three consumer warpgroups, 160 registers each) is for d64 with key blocks of at most 128; got '{entry}'");
+            var config = new ForwardKernelConfig(headDim, blockN, stages, overlap, pingPong, alias, WarpSpecialized: true, qStages, qRegs, chain, oPasses, consumers);
+            if (config.SharedMemoryBytes > 232448)
+                throw new ArgumentException($"{ForwardOverrideVariable}: '{entry}' needs {config.SharedMemoryBytes} bytes of shared memory, more than the 232448 a block may have");
+            return config;
         }
         return null;
     }
