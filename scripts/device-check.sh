@@ -275,6 +275,13 @@ PY
       FLASHATTN_FWD_CONFIG="$W3S" run verify-fwd-w3s 200 verify.log "$B" verify --device cuda --forward --no-probes --filter d64
       FLASHATTN_FWD_CONFIG="$W3" run racecheck-w3 300 sanitize.log compute-sanitizer --tool racecheck "$B" verify --device cuda --forward --quick --no-probes
       VARIANTS="default= w3=$W3 w3s=$W3S" BENCH_ARGS="--grid paper --forward --hdim 64" "$0" variants ;;
+    fwd-w3-default)
+      # d64's default since 2026-12-01 (three consumers, 192-row tiles; two under a causal mask below 2k keys), with
+      # idle consumers passing their turns: the d64 forward cases verified, racecheck on the quick cases, then the d64
+      # paper rows: default, three consumers for every mask (w3all), two consumers for every mask and length (w2)
+      run verify-fwd-d64 200 verify.log "$B" verify --device cuda --forward --no-probes --filter d64
+      run racecheck-d64 300 sanitize.log compute-sanitizer --tool racecheck "$B" verify --device cuda --forward --quick --no-probes
+      VARIANTS="default= w3all=64:n128,s3,q2,qregs,noov,w3 w2=64:n128,s3,q2,qregs,noov" BENCH_ARGS="--grid paper --forward --hdim 64" "$0" variants ;;
     bwd-breakdown)
       # where a short backward's time goes: Nsight Compute's duration of each of its three kernels (pre-pass: D and
       # the dQ accumulator cleared; main; post-pass: dQ converted) at 512 and 2k tokens, d64 and d128, full

@@ -55,7 +55,7 @@ public sealed class CudaBenchBackend : IBenchBackend, IDisposable
             reason = $"the GPU {(c.Direction == BenchDirection.Forward ? "forward" : "backward")} kernels support head dim {string.Join(", ", dims)}; got {c.HeadDim}";
         else if (Ablation is not null && c.Direction == BenchDirection.Backward)
             reason = "the ablation variants are forward kernels";
-        else if (Ablation is not null && TileTables.Forward(c.HeadDim, c.SeqLenK, Ablation) == TileTables.Forward(c.HeadDim, c.SeqLenK))
+        else if (Ablation is not null && TileTables.Forward(c.HeadDim, c.SeqLenK, Ablation, c.Causal) == TileTables.Forward(c.HeadDim, c.SeqLenK, keysCutFromRight: c.Causal))
             reason = $"ablation {Ablation.Name} is the default kernel at head dim {c.HeadDim}";
         return reason.Length == 0;
     }

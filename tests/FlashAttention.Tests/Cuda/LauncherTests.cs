@@ -53,11 +53,14 @@ public class LauncherTests
     {
         foreach (var ablation in KernelCatalog.Ablations.Append(ForwardAblation.None))
         foreach (int keys in new[] { 1, 1 << 20 })
+        foreach (bool causal in new[] { false, true })
         {
-            var c = TileTables.Forward(headDim, keys, ablation);
+            var c = TileTables.Forward(headDim, keys, ablation, causal);
             Assert.InRange(c.SharedMemoryBytes, 1, 232448);
             Assert.Equal(0, c.BlockN % 16);
-            Assert.Equal(c.WarpSpecialized ? 384 : 256, c.Threads);
+            Assert.Equal(128 * (c.ConsumerWarpgroups + (c.WarpSpecialized ? 1 : 0)), c.Threads);
+            // three consumers only at d64, with key blocks their 160 registers hold
+            Assert.True(c.ConsumerWarpgroups == 2 || (headDim == 64 && c.BlockN <= 128));
         }
     }
 
@@ -122,14 +125,17 @@ public class LauncherTests
         Assert.Equal((false, true, 80), (d256Long.IntraWgOverlap, d256Long.ChainPvS, d256Long.BlockN));
         Assert.Equal(d256Short, TileTables.Forward(256));
         Assert.Equal([d256Short, d256Long], TileTables.ForwardVariants(256));
-        Assert.Equal((128, 192), (TileTables.Forward(64, 1024).BlockN, TileTables.Forward(64, 4096).BlockN));
+        // d64: three consumers (192-row tiles) but under a causal mask below 2k keys, where two are faster
+        Assert.Equal((3, 3, 2, 3), (TileTables.Forward(64, 1024).ConsumerWarpgroups, TileTables.Forward(64, 4096).ConsumerWarpgroups,
+            TileTables.Forward(64, 1024, keysCutFromRight: true).ConsumerWarpgroups, TileTables.Forward(64, 4096, keysCutFromRight: true).ConsumerWarpgroups));
+        Assert.Equal(2, TileTables.ForwardVariants(64).Count());
         // d128 has one variant for every length
         Assert.Single(TileTables.ForwardVariants(128));
         var labels = KernelCatalog.All().Select(e => e.Label).ToList();
         Assert.Contains(labels, l => l.StartsWith("fwd bf16 d256 128x80") && l.Contains("chained"));
         Assert.Contains(labels, l => l.StartsWith("fwd bf16 d256 128x64") && l.Contains("O-in-2-passes"));
         Assert.Contains(labels, l => l.StartsWith("fwd fp16 d64 128x128"));
-        Assert.Contains(labels, l => l.StartsWith("fwd fp16 d64 128x192"));
+        Assert.Contains(labels, l => l.StartsWith("fwd fp16 d64 192x128"));
         // The overlap ablation on the long d256 variant drops the chaining.
         var overlapped = TileTables.Forward(256, 1 << 20, new ForwardAblation(IntraWarpgroupOverlap: true));
         Assert.Equal((true, false, 80), (overlapped.IntraWgOverlap, overlapped.ChainPvS, overlapped.BlockN));
@@ -220,7 +226,7 @@ public class LauncherTests
         Assert.Contains("w3", Assert.Throws<ArgumentException>(() => TileTables.Override(64, "64:n192,w3")).Message);
         Assert.Equal(128, TileTables.Forward(128).BlockM);
         // The defaults' names are unchanged by the new argument (their cached binaries stay valid).
-        Assert.EndsWith(", 2, true>>", TileTables.Forward(64, 512).NameExpression(DataType.BFloat16));
+        Assert.EndsWith(", 2, true>>", TileTables.Forward(64, 512, keysCutFromRight: true).NameExpression(DataType.BFloat16));
         // The measured defaults: Q in registers at d64 only (TileTables' comments hold the numbers).
         Assert.Equal((true, false, false), (TileTables.Forward(64).QInRegisters, TileTables.Forward(128).QInRegisters, TileTables.Forward(256).QInRegisters));
     }

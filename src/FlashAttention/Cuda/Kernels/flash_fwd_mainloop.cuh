@@ -275,12 +275,38 @@ struct ConsumerMainloop {
     }
   }
 
+  // Three consumers (192-row tiles): a consumer whose 64 rows all lie past the last query (the last tile of a length
+  // that 192 does not divide, e.g. rows 512…575 at 512 tokens) takes its turns as in_sequence does but issues no GEMM,
+  // and hands each block back once loaded: its siblings get the tensor cores at once.
+  template <class Loads>
+  __device__ __forceinline__ void pass_idle(int n_min, int n_max, PipelineState<Cfg::kStages>& kv, Loads& loads) const {
+    schedule_wait();
+    for (int n = n_max; n >= n_min; --n, ++kv.count) {
+      const int st = kv.stage();
+      mbar_wait(bars.full_k(st), kv.phase());
+      schedule_pass();
+      release(bars.empty_k(st));
+      mbar_wait(bars.full_v(st), kv.phase());
+      schedule_wait();
+      release(bars.empty_v(st));
+      loads.block_consumed();
+    }
+  }
+
   // Runs blocks n_max down to n_min (n_max >= n_min) into o / softmax; kv counts blocks across tiles.
   // `loads.block_consumed()` runs after each block's V is released (the inline loader refills the ring there).
   template <class Loads>
   __device__ __forceinline__ void run(int m0, int n_min, int n_max, int q_buffer, PipelineState<Cfg::kStages>& kv,
                                       float (&o)[Cfg::kHeadDim / 2], OnlineSoftmax<Cfg::kBlockN / 2>& softmax,
                                       Loads& loads) const {
+    if constexpr (Cfg::kConsumerWGs == 3 && !Cfg::kIntraWgOverlap && !Cfg::kChainPvS) {
+      if (m0 + consumer * 64 >= p.seqlen_q) {
+        pass_idle(n_min, n_max, kv, loads);
+        release_q(q_buffer);
+        schedule_pass();
+        return;
+      }
+    }
     QOperand<Cfg> q;
     q.load(smem + Cfg::kOffQ + q_buffer * Cfg::kQBytes + consumer * Cfg::kWgRowBytes, thread);
     const int row0 = m0 + consumer * 64 + (thread / 32) * 16 + (thread % 32) / 4;

@@ -11,7 +11,7 @@ internal static class FlashForwardLauncher
         TensorLayout? lse, CudaStream? stream, CudaDevice device, ForwardAblation? ablation = null)
     {
         if (p.Batch == 0 || p.SeqLenQ == 0) return;
-        var config = TileTables.Forward(p.HeadDim, p.SeqLenK, ablation);
+        var config = TileTables.Forward(p.HeadDim, p.SeqLenK, ablation, keysCutFromRight: p.WindowRight >= 0);
         var entry = KernelCatalog.ForwardEntry(p.Type, config);
         var kernel = Compiler.KernelModuleCache.For(device).GetKernel(entry.Spec, entry.NameExpression);
 

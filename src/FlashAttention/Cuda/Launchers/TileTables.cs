@@ -72,15 +72,18 @@ internal static class TileTables
     /// </summary>
     public const int LongKeysFrom = 2048;
 
-    /// <summary>The forward variant for short key lengths (below <see cref="LongKeysFrom"/>; d128 has one for every length).</summary>
+    /// <summary>The forward variant for short key lengths (below <see cref="LongKeysFrom"/>; d128 has one for every length), without a mask from the right.</summary>
     public static ForwardKernelConfig Forward(int headDim, ForwardAblation? ablation = null) => Forward(headDim, seqLenK: 0, ablation);
 
     /// <summary>Every variant the forward may launch at this head dim (for warm-up).</summary>
     public static IEnumerable<ForwardKernelConfig> ForwardVariants(int headDim)
-        => new[] { Forward(headDim, seqLenK: 0), Forward(headDim, seqLenK: int.MaxValue) }.Distinct();
+        => new[] { 0, int.MaxValue }.SelectMany(keys => new[] { false, true }.Select(right => Forward(headDim, keys, keysCutFromRight: right))).Distinct();
 
-    /// <summary>The forward variant for a problem with <paramref name="seqLenK"/> keys.</summary>
-    public static ForwardKernelConfig Forward(int headDim, int seqLenK, ForwardAblation? ablation = null)
+    /// <summary>
+    /// The forward variant for a problem with <paramref name="seqLenK"/> keys; <paramref name="keysCutFromRight"/>: a
+    /// causal mask or a window with a right bound (later query rows see more keys).
+    /// </summary>
+    public static ForwardKernelConfig Forward(int headDim, int seqLenK, ForwardAblation? ablation = null, bool keysCutFromRight = false)
     {
         var config = Override(headDim, Environment.GetEnvironmentVariable(ForwardOverrideVariable)) ?? headDim switch
         {
@@ -97,7 +100,13 @@ internal static class TileTables
             // the other's GEMMs. At d256, where a block's GEMMs are longer, it still pays (1–4%).
             // Below 2k keys, 128-key blocks (H200, 2026-12-01, paper grid twice each way: causal +26% at 512, +13% at 1k,
             // full +4% at 512-1k; from 2k 1-11% slower; bench/results/2026-12-01-h200-2c808e8/experiments).
-            64 => new ForwardKernelConfig(64, BlockN: seqLenK >= LongKeysFrom ? 192 : 128, Stages: 3, IntraWgOverlap: false, PingPong: true, OAliasQ: false, WarpSpecialized: true, QStages: 2, QInRegisters: true),
+            // Three consumer warpgroups (192-row tiles, FlashAttention-3's d64 shape; 160 registers each, so 128-key
+            // blocks): each consumer's softmax hides behind two siblings' GEMMs. H200, 2026-12-01, d64 paper rows twice
+            // each way: full +4..7% at every length (512: 388 against 367 TFLOP/s; 16k 505–509 against 483), causal
+            // +1..6% from 2k, but causal 512 and 1k 10% slower (192 rows do not divide them, and the diagonal tiles
+            // waste more): there the two-consumer variant stays (bench/results/2026-12-01-h200-891a095/experiments).
+            64 when keysCutFromRight && seqLenK < LongKeysFrom => new ForwardKernelConfig(64, BlockN: 128, Stages: 3, IntraWgOverlap: false, PingPong: true, OAliasQ: false, WarpSpecialized: true, QStages: 2, QInRegisters: true),
+            64 => new ForwardKernelConfig(64, BlockN: 128, Stages: 3, IntraWgOverlap: false, PingPong: true, OAliasQ: false, WarpSpecialized: true, QStages: 2, QInRegisters: true, ConsumerWarpgroups: 3),
             // d128: 128x128 with two Q buffers (b2 h16 s8k: 631 full, 534 causal; one Q buffer 600/506; 176-key
             // blocks with O in Q's buffer 628–643 full but 506–517 causal).
             128 => new ForwardKernelConfig(128, BlockN: 128, Stages: 2, IntraWgOverlap: false, PingPong: true, OAliasQ: false, WarpSpecialized: true, QStages: 2),
