@@ -104,7 +104,7 @@ internal static class TileTables
             // blocks): each consumer's softmax hides behind two siblings' GEMMs. H200, 2026-12-01, d64 paper rows twice
             // each way: full +4..7% at every length (512: 388 against 367 TFLOP/s; 16k 505–509 against 483), causal
             // +1..6% from 2k, but causal 512 and 1k 10% slower (192 rows do not divide them, and the diagonal tiles
-            // waste more): there the two-consumer variant stays (bench/results/2026-12-01-h200-891a095/experiments).
+            // waste more): there the two-consumer variant stays (bench/results/2026-12-01-h200-40cfd1e/experiments/6-…, 7-…).
             64 when keysCutFromRight && seqLenK < LongKeysFrom => new ForwardKernelConfig(64, BlockN: 128, Stages: 3, IntraWgOverlap: false, PingPong: true, OAliasQ: false, WarpSpecialized: true, QStages: 2, QInRegisters: true),
             64 => new ForwardKernelConfig(64, BlockN: 128, Stages: 3, IntraWgOverlap: false, PingPong: true, OAliasQ: false, WarpSpecialized: true, QStages: 2, QInRegisters: true, ConsumerWarpgroups: 3),
             // d128: 128x128 with two Q buffers (b2 h16 s8k: 631 full, 534 causal; one Q buffer 600/506; 176-key
