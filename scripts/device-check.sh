@@ -282,6 +282,21 @@ PY
       run verify-fwd-d64 200 verify.log "$B" verify --device cuda --forward --no-probes --filter d64
       run racecheck-d64 300 sanitize.log compute-sanitizer --tool racecheck "$B" verify --device cuda --forward --quick --no-probes
       VARIANTS="default= w3all=64:n128,s3,q2,qregs,noov,w3 w2=64:n128,s3,q2,qregs,noov" BENCH_ARGS="--grid paper --forward --hdim 64" "$0" variants ;;
+    fwd-w3-d128)
+      # three consumer warpgroups at d128 (192-row tiles; 160 registers each hold O, S and P for key blocks of at most
+      # 96): ptxas's registers and spills for each variant, the d128 forward cases verified with each, racecheck on the
+      # quick cases with one, then the d128 paper rows against the default, twice, alternating; and d64 with 64-key
+      # blocks (for 512 tokens)
+      V96="128:n96,s2,q1,noov,w3"; V80="128:n80,s2,q2,noov,w3"; V64="128:n64,s2,q2,noov,w3"
+      for v in "$V96" "$V80" "$V64"; do FLASHATTN_FWD_CONFIG="$v" run "warmup $v" 120 verify.log "$B" warmup; done
+      grep -E "fwd (bf16|fp16) d128 192x" "$OUT/verify.log" | sort -u
+      for v in "$V96" "$V80" "$V64"; do
+        FLASHATTN_FWD_CONFIG="$v" run "verify $v" 200 verify.log "$B" verify --device cuda --forward --no-probes --filter d128
+      done
+      FLASHATTN_FWD_CONFIG="$V96" run racecheck-w3-d128 300 sanitize.log compute-sanitizer --tool racecheck "$B" verify --device cuda --forward --quick --no-probes
+      VARIANTS="default= n96=$V96 n80=$V80 n64=$V64" BENCH_ARGS="--grid paper --forward --hdim 128" "$0" variants
+      FLASHATTN_FWD_CONFIG="64:n64,s4,q2,qregs,noov,w3" run verify-d64-n64 200 verify.log "$B" verify --device cuda --forward --no-probes --filter d64
+      VARIANTS="default= n64=64:n64,s4,q2,qregs,noov,w3" BENCH_ARGS="--grid paper --forward --hdim 64 --seqlen 512 1024" "$0" variants ;;
     bwd-breakdown)
       # where a short backward's time goes: Nsight Compute's duration of each of its three kernels (pre-pass: D and
       # the dQ accumulator cleared; main; post-pass: dQ converted) at 512 and 2k tokens, d64 and d128, full

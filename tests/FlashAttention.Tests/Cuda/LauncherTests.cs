@@ -222,7 +222,9 @@ public class LauncherTests
         Assert.EndsWith(", 2, true, false, 1, 3>>", three.NameExpression(DataType.BFloat16));
         Assert.StartsWith("d64 192x128 ", three.ToString());
         Assert.Equal(TileTables.Override(64, "64:n128,s3,q2,qregs,noov")!.SharedMemoryBytes + 3 * 64 * 128, three.SharedMemoryBytes);  // two Q buffers and O, 64 rows more each
-        Assert.Contains("w3", Assert.Throws<ArgumentException>(() => TileTables.Override(128, "128:w3")).Message);
+        Assert.Contains("w3", Assert.Throws<ArgumentException>(() => TileTables.Override(128, "128:w3")).Message);  // 128-key blocks: 160
+        Assert.Equal(192, TileTables.Override(128, "128:n96,s2,q1,noov,w3")!.BlockM);  // 64 + 48 + 24 = 136
+        Assert.Contains("144", Assert.Throws<ArgumentException>(() => TileTables.Override(128, "128:n96,qregs,w3")).Message);
         Assert.Contains("w3", Assert.Throws<ArgumentException>(() => TileTables.Override(64, "64:n192,w3")).Message);
         Assert.Equal(128, TileTables.Forward(128).BlockM);
         // The defaults' names are unchanged by the new argument (their cached binaries stay valid).

@@ -145,6 +145,9 @@ internal static class TileTables
         };
     }
 
+    /// <summary>Registers a consumer thread holds in accumulators and fragments: O (d/2), S (n/2), packed P (n/4), Q in registers (d/4).</summary>
+    internal static int ThreeConsumerAccumulators(int headDim, int blockN, bool qRegs) => headDim / 2 + blockN / 2 + blockN / 4 + (qRegs ? headDim / 4 : 0);
+
     internal static ForwardKernelConfig? Override(int headDim, string? text)
     {
         if (string.IsNullOrWhiteSpace(text)) return null;
@@ -178,9 +181,10 @@ internal static class TileTables
             if (chain && overlap) throw new ArgumentException($"{ForwardOverrideVariable}: chain orders the loop without the intra-warpgroup overlap; it does not go with 'ov' in '{entry}'");
             if (oPasses > 1 && alias) throw new ArgumentException($"{ForwardOverrideVariable}: o{oPasses} stages O in a buffer of its own; it does not go with 'alias' in '{entry}'");
             if (oPasses > 1 && (headDim / 64) % oPasses != 0) throw new ArgumentException($"{ForwardOverrideVariable}: o{oPasses} must divide the {headDim / 64} column slabs of head dim {headDim} in '{entry}'");
-            // Three consumers run on 160 registers each: enough for d64's accumulators (O 32, S up to 64 for 128 keys).
-            if (consumers == 3 && (headDim != 64 || blockN > 128))
-                throw new ArgumentException($"{ForwardOverrideVariable}: w3 (three consumer warpgroups, 160 registers each) is for d64 with key blocks of at most 128; got '{entry}'");
+            // Three consumers run on 160 registers each: their accumulators (O d/2, S n/2, packed P n/4, Q in registers
+            // d/4) must leave room for the rest; d64 with 128-key blocks and Q in registers (144) compiled without spills.
+            if (consumers == 3 && ThreeConsumerAccumulators(headDim, blockN, qRegs) > 144)
+                throw new ArgumentException($"{ForwardOverrideVariable}: w3 (three consumer warpgroups, 160 registers each) holds at most 144 accumulator registers per thread; d{headDim} with {blockN}-key blocks{(qRegs ? " and Q in registers" : "")} needs {ThreeConsumerAccumulators(headDim, blockN, qRegs)} in '{entry}'");
             var config = new ForwardKernelConfig(headDim, blockN, stages, overlap, pingPong, alias, WarpSpecialized: true, qStages, qRegs, chain, oPasses, consumers);
             if (config.SharedMemoryBytes > 232448)
                 throw new ArgumentException($"{ForwardOverrideVariable}: '{entry}' needs {config.SharedMemoryBytes} bytes of shared memory, more than the 232448 a block may have");
