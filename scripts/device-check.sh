@@ -297,6 +297,18 @@ PY
       VARIANTS="default= n96=$V96 n80=$V80 n64=$V64" BENCH_ARGS="--grid paper --forward --hdim 128" "$0" variants
       FLASHATTN_FWD_CONFIG="64:n64,s4,q2,qregs,noov,w3" run verify-d64-n64 200 verify.log "$B" verify --device cuda --forward --no-probes --filter d64
       VARIANTS="default= n64=64:n64,s4,q2,qregs,noov,w3" BENCH_ARGS="--grid paper --forward --hdim 64 --seqlen 512 1024" "$0" variants ;;
+    bwd-persist)
+      # the persistent backward (FLASHATTN_BWD_CONFIG …:persist: one CTA per SM walking key blocks; the next block's first
+      # Q/dO stage and its K/V load under the current one's end): ptxas's registers and spills, the backward grid verified
+      # with it (deterministic cases included), memcheck and racecheck on the quick cases, then the backward paper grid
+      # against the default, twice, alternating
+      P="64:persist;128:persist;256:persist"
+      FLASHATTN_BWD_CONFIG="$P" run warmup-persist 120 verify.log "$B" warmup
+      grep -E "persistent" "$OUT/verify.log" | grep -E "compiled|cached|warning" | sort -u | head -12
+      FLASHATTN_BWD_CONFIG="$P" run verify-bwd-persist 200 verify.log "$B" verify --device cuda --backward --no-probes
+      FLASHATTN_BWD_CONFIG="$P" run memcheck-persist 300 sanitize.log compute-sanitizer --tool memcheck "$B" verify --device cuda --backward --quick --no-probes
+      FLASHATTN_BWD_CONFIG="$P" run racecheck-persist 300 sanitize.log compute-sanitizer --tool racecheck "$B" verify --device cuda --backward --quick --no-probes
+      VARIANT_VAR=FLASHATTN_BWD_CONFIG VARIANTS="default= persist=$P" BENCH_ARGS="--grid paper --backward" "$0" variants ;;
     bwd-breakdown)
       # where a short backward's time goes: Nsight Compute's duration of each of its three kernels (pre-pass: D and
       # the dQ accumulator cleared; main; post-pass: dQ converted) at 512 and 2k tokens, d64 and d128, full

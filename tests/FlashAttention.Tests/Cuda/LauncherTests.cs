@@ -82,6 +82,20 @@ public class LauncherTests
     }
 
     [Fact]
+    public void Persistent_backward_is_an_override_with_one_more_barrier()
+    {
+        var persistent = TileTables.Backward(128, "128:persist");
+        Assert.True(persistent.Persistent);
+        Assert.False(TileTables.Backward(128, null).Persistent);
+        Assert.Equal(TileTables.Backward(128, null).SharedMemoryBytes + 8, persistent.SharedMemoryBytes);
+        Assert.EndsWith(", false, 64, true>>", persistent.NameExpression(DataType.BFloat16));
+        Assert.EndsWith(", 128, true>>", TileTables.Backward(64, "64:persist").NameExpression(DataType.BFloat16));
+        Assert.Contains("persistent", persistent.ToString());
+        Assert.True(persistent.ForSoftcap(true).Persistent);
+        Assert.InRange(TileTables.Backward(64, "64:persist").SharedMemoryBytes, 1, 232448);
+    }
+
+    [Fact]
     public void D256_split_of_s_and_dp_is_the_default_that_fits_and_softcap_drops()
     {
         var split = TileTables.Backward(256, null);

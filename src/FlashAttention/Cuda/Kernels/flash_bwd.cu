@@ -10,6 +10,39 @@
 
 namespace fa {
 
+// kPersistent: one CTA per SM (gridDim.x of them) walks key blocks blockIdx.x, + gridDim.x, … in the order of the
+// non-persistent grid (key block fastest, then key head, then batch; deterministic mode from the last key block
+// down). Each role walks the same sequence; the ring's and the dQ buffers' phases run on across key blocks (t0).
+// Deterministic mode waits only for key blocks earlier in that order, which every CTA walks in increasing order, so
+// the earliest unfinished one can always go on.
+template <class Cfg>
+__device__ __forceinline__ void bwd_persistent(const BwdParams& p, const Mask& mask, const TmaMap* tma_q, const TmaMap* tma_k,
+                                               const TmaMap* tma_v, const TmaMap* tma_do, uint32_t smem, const uint8_t* smem_ptr,
+                                               const BwdBarriers<Cfg>& bars) {
+  const int n_blocks = (p.seqlen_k + Cfg::kBlockN - 1) / Cfg::kBlockN;
+  const int tiles = n_blocks * p.heads_k * p.batch;
+  const int warpgroup = warp_uniform(threadIdx.x / 128);
+  if (warpgroup == 0) setmaxnreg_dec<Cfg::kProducerRegs>();
+  else setmaxnreg_inc<Cfg::kConsumerRegs>();
+  const bool producer = threadIdx.x == 0, writer = Cfg::kDqBulk && threadIdx.x == 32;
+  if (warpgroup == 0 && !producer && !writer) return;
+  if (producer) {
+    tma_prefetch(tma_q);
+    tma_prefetch(tma_k);
+    tma_prefetch(tma_v);
+    tma_prefetch(tma_do);
+  }
+  int t0 = 0, blocks = 0;
+  for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x, ++blocks) {
+    const int key_block = tile % n_blocks, head_k = (tile / n_blocks) % p.heads_k, batch = tile / (n_blocks * p.heads_k);
+    const int n_block = warp_uniform(p.deterministic ? n_blocks - 1 - key_block : key_block);
+    if (producer) t0 += bwd_producer<Cfg>(p, mask, tma_q, tma_k, tma_v, tma_do, smem, bars, n_block, head_k, batch, t0, blocks);
+    else if (writer) t0 += bwd_dq_writer<Cfg>(p, mask, smem, bars, n_block, head_k, batch, t0, /*drain=*/false);
+    else t0 += BwdConsumer<Cfg>{p, mask, bars, smem, smem_ptr, warpgroup - 1, (int)(threadIdx.x % 128), n_block, head_k, batch}.run(t0, blocks);
+  }
+  if (writer) bulk_wait_all();
+}
+
 template <class Cfg>
 __global__ void __launch_bounds__(Cfg::kThreads, 1)
 flash_bwd_kernel(const __grid_constant__ BwdParams p, const __grid_constant__ TmaMap tma_q,
@@ -29,11 +62,16 @@ flash_bwd_kernel(const __grid_constant__ BwdParams p, const __grid_constant__ Tm
       mbar_init(bars.dq_full(c), 128);
       mbar_init(bars.dq_empty(c), 1);
     }
+    if constexpr (Cfg::kPersistent) mbar_init(bars.kv_empty(), Cfg::kConsumerWGs * 128);
     fence_barrier_init();
   }
   block_sync();
 
   const Mask mask{p.seqlen_q, p.seqlen_k, p.window_left, p.window_right};
+  if constexpr (Cfg::kPersistent) {
+    bwd_persistent<Cfg>(p, mask, &tma_q, &tma_k, &tma_v, &tma_do, smem, smem_ptr, bars);
+    return;
+  }
   // Deterministic mode adds dQ from the last key block down (see dq_turn): launch in that order.
   const int n_block = p.deterministic ? gridDim.x - 1 - blockIdx.x : blockIdx.x, head_k = blockIdx.y, batch = blockIdx.z;
   // Warp-uniform by construction, and said so (warp_uniform): the consumers' shared-memory addresses derive from it,

@@ -10,7 +10,7 @@
 namespace fa {
 
 template <typename Element_, int kHeadDim_, int kStages_ = 2, bool kExchangeDs_ = false, bool kSoftcap_ = false,
-          bool kDqBulk_ = false, bool kOverlapDv_ = false, bool kSplitSdP_ = false, int kBlockM_ = 64>
+          bool kDqBulk_ = false, bool kOverlapDv_ = false, bool kSplitSdP_ = false, int kBlockM_ = 64, bool kPersistent_ = false>
 struct BwdConfig {
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
@@ -43,6 +43,12 @@ struct BwdConfig {
   // through shared memory as register images (thread t reads what its sibling's thread t wrote: the fragments
   // have the same layout in both warpgroups). Not with softcap (dS would need P·(1 − tanh²) in float32).
   static constexpr bool kSplitSdP = kSplitSdP_;
+  // A persistent grid (one CTA per SM walking key blocks with a fixed stride) instead of one CTA per key block: the
+  // next key block's first Q/dO stage loads under the current one's last steps, its K and V while the consumers store
+  // dK and dV, and the writer's last additions drain under the next block's first steps. At 512 tokens a CTA walks
+  // only 4–8 query blocks (~2.2 µs each) beside ~10 µs of fixed cost per CTA (from the paper grid's times at 512 and
+  // 1k: 265 µs per call that do not grow with the length, of which the pre- and post-pass are ~105).
+  static constexpr bool kPersistent = kPersistent_;
   static_assert(!kDqBulk || !kSplitColumns, "bulk dQ: one 64x64 block per consumer and step (d64, d128)");
   static_assert(!kSplitSdP || (kSplitColumns && !kSoftcap), "split S/dP: d256 (shared keys), without softcap");
   static_assert(!kExchangeDs || kHeadDim == 128, "the dS exchange splits dQ's columns between two consumers: d128 only");
@@ -79,7 +85,8 @@ struct BwdConfig {
   static constexpr int kXchgBytes = 128 * (kBlockM / 4) * 4;  // a warpgroup's packed 64x64 fragment (P or dS)
   static constexpr int kOffXchg = kOffDq + (kDqBulk ? kConsumerWGs * kDqBlockBytes : 0);  // P's image, then dS's (kSplitSdP)
   static constexpr int kOffBar = kOffXchg + (kSplitSdP ? 2 * kXchgBytes : 0);
-  static constexpr int kNumBars = 1 + 2 * kStages + 2 * kConsumerWGs;  // K/V loaded, full/empty per stage, dQ full/empty per consumer
+  // K/V loaded, full/empty per stage, dQ full/empty per consumer; persistent: K/V free for the next key block
+  static constexpr int kNumBars = 1 + 2 * kStages + 2 * kConsumerWGs + (kPersistent ? 1 : 0);
   static constexpr int kSmemBytes = 1024 + kOffBar + 8 * kNumBars;
   static_assert(kSmemBytes <= 232448, "exceeds the 227 KB of shared memory a block may opt in to");
 
@@ -99,6 +106,8 @@ struct BwdBarriers {
   // Bulk dQ: consumer c's block is in shared memory / has been read by the bulk reduction.
   __device__ __forceinline__ uint32_t dq_full(int c) const { return base + 8 + 8 * (2 * Cfg::kStages + c); }
   __device__ __forceinline__ uint32_t dq_empty(int c) const { return base + 8 + 8 * (2 * Cfg::kStages + Cfg::kConsumerWGs + c); }
+  // kPersistent: every consumer thread is done with the key block's K and V.
+  __device__ __forceinline__ uint32_t kv_empty() const { return base + 8 + 8 * (2 * Cfg::kStages + 2 * Cfg::kConsumerWGs); }
 };
 
 }  // namespace fa

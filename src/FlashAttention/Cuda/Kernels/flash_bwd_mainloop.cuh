@@ -68,12 +68,14 @@ __device__ __forceinline__ int dq_turn(const Mask& mask, int n_block, int m) {
 // in shared memory, adds it into the float32 buffer with a bulk reduction and hands the buffer back when read.
 // Deterministic mode: it waits for this CTA's turn (dq_turn) and adds consumer 0's block before consumer 1's; the
 // wait is here, off the consumers.
+// t0: the steps of earlier key blocks in this CTA (kPersistent; the barriers' phases run on across them).
+// Returns this key block's steps.
 template <class Cfg>
-__device__ __forceinline__ void bwd_dq_writer(const BwdParams& p, const Mask& mask, uint32_t smem, const BwdBarriers<Cfg>& bars,
-                                              int n_block, int head_k, int batch) {
+__device__ __forceinline__ int bwd_dq_writer(const BwdParams& p, const Mask& mask, uint32_t smem, const BwdBarriers<Cfg>& bars,
+                                             int n_block, int head_k, int batch, int t0 = 0, bool drain = true) {
   const BwdSteps<Cfg> steps(p, mask, n_block, head_k);
-  for (int t = 0; t < steps.count; ++t) {
-    const int h = steps.head(t), m = steps.block(t);
+  for (int i = 0; i < steps.count; ++i) {
+    const int t = t0 + i, h = steps.head(i), m = steps.block(i);
     const int turn = p.deterministic ? dq_turn<Cfg>(mask, n_block, m) : 0;
     if (p.deterministic)
       while (ld_acquire_gpu(dq_semaphore<Cfg>(p, batch, h, m)) != turn) {}
@@ -95,13 +97,14 @@ __device__ __forceinline__ void bwd_dq_writer(const BwdParams& p, const Mask& ma
 #pragma unroll
     for (int c = 0; c < Cfg::kConsumerWGs; ++c) mbar_arrive(bars.dq_empty(c));
   }
-  bulk_wait_all();
+  if (drain) bulk_wait_all();
+  return steps.count;
 }
 
+// The producer's loads: K and V of a key block, and step t's Q, dO, LSE·log2(e) and D (query head h, block m).
 template <class Cfg>
-__device__ __forceinline__ void bwd_producer(const BwdParams& p, const Mask& mask, const TmaMap* tma_q,
-                                             const TmaMap* tma_k, const TmaMap* tma_v, const TmaMap* tma_do,
-                                             uint32_t smem, const BwdBarriers<Cfg>& bars, int n_block, int head_k, int batch) {
+__device__ __forceinline__ void bwd_load_kv(const TmaMap* tma_k, const TmaMap* tma_v, uint32_t smem, const BwdBarriers<Cfg>& bars,
+                                            int n_block, int head_k, int batch) {
   const int n0 = n_block * Cfg::kBlockN;
   mbar_arrive_expect_tx(bars.kv_full(), 2 * Cfg::kKBytes);
 #pragma unroll
@@ -109,23 +112,44 @@ __device__ __forceinline__ void bwd_producer(const BwdParams& p, const Mask& mas
     tma_load_4d(smem + Cfg::kOffK + slab * Cfg::kKSlabBytes, tma_k, bars.kv_full(), slab * 64, n0, head_k, batch);
     tma_load_4d(smem + Cfg::kOffV + slab * Cfg::kKSlabBytes, tma_v, bars.kv_full(), slab * 64, n0, head_k, batch);
   }
-  const BwdSteps<Cfg> steps(p, mask, n_block, head_k);
-  for (int t = 0; t < steps.count; ++t) {
-    const int h = steps.head(t), m = steps.block(t), s = t % Cfg::kStages;
-    mbar_wait(bars.empty(s), ((t / Cfg::kStages) & 1) ^ 1);
-    mbar_arrive_expect_tx(bars.full(s), Cfg::kStepBytes);
+}
+template <class Cfg>
+__device__ __forceinline__ void bwd_load_step(const BwdParams& p, const TmaMap* tma_q, const TmaMap* tma_do, uint32_t smem,
+                                              const BwdBarriers<Cfg>& bars, int t, int h, int m, int batch) {
+  const int s = t % Cfg::kStages;
+  mbar_wait(bars.empty(s), ((t / Cfg::kStages) & 1) ^ 1);
+  mbar_arrive_expect_tx(bars.full(s), Cfg::kStepBytes);
 #pragma unroll
-    for (int slab = 0; slab < Cfg::kSlabs; ++slab) {
+  for (int slab = 0; slab < Cfg::kSlabs; ++slab) {
 #pragma unroll
-      for (int r = 0; r < Cfg::kBlockM; r += Cfg::kTmaRows) {  // boxes of 64 rows, one under the other in the slab
-        tma_load_4d(smem + Cfg::kOffQ + s * Cfg::kQBytes + slab * Cfg::kQSlabBytes + r * 128, tma_q, bars.full(s), slab * 64, m * Cfg::kBlockM + r, h, batch);
-        tma_load_4d(smem + Cfg::kOffDO + s * Cfg::kQBytes + slab * Cfg::kQSlabBytes + r * 128, tma_do, bars.full(s), slab * 64, m * Cfg::kBlockM + r, h, batch);
-      }
+    for (int r = 0; r < Cfg::kBlockM; r += Cfg::kTmaRows) {  // boxes of 64 rows, one under the other in the slab
+      tma_load_4d(smem + Cfg::kOffQ + s * Cfg::kQBytes + slab * Cfg::kQSlabBytes + r * 128, tma_q, bars.full(s), slab * 64, m * Cfg::kBlockM + r, h, batch);
+      tma_load_4d(smem + Cfg::kOffDO + s * Cfg::kQBytes + slab * Cfg::kQSlabBytes + r * 128, tma_do, bars.full(s), slab * 64, m * Cfg::kBlockM + r, h, batch);
     }
-    const int64_t row0 = ((int64_t)batch * p.heads_q + h) * p.seqlen_q_padded + m * Cfg::kBlockM;
-    bulk_load(smem + Cfg::kOffLse + s * Cfg::kRowBytes, p.lse_log2 + row0, Cfg::kRowBytes, bars.full(s));
-    bulk_load(smem + Cfg::kOffD + s * Cfg::kRowBytes, p.dpsum + row0, Cfg::kRowBytes, bars.full(s));
   }
+  const int64_t row0 = ((int64_t)batch * p.heads_q + h) * p.seqlen_q_padded + m * Cfg::kBlockM;
+  bulk_load(smem + Cfg::kOffLse + s * Cfg::kRowBytes, p.lse_log2 + row0, Cfg::kRowBytes, bars.full(s));
+  bulk_load(smem + Cfg::kOffD + s * Cfg::kRowBytes, p.dpsum + row0, Cfg::kRowBytes, bars.full(s));
+}
+
+// One key block's loads. kPersistent (t0: the steps of earlier key blocks; blocks: how many came before): the block's
+// first step goes ahead of its K and V, which wait until the consumers are done with the previous block's.
+template <class Cfg>
+__device__ __forceinline__ int bwd_producer(const BwdParams& p, const Mask& mask, const TmaMap* tma_q,
+                                            const TmaMap* tma_k, const TmaMap* tma_v, const TmaMap* tma_do,
+                                            uint32_t smem, const BwdBarriers<Cfg>& bars, int n_block, int head_k, int batch,
+                                            int t0 = 0, int blocks = 0) {
+  const BwdSteps<Cfg> steps(p, mask, n_block, head_k);
+  int i = 0;
+  if constexpr (Cfg::kPersistent) {
+    if (blocks > 0) {
+      if (steps.count > 0) bwd_load_step<Cfg>(p, tma_q, tma_do, smem, bars, t0, steps.head(0), steps.block(0), batch), i = 1;
+      mbar_wait(bars.kv_empty(), (blocks - 1) & 1);
+    }
+  }
+  bwd_load_kv<Cfg>(tma_k, tma_v, smem, bars, n_block, head_k, batch);
+  for (; i < steps.count; ++i) bwd_load_step<Cfg>(p, tma_q, tma_do, smem, bars, t0 + i, steps.head(i), steps.block(i), batch);
+  return steps.count;
 }
 
 template <class Cfg>
@@ -190,19 +214,24 @@ struct BwdConsumer {
     wgmma_commit();
   }
 
-  __device__ __forceinline__ void run() const {
+  // The key block's walk (t0: the steps of earlier key blocks, blocks: how many, with kPersistent). Returns its steps.
+  __device__ __forceinline__ int run(int t0 = 0, int blocks = 0) const {
     float dk[kC / 2], dv[kC / 2];
 #pragma unroll
     for (int i = 0; i < kC / 2; ++i) dk[i] = dv[i] = 0.f;
     const BwdSteps<Cfg> steps(p, mask, n_block, head_k);
-    mbar_wait(bars.kv_full(), 0);
+    mbar_wait(bars.kv_full(), blocks & 1);
     float st[kM / 2], dpt[kM / 2];
-    for (int t = 0; t < steps.count; ++t) {
+    for (int i = 0; i < steps.count; ++i) {
+      const int t = t0 + i;
       issue_s_dp(t, st, dpt);
-      if constexpr (Cfg::kSplitSdP) step_split_sdp(t, steps.head(t), steps.block(t), st, dk, dv);
-      else step(t, steps.head(t), steps.block(t), st, dpt, dk, dv);
+      if constexpr (Cfg::kSplitSdP) step_split_sdp(t, steps.head(i), steps.block(i), st, dk, dv);
+      else step(t, steps.head(i), steps.block(i), st, dpt, dk, dv);
     }
+    // Every GEMM of the last step has completed (add_dq waits for them): K and V may be replaced while dK and dV go out.
+    if constexpr (Cfg::kPersistent) mbar_arrive(bars.kv_empty());
     store_dkv(dk, dv);
+    return steps.count;
   }
 
   // Pᵀ = exp2(Sᵀ·scale − LSE) for query block m0 (lse: the stage's LSE row; q_col0 = 2·(lane % 4)), masked,

@@ -67,8 +67,12 @@ internal static class FlashBackwardLauncher
                 .Add(AttentionTensorMaps.Tokens(k, (uint)config.BlockN, device))
                 .Add(AttentionTensorMaps.Tokens(v, (uint)config.BlockN, device))
                 .Add(AttentionTensorMaps.Tokens(dO, BackwardKernelConfig.TmaRows, device));
-            main.Launch(new LaunchConfig(new Dim3((uint)nBlocks, (uint)p.HeadsK, (uint)p.Batch), BackwardKernelConfig.Threads,
-                config.SharedMemoryBytes, stream), arguments);
+            // Persistent: one CTA per SM (at most one per key block), each walking key blocks with a fixed stride.
+            long keyBlocks = (long)nBlocks * p.HeadsK * p.Batch;
+            var grid = config.Persistent
+                ? new Dim3((uint)Math.Min(keyBlocks, device.MultiprocessorCount), 1, 1)
+                : new Dim3((uint)nBlocks, (uint)p.HeadsK, (uint)p.Batch);
+            main.Launch(new LaunchConfig(grid, BackwardKernelConfig.Threads, config.SharedMemoryBytes, stream), arguments);
         }
         if (mBlocks > 0)
             post.Launch(new LaunchConfig(new Dim3((uint)mBlocks, (uint)p.HeadsQ, (uint)p.Batch), 256, 0, stream), new KernelArguments().Add(aux));

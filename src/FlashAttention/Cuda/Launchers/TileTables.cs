@@ -193,7 +193,7 @@ internal static class TileTables
         return null;
     }
 
-    /// <summary>Tuning override like <see cref="ForwardOverrideVariable"/>: <c>FLASHATTN_BWD_CONFIG="128:s3,exchange;64:s2"</c> (ring stages; how dQ is split between consumers: exchange/split; how it is added: bulk/atomic; whether dS is formed while dV runs: overlapdv/nooverlapdv; at d256 whether the consumers split Sᵀ and dPᵀ between them: splitsdp/nosplitsdp; at d64 queries per step: m128/m64).</summary>
+    /// <summary>Tuning override like <see cref="ForwardOverrideVariable"/>: <c>FLASHATTN_BWD_CONFIG="128:s3,exchange;64:s2"</c> (ring stages; how dQ is split between consumers: exchange/split; how it is added: bulk/atomic; whether dS is formed while dV runs: overlapdv/nooverlapdv; at d256 whether the consumers split Sᵀ and dPᵀ between them: splitsdp/nosplitsdp; at d64 queries per step: m128/m64; a persistent grid, one CTA per SM walking key blocks: persist/nopersist).</summary>
     public const string BackwardOverrideVariable = "FLASHATTN_BWD_CONFIG";
 
     public static BackwardKernelConfig Backward(int headDim) => Backward(headDim, Environment.GetEnvironmentVariable(BackwardOverrideVariable));
@@ -237,6 +237,8 @@ internal static class TileTables
                     // 128 queries per step (FlashAttention-3's d64 tile); bulk dQ, split keys.
                     "m128" when headDim == 64 => config with { BlockM = 128, DqBulk = true, ExchangeDs = false },
                     "m64" => config with { BlockM = 64 },
+                    "persist" => config with { Persistent = true },
+                    "nopersist" => config with { Persistent = false },
                     _ => throw new ArgumentException($"{BackwardOverrideVariable}: unknown field '{f}' in '{entry}'"),
                 };
         }
@@ -252,7 +254,7 @@ internal static class TileTables
 
 /// <summary>The backward kernel's template arguments (<c>fa::BwdConfig</c>) and geometry; mirrors flash_bwd_config.cuh.</summary>
 internal sealed record BackwardKernelConfig(int HeadDim, int Stages, bool ExchangeDs = false, bool Softcap = false, bool DqBulk = false,
-    bool OverlapDv = false, bool SplitSdP = false, int BlockM = 64)
+    bool OverlapDv = false, bool SplitSdP = false, int BlockM = 64, bool Persistent = false)
 {
     public const int Threads = 384;
 
@@ -281,17 +283,18 @@ internal sealed record BackwardKernelConfig(int HeadDim, int Stages, bool Exchan
             int dsBuffers = BlockM == 128 ? 1 : 2;  // as flash_bwd_config.cuh's kDsBuffers
             int dqBytes = DqBulk ? 2 * BlockM * 64 * 4 : 0;
             int exchangeBytes = SplitSdP ? 2 * 128 * (BlockM / 4) * 4 : 0;  // P's and dS's register images
-            return 1024 + 2 * kBytes + 2 * Stages * qBytes + dsBuffers * dsBytes + 2 * Stages * rowBytes + dqBytes + exchangeBytes + 8 * (1 + 2 * Stages + 4);
+            int barriers = 1 + 2 * Stages + 4 + (Persistent ? 1 : 0);  // as kNumBars (persistent: K/V free again)
+            return 1024 + 2 * kBytes + 2 * Stages * qBytes + dsBuffers * dsBytes + 2 * Stages * rowBytes + dqBytes + exchangeBytes + 8 * barriers;
         }
     }
 
     /// <summary>What sets this variant apart, for warm-up labels and logs: queries x keys per step, stages, how dQ is formed and added.</summary>
     public override string ToString()
         => $"d{HeadDim} {BlockM}x{BlockN} stages {Stages}{(ExchangeDs ? " dS-exchange" : "")}{(DqBulk ? " dQ-bulk" : " dQ-red")}" +
-           $"{(OverlapDv ? " dV-overlap" : "")}{(SplitSdP ? " split-SdP" : "")}{(Softcap ? " softcap" : "")}";
+           $"{(OverlapDv ? " dV-overlap" : "")}{(SplitSdP ? " split-SdP" : "")}{(Persistent ? " persistent" : "")}{(Softcap ? " softcap" : "")}";
 
     public string NameExpression(DataType type)
-        => $"fa::flash_bwd_kernel<fa::BwdConfig<{KernelNames.ElementTag(type)}, {HeadDim}, {Stages}, {KernelNames.Bool(ExchangeDs)}, {KernelNames.Bool(Softcap)}, {KernelNames.Bool(DqBulk)}, {KernelNames.Bool(OverlapDv)}, {KernelNames.Bool(SplitSdP)}{(BlockM == 64 ? "" : $", {BlockM}")}>>";
+        => $"fa::flash_bwd_kernel<fa::BwdConfig<{KernelNames.ElementTag(type)}, {HeadDim}, {Stages}, {KernelNames.Bool(ExchangeDs)}, {KernelNames.Bool(Softcap)}, {KernelNames.Bool(DqBulk)}, {KernelNames.Bool(OverlapDv)}, {KernelNames.Bool(SplitSdP)}{(BlockM == 64 && !Persistent ? "" : $", {BlockM}")}{(Persistent ? ", true" : "")}>>";
     public string PreprocessExpression(DataType type) => $"fa::flash_bwd_preprocess<{KernelNames.ElementTag(type)}, {HeadDim}>";
     public string PostprocessExpression(DataType type) => $"fa::flash_bwd_postprocess<{KernelNames.ElementTag(type)}, {HeadDim}>";
 }
