@@ -93,6 +93,11 @@ public class LauncherTests
         Assert.Contains("persistent", persistent.ToString());
         Assert.True(persistent.ForSoftcap(true).Persistent);
         Assert.InRange(TileTables.Backward(64, "64:persist").SharedMemoryBytes, 1, 232448);
+        // One CTA per SM, never more than key blocks; the default grid is a CTA per key block, key head and batch.
+        Assert.Equal((132u, 1u, 1u), Grid(FlashBackwardLauncher.MainGrid(persistent, 4, 16, 32, 132)));
+        Assert.Equal((6u, 1u, 1u), Grid(FlashBackwardLauncher.MainGrid(persistent, 3, 1, 2, 132)));
+        Assert.Equal((4u, 16u, 32u), Grid(FlashBackwardLauncher.MainGrid(TileTables.Backward(128, null), 4, 16, 32, 132)));
+        static (uint, uint, uint) Grid(Dim3 d) => (d.X, d.Y, d.Z);
     }
 
     [Fact]

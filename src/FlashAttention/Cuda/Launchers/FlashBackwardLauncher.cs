@@ -67,16 +67,21 @@ internal static class FlashBackwardLauncher
                 .Add(AttentionTensorMaps.Tokens(k, (uint)config.BlockN, device))
                 .Add(AttentionTensorMaps.Tokens(v, (uint)config.BlockN, device))
                 .Add(AttentionTensorMaps.Tokens(dO, BackwardKernelConfig.TmaRows, device));
-            // Persistent: one CTA per SM (at most one per key block), each walking key blocks with a fixed stride.
-            long keyBlocks = (long)nBlocks * p.HeadsK * p.Batch;
-            var grid = config.Persistent
-                ? new Dim3((uint)Math.Min(keyBlocks, device.MultiprocessorCount), 1, 1)
-                : new Dim3((uint)nBlocks, (uint)p.HeadsK, (uint)p.Batch);
-            main.Launch(new LaunchConfig(grid, BackwardKernelConfig.Threads, config.SharedMemoryBytes, stream), arguments);
+            main.Launch(new LaunchConfig(MainGrid(config, nBlocks, p.HeadsK, p.Batch, device.MultiprocessorCount), BackwardKernelConfig.Threads,
+                config.SharedMemoryBytes, stream), arguments);
         }
         if (mBlocks > 0)
             post.Launch(new LaunchConfig(new Dim3((uint)mBlocks, (uint)p.HeadsQ, (uint)p.Batch), 256, 0, stream), new KernelArguments().Add(aux));
     }
+
+    /// <summary>
+    /// The main kernel's grid: a CTA per (key block, key head, batch), or, persistent, one CTA per SM (at most one per
+    /// key block), each walking key blocks with a fixed stride (flash_bwd.cu, bwd_persistent).
+    /// </summary>
+    internal static Dim3 MainGrid(BackwardKernelConfig config, int keyBlocks, int headsK, int batch, int smCount)
+        => config.Persistent
+            ? new Dim3((uint)Math.Min((long)keyBlocks * headsK * batch, smCount), 1, 1)
+            : new Dim3((uint)keyBlocks, (uint)headsK, (uint)batch);
 
     /// <summary>Float32 side buffers of the backward pass, one per (device, stream), grown on demand.</summary>
     internal sealed class Workspace : IDisposable
