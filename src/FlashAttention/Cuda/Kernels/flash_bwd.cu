@@ -10,37 +10,66 @@
 
 namespace fa {
 
-// kPersistent: one CTA per SM (gridDim.x of them) walks key blocks blockIdx.x, + gridDim.x, … in the order of the
-// non-persistent grid (key block fastest, then key head, then batch; deterministic mode from the last key block
-// down). Each role walks the same sequence; the ring's and the dQ buffers' phases run on across key blocks (t0).
+// The key blocks a CTA walks: one (a CTA per key block), or with kPersistent blockIdx.x, + gridDim.x, … in the order of
+// that grid (key block fastest, then key head, then batch; deterministic mode from the last key block down).
 // Deterministic mode waits only for key blocks earlier in that order, which every CTA walks in increasing order, so
 // the earliest unfinished one can always go on.
-template <class Cfg>
-__device__ __forceinline__ void bwd_persistent(const BwdParams& p, const Mask& mask, const TmaMap* tma_q, const TmaMap* tma_k,
-                                               const TmaMap* tma_v, const TmaMap* tma_do, uint32_t smem, const uint8_t* smem_ptr,
-                                               const BwdBarriers<Cfg>& bars) {
-  const int n_blocks = (p.seqlen_k + Cfg::kBlockN - 1) / Cfg::kBlockN;
-  const int tiles = n_blocks * p.heads_k * p.batch;
+struct KeyBlockWalk {
+  int tile, stride, tiles, n_blocks, heads_k;
+  bool reversed;
+  __device__ __forceinline__ bool next(int& n_block, int& head_k, int& batch) {
+    if (tile >= tiles) return false;
+    const int key_block = tile % n_blocks;
+    n_block = warp_uniform(reversed ? n_blocks - 1 - key_block : key_block);
+    head_k = (tile / n_blocks) % heads_k;
+    batch = tile / (n_blocks * heads_k);
+    tile += stride;
+    return true;
+  }
+};
+struct OneKeyBlock {
+  int n_block, head_k, batch;
+  bool done = false;
+  __device__ __forceinline__ bool next(int& n, int& h, int& b) {
+    if (done) return false;
+    n = n_block, h = head_k, b = batch, done = true;
+    return true;
+  }
+};
+
+// The CTA's roles, each walking the same key blocks: the producer thread, the dQ writer lane, the consumer
+// warpgroups. The ring's and the dQ buffers' phases run on across key blocks (t0: the steps walked so far; blocks:
+// the key blocks).
+template <class Cfg, class Walk>
+__device__ __forceinline__ void bwd_roles(const BwdParams& p, const Mask& mask, const TmaMap* tma_q, const TmaMap* tma_k,
+                                          const TmaMap* tma_v, const TmaMap* tma_do, uint32_t smem, const uint8_t* smem_ptr,
+                                          const BwdBarriers<Cfg>& bars, Walk walk) {
+  int t0 = 0, blocks = 0, n_block, head_k, batch;
+  // Warp-uniform by construction, and said so (warp_uniform): the consumers' shared-memory addresses derive from it,
+  // and computed from threadIdx they took per-thread registers, so each wgmma's descriptor was built with vector
+  // instructions and moved over with four R2UR each (ncu source view, d128 8k: R2UR alone held 6% of the warp
+  // samples). With this and form_p's single mask branch, the d128 kernel took 19% fewer cycles, d64 26% fewer.
   const int warpgroup = warp_uniform(threadIdx.x / 128);
-  if (warpgroup == 0) setmaxnreg_dec<Cfg::kProducerRegs>();
-  else setmaxnreg_inc<Cfg::kConsumerRegs>();
-  const bool producer = threadIdx.x == 0, writer = Cfg::kDqBulk && threadIdx.x == 32;
-  if (warpgroup == 0 && !producer && !writer) return;
-  if (producer) {
-    tma_prefetch(tma_q);
-    tma_prefetch(tma_k);
-    tma_prefetch(tma_v);
-    tma_prefetch(tma_do);
+  if (warpgroup == 0) {
+    setmaxnreg_dec<Cfg::kProducerRegs>();
+    if (threadIdx.x == 0) {
+      tma_prefetch(tma_q);
+      tma_prefetch(tma_k);
+      tma_prefetch(tma_v);
+      tma_prefetch(tma_do);
+      for (; walk.next(n_block, head_k, batch); ++blocks)
+        t0 += bwd_producer<Cfg>(p, mask, tma_q, tma_k, tma_v, tma_do, smem, bars, n_block, head_k, batch, t0, blocks);
+    } else if (Cfg::kDqBulk && threadIdx.x == 32) {
+      while (walk.next(n_block, head_k, batch)) t0 += bwd_dq_writer<Cfg>(p, mask, smem, bars, n_block, head_k, batch, t0);
+      bulk_wait_all();
+    }
+  } else {
+    setmaxnreg_inc<Cfg::kConsumerRegs>();
+    for (; walk.next(n_block, head_k, batch); ++blocks) {
+      const BwdConsumer<Cfg> consumer{p, mask, bars, smem, smem_ptr, warpgroup - 1, (int)(threadIdx.x % 128), n_block, head_k, batch};
+      t0 += consumer.run(t0, blocks);
+    }
   }
-  int t0 = 0, blocks = 0;
-  for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x, ++blocks) {
-    const int key_block = tile % n_blocks, head_k = (tile / n_blocks) % p.heads_k, batch = tile / (n_blocks * p.heads_k);
-    const int n_block = warp_uniform(p.deterministic ? n_blocks - 1 - key_block : key_block);
-    if (producer) t0 += bwd_producer<Cfg>(p, mask, tma_q, tma_k, tma_v, tma_do, smem, bars, n_block, head_k, batch, t0, blocks);
-    else if (writer) t0 += bwd_dq_writer<Cfg>(p, mask, smem, bars, n_block, head_k, batch, t0, /*drain=*/false);
-    else t0 += BwdConsumer<Cfg>{p, mask, bars, smem, smem_ptr, warpgroup - 1, (int)(threadIdx.x % 128), n_block, head_k, batch}.run(t0, blocks);
-  }
-  if (writer) bulk_wait_all();
 }
 
 template <class Cfg>
@@ -69,31 +98,13 @@ flash_bwd_kernel(const __grid_constant__ BwdParams p, const __grid_constant__ Tm
 
   const Mask mask{p.seqlen_q, p.seqlen_k, p.window_left, p.window_right};
   if constexpr (Cfg::kPersistent) {
-    bwd_persistent<Cfg>(p, mask, &tma_q, &tma_k, &tma_v, &tma_do, smem, smem_ptr, bars);
-    return;
-  }
-  // Deterministic mode adds dQ from the last key block down (see dq_turn): launch in that order.
-  const int n_block = p.deterministic ? gridDim.x - 1 - blockIdx.x : blockIdx.x, head_k = blockIdx.y, batch = blockIdx.z;
-  // Warp-uniform by construction, and said so (warp_uniform): the consumers' shared-memory addresses derive from it,
-  // and computed from threadIdx they took per-thread registers, so each wgmma's descriptor was built with vector
-  // instructions and moved over with four R2UR each (ncu source view, d128 8k: R2UR alone held 6% of the warp
-  // samples). With this and form_p's single mask branch, the d128 kernel took 19% fewer cycles, d64 26% fewer.
-  const int warpgroup = warp_uniform(threadIdx.x / 128);
-  if (warpgroup == 0) {
-    setmaxnreg_dec<Cfg::kProducerRegs>();
-    if (threadIdx.x == 0) {
-      tma_prefetch(&tma_q);
-      tma_prefetch(&tma_k);
-      tma_prefetch(&tma_v);
-      tma_prefetch(&tma_do);
-      bwd_producer<Cfg>(p, mask, &tma_q, &tma_k, &tma_v, &tma_do, smem, bars, n_block, head_k, batch);
-    } else if (Cfg::kDqBulk && threadIdx.x == 32) {
-      bwd_dq_writer<Cfg>(p, mask, smem, bars, n_block, head_k, batch);
-    }
+    const int n_blocks = (p.seqlen_k + Cfg::kBlockN - 1) / Cfg::kBlockN;
+    bwd_roles<Cfg>(p, mask, &tma_q, &tma_k, &tma_v, &tma_do, smem, smem_ptr, bars,
+                   KeyBlockWalk{(int)blockIdx.x, (int)gridDim.x, n_blocks * p.heads_k * p.batch, n_blocks, p.heads_k, p.deterministic != 0});
   } else {
-    setmaxnreg_inc<Cfg::kConsumerRegs>();
-    const BwdConsumer<Cfg> consumer{p, mask, bars, smem, smem_ptr, warpgroup - 1, (int)(threadIdx.x % 128), n_block, head_k, batch};
-    consumer.run();
+    // Deterministic mode adds dQ from the last key block down (see dq_turn): launch in that order.
+    bwd_roles<Cfg>(p, mask, &tma_q, &tma_k, &tma_v, &tma_do, smem, smem_ptr, bars,
+                   OneKeyBlock{p.deterministic ? (int)(gridDim.x - 1 - blockIdx.x) : (int)blockIdx.x, (int)blockIdx.y, (int)blockIdx.z});
   }
 }
 

@@ -72,7 +72,7 @@ __device__ __forceinline__ int dq_turn(const Mask& mask, int n_block, int m) {
 // Returns this key block's steps.
 template <class Cfg>
 __device__ __forceinline__ int bwd_dq_writer(const BwdParams& p, const Mask& mask, uint32_t smem, const BwdBarriers<Cfg>& bars,
-                                             int n_block, int head_k, int batch, int t0 = 0, bool drain = true) {
+                                             int n_block, int head_k, int batch, int t0 = 0) {
   const BwdSteps<Cfg> steps(p, mask, n_block, head_k);
   for (int i = 0; i < steps.count; ++i) {
     const int t = t0 + i, h = steps.head(i), m = steps.block(i);
@@ -97,8 +97,7 @@ __device__ __forceinline__ int bwd_dq_writer(const BwdParams& p, const Mask& mas
 #pragma unroll
     for (int c = 0; c < Cfg::kConsumerWGs; ++c) mbar_arrive(bars.dq_empty(c));
   }
-  if (drain) bulk_wait_all();
-  return steps.count;
+  return steps.count;  // (the caller waits for the last additions once its walk is done)
 }
 
 // The producer's loads: K and V of a key block, and step t's Q, dO, LSE·log2(e) and D (query head h, block m).
