@@ -32,6 +32,9 @@ public static class CommandActions
     {
         bool debug = Environment.GetEnvironmentVariable("FLASHATTN_DEBUG") is "1";
         if (debug && e is not CliException) context.Err.WriteLine(e.ToString());
+        // A failure inside Parallel.For (warmup's compilations, say) arrives wrapped: report the first real one.
+        if (e is AggregateException aggregate && aggregate.Flatten().InnerExceptions.Count > 0)
+            return Report(context, aggregate.Flatten().InnerExceptions[0]);
         switch (e)
         {
             case CliException cli:
@@ -46,6 +49,9 @@ public static class CommandActions
             case ArgumentException argument:
                 context.Error(StripParameterSuffix(argument));
                 return ExitCodes.InvalidInput;
+            case FlashAttention.Cuda.CudaUnavailableException unavailable:
+                context.Error(unavailable.Message);
+                return ExitCodes.DeviceUnavailable;
             case OperationCanceledException:
                 context.Error("cancelled");
                 return 130;

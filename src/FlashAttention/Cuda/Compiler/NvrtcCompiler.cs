@@ -49,6 +49,10 @@ internal sealed unsafe class NvrtcCompiler : IKernelCompiler
             {
                 if (compiled == 6) // NVRTC_ERROR_COMPILATION: the source is wrong; the log says where
                     throw new KernelCompilationException(source.Main.Name, log, request.Options, compiled);
+                if (compiled == 7) // NVRTC_ERROR_BUILTIN_OPERATION_FAILURE: an installation problem, not the source's
+                    throw new CudaUnavailableException(CudaUnavailableReason.NvrtcNotFound,
+                        $"NVRTC {_api.VersionText} cannot load its builtins library (libnvrtc-builtins.so of the same version): " +
+                        $"put it beside libnvrtc.so or on LD_LIBRARY_PATH{(log.Length > 0 ? " (NVRTC: " + log.Trim() + ")" : "")}");
                 throw api.Error(compiled, nameof(api.nvrtcCompileProgram), $"compiling {source.Main.Name} with [{string.Join(' ', request.Options)}]{(log.Length > 0 ? ": " + log.Trim() : "")}");
             }
 
