@@ -74,6 +74,10 @@ for stage in "$@"; do
       "$0" info warmup sass verify-quick verify-fwd run-gpu bench peers-fwd ablation peers-bwd sanitize verify-bwd deterministic example
       (cd "$OUT" && tar czf json.tgz ./*.json && rm -f ./*.json)
       exit 0 ;;
+    pack)
+      # the device tool brings back at most 8 files: the JSON written so far into one archive (json-1.tgz, json-2.tgz, …)
+      n=1; while [ -e "$OUT/json-$n.tgz" ]; do n=$((n + 1)); done
+      if ls "$OUT"/*.json >/dev/null 2>&1; then (cd "$OUT" && tar czf "json-$n.tgz" ./*.json && rm -f ./*.json); fi ;;
     peers) run peers 480 peers.log python3 bench/peers/sdpa_peers.py --grid paper --json "$OUT/peers.json" ;;
     peers-fwd) run peers-fwd 200 bench.log python3 bench/peers/sdpa_peers.py --grid paper --json "$OUT/peers.json" --ours "$OUT/ours.json" ;;
     peers-bwd) run peers-bwd 200 bench.log python3 bench/peers/sdpa_peers.py --grid paper --backward --json "$OUT/peers-bwd.json" --ours "$OUT/ours.json" ;;
@@ -297,11 +301,43 @@ PY
       VARIANTS="default= n96=$V96 n80=$V80 n64=$V64" BENCH_ARGS="--grid paper --forward --hdim 128" "$0" variants
       FLASHATTN_FWD_CONFIG="64:n64,s4,q2,qregs,noov,w3" run verify-d64-n64 200 verify.log "$B" verify --device cuda --forward --no-probes --filter d64
       VARIANTS="default= n64=64:n64,s4,q2,qregs,noov,w3" BENCH_ARGS="--grid paper --forward --hdim 64 --seqlen 512 1024" "$0" variants ;;
+    fwd-wide-d128)
+      # d128 with wider key blocks and two Q buffers (O staged in the tile's own Q buffer, so 2 x 32 KB of Q + two K/V
+      # stages fit): 160 keys with and without the chained P·V/S order, 144 keys. 176-key blocks with one Q buffer
+      # measured +4..6% at 8k and −8..−16% at 2k (2026-12-01-h200-2c808e8): the second Q buffer is what 2k lacked if
+      # the tile's start waiting for its Q is the cause. Screened here first: local-sass.sh, no spills (NVRTC 12.4).
+      # Each verified on the d128 forward cases, racecheck on the quick cases with the first, then the d128 paper rows
+      # against the default, twice, alternating
+      N160="128:n160,s2,q2,alias,noov"; N160C="128:n160,s2,q2,alias,chain"; N144="128:n144,s2,q2,alias,noov"
+      for v in "$N160" "$N160C" "$N144"; do FLASHATTN_FWD_CONFIG="$v" run "warmup $v" 120 verify.log "$B" warmup --filter "fwd bf16 d128"; done
+      grep -E "fwd bf16 d128 128x1(44|60)|warning" "$OUT/verify.log" | sort -u | tail -8
+      for v in "$N160" "$N160C" "$N144"; do
+        FLASHATTN_FWD_CONFIG="$v" run "verify $v" 200 verify.log "$B" verify --device cuda --forward --no-probes --filter d128
+      done
+      FLASHATTN_FWD_CONFIG="$N160" run racecheck-n160 300 sanitize.log compute-sanitizer --tool racecheck "$B" verify --device cuda --forward --quick --no-probes --filter d128
+      VARIANTS="default= n160=$N160 n160chain=$N160C n144=$N144" BENCH_ARGS="--grid paper --forward --hdim 128" "$0" variants ;;
+    fwd-d128-candidates)
+      # fwd-w3-d128 and fwd-wide-d128 in one pass, timing the default once beside all six candidates (d128 full is
+      # the forward's one bar below cuDNN: median 0.98): each verified on the d128 forward cases, racecheck on the
+      # quick cases with one of each family, the d128 paper rows twice, alternating; then d64 with 64-key blocks at
+      # 512–1k (the 1.48 cell against FlashAttention-2)
+      C="w3n96=128:n96,s2,q1,noov,w3 w3n80=128:n80,s2,q2,noov,w3 w3n64=128:n64,s2,q2,noov,w3 n160=128:n160,s2,q2,alias,noov n160chain=128:n160,s2,q2,alias,chain n144=128:n144,s2,q2,alias,noov"
+      for item in $C; do
+        FLASHATTN_FWD_CONFIG="${item#*=}" run "verify ${item%%=*}" 200 verify.log "$B" verify --device cuda --forward --no-probes --filter d128
+      done
+      grep -E "FAIL|passed" "$OUT/verify.log" | tail -8
+      FLASHATTN_FWD_CONFIG="128:n96,s2,q1,noov,w3" run racecheck-w3n96 300 sanitize.log compute-sanitizer --tool racecheck "$B" verify --device cuda --forward --quick --no-probes --filter d128
+      FLASHATTN_FWD_CONFIG="128:n160,s2,q2,alias,noov" run racecheck-n160 300 sanitize.log compute-sanitizer --tool racecheck "$B" verify --device cuda --forward --quick --no-probes --filter d128
+      VARIANTS="default= $C" BENCH_ARGS="--grid paper --forward --hdim 128" "$0" variants
+      FLASHATTN_FWD_CONFIG="64:n64,s4,q2,qregs,noov,w3" run verify-d64-n64 200 verify.log "$B" verify --device cuda --forward --no-probes --filter d64
+      VARIANTS="default= n64=64:n64,s4,q2,qregs,noov,w3" BENCH_ARGS="--grid paper --forward --hdim 64 --seqlen 512 1024" "$0" variants ;;
     bwd-persist)
       # the persistent backward (FLASHATTN_BWD_CONFIG …:persist: one CTA per SM walking key blocks; the next block's first
       # Q/dO stage and its K/V load under the current one's end): ptxas's registers and spills, the backward grid verified
       # with it (deterministic cases included), memcheck and racecheck on the quick cases, then the backward paper grid
-      # against the default, twice, alternating
+      # against the default, twice, alternating. (ptxas 12.4 locally: the consumers' loop has no local memory; the
+      # producer warpgroup, on 24 registers, keeps the walk's state in ~27 local-memory accesses per key block and a
+      # few per step, where it mostly waits anyway: local-sass.sh)
       P="64:persist;128:persist;256:persist"
       FLASHATTN_BWD_CONFIG="$P" run warmup-persist 120 verify.log "$B" warmup
       grep -E "persistent" "$OUT/verify.log" | grep -E "compiled|cached|warning" | sort -u | head -12
