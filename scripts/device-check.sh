@@ -115,6 +115,10 @@ for impl in ("ours", "cudnn"):
 PY
       ;;
     deterministic) run deterministic 120 bench.log "$B" bench --device cuda --grid paper --hdim 64 128 --seqlen 2048 8192 --backward --deterministic --json "$OUT/deterministic.json" ;;
+    ablation-per-call)
+      # the ablation with each call timed alone (the clock recovers between calls), to separate the schedule's effect from
+      # the 700 W cap's: back to back, the ping-pong switch moved 0–10% between three runs
+      run ablation-per-call 200 bench.log "$B" bench --device cuda --batch 2 --heads 16 --seqlen 8192 --hdim 128 --forward --ablation --timing per-call --repeats 50 --json "$OUT/ablation-per-call.json" ;;
     ablation2)
       # the same four kernels again, in reverse order, to see how much of a difference is noise
       run ablation2 120 bench.log "$B" bench --device cuda --batch 2 --heads 16 --seqlen 8192 --hdim 128 --forward --ablation --repeats 50 --json "$OUT/ablation2.json" ;;
