@@ -25,7 +25,7 @@ internal static class BenchCommand
     {
         string devices = string.Join('|', backends.Select(b => b.Device).Distinct());
         var device = new Option<string?>("--device") { Description = $"Where to run: {devices}. Default: the first usable of {string.Join(", ", backends.Select(b => b.Device))}." };
-        var grid = new Option<string?>("--grid") { Description = "A named grid of cases instead of one shape: 'paper' (FlashAttention-3's: 16k tokens, hidden 2048, seqlen 512…16k, head dim 64/128/256, full and causal). --seqlen, --hdim and --causal narrow it." };
+        var grid = new Option<string?>("--grid") { Description = "A named grid of cases instead of one shape: 'paper' (FlashAttention-3's: 16k tokens, hidden 2048, seqlen 512…16k, head dim 64/128/256, full and causal). --seqlen, --hdim and --causal (or --causal false: the full cases) narrow it." };
         grid.AcceptOnlyFromAmong("paper");
         var seqLen = new Option<int[]>("--seqlen") { Description = $"Sequence length(s), query and key (default {Defaults.SeqLen}).", AllowMultipleArgumentsPerToken = true };
         var seqLenK = new Option<int?>("--seqlen-k") { Description = "Key length when it differs from the query length." };
@@ -83,7 +83,9 @@ internal static class BenchCommand
             {
                 if (p.GetValue(batch) is not null || p.GetValue(heads) is not null || p.GetValue(headsK) is not null || p.GetValue(seqLenK) is not null)
                     throw new CliException("--grid paper sets batch, heads and lengths itself; use --seqlen, --hdim and --causal to narrow it");
-                cases = BenchGrid.Paper(type, directions, seqLens, headDims, p.GetValue(causal) ? true : null);
+                // --causal narrows the grid to its causal cases, --causal false to its full ones; absent, both.
+                bool? onlyCausal = p.GetResult(causal) is { Implicit: false } ? p.GetValue(causal) : null;
+                cases = BenchGrid.Paper(type, directions, seqLens, headDims, onlyCausal);
                 if (cases.Count == 0)
                     throw new CliException($"--grid paper: no case left after --seqlen/--hdim; the grid has seqlen {string.Join(", ", BenchGrid.PaperSeqLens)} and head dim {string.Join(", ", BenchGrid.PaperHeadDims)}");
             }

@@ -128,6 +128,21 @@ public class BenchCommandTests : IDisposable
     }
 
     [Fact]
+    public void PaperGridNarrowsToItsFullCasesWithCausalFalse()
+    {
+        var gpu = new FakeBackend("cuda");
+        var result = Run([gpu], "bench", "--grid", "paper", "--hdim", "128", "--causal", "false", "--forward");
+        Assert.True(result.ExitCode == 0, result.Err);
+        Assert.Equal(6, gpu.Ran.Count);
+        Assert.All(gpu.Ran, c => Assert.False(c.Causal));
+
+        var both = new FakeBackend("cuda");
+        result = Run([both], "bench", "--grid", "paper", "--hdim", "128", "--forward");
+        Assert.True(result.ExitCode == 0, result.Err);
+        Assert.Equal(12, both.Ran.Count);
+    }
+
+    [Fact]
     public void JsonRowsCarryTheContextAndRoundTrip()
     {
         string json = _h.PathOf("out.json");
