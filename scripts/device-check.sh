@@ -364,6 +364,23 @@ PY
         done
       done
       grep -E "^=== bwd-breakdown|flash_bwd|gpu__time_duration|dram__bytes" "$OUT/ncu.log" ;;
+    bwd-short-profile)
+      # why the backward's main kernel runs at ~58% of its long-sequence rate at 512 tokens (d128 full: 324 against ~560
+      # TFLOP/s): its SOL, tensor-pipe use, warp stalls and scheduler figures at s512 with the default grid and with the
+      # persistent one, and cuDNN's backward kernel on the same shape beside them
+      stall_sections="--section SpeedOfLight --section WarpStateStats --section SchedulerStats --section LaunchStats --section Occupancy --metrics sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_elapsed,sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active,gpu__time_duration.sum"
+      run ncu-bwd512-default 150 ncu.log ncu --kernel-name regex:flash_bwd_kernel --launch-skip 2 --launch-count 1 $stall_sections "$B" bench --device cuda --batch 32 --heads 16 --seqlen 512 --hdim 128 --backward --warmup 2 --repeats 1
+      FLASHATTN_BWD_CONFIG="128:persist" run ncu-bwd512-persist 150 ncu.log ncu --kernel-name regex:flash_bwd_kernel --launch-skip 2 --launch-count 1 $stall_sections "$B" bench --device cuda --batch 32 --heads 16 --seqlen 512 --hdim 128 --backward --warmup 2 --repeats 1
+      run ncu-bwd512-cudnn 150 ncu.log ncu --kernel-name regex:"cudnn|sdpa|fmha|sm90|bprop|dgrad" --launch-skip 3 --launch-count 3 --section SpeedOfLight --metrics gpu__time_duration.sum python3 -c "
+import torch
+from torch.nn.attention import sdpa_kernel, SDPBackend
+q, k, v = (torch.randn(32, 16, 512, 128, device='cuda', dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
+with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
+    for _ in range(5):
+        o = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+        o.backward(torch.ones_like(o))
+torch.cuda.synchronize()"
+      grep -E "^=== ncu|Duration|gpu__time_duration|Compute \(SM\) Throughput|Memory Throughput|gmma_cycles_active|Issued Warp|No Eligible|Registers|Waves Per SM|Theoretical Occupancy" "$OUT/ncu.log" | head -80 ;;
     ncu)
       sections="--section SpeedOfLight --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --metrics regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio,sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active,sm__inst_executed_pipe_xu.avg.pct_of_peak_sustained_active"
       run ncu-fwd 150 ncu.log ncu --kernel-name regex:flash_fwd --launch-skip 3 --launch-count 1 $sections "$B" bench --device cuda --batch 2 --heads 16 --seqlen 8192 --hdim 128 --forward --warmup 3 --repeats 1
