@@ -309,7 +309,7 @@ PY
       # d128 with wider key blocks and two Q buffers (O staged in the tile's own Q buffer, so 2 x 32 KB of Q + two K/V
       # stages fit): 160 keys with and without the chained P·V/S order, 144 keys. 176-key blocks with one Q buffer
       # measured +4..6% at 8k and −8..−16% at 2k (2026-12-01-h200-2c808e8): the second Q buffer is what 2k lacked if
-      # the tile's start waiting for its Q is the cause. Screened here first: local-sass.sh, no spills (NVRTC 12.4).
+      # the tile's start waiting for its Q is the cause. Screened here first: local-sass.sh, no spills (NVRTC 12.5).
       # Each verified on the d128 forward cases, racecheck on the quick cases with the first, then the d128 paper rows
       # against the default, twice, alternating
       N160="128:n160,s2,q2,alias,noov"; N160C="128:n160,s2,q2,alias,chain"; N144="128:n144,s2,q2,alias,noov"
@@ -328,7 +328,7 @@ PY
       # d128 cases (a hang or a gross error costs a minute, not a timing round), then the d128 full paper rows are timed
       # for the default and every candidate, twice, alternating; the full verify and racecheck of the winners is
       # fwd-d128-verify. Then d64 with 64-key blocks at 512–1k (the 1.48 cell against FlashAttention-2). All compile
-      # without spills with NVRTC 12.4 (local-sass.sh). Full mask only: causal d128 is at 0.99–1.10 and
+      # without spills with NVRTC 12.5 (local-sass.sh). Full mask only: causal d128 is at 0.99–1.10 and
       # TileTables.Forward can choose per mask.
       C="${CANDIDATES:-w3n96=128:n96,s2,q1,noov,w3 w3n80=128:n80,s2,q2,noov,w3 w3n64=128:n64,s2,q2,noov,w3 n160=128:n160,s2,q2,alias,noov n160chain=128:n160,s2,q2,alias,chain n144=128:n144,s2,q2,alias,noov qregs=128:n128,s2,q2,noov,qregs n160qregs=128:n160,s2,q2,alias,noov,qregs n176ov=128:n176,s2,q1,alias,ov}"
       ok=""
@@ -352,7 +352,7 @@ PY
       # the persistent backward (FLASHATTN_BWD_CONFIG …:persist: one CTA per SM walking key blocks; the next block's first
       # Q/dO stage and its K/V load under the current one's end): ptxas's registers and spills, the backward grid verified
       # with it (deterministic cases included), memcheck and racecheck on the quick cases, then the backward paper grid
-      # against the default, twice, alternating. (ptxas 12.4 locally: the consumers' loop has no local memory; the
+      # against the default, twice, alternating. (ptxas 12.5 locally: the consumers' loop has no local memory; the
       # producer warpgroup, on 24 registers, keeps the walk's state in ~27 local-memory accesses per key block and a
       # few per step, where it mostly waits anyway: local-sass.sh)
       P="64:persist;128:persist;256:persist"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Compiles kernel variants here, without a GPU, through the local NVRTC of scripts/local-toolkit.sh, and summarises
+# Compiles kernel variants here, without a GPU, through the local NVRTC (12.5) of scripts/local-toolkit.sh, and summarises
 # each cubin's SASS: registers, spill bytes (ptxas), HGMMA count, and every local-memory load/store (LDL/STL) by
 # the role whose code holds it: the prologue (before setmaxnreg), the consumers (after USETMAXREG.TRY_ALLOC, 240 or
 # 160 registers) or the producer warpgroup (after USETMAXREG.DEALLOC, 24 registers). A spill in the consumers'

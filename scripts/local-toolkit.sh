@@ -4,10 +4,12 @@
 # `flashattn warmup` compiles every kernel variant here as NVRTC does on the GPU machine: ptxas's registers, spills
 # and C75xx warnings (serialised wgmma, ignored setmaxnreg), and the SASS (HGMMA, LDL/STL) through cuobjdump.
 #
-# Source: the packages libnvrtc12, libnvrtc-builtins12.4 and nvidia-cuda-toolkit of Debian trixie's non-free
-# component (CUDA 12.4), from the Debian archive this machine's apt already uses. The GPU machine has NVRTC 13.0:
-# the figures agree for our main kernels (the same registers and spills for every default variant, checked on
-# 2026-12-01) but may differ by a few bytes of spill; the GPU run stays the authority.
+# Source: the packages libnvrtc12, libnvrtc-builtins12.x and nvidia-cuda-toolkit of Debian's non-free component,
+# from the Debian archive this machine's apt already uses: the suite "experimental" (CUDA 12.5), else trixie (12.4);
+# FLASHATTN_TOOLKIT_SUITE picks one. The GPU machine has NVRTC 13.0: registers and spills agree for every default
+# variant (checked 2026-12-01), a few other variants differ by a few bytes of spill, and ptxas 12.5 reports the
+# serialised wgmma (C7518) that 13.0 reported for the cross-tile variant where 12.4 did not. The GPU run stays the
+# authority.
 #
 # Usage:  eval "$(bash scripts/local-toolkit.sh)"      (prints the exports; progress goes to stderr)
 #         FLASHATTN_TOOLKIT_DIR=<dir> to choose the folder (default ~/.cache/flashattn-toolkit)
@@ -23,13 +25,20 @@ if [ ! -e "$lib/libnvrtc.so.12" ] || [ ! -x "$root/usr/bin/cuobjdump" ]; then
   [ -n "$uri" ] || { echo "local-toolkit: found no Debian archive in /etc/apt" >&2; exit 1; }
   keyring=/usr/share/keyrings/debian-archive-keyring.gpg
   mkdir -p "$dir/apt/lists/partial" "$dir/debs" "$root"
-  echo "deb [signed-by=$keyring] $uri trixie non-free" > "$dir/apt/sources.list"
   apt_opts=(-o "Dir::Etc::SourceList=$dir/apt/sources.list" -o Dir::Etc::SourceParts=/dev/null
             -o "Dir::State::Lists=$dir/apt/lists" -o "Dir::Cache::archives=$dir/debs" -o APT::Sandbox::User=root)
-  echo "local-toolkit: reading the trixie non-free package list from $uri" >&2
-  apt-get "${apt_opts[@]}" -qq update >&2
-  echo "local-toolkit: downloading libnvrtc12, libnvrtc-builtins12.4, nvidia-cuda-toolkit (~105 MB)" >&2
-  (cd "$dir/debs" && apt-get "${apt_opts[@]}" -qq download libnvrtc12 libnvrtc-builtins12.4 nvidia-cuda-toolkit >&2)
+  builtins=""
+  for suite in ${FLASHATTN_TOOLKIT_SUITE:-experimental trixie}; do
+    echo "deb [signed-by=$keyring] $uri $suite non-free" > "$dir/apt/sources.list"
+    echo "local-toolkit: reading the $suite non-free package list from $uri" >&2
+    apt-get "${apt_opts[@]}" -qq update >&2 || continue
+    # the builtins library is versioned in its package name (libnvrtc-builtins12.5); the newest of the suite
+    builtins=$(apt-cache "${apt_opts[@]}" pkgnames libnvrtc-builtins12 2>/dev/null | sort -V | tail -1)
+    [ -n "$builtins" ] && break
+  done
+  [ -n "$builtins" ] || { echo "local-toolkit: no libnvrtc-builtins package in ${FLASHATTN_TOOLKIT_SUITE:-experimental trixie}" >&2; exit 1; }
+  echo "local-toolkit: downloading libnvrtc12, $builtins, nvidia-cuda-toolkit (~105 MB)" >&2
+  (cd "$dir/debs" && apt-get "${apt_opts[@]}" -qq download libnvrtc12 "$builtins" nvidia-cuda-toolkit >&2)
   for deb in "$dir"/debs/*.deb; do dpkg -x "$deb" "$root"; done
   [ -e "$lib/libnvrtc.so.12" ] || { echo "local-toolkit: libnvrtc.so.12 missing after unpacking" >&2; exit 1; }
 fi

@@ -46,11 +46,14 @@ public sealed class KernelBuildTests
     {
         var built = LazyBuilt.Value;
         Assert.True(built.Count > 50, $"only {built.Count} variants in the catalog");
-        // ptxas reports a serialised wgmma pipeline (C7510, C7515, C7518: the GEMMs then run one at a time) or an
-        // ignored setmaxnreg (C7508) as an "info" line, not as an error: the kernel runs, slowly. Fail on any.
+        // ptxas reports a serialised wgmma pipeline ("Potential Performance Loss: wgmma.mma_async instructions are
+        // serialized …": C7514, C7515, C7518, C7520; the GEMMs then run one at a time) or an ignored setmaxnreg (C7508)
+        // as an "info" line, not as an error: the kernel runs, slowly. Fail on any. (C7517/C7519, a wait or arrive the
+        // compiler injected, are notices that ptxas 12.5 and 13.0 give for different kernels; they serialise nothing.)
         var findings = built
             .SelectMany(b => b.Module.Log.Split('\n')
-                .Where(line => line.Contains("(C75", StringComparison.Ordinal) || line.Contains("Performance Loss", StringComparison.Ordinal))
+                .Where(line => line.Contains("Performance Loss", StringComparison.Ordinal) || line.Contains("serialized", StringComparison.Ordinal)
+                               || line.Contains("(C7508)", StringComparison.Ordinal))
                 .Select(line => $"{b.Entry.Label}: {line.Trim()}"))
             .ToArray();
         Assert.True(findings.Length == 0, string.Join('\n', findings));
