@@ -35,6 +35,9 @@ public static class CommandActions
         // A failure inside Parallel.For (warmup's compilations, say) arrives wrapped: report the first real one.
         if (e is AggregateException aggregate && aggregate.Flatten().InnerExceptions.Count > 0)
             return Report(context, aggregate.Flatten().InnerExceptions[0]);
+        // A bad tuning override (FLASHATTN_FWD_CONFIG, say) can surface inside a static initializer: report what it says.
+        if (e is TypeInitializationException { InnerException: { } inner })
+            return Report(context, inner);
         switch (e)
         {
             case CliException cli:

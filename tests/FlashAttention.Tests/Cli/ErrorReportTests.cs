@@ -35,4 +35,13 @@ public sealed class ErrorReportTests
         Assert.Equal(ExitCodes.InvalidInput, code);
         Assert.DoesNotContain("Aggregate", err);
     }
+
+    [Fact]
+    public void A_bad_override_met_in_a_static_initializer_is_reported_as_itself()
+    {
+        var inner = new ArgumentException("FLASHATTN_FWD_CONFIG: '128:n96,s3,q2,xt' needs 247880 bytes of shared memory");
+        var (code, err) = Report(new TypeInitializationException("FlashAttention.Cuda.Launchers.KernelCatalog", inner));
+        Assert.Equal(ExitCodes.InvalidInput, code);
+        Assert.Equal("error: " + inner.Message, err.Trim());
+    }
 }

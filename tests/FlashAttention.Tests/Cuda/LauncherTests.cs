@@ -117,6 +117,28 @@ public class LauncherTests
     }
 
     [Fact]
+    public void Cross_tile_is_an_override_of_the_loop_without_overlap_with_two_q_buffers()
+    {
+        var xt = TileTables.Override(128, "128:n128,s2,q2,xt")!;
+        Assert.Equal((true, false, false, 2), (xt.CrossTile, xt.IntraWgOverlap, xt.OAliasQ, xt.QStages));
+        // Every template argument up to the flag is spelled (the consumer count before it).
+        Assert.EndsWith(", 2, false, false, 1, 2, true>>", xt.NameExpression(DataType.BFloat16));
+        Assert.EndsWith(" cross-tile", xt.ToString());
+        Assert.Equal(TileTables.Override(128, "128:n128,s2,q2,noov")!.SharedMemoryBytes, xt.SharedMemoryBytes);
+        // What the kernel's static_assert requires, refused by name before NVRTC sees it.
+        foreach (string bad in new[] { "128:n128,s2,q1,xt", "128:n128,s2,q2,alias,xt", "128:n128,s2,q2,nopp,xt", "128:n160,s2,q2,xt", "64:n64,s4,q2,w3,xt", "128:n128,s2,q2,xt,ov", "128:n128,s2,q2,xt,chain" })
+            Assert.Contains("xt", Assert.Throws<ArgumentException>(() => TileTables.Override(bad.StartsWith("64") ? 64 : 128, bad)).Message);
+        // Ablations that take ping-pong or the producer away, or force the overlap on, drop it.
+        Assert.False(TileTables.WithAblation(xt, new ForwardAblation(NoPingPong: true)).CrossTile);
+        Assert.False(TileTables.WithAblation(xt, new ForwardAblation(NoWarpSpecialization: true)).CrossTile);
+        Assert.False(TileTables.WithAblation(xt, new ForwardAblation(IntraWarpgroupOverlap: true)).CrossTile);
+        Assert.True(TileTables.WithAblation(xt, new ForwardAblation(IntraWarpgroupOverlap: false)).CrossTile);
+        // The defaults' names are unchanged (their cached binaries stay valid).
+        Assert.False(TileTables.Forward(128).CrossTile);
+        Assert.EndsWith(", 2, false>>", TileTables.Forward(128).NameExpression(DataType.BFloat16));
+    }
+
+    [Fact]
     public void Chained_pv_and_s_is_an_override_of_the_loop_without_overlap()
     {
         var chain = TileTables.Override(128, "128:n128,s2,q2,chain")!;

@@ -69,6 +69,49 @@ __device__ __forceinline__ void fwd_consumer(const FwdParams& p, const Mask& mas
   if (thread == 0) bulk_wait_all();
 }
 
+// kCrossTile's walk: each tile's first S is issued in the turn that holds the previous tile's last P·V (for the CTA's
+// first tile, in the consumer's first turn) and computes under that tile's epilogue; it is waited for before the loop
+// goes round, so no wgmma is in flight across the loop's back edge.
+template <class Cfg>
+__device__ __forceinline__ void fwd_consumer_cross_tile(const FwdParams& p, const Mask& mask, const FwdBarriers<Cfg>& bars,
+                                                        uint32_t smem, uint8_t* smem_ptr, const TmaMap* tma_o, int consumer,
+                                                        int thread) {
+  const ConsumerMainloop<Cfg> mainloop{p, mask, bars, smem, consumer, thread};
+  if (consumer == 0) named_barrier_arrive(Cfg::kBarSchedule, 2 * 128);  // the first consumer starts with the turn
+  PipelineState<Cfg::kStages> kv;
+  int q_count = 0;
+  float o[Cfg::kHeadDim / 2];
+  float s[Cfg::kBlockN / 2];
+  OnlineSoftmax<Cfg::kBlockN / 2> softmax;
+  QOperand<Cfg> q;
+  NoLoads no_loads;
+  mainloop.schedule_wait();
+  auto next = mainloop.issue_next_first_s(q_count, kv, q, s);
+  wgmma_wait<0>();
+  fence_regs(s);
+  if (next.has_keys) mainloop.release(bars.empty_k(kv.stage()));
+  while (next.index < p.num_tiles) {
+    const auto tile = next;
+    const int q_buffer = q_count % Cfg::kQStages;
+    ++q_count;
+#pragma unroll
+    for (int i = 0; i < Cfg::kHeadDim / 2; ++i) o[i] = 0.f;
+    softmax.reset();
+    if (tile.has_keys) mainloop.blocks_s_ready(q, tile.m0, tile.n_min, tile.n_max, kv, o, softmax, s, no_loads);
+    else mainloop.schedule_wait();  // a tile without keys: the turn its blocks would have left held
+    // Its Q is done with (every S computed); each consumer thread arrives (see fwd_consumer).
+    mbar_arrive(bars.empty_q(q_buffer));
+    PackedOutput<Cfg> out;
+    fwd_epilogue_pack<Cfg>(p, o, softmax, out);
+    next = mainloop.issue_next_first_s(q_count, kv, q, s);
+    fwd_epilogue_store<Cfg>(p, tma_o, smem, consumer, thread, tile.t, out);
+    wgmma_wait<0>();
+    fence_regs(s);
+    if (next.has_keys) mainloop.release(bars.empty_k(kv.stage()));
+  }
+  if (thread == 0) bulk_wait_all();
+}
+
 template <class Cfg>
 __global__ void __launch_bounds__(Cfg::kThreads, 1)
 flash_fwd_kernel(const __grid_constant__ FwdParams p, const __grid_constant__ TmaMap tma_q,
@@ -109,6 +152,10 @@ flash_fwd_kernel(const __grid_constant__ FwdParams p, const __grid_constant__ Tm
   } else {
     if constexpr (Cfg::kWarpSpecialized) setmaxnreg_inc<Cfg::kConsumerRegs>();
     const int consumer = warpgroup - Cfg::kProducerWGs, thread = threadIdx.x % 128;
+    if constexpr (Cfg::kCrossTile) {
+      fwd_consumer_cross_tile<Cfg>(p, mask, bars, smem, smem_ptr, &tma_o, consumer, thread);
+      return;
+    }
     fwd_consumer<Cfg>(p, mask, bars, smem, smem_ptr, &tma_o, consumer, thread,
                       InlineProducer<Cfg>{!Cfg::kWarpSpecialized && consumer == 0 && thread == 0 ? &loader : nullptr});
   }

@@ -63,4 +63,63 @@ __device__ __forceinline__ void fwd_epilogue(const FwdParams& p, const TmaMap* t
   }
 }
 
+// kCrossTile's epilogue, in two parts around the next tile's first S: O normalised and packed to 16 bits (and the LSE
+// computed) before that S is issued, then staged and stored while it computes. A use of the accumulator registers
+// after the S is issued made ptxas complete the S first (C7517: "warpgroup.wait is injected … to allow use of
+// registers defined by GMMA", after the finalisation's branches), so the epilogue overlapped only its first half.
+template <class Cfg>
+struct PackedOutput {
+  uint32_t o[Cfg::kHeadDim / 4];  // row r: o[2j] (columns 8j + 2·(lane%4), +1); row r + 8: o[2j + 1]
+  float lse[2];
+};
+
+template <class Cfg>
+__device__ __forceinline__ void fwd_epilogue_pack(const FwdParams& p, float (&o)[Cfg::kHeadDim / 2],
+                                                  OnlineSoftmax<Cfg::kBlockN / 2>& softmax, PackedOutput<Cfg>& out) {
+  float inv_sum[2];
+  softmax.finalize(p.score_scale, inv_sum, out.lse);
+  scale_rows(o, inv_sum);
+#pragma unroll
+  for (int j = 0; j < Cfg::kHeadDim / 8; ++j) {
+    out.o[2 * j] = pack2<typename Cfg::Element>(o[4 * j], o[4 * j + 1]);
+    out.o[2 * j + 1] = pack2<typename Cfg::Element>(o[4 * j + 2], o[4 * j + 3]);
+  }
+  fence_regs(out.o);
+}
+
+// The stores of fwd_epilogue from packed values, every thread-0 operation and row guard predicated (no branch that
+// may diverge: it would make ptxas complete the S in flight, see tma_store_4d_if). One O pass (kOPasses == 1).
+template <class Cfg>
+__device__ __forceinline__ void fwd_epilogue_store(const FwdParams& p, const TmaMap* tma_o, uint32_t smem, int consumer,
+                                                   int thread, const Tile& t, const PackedOutput<Cfg>& out) {
+  static_assert(Cfg::kOPasses == 1 && !Cfg::kOAliasQ, "O staged whole in its own buffer");
+  const uint32_t o_wg = smem + Cfg::kOffO + consumer * Cfg::kWgRowBytes;
+  const int bar = Cfg::kBarEpilogue + consumer;
+  const int th = opaque(thread);  // (see fwd_epilogue)
+  const int warp = th / 32, lane = th % 32;
+  const int r = warp * 16 + lane / 4;
+  const uint32_t row_off = r * 128 + ((r & 7) << 4) + (lane & 3) * 4;
+  const int m_row = t.m_block * Cfg::kBlockM + consumer * 64;
+  bulk_wait_read_all_if(thread == 0);  // the previous tile's store has finished reading the buffer
+  named_barrier_sync(bar, 128);
+#pragma unroll
+  for (int j = 0; j < Cfg::kSlabs * 8; ++j) {
+    const uint32_t off = (j / 8) * Cfg::kQSlabBytes + (row_off ^ ((j % 8) << 4));
+    st_shared_s32(o_wg + off, (int)out.o[2 * j]);
+    st_shared_s32(o_wg + off + 8 * 128, (int)out.o[2 * j + 1]);
+  }
+  fence_proxy_async_smem();
+  named_barrier_sync(bar, 128);
+#pragma unroll
+  for (int slab = 0; slab < Cfg::kSlabs; ++slab)
+    tma_store_4d_if(thread == 0, tma_o, o_wg + slab * Cfg::kQSlabBytes, slab * 64, m_row, t.head, t.batch);
+  bulk_commit_if(thread == 0);
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int row = m_row + r + 8 * h;
+    st_global_f32_if(p.lse != nullptr && (lane & 3) == 0 && row < p.seqlen_q,
+                     p.lse + (t.batch * p.lse_stride_b + t.head * p.lse_stride_h + row * p.lse_stride_s), out.lse[h]);
+  }
+}
+
 }  // namespace fa

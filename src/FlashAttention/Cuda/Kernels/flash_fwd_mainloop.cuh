@@ -293,6 +293,103 @@ struct ConsumerMainloop {
     }
   }
 
+  // ---- kCrossTile ----
+  // The tile whose Q is in buffer q_count % kQStages, and where its key blocks start.
+  struct NextTile {
+    int index;  // >= p.num_tiles: the CTA has no further tile
+    Tile t;
+    int m0, n_min, n_max;
+    bool has_keys;
+  };
+
+  // In this consumer's turn (held): reads the next tile from its Q buffer's slot, issues that tile's first S (with its
+  // Q as the A operand from now on), commits it and passes the turn. When there is no such block (no further tile,
+  // or one without keys) the same GEMM reads the Q buffer as B and its result is discarded: the issue, the commit
+  // and the caller's wait stay unconditional (see FwdConfig::kCrossTile). The caller waits for the S and, when
+  // has_keys, releases the block's K.
+  __device__ __forceinline__ NextTile issue_next_first_s(int q_count, const PipelineState<Cfg::kStages>& kv, QOperand<Cfg>& q,
+                                                         float (&s)[Cfg::kBlockN / 2]) const {
+    const int b = q_count % Cfg::kQStages;
+    mbar_wait(bars.full_q(b), (q_count / Cfg::kQStages) & 1);
+    NextTile next;
+    next.index = warp_uniform(ld_shared_s32(bars.tile_slot(b)));
+    next.t = Tile{0, 0, 0};
+    next.m0 = 0, next.n_min = 0, next.n_max = -1;
+    if (next.index < p.num_tiles) {
+      next.t = decode_tile(p, next.index);
+      next.m0 = next.t.m_block * Cfg::kBlockM;
+      mask.block_range(next.m0, Cfg::kBlockM, Cfg::kBlockN, next.n_min, next.n_max);
+    }
+    next.has_keys = next.n_max >= next.n_min;
+    const uint32_t q_buffer = smem + Cfg::kOffQ + b * Cfg::kQBytes;
+    q.load(q_buffer + consumer * Cfg::kWgRowBytes, thread);
+    uint32_t b_operand = q_buffer;  // kBlockN rows of the Q buffer's slabs (kBlockN <= kBlockM): read, then discarded
+    if (next.has_keys) {
+      mbar_wait(bars.full_k(kv.stage()), kv.phase());
+      b_operand = k_stage(kv.stage());
+    }
+    b_operand = (uint32_t)warp_uniform((int)b_operand);
+    wgmma_fence();
+    gemm_qk<Cfg>(q, b_operand, s);
+    wgmma_commit();
+    schedule_pass();
+    return next;
+  }
+
+  // A tile's key blocks n_max … n_min with the first block's S already in s (its K released): each turn issues block
+  // n's P·V and block n-1's S, as in_sequence does; the last block's P·V alone, its turn still held at the end.
+  // Written with the last block peeled off so that every GEMM is issued unconditionally.
+  template <class Loads>
+  __device__ __forceinline__ void blocks_s_ready(const QOperand<Cfg>& q, int m0, int n_min, int n_max,
+                                                 PipelineState<Cfg::kStages>& kv, float (&o)[Cfg::kHeadDim / 2],
+                                                 OnlineSoftmax<Cfg::kBlockN / 2>& softmax, float (&s)[Cfg::kBlockN / 2],
+                                                 Loads& loads) const {
+    const int row0 = m0 + consumer * 64 + (thread / 32) * 16 + (thread % 32) / 4;
+    uint32_t pk[Cfg::kBlockN / 4];
+    float rescale[2];
+    for (int n = n_max; n > n_min; --n) {
+      const int st = kv.stage();
+      score_mod<Cfg>(p, mask, s, m0, row0, n);
+      softmax.step(s, p.score_scale_log2, rescale);
+      pack_probabilities<Cfg>(s, pk);
+      scale_rows(o, rescale);
+      mbar_wait(bars.full_v(st), kv.phase());
+      schedule_wait();
+      wgmma_fence();
+      gemm_pv<Cfg>(pk, v_stage(st), o);
+      wgmma_commit();
+      wgmma_wait<0>();
+      fence_regs(o);
+      release(bars.empty_v(st));
+      loads.block_consumed();
+      ++kv.count;
+      const int next = kv.stage();
+      mbar_wait(bars.full_k(next), kv.phase());
+      wgmma_fence();
+      gemm_qk<Cfg>(q, k_stage(next), s);
+      wgmma_commit();
+      schedule_pass();
+      wgmma_wait<0>();
+      fence_regs(s);
+      release(bars.empty_k(next));
+    }
+    const int st = kv.stage();
+    score_mod<Cfg>(p, mask, s, m0, row0, n_min);
+    softmax.step(s, p.score_scale_log2, rescale);
+    pack_probabilities<Cfg>(s, pk);
+    scale_rows(o, rescale);
+    mbar_wait(bars.full_v(st), kv.phase());
+    schedule_wait();
+    wgmma_fence();
+    gemm_pv<Cfg>(pk, v_stage(st), o);
+    wgmma_commit();
+    wgmma_wait<0>();
+    fence_regs(o);
+    release(bars.empty_v(st));
+    loads.block_consumed();
+    ++kv.count;
+  }
+
   // Runs blocks n_max down to n_min (n_max >= n_min) into o / softmax; kv counts blocks across tiles.
   // `loads.block_consumed()` runs after each block's V is released (the inline loader refills the ring there).
   template <class Loads>

@@ -85,6 +85,24 @@ __device__ __forceinline__ void bulk_commit() { asm volatile("cp.async.bulk.comm
 __device__ __forceinline__ void bulk_wait_read_all() { asm volatile("cp.async.bulk.wait_group.read 0;" ::: "memory"); }
 // Waits until the committed bulk stores are complete (visible in global memory).
 __device__ __forceinline__ void bulk_wait_all() { asm volatile("cp.async.bulk.wait_group 0;" ::: "memory"); }
+// The same operations done only where `on` holds, as predicated instructions rather than under a branch: a branch
+// that may diverge (if (thread == 0) …) makes ptxas complete every wgmma in flight before it (C7517), which the
+// cross-tile forward must avoid while the next tile's first S computes under the epilogue.
+__device__ __forceinline__ void tma_store_4d_if(bool on, const TmaMap* map, uint32_t src, int c0, int c1, int c2, int c3) {
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %6, 0;\n"
+               "@p cp.async.bulk.tensor.4d.global.shared::cta.bulk_group [%0, {%2, %3, %4, %5}], [%1];\n}"
+               ::"l"(reinterpret_cast<uint64_t>(map)), "r"(src), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"((int)on) : "memory");
+}
+__device__ __forceinline__ void bulk_commit_if(bool on) {
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %0, 0;\n@p cp.async.bulk.commit_group;\n}" ::"r"((int)on) : "memory");
+}
+__device__ __forceinline__ void bulk_wait_read_all_if(bool on) {
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %0, 0;\n@p cp.async.bulk.wait_group.read 0;\n}" ::"r"((int)on) : "memory");
+}
+__device__ __forceinline__ void st_global_f32_if(bool on, float* address, float value) {
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %2, 0;\n@p st.global.f32 [%0], %1;\n}"
+               ::"l"(address), "f"(value), "r"((int)on) : "memory");
+}
 // Ordinary shared-memory stores must be fenced before the async proxy (TMA store, wgmma) reads them.
 __device__ __forceinline__ void fence_proxy_async_smem() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
 

@@ -6,7 +6,7 @@ namespace FlashAttention.Cuda.Launchers;
 /// </summary>
 internal sealed record ForwardKernelConfig(int HeadDim, int BlockN, int Stages, bool IntraWgOverlap, bool PingPong,
     bool OAliasQ, bool WarpSpecialized, int QStages = 1, bool QInRegisters = false, bool ChainPvS = false, int OPasses = 1,
-    int ConsumerWarpgroups = 2)
+    int ConsumerWarpgroups = 2, bool CrossTile = false)
 {
     /// <summary>Query rows per tile: 64 per consumer warpgroup.</summary>
     public int BlockM => 64 * ConsumerWarpgroups;
@@ -25,11 +25,12 @@ internal sealed record ForwardKernelConfig(int HeadDim, int BlockN, int Stages, 
     public string NameExpression(DataType type)
         => $"fa::flash_fwd_kernel<fa::FwdConfig<{KernelNames.ElementTag(type)}, {HeadDim}, {BlockN}, {Stages}, " +
            $"{KernelNames.Bool(IntraWgOverlap)}, {KernelNames.Bool(PingPong)}, {KernelNames.Bool(OAliasQ)}, {KernelNames.Bool(WarpSpecialized)}, {QStages}, {KernelNames.Bool(QInRegisters)}" +
-           (ChainPvS || OPasses != 1 || ConsumerWarpgroups != 2 ? $", {KernelNames.Bool(ChainPvS)}" : "") +
-           (OPasses != 1 || ConsumerWarpgroups != 2 ? $", {OPasses}" : "") + (ConsumerWarpgroups != 2 ? $", {ConsumerWarpgroups}" : "") + ">>";
+           (ChainPvS || OPasses != 1 || ConsumerWarpgroups != 2 || CrossTile ? $", {KernelNames.Bool(ChainPvS)}" : "") +
+           (OPasses != 1 || ConsumerWarpgroups != 2 || CrossTile ? $", {OPasses}" : "") +
+           (ConsumerWarpgroups != 2 || CrossTile ? $", {ConsumerWarpgroups}" : "") + (CrossTile ? ", true" : "") + ">>";
 
     public override string ToString()
-        => $"d{HeadDim} {BlockM}x{BlockN} stages {Stages}{(QStages > 1 ? $" q{QStages}" : "")}{(WarpSpecialized ? "" : " no-ws")}{(IntraWgOverlap ? "" : " no-overlap")}{(PingPong ? " ping-pong" : "")}{(OAliasQ ? " O-in-Q" : "")}{(OPasses > 1 ? $" O-in-{OPasses}-passes" : "")}{(QInRegisters ? " Q-in-registers" : "")}{(ChainPvS ? " chained-PV-S" : "")}";
+        => $"d{HeadDim} {BlockM}x{BlockN} stages {Stages}{(QStages > 1 ? $" q{QStages}" : "")}{(WarpSpecialized ? "" : " no-ws")}{(IntraWgOverlap ? "" : " no-overlap")}{(PingPong ? " ping-pong" : "")}{(OAliasQ ? " O-in-Q" : "")}{(OPasses > 1 ? $" O-in-{OPasses}-passes" : "")}{(QInRegisters ? " Q-in-registers" : "")}{(ChainPvS ? " chained-PV-S" : "")}{(CrossTile ? " cross-tile" : "")}";
 }
 
 /// <summary>
@@ -142,6 +143,8 @@ internal static class TileTables
             // Ping-pong hands the tensor cores between two consumers that a producer keeps fed; the
             // non-specialised ablation runs without it.
             PingPong = config.PingPong && !ablation.NoPingPong && !ablation.NoWarpSpecialization,
+            // the cross-tile order is one of the loop without overlap, with ping-pong and a producer
+            CrossTile = config.CrossTile && !ablation.NoPingPong && !ablation.NoWarpSpecialization && !(ablation.IntraWarpgroupOverlap ?? config.IntraWgOverlap),
         };
     }
 
@@ -160,6 +163,7 @@ internal static class TileTables
             bool chain = false;
             int oPasses = 1;
             int consumers = 2;
+            bool crossTile = false;
             foreach (string f in parts[1].Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
             {
                 if (f.StartsWith('n') && int.TryParse(f[1..], out int n)) blockN = n;
@@ -176,6 +180,7 @@ internal static class TileTables
                 else if (f.StartsWith('o') && int.TryParse(f[1..], out int op) && op > 1) (oPasses, alias) = (op, false);
                 else if (f == "w3") consumers = 3;
                 else if (f == "w2") consumers = 2;
+                else if (f == "xt") (crossTile, overlap) = (true, false);
                 else throw new ArgumentException($"{ForwardOverrideVariable}: unknown field '{f}' in '{entry}'");
             }
             if (chain && overlap) throw new ArgumentException($"{ForwardOverrideVariable}: chain orders the loop without the intra-warpgroup overlap; it does not go with 'ov' in '{entry}'");
@@ -185,7 +190,11 @@ internal static class TileTables
             // d/4) must leave room for the rest; d64 with 128-key blocks and Q in registers (144) compiled without spills.
             if (consumers == 3 && ThreeConsumerAccumulators(headDim, blockN, qRegs) > 144)
                 throw new ArgumentException($"{ForwardOverrideVariable}: w3 (three consumer warpgroups, 160 registers each) holds at most 144 accumulator registers per thread; d{headDim} with {blockN}-key blocks{(qRegs ? " and Q in registers" : "")} needs {ThreeConsumerAccumulators(headDim, blockN, qRegs)} in '{entry}'");
-            var config = new ForwardKernelConfig(headDim, blockN, stages, overlap, pingPong, alias, WarpSpecialized: true, qStages, qRegs, chain, oPasses, consumers);
+            // Across tiles: the loop without overlap with ping-pong, two Q buffers, O in a buffer of its own, two consumers,
+            // and key blocks no wider than the tile's 128 rows (a discarded S reads the Q buffer; see flash_fwd_config.cuh).
+            if (crossTile && (overlap || chain || !pingPong || qStages != 2 || alias || oPasses != 1 || consumers != 2 || blockN > 128))
+                throw new ArgumentException($"{ForwardOverrideVariable}: xt (the next tile's first S under the epilogue) needs the loop without overlap or chain, ping-pong, q2, O in its own buffer (noalias, no oN), two consumers and key blocks of at most 128 in '{entry}'");
+            var config = new ForwardKernelConfig(headDim, blockN, stages, overlap, pingPong, alias, WarpSpecialized: true, qStages, qRegs, chain, oPasses, consumers, crossTile);
             if (config.SharedMemoryBytes > 232448)
                 throw new ArgumentException($"{ForwardOverrideVariable}: '{entry}' needs {config.SharedMemoryBytes} bytes of shared memory, more than the 232448 a block may have");
             return config;
