@@ -351,20 +351,21 @@ PY
     fwd-xt)
       # the cross-tile forward (xt: each tile's first S issued in the turn of the previous tile's last P·V and computed
       # under its epilogue; rewritten 2026-12-01 so that ptxas 12.5 keeps that S in flight: no C75xx, no spills):
-      # ptxas's verdict here first (13.0 serialised the first version: C7518), the forward cases verified at d64 and
-      # d128 with it, memcheck and racecheck on the quick cases, then the d64/d128 paper rows against the defaults,
-      # twice, alternating (d64 with two consumers: xt is not written for three)
-      XT="64:n128,s3,q2,qregs,noov,xt;128:n128,s2,q2,noov,xt"; XTQ="128:n128,s2,q2,noov,qregs,xt"
-      FLASHATTN_FWD_CONFIG="$XT" run warmup-xt 120 verify.log "$B" warmup --filter "fwd"
-      FLASHATTN_FWD_CONFIG="$XTQ" run warmup-xtq 120 verify.log "$B" warmup --filter "fwd bf16 d128"
+      # ptxas's verdict here first (13.0 serialised the first version: C7518), the forward cases verified at d64 (three
+      # consumers, as d64's default, and two) and d128 (Q from shared memory and in registers), memcheck and racecheck
+      # on the quick cases, then the d64/d128 paper rows against the defaults, twice, alternating. Where it should show:
+      # short sequences (a tile of 4–16 key blocks), where both consumers otherwise reach the tile's end together.
+      XT="64:n128,s3,q2,qregs,noov,w3,xt;128:n128,s2,q2,noov,xt"; XTQ="128:n128,s2,q2,noov,qregs,xt"; XT2="64:n128,s3,q2,qregs,noov,xt"
+      for v in "$XT" "$XTQ" "$XT2"; do FLASHATTN_FWD_CONFIG="$v" run "warmup $v" 120 verify.log "$B" warmup --filter "fwd bf16"; done
       grep -E "cross-tile|C75" "$OUT/verify.log" | sort -u | tail -8
       FLASHATTN_FWD_CONFIG="$XT" run verify-fwd-xt 300 verify.log "$B" verify --device cuda --forward --no-probes --filter "d64"
       FLASHATTN_FWD_CONFIG="$XT" run verify-fwd-xt128 300 verify.log "$B" verify --device cuda --forward --no-probes --filter "d128"
       FLASHATTN_FWD_CONFIG="$XTQ" run verify-fwd-xtq 300 verify.log "$B" verify --device cuda --forward --no-probes --filter "d128"
+      FLASHATTN_FWD_CONFIG="$XT2" run verify-fwd-xtw2 300 verify.log "$B" verify --device cuda --forward --no-probes --filter "d64"
       FLASHATTN_FWD_CONFIG="$XT" run memcheck-xt 300 sanitize.log compute-sanitizer --tool memcheck "$B" verify --device cuda --forward --quick --no-probes
       FLASHATTN_FWD_CONFIG="$XT" run racecheck-xt 300 sanitize.log compute-sanitizer --tool racecheck "$B" verify --device cuda --forward --quick --no-probes
       grep -E "FAIL|passed|ERROR SUMMARY|RACECHECK SUMMARY" "$OUT/verify.log" "$OUT/sanitize.log" | tail -10
-      VARIANTS="default= xt=$XT xtq=$XTQ" BENCH_ARGS="--grid paper --forward --hdim 64 128" "$0" variants
+      VARIANTS="default= xt=$XT xtq=$XTQ xtw2=$XT2" BENCH_ARGS="--grid paper --forward --hdim 64 128" "$0" variants
       "$0" pack ;;
     bwd-persist)
       # the persistent backward (FLASHATTN_BWD_CONFIG …:persist: one CTA per SM walking key blocks; the next block's first

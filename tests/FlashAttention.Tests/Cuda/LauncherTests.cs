@@ -126,8 +126,11 @@ public class LauncherTests
         Assert.EndsWith(" cross-tile", xt.ToString());
         Assert.Equal(TileTables.Override(128, "128:n128,s2,q2,noov")!.SharedMemoryBytes, xt.SharedMemoryBytes);
         // What the kernel's static_assert requires, refused by name before NVRTC sees it.
-        foreach (string bad in new[] { "128:n128,s2,q1,xt", "128:n128,s2,q2,alias,xt", "128:n128,s2,q2,nopp,xt", "128:n160,s2,q2,xt", "64:n64,s4,q2,w3,xt", "128:n128,s2,q2,xt,ov", "128:n128,s2,q2,xt,chain" })
-            Assert.Contains("xt", Assert.Throws<ArgumentException>(() => TileTables.Override(bad.StartsWith("64") ? 64 : 128, bad)).Message);
+        foreach (string bad in new[] { "128:n128,s2,q1,xt", "128:n128,s2,q2,alias,xt", "128:n128,s2,q2,nopp,xt", "128:n160,s2,q2,xt", "64:n64,s4,q1,w3,xt", "128:n128,s2,q2,xt,ov", "128:n128,s2,q2,xt,chain", "256:n64,s2,q2,o2,xt" })
+            Assert.Contains("xt", Assert.Throws<ArgumentException>(() => TileTables.Override(int.Parse(bad[..bad.IndexOf(':')]), bad)).Message);
+        // Three consumers (d64's 192-row tiles) too, with key blocks up to 192.
+        var three = TileTables.Override(64, "64:n128,s3,q2,qregs,noov,w3,xt")!;
+        Assert.EndsWith(", 2, true, false, 1, 3, true>>", three.NameExpression(DataType.BFloat16));
         // Ablations that take ping-pong or the producer away, or force the overlap on, drop it.
         Assert.False(TileTables.WithAblation(xt, new ForwardAblation(NoPingPong: true)).CrossTile);
         Assert.False(TileTables.WithAblation(xt, new ForwardAblation(NoWarpSpecialization: true)).CrossTile);

@@ -97,8 +97,9 @@ __device__ __forceinline__ void fwd_consumer_cross_tile(const FwdParams& p, cons
 #pragma unroll
     for (int i = 0; i < Cfg::kHeadDim / 2; ++i) o[i] = 0.f;
     softmax.reset();
-    if (tile.has_keys) mainloop.blocks_s_ready(q, tile.m0, tile.n_min, tile.n_max, kv, o, softmax, s, no_loads);
-    else mainloop.schedule_wait();  // a tile without keys: the turn its blocks would have left held
+    if (!tile.has_keys) mainloop.schedule_wait();  // a tile without keys: the turn its blocks would have left held
+    else if (tile.idle) mainloop.blocks_idle(tile.n_min, tile.n_max, kv, no_loads);
+    else mainloop.blocks_s_ready(q, tile.m0, tile.n_min, tile.n_max, kv, o, softmax, s, no_loads);
     // Its Q is done with (every S computed); each consumer thread arrives (see fwd_consumer).
     mbar_arrive(bars.empty_q(q_buffer));
     PackedOutput<Cfg> out;

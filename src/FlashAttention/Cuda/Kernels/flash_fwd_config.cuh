@@ -40,7 +40,7 @@ struct FwdConfig {
   // better: bench/results/2026-12-01-h200-921979c/experiments).
   static constexpr bool kChainPvS = kChainPvS_;
   static_assert(!kChainPvS || !kIntraWgOverlap_, "chaining P·V with the next S is an ordering of the non-overlapped loop");
-  // Across tiles (the loop without overlap, two consumers): in the turn that holds a tile's last P·V, a consumer issues
+  // Across tiles (the loop without overlap): in the turn that holds a tile's last P·V, a consumer issues
   // the next tile's first S and runs its epilogue while that S computes, so the tensor cores do not idle between
   // tiles (without it both consumers reach the tile's end together and the epilogue, the next tile's first S and its
   // softmax leave them idle: under Nsight Compute's fixed clocks the d128 8k forward took 2.1% more cycles than
@@ -49,8 +49,8 @@ struct FwdConfig {
   // first version (C7518). The tile's first S is thus always ready when its key blocks start.
   static constexpr bool kCrossTile = kCrossTile_;
   static_assert(!kCrossTile || (!kIntraWgOverlap_ && !kChainPvS_ && kPingPong_ && kWarpSpecialized_ && kQStages_ == 2 &&
-                                !kOAliasQ_ && kConsumerWGs_ == 2 && kBlockN_ <= 64 * kConsumerWGs_),
-                "across tiles: the loop without overlap, ping-pong, a producer, two Q buffers, O in its own buffer, two consumers, key blocks no wider than the Q tile");
+                                !kOAliasQ_ && kOPasses_ == 1 && kBlockN_ <= 64 * kConsumerWGs_),
+                "across tiles: the loop without overlap, ping-pong, a producer, two Q buffers, O whole in its own buffer, key blocks no wider than the Q tile");
   // Warp specialisation: warpgroup 0 only issues TMA loads and gives its registers to the consumers. Without
   // it (an ablation), consumer 0's first thread issues the loads between its own GEMMs.
   static constexpr bool kWarpSpecialized = kWarpSpecialized_;

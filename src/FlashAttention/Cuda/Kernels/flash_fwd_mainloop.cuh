@@ -300,6 +300,7 @@ struct ConsumerMainloop {
     Tile t;
     int m0, n_min, n_max;
     bool has_keys;
+    bool idle;  // this consumer's 64 rows all lie past the last query (its S is computed and discarded)
   };
 
   // In this consumer's turn (held): reads the next tile from its Q buffer's slot, issues that tile's first S (with its
@@ -321,6 +322,7 @@ struct ConsumerMainloop {
       mask.block_range(next.m0, Cfg::kBlockM, Cfg::kBlockN, next.n_min, next.n_max);
     }
     next.has_keys = next.n_max >= next.n_min;
+    next.idle = next.m0 + consumer * 64 >= p.seqlen_q;
     const uint32_t q_buffer = smem + Cfg::kOffQ + b * Cfg::kQBytes;
     q.load(q_buffer + consumer * Cfg::kWgRowBytes, thread);
     uint32_t b_operand = q_buffer;  // kBlockN rows of the Q buffer's slabs (kBlockN <= kBlockM): read, then discarded
@@ -385,6 +387,30 @@ struct ConsumerMainloop {
     wgmma_commit();
     wgmma_wait<0>();
     fence_regs(o);
+    release(bars.empty_v(st));
+    loads.block_consumed();
+    ++kv.count;
+  }
+
+  // blocks_s_ready's turns and stage hand-backs for a consumer whose rows all lie past the last query (as pass_idle
+  // does for the other loops), without its GEMMs: its siblings get the tensor cores at once.
+  template <class Loads>
+  __device__ __forceinline__ void blocks_idle(int n_min, int n_max, PipelineState<Cfg::kStages>& kv, Loads& loads) const {
+    for (int n = n_max; n > n_min; --n) {
+      const int st = kv.stage();
+      mbar_wait(bars.full_v(st), kv.phase());
+      schedule_wait();
+      release(bars.empty_v(st));
+      loads.block_consumed();
+      ++kv.count;
+      const int next = kv.stage();
+      mbar_wait(bars.full_k(next), kv.phase());
+      schedule_pass();
+      release(bars.empty_k(next));
+    }
+    const int st = kv.stage();
+    mbar_wait(bars.full_v(st), kv.phase());
+    schedule_wait();
     release(bars.empty_v(st));
     loads.block_consumed();
     ++kv.count;

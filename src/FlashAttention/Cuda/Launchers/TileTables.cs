@@ -190,10 +190,10 @@ internal static class TileTables
             // d/4) must leave room for the rest; d64 with 128-key blocks and Q in registers (144) compiled without spills.
             if (consumers == 3 && ThreeConsumerAccumulators(headDim, blockN, qRegs) > 144)
                 throw new ArgumentException($"{ForwardOverrideVariable}: w3 (three consumer warpgroups, 160 registers each) holds at most 144 accumulator registers per thread; d{headDim} with {blockN}-key blocks{(qRegs ? " and Q in registers" : "")} needs {ThreeConsumerAccumulators(headDim, blockN, qRegs)} in '{entry}'");
-            // Across tiles: the loop without overlap with ping-pong, two Q buffers, O in a buffer of its own, two consumers,
-            // and key blocks no wider than the tile's 128 rows (a discarded S reads the Q buffer; see flash_fwd_config.cuh).
-            if (crossTile && (overlap || chain || !pingPong || qStages != 2 || alias || oPasses != 1 || consumers != 2 || blockN > 128))
-                throw new ArgumentException($"{ForwardOverrideVariable}: xt (the next tile's first S under the epilogue) needs the loop without overlap or chain, ping-pong, q2, O in its own buffer (noalias, no oN), two consumers and key blocks of at most 128 in '{entry}'");
+            // Across tiles: the loop without overlap with ping-pong, two Q buffers, O whole in a buffer of its own, and key
+            // blocks no wider than the tile's rows (a discarded S reads the Q buffer; see flash_fwd_config.cuh).
+            if (crossTile && (overlap || chain || !pingPong || qStages != 2 || alias || oPasses != 1 || blockN > 64 * consumers))
+                throw new ArgumentException($"{ForwardOverrideVariable}: xt (the next tile's first S under the epilogue) needs the loop without overlap or chain, ping-pong, q2, O whole in its own buffer (noalias, no oN) and key blocks no wider than the tile's {64 * consumers} rows in '{entry}'");
             var config = new ForwardKernelConfig(headDim, blockN, stages, overlap, pingPong, alias, WarpSpecialized: true, qStages, qRegs, chain, oPasses, consumers, crossTile);
             if (config.SharedMemoryBytes > 232448)
                 throw new ArgumentException($"{ForwardOverrideVariable}: '{entry}' needs {config.SharedMemoryBytes} bytes of shared memory, more than the 232448 a block may have");
