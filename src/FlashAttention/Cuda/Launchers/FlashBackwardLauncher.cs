@@ -76,7 +76,7 @@ internal static class FlashBackwardLauncher
 
     /// <summary>
     /// The main kernel's grid: a CTA per (key block, key head, batch), or, persistent, one CTA per SM (at most one per
-    /// key block), each walking key blocks with a fixed stride (flash_bwd.cu, bwd_persistent).
+    /// key block), each walking key blocks with a fixed stride (flash_bwd.cu, KeyBlockWalk).
     /// </summary>
     internal static Dim3 MainGrid(BackwardKernelConfig config, int keyBlocks, int headsK, int batch, int smCount)
         => config.Persistent
