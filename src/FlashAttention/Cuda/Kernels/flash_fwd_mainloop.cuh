@@ -338,45 +338,16 @@ struct ConsumerMainloop {
     return next;
   }
 
-  // A tile's key blocks n_max … n_min with the first block's S already in s (its K released): each turn issues block
-  // n's P·V and block n-1's S, as in_sequence does; the last block's P·V alone, its turn still held at the end.
-  // Written with the last block peeled off so that every GEMM is issued unconditionally.
+  // Block n (its S in s, in stage kv.stage()): mask, softmax, P, O rescaled; then its P·V in this consumer's turn,
+  // taken here and still held, completed; its V handed back and kv moved on.
   template <class Loads>
-  __device__ __forceinline__ void blocks_s_ready(const QOperand<Cfg>& q, int m0, int n_min, int n_max,
-                                                 PipelineState<Cfg::kStages>& kv, float (&o)[Cfg::kHeadDim / 2],
-                                                 OnlineSoftmax<Cfg::kBlockN / 2>& softmax, float (&s)[Cfg::kBlockN / 2],
-                                                 Loads& loads) const {
-    const int row0 = m0 + consumer * 64 + (thread / 32) * 16 + (thread % 32) / 4;
+  __device__ __forceinline__ void softmax_then_pv(int m0, int row0, int n, PipelineState<Cfg::kStages>& kv,
+                                                  float (&o)[Cfg::kHeadDim / 2], OnlineSoftmax<Cfg::kBlockN / 2>& softmax,
+                                                  float (&s)[Cfg::kBlockN / 2], Loads& loads) const {
     uint32_t pk[Cfg::kBlockN / 4];
     float rescale[2];
-    for (int n = n_max; n > n_min; --n) {
-      const int st = kv.stage();
-      score_mod<Cfg>(p, mask, s, m0, row0, n);
-      softmax.step(s, p.score_scale_log2, rescale);
-      pack_probabilities<Cfg>(s, pk);
-      scale_rows(o, rescale);
-      mbar_wait(bars.full_v(st), kv.phase());
-      schedule_wait();
-      wgmma_fence();
-      gemm_pv<Cfg>(pk, v_stage(st), o);
-      wgmma_commit();
-      wgmma_wait<0>();
-      fence_regs(o);
-      release(bars.empty_v(st));
-      loads.block_consumed();
-      ++kv.count;
-      const int next = kv.stage();
-      mbar_wait(bars.full_k(next), kv.phase());
-      wgmma_fence();
-      gemm_qk<Cfg>(q, k_stage(next), s);
-      wgmma_commit();
-      schedule_pass();
-      wgmma_wait<0>();
-      fence_regs(s);
-      release(bars.empty_k(next));
-    }
     const int st = kv.stage();
-    score_mod<Cfg>(p, mask, s, m0, row0, n_min);
+    score_mod<Cfg>(p, mask, s, m0, row0, n);
     softmax.step(s, p.score_scale_log2, rescale);
     pack_probabilities<Cfg>(s, pk);
     scale_rows(o, rescale);
@@ -392,28 +363,47 @@ struct ConsumerMainloop {
     ++kv.count;
   }
 
+  // A tile's key blocks n_max … n_min with the first block's S already in s (its K released): each turn issues block
+  // n's P·V and block n-1's S, as in_sequence does; the last block's P·V alone, its turn still held at the end.
+  // Written with the last block peeled off so that every GEMM is issued unconditionally.
+  template <class Loads>
+  __device__ __forceinline__ void blocks_s_ready(const QOperand<Cfg>& q, int m0, int n_min, int n_max,
+                                                 PipelineState<Cfg::kStages>& kv, float (&o)[Cfg::kHeadDim / 2],
+                                                 OnlineSoftmax<Cfg::kBlockN / 2>& softmax, float (&s)[Cfg::kBlockN / 2],
+                                                 Loads& loads) const {
+    const int row0 = m0 + consumer * 64 + (thread / 32) * 16 + (thread % 32) / 4;
+    for (int n = n_max; n > n_min; --n) {
+      softmax_then_pv(m0, row0, n, kv, o, softmax, s, loads);
+      const int next = kv.stage();
+      mbar_wait(bars.full_k(next), kv.phase());
+      wgmma_fence();
+      gemm_qk<Cfg>(q, k_stage(next), s);
+      wgmma_commit();
+      schedule_pass();
+      wgmma_wait<0>();
+      fence_regs(s);
+      release(bars.empty_k(next));
+    }
+    softmax_then_pv(m0, row0, n_min, kv, o, softmax, s, loads);
+  }
+
   // blocks_s_ready's turns and stage hand-backs for a consumer whose rows all lie past the last query (as pass_idle
   // does for the other loops), without its GEMMs: its siblings get the tensor cores at once.
   template <class Loads>
   __device__ __forceinline__ void blocks_idle(int n_min, int n_max, PipelineState<Cfg::kStages>& kv, Loads& loads) const {
-    for (int n = n_max; n > n_min; --n) {
+    for (int n = n_max; n >= n_min; --n) {
       const int st = kv.stage();
       mbar_wait(bars.full_v(st), kv.phase());
       schedule_wait();
       release(bars.empty_v(st));
       loads.block_consumed();
       ++kv.count;
+      if (n == n_min) break;  // (no GEMM here: a branch costs nothing)
       const int next = kv.stage();
       mbar_wait(bars.full_k(next), kv.phase());
       schedule_pass();
       release(bars.empty_k(next));
     }
-    const int st = kv.stage();
-    mbar_wait(bars.full_v(st), kv.phase());
-    schedule_wait();
-    release(bars.empty_v(st));
-    loads.block_consumed();
-    ++kv.count;
   }
 
   // Runs blocks n_max down to n_min (n_max >= n_min) into o / softmax; kv counts blocks across tiles.
