@@ -72,7 +72,9 @@ internal static class WarmupCommand
 
             // Load every entry back from disk with a fresh compiler (its memory cache is empty): the cost a new process pays.
             var fresh = new KernelCompiler(compiler.Compiler, compiler.Architecture, compiler.Cache);
-            context.Out.WriteLine($"{"variant",-58} {"origin",-9} {"compile s",9} {"load ms",8} {"regs",5} {"spill B",8}");
+            // The label column as wide as the longest label: a cut label hid what sets variants apart ("…persist…").
+            int width = Math.Max("variant".Length, entries.Max(e => e.Label.Length));
+            context.Out.WriteLine($"{"variant".PadRight(width)} {"origin",-9} {"compile s",9} {"load ms",8} {"regs",5} {"spill B",8}");
             var compileTimes = new List<double>();
             var loadTimes = new List<double>();
             for (int i = 0; i < entries.Count; i++)
@@ -84,7 +86,7 @@ internal static class WarmupCommand
                 if (results[i].Origin == KernelOrigin.Compiled) compileTimes.Add(results[i].CompileTime.TotalSeconds);
                 if (loaded.Origin == KernelOrigin.DiskCache) loadTimes.Add(loaded.ObtainTime.TotalMilliseconds);
                 context.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"{Trim(entries[i].Label, 58),-58} {Describe(results[i].Origin),-9} {results[i].CompileTime.TotalSeconds,9:F2} {loaded.ObtainTime.TotalMilliseconds,8:F1} {info?.Registers.ToString() ?? "?",5} {(info is null ? "?" : (info.SpillStoreBytes + info.SpillLoadBytes).ToString()),8}"));
+                    $"{entries[i].Label.PadRight(width)} {Describe(results[i].Origin),-9} {results[i].CompileTime.TotalSeconds,9:F2} {loaded.ObtainTime.TotalMilliseconds,8:F1} {info?.Registers.ToString() ?? "?",5} {(info is null ? "?" : (info.SpillStoreBytes + info.SpillLoadBytes).ToString()),8}"));
                 foreach (string line in (results[i].Log ?? "").Split('\n'))
                     // ptxas reports wgmma serialisation and ignored setmaxnreg as "info" lines with a C75xx code.
                     if (line.Contains("warning", StringComparison.OrdinalIgnoreCase) || line.Contains("Performance Loss", StringComparison.Ordinal) || line.Contains("(C75", StringComparison.Ordinal))
@@ -106,5 +108,4 @@ internal static class WarmupCommand
         _ => "in memory",
     };
 
-    private static string Trim(string s, int n) => s.Length <= n ? s : s[..(n - 1)] + "…";
 }
