@@ -10,6 +10,24 @@
 
 namespace fa {
 
+// A consumer thread's place in O: its rows r and r + 8 of the warpgroup's 64, the byte offset of its first 4 bytes in a
+// slab row (chunk k of row r sits at 16-byte position k ^ (r % 8): row_off ^ (k << 4), as r·128 has no low bits), and
+// the warpgroup's first row in the sequence.
+struct EpilogueRows {
+  int lane, r;
+  uint32_t row_off;
+  int m_row;
+};
+template <class Cfg>
+__device__ __forceinline__ EpilogueRows epilogue_rows(int thread, int consumer, const Tile& t) {
+  // The thread index through opaque(): otherwise ptxas computes the 2·d/8 swizzled addresses once, before the tile
+  // loop, and keeps them live across the mainloop (the d256 chained kernel spilled 25 of them and reloaded them in the
+  // epilogue: 240 bytes of local memory).
+  const int th = opaque(thread);
+  const int lane = th % 32, r = (th / 32) * 16 + lane / 4;
+  return EpilogueRows{lane, r, (uint32_t)(r * 128 + ((r & 7) << 4) + (lane & 3) * 4), t.m_block * Cfg::kBlockM + consumer * 64};
+}
+
 template <class Cfg>
 __device__ __forceinline__ void fwd_epilogue(const FwdParams& p, const TmaMap* tma_o, uint32_t smem, uint8_t* smem_ptr,
                                              int consumer, int thread, int q_buffer, const Tile& t, float (&o)[Cfg::kHeadDim / 2],
@@ -24,15 +42,7 @@ __device__ __forceinline__ void fwd_epilogue(const FwdParams& p, const TmaMap* t
   uint8_t* o_wg_ptr = smem_ptr + (o_wg - smem);
   const int bar = Cfg::kBarEpilogue + consumer;
 
-  // The thread index through opaque(): otherwise ptxas computes the 2·d/8 swizzled addresses below once, before the
-  // tile loop, and keeps them live across the mainloop (the d256 chained kernel spilled 25 of them and reloaded them
-  // here: 240 bytes of local memory).
-  const int th = opaque(thread);
-  const int warp = th / 32, lane = th % 32;
-  const int r = warp * 16 + lane / 4;  // this thread's rows are r and r + 8 (same swizzle phase)
-  // Chunk k of row r sits at 16-byte position k ^ (r % 8): the row's offset XOR the chunk's (r·128 has no low bits).
-  const uint32_t row_off = r * 128 + ((r & 7) << 4) + (lane & 3) * 4;
-  const int m_row = t.m_block * Cfg::kBlockM + consumer * 64;
+  const auto [lane, r, row_off, m_row] = epilogue_rows<Cfg>(thread, consumer, t);
 #pragma unroll
   for (int pass = 0; pass < Cfg::kOPasses; ++pass) {
     if (thread == 0) bulk_wait_read_all();  // the previous store (pass or tile) has finished reading this buffer
@@ -95,11 +105,7 @@ __device__ __forceinline__ void fwd_epilogue_store(const FwdParams& p, const Tma
   static_assert(Cfg::kOPasses == 1 && !Cfg::kOAliasQ, "O staged whole in its own buffer");
   const uint32_t o_wg = smem + Cfg::kOffO + consumer * Cfg::kWgRowBytes;
   const int bar = Cfg::kBarEpilogue + consumer;
-  const int th = opaque(thread);  // (see fwd_epilogue)
-  const int warp = th / 32, lane = th % 32;
-  const int r = warp * 16 + lane / 4;
-  const uint32_t row_off = r * 128 + ((r & 7) << 4) + (lane & 3) * 4;
-  const int m_row = t.m_block * Cfg::kBlockM + consumer * 64;
+  const auto [lane, r, row_off, m_row] = epilogue_rows<Cfg>(thread, consumer, t);
   bulk_wait_read_all_if(thread == 0);  // the previous tile's store has finished reading the buffer
   named_barrier_sync(bar, 128);
 #pragma unroll

@@ -246,10 +246,8 @@ struct ConsumerMainloop {
                                               OnlineSoftmax<Cfg::kBlockN / 2>& softmax, float (&s)[Cfg::kBlockN / 2],
                                               Loads& loads) const {
     const int row0 = m0 + consumer * 64 + (thread / 32) * 16 + (thread % 32) / 4;
-    uint32_t pk[Cfg::kBlockN / 4];
-    float rescale[2];
     schedule_wait();
-    for (int n = n_max; n >= n_min; --n, ++kv.count) {
+    for (int n = n_max; n >= n_min; --n) {
       const int st = kv.stage();
       mbar_wait(bars.full_k(st), kv.phase());
       wgmma_fence();
@@ -259,19 +257,7 @@ struct ConsumerMainloop {
       wgmma_wait<0>();
       fence_regs(s);
       release(bars.empty_k(st));
-      score_mod<Cfg>(p, mask, s, m0, row0, n);
-      softmax.step(s, p.score_scale_log2, rescale);
-      pack_probabilities<Cfg>(s, pk);
-      scale_rows(o, rescale);
-      mbar_wait(bars.full_v(st), kv.phase());
-      schedule_wait();
-      wgmma_fence();
-      gemm_pv<Cfg>(pk, v_stage(st), o);
-      wgmma_commit();
-      wgmma_wait<0>();
-      fence_regs(o);
-      release(bars.empty_v(st));
-      loads.block_consumed();
+      softmax_then_pv(m0, row0, n, kv, o, softmax, s, loads);
     }
   }
 
