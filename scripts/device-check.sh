@@ -290,38 +290,10 @@ PY
       run verify-fwd-d64 200 verify.log "$B" verify --device cuda --forward --no-probes --filter d64
       run racecheck-d64 300 sanitize.log compute-sanitizer --tool racecheck "$B" verify --device cuda --forward --quick --no-probes
       VARIANTS="default= w3all=64:n128,s3,q2,qregs,noov,w3 w2=64:n128,s3,q2,qregs,noov" BENCH_ARGS="--grid paper --forward --hdim 64" "$0" variants ;;
-    fwd-w3-d128)
-      # three consumer warpgroups at d128 (192-row tiles; 160 registers each hold O, S and P for key blocks of at most
-      # 96): ptxas's registers and spills for each variant, the d128 forward cases verified with each, racecheck on the
-      # quick cases with one, then the d128 paper rows against the default, twice, alternating; and d64 with 64-key
-      # blocks (for 512 tokens)
-      V96="128:n96,s2,q1,noov,w3"; V80="128:n80,s2,q2,noov,w3"; V64="128:n64,s2,q2,noov,w3"
-      for v in "$V96" "$V80" "$V64"; do FLASHATTN_FWD_CONFIG="$v" run "warmup $v" 120 verify.log "$B" warmup; done
-      grep -E "fwd (bf16|fp16) d128 192x" "$OUT/verify.log" | sort -u
-      for v in "$V96" "$V80" "$V64"; do
-        FLASHATTN_FWD_CONFIG="$v" run "verify $v" 200 verify.log "$B" verify --device cuda --forward --no-probes --filter d128
-      done
-      FLASHATTN_FWD_CONFIG="$V96" run racecheck-w3-d128 300 sanitize.log compute-sanitizer --tool racecheck "$B" verify --device cuda --forward --quick --no-probes
-      VARIANTS="default= n96=$V96 n80=$V80 n64=$V64" BENCH_ARGS="--grid paper --forward --hdim 128" "$0" variants
-      FLASHATTN_FWD_CONFIG="64:n64,s4,q2,qregs,noov,w3" run verify-d64-n64 200 verify.log "$B" verify --device cuda --forward --no-probes --filter d64
-      VARIANTS="default= n64=64:n64,s4,q2,qregs,noov,w3" BENCH_ARGS="--grid paper --forward --hdim 64 --seqlen 512 1024" "$0" variants ;;
-    fwd-wide-d128)
-      # d128 with wider key blocks and two Q buffers (O staged in the tile's own Q buffer, so 2 x 32 KB of Q + two K/V
-      # stages fit): 160 keys with and without the chained P·V/S order, 144 keys. 176-key blocks with one Q buffer
-      # measured +4..6% at 8k and −8..−16% at 2k (2026-12-01-h200-2c808e8): the second Q buffer is what 2k lacked if
-      # the tile's start waiting for its Q is the cause. Screened here first: local-sass.sh, no spills (NVRTC 12.5).
-      # Each verified on the d128 forward cases, racecheck on the quick cases with the first, then the d128 paper rows
-      # against the default, twice, alternating
-      N160="128:n160,s2,q2,alias,noov"; N160C="128:n160,s2,q2,alias,chain"; N144="128:n144,s2,q2,alias,noov"
-      for v in "$N160" "$N160C" "$N144"; do FLASHATTN_FWD_CONFIG="$v" run "warmup $v" 120 verify.log "$B" warmup --filter "fwd bf16 d128"; done
-      grep -E "fwd bf16 d128 128x1(44|60)|warning" "$OUT/verify.log" | sort -u | tail -8
-      for v in "$N160" "$N160C" "$N144"; do
-        FLASHATTN_FWD_CONFIG="$v" run "verify $v" 200 verify.log "$B" verify --device cuda --forward --no-probes --filter d128
-      done
-      FLASHATTN_FWD_CONFIG="$N160" run racecheck-n160 300 sanitize.log compute-sanitizer --tool racecheck "$B" verify --device cuda --forward --quick --no-probes --filter d128
-      VARIANTS="default= n160=$N160 n160chain=$N160C n144=$N144" BENCH_ARGS="--grid paper --forward --hdim 128" "$0" variants ;;
     fwd-d128-candidates)
-      # fwd-w3-d128 and fwd-wide-d128 in one pass, with Q in registers (d128: 624 vs 635 TFLOP/s on the H100 once,
+      # d128 tile shapes: three consumers with 64–96-key blocks (160 registers each hold their accumulators), 144/160-key
+      # blocks with two Q buffers (O in the tile's own Q buffer; 176 with one Q buffer measured +4..6% at 8k, −8..−16%
+      # at 2k: 2026-12-01-h200-2c808e8), with Q in registers (d128: 624 vs 635 TFLOP/s on the H100 once,
       # 2026-11-25, before the later changes; what it saves is shared-memory reads, which the 700 W cap may reward) and
       # FlashAttention-3's own d128 shape (176-key blocks with the intra-warpgroup overlap; 176 was measured only
       # without it). d128 full is the forward's one bar below cuDNN (median 0.98). Each candidate first runs the quick
