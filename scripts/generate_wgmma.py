@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes src/FlashAttention/Cuda/Kernels/wgmma.cuh: one inline-PTX wrapper per wgmma shape we use.
+"""Writes src/FlashAttention/Cuda/Kernels/common/wgmma.cuh: one inline-PTX wrapper per wgmma shape we use.
 
 A wgmma names every accumulator register in its operand list (N/2 of them for m64nN with f32
 accumulators), so the wrappers are generated rather than written by hand. Run it after changing the
@@ -12,7 +12,7 @@ N_VALUES = [16, 32, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256]
 # (C++ tag, PTX type, k per instruction)
 TYPES = [("bf16_t", "bf16", 16), ("half_t", "f16", 16), ("e4m3_t", "e4m3", 32)]
 
-OUT = pathlib.Path(__file__).resolve().parent.parent / "src/FlashAttention/Cuda/Kernels/wgmma.cuh"
+OUT = pathlib.Path(__file__).resolve().parent.parent / "src/FlashAttention/Cuda/Kernels/common/wgmma.cuh"
 
 
 def acc_list(n):
@@ -74,10 +74,10 @@ def main():
         "//   WgmmaRS<T, N>::run<TransB>(a, desc_b, d, scale_d):      A from registers (4 x b32), B from shared memory.",
         "// scale_d = 0 overwrites d (d = A*B), 1 accumulates (d += A*B). TransB = 1 reads B as MN-major",
         "// (e.g. V in O = P V); FP8 has no transpose, its operands must be K-major and TransB is ignored.",
-        "// Accumulator layout (checked on the H100, see REFERENCES.md): thread t of the warpgroup, warp w = t/32,",
+        "// Accumulator layout (proved by the lab's probe kernels, probes/primitives.cu): thread t of the warpgroup, warp w = t/32,",
         "// lane l: d[4j], d[4j+1] = row 16w + l/4, columns 8j + 2(l%4) + {0,1}; d[4j+2], d[4j+3] = row + 8.",
         "#pragma once",
-        '#include "ptx.cuh"',
+        '#include "common/ptx.cuh"',
         "",
         "namespace fa {",
         "",

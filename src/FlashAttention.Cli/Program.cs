@@ -7,7 +7,19 @@ namespace FlashAttention.Cli;
 /// <summary>Entry point of <c>flashattn</c>. Each verb lives in Commands/&lt;Verb&gt;Command.cs and is registered here.</summary>
 public static class Program
 {
-    public static int Main(string[] args) => Run(args, Console.Out, Console.Error);
+    public static int Main(string[] args)
+    {
+        try
+        {
+            Lab.LabSetup.FromEnvironment();  // tuning overrides and the dump folder, for measurement runs
+        }
+        catch (ArgumentException e)
+        {
+            Console.Error.WriteLine("error: " + CliContext.OneLine(e.Message));
+            return ExitCodes.InvalidInput;
+        }
+        return Run(args, Console.Out, Console.Error);
+    }
 
     /// <summary>Runs the command line with the given writers (tests pass their own); returns the exit code (see <see cref="ExitCodes"/>).</summary>
     /// <param name="root">The command tree; tests pass one built with fake backends.</param>

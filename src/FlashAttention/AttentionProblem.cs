@@ -4,10 +4,10 @@ namespace FlashAttention;
 /// <param name="Batch">Stride between batch entries (unused for variable-length batches, whose rows are packed).</param>
 /// <param name="Sequence">Stride between consecutive tokens.</param>
 /// <param name="Head">Stride between heads.</param>
-public readonly record struct TokenStrides(long Batch, long Sequence, long Head);
+internal readonly record struct TokenStrides(long Batch, long Sequence, long Head);
 
 /// <summary>Element strides of a log-sum-exp tensor: (batch, head, query) dense, or (head, token) for varlen.</summary>
-public readonly record struct LseStrides(long Batch, long Head, long Query);
+internal readonly record struct LseStrides(long Batch, long Head, long Query);
 
 /// <summary>
 /// A validated attention call: every size, stride and option checked once, in <see cref="AttentionValidation"/>,

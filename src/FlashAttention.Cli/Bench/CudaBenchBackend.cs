@@ -1,6 +1,8 @@
 using System.Diagnostics;
 using FlashAttention.Cuda;
-using FlashAttention.Cuda.Launchers;
+using FlashAttention.Cuda.Variants;
+using FlashAttention.Lab;
+using FlashAttention.Lab.Tuning;
 using FlashAttention.Numerics;
 
 namespace FlashAttention.Cli.Bench;
@@ -36,7 +38,7 @@ public sealed class CudaBenchBackend : IBenchBackend, IDisposable
     public int DefaultRepeats => 30;
 
     /// <summary>The same kernel with each ablation switch, for <c>bench --ablation</c>.</summary>
-    internal static IReadOnlyList<CudaBenchBackend> AblationVariants() => [.. KernelCatalog.Ablations.Select(a => new CudaBenchBackend(a))];
+    internal static IReadOnlyList<CudaBenchBackend> AblationVariants() => [.. ForwardAblation.PaperTable.Select(a => new CudaBenchBackend(a))];
 
     public bool IsAvailable(out string reason)
     {
@@ -48,14 +50,14 @@ public sealed class CudaBenchBackend : IBenchBackend, IDisposable
     public bool Supports(BenchCase c, out string reason)
     {
         reason = "";
-        var dims = c.Direction == BenchDirection.Forward ? TileTables.ForwardHeadDims : TileTables.BackwardHeadDims;
+        var dims = c.Direction == BenchDirection.Forward ? ForwardVariants.HeadDims : BackwardVariants.HeadDims;
         if (c.Type is not (DataType.BFloat16 or DataType.Float16))
             reason = $"the GPU kernels take bf16 or fp16; got {DataTypes.ShortName(c.Type)}";
         else if (Array.IndexOf(dims, c.HeadDim) < 0)
             reason = $"the GPU {(c.Direction == BenchDirection.Forward ? "forward" : "backward")} kernels support head dim {string.Join(", ", dims)}; got {c.HeadDim}";
         else if (Ablation is not null && c.Direction == BenchDirection.Backward)
             reason = "the ablation variants are forward kernels";
-        else if (Ablation is not null && TileTables.Forward(c.HeadDim, c.SeqLenK, Ablation, c.Causal) == TileTables.Forward(c.HeadDim, c.SeqLenK, keysCutFromRight: c.Causal))
+        else if (Ablation is not null && LabSetup.CurrentTuning.WithAblation(Ablation).Forward(c.HeadDim, c.SeqLenK, c.Causal) == LabSetup.CurrentTuning.Forward(c.HeadDim, c.SeqLenK, c.Causal))
             reason = $"ablation {Ablation.Name} is the default kernel at head dim {c.HeadDim}";
         return reason.Length == 0;
     }
@@ -79,6 +81,8 @@ public sealed class CudaBenchBackend : IBenchBackend, IDisposable
 
     public BenchMeasurement Run(BenchCase c, BenchSettings s, Action<string>? progress, CancellationToken ct)
     {
+        // The ablation reaches the kernel through the one seam: a policy installed for this case.
+        using var ablation = Ablation is null ? null : VariantPolicy.Install(LabSetup.CurrentTuning.WithAblation(Ablation));
         var device = _device ??= CudaDevice.Get(0);
         bool backward = c.Direction == BenchDirection.Backward;
         long[] qShape = [c.Batch, c.SeqLenQ, c.HeadsQ, c.HeadDim], kShape = [c.Batch, c.SeqLenK, c.HeadsK, c.HeadDim];
@@ -115,7 +119,7 @@ public sealed class CudaBenchBackend : IBenchBackend, IDisposable
             void Call(InputSet set)
             {
                 if (!backward)
-                    CudaAttention.Forward(set.Q.Tensor, set.K.Tensor, set.V.Tensor, set.O.Tensor, set.Lse, options, stream, device, Ablation);
+                    CudaAttention.Forward(set.Q.Tensor, set.K.Tensor, set.V.Tensor, set.O.Tensor, set.Lse, options, stream, device);
                 else
                     CudaAttention.Backward(set.Q.Tensor, set.K.Tensor, set.V.Tensor, set.O.Tensor, set.DO!.Tensor, set.Lse,
                         set.DQ!.Tensor, set.DK!.Tensor, set.DV!.Tensor, options, stream);

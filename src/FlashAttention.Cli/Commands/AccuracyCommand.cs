@@ -4,6 +4,7 @@ using System.Text;
 using System.Text.Encodings.Web;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using FlashAttention.Lab.Numerics;
 using FlashAttention.Numerics;
 
 namespace FlashAttention.Cli.Commands;

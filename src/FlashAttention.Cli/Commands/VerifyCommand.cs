@@ -3,9 +3,9 @@ using System.Diagnostics;
 using System.Globalization;
 using FlashAttention.Cli.Terminal;
 using FlashAttention.Cuda;
-using FlashAttention.Cuda.Launchers;
+using FlashAttention.Lab.Probes;
 using FlashAttention.Cli.Verify;
-using FlashAttention.Cuda.Verification;
+using FlashAttention.Lab.Verification;
 
 namespace FlashAttention.Cli.Commands;
 

@@ -6,6 +6,8 @@ using FlashAttention.Cuda;
 using FlashAttention.Cuda.Compiler;
 using FlashAttention.Cuda.Launchers;
 
+using FlashAttention.Lab;
+
 namespace FlashAttention.Cli.Commands;
 
 /// <summary>
@@ -41,7 +43,9 @@ internal static class WarmupCommand
                 throw new CliException(e.Message, ExitCodes.DeviceUnavailable);
             }
             string? text = p.GetValue(filter);
-            var entries = KernelCatalog.All(p.GetValue(ablations), p.GetValue(probes))
+            var entries = KernelCatalog.All()
+                .Concat(p.GetValue(ablations) ? LabCatalog.Ablations() : [])
+                .Concat(p.GetValue(probes) ? LabCatalog.Probes() : [])
                 .Where(e => text is null || e.Label.Contains(text, StringComparison.OrdinalIgnoreCase))
                 .DistinctBy(e => e.Spec)
                 .ToList();
@@ -72,7 +76,7 @@ internal static class WarmupCommand
 
             // Load every entry back from disk with a fresh compiler (its memory cache is empty): the cost a new process pays.
             var fresh = new KernelCompiler(compiler.Compiler, compiler.Architecture, compiler.Cache);
-            // The label column as wide as the longest label: a cut label hid what sets variants apart ("…persist…").
+            // The label column as wide as the longest label, so nothing that sets variants apart is cut.
             int width = Math.Max("variant".Length, entries.Max(e => e.Label.Length));
             context.Out.WriteLine($"{"variant".PadRight(width)} {"origin",-9} {"compile s",9} {"load ms",8} {"regs",5} {"spill B",8}");
             var compileTimes = new List<double>();

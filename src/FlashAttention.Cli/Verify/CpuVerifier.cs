@@ -1,6 +1,7 @@
 using System.Numerics.Tensors;
 using FlashAttention.Cpu;
-using FlashAttention.Cuda.Verification;
+using FlashAttention.Lab.Cpu;
+using FlashAttention.Lab.Verification;
 using FlashAttention.Numerics;
 
 namespace FlashAttention.Cli.Verify;

@@ -1,4 +1,5 @@
 using FlashAttention.Cuda.Launchers;
+using FlashAttention.Cuda.Variants;
 
 namespace FlashAttention.Cuda;
 
@@ -25,17 +26,13 @@ public static class CudaAttention
     /// <param name="device">GPU; null for device 0.</param>
     public static void Forward(DeviceTensor query, DeviceTensor key, DeviceTensor value, DeviceTensor output,
         DeviceTensor? logSumExp = null, AttentionOptions? options = null, CudaStream? stream = null, CudaDevice? device = null)
-        => Forward(query, key, value, output, logSumExp, options, stream, device, ablation: null);
-
-    internal static void Forward(DeviceTensor query, DeviceTensor key, DeviceTensor value, DeviceTensor output,
-        DeviceTensor? logSumExp, AttentionOptions? options, CudaStream? stream, CudaDevice? device, ForwardAblation? ablation)
     {
         var (q, k, v, o) = (query.ToLayout("query"), key.ToLayout("key"), value.ToLayout("value"), output.ToLayout("output"));
         TensorLayout? lse = logSumExp?.ToLayout("logSumExp");
         var problem = AttentionValidation.Forward(q, k, v, o, lse, options);
-        GpuRequirements.Check(problem, TileTables.ForwardHeadDims, "forward", q, k, v, o);
+        GpuRequirements.Check(problem, ForwardVariants.HeadDims, "forward", q, k, v, o);
         var gpu = stream?.Device ?? device ?? CudaDevice.Get(0);
-        FlashForwardLauncher.Launch(problem, q, k, v, o, lse, stream, gpu, ablation);
+        FlashForwardLauncher.Launch(problem, q, k, v, o, lse, stream, gpu);
     }
 
     /// <summary>
@@ -51,7 +48,7 @@ public static class CudaAttention
         var (dO, lse) = (outputGradient.ToLayout("outputGradient"), logSumExp.ToLayout("logSumExp"));
         var (dq, dk, dv) = (queryGradient.ToLayout("queryGradient"), keyGradient.ToLayout("keyGradient"), valueGradient.ToLayout("valueGradient"));
         var problem = AttentionValidation.Backward(q, k, v, o, dO, lse, dq, dk, dv, options);
-        GpuRequirements.Check(problem, TileTables.BackwardHeadDims, "backward", q, k, v, o, dO, dq, dk, dv);
+        GpuRequirements.Check(problem, BackwardVariants.HeadDims, "backward", q, k, v, o, dO, dq, dk, dv);
         var gpu = stream?.Device ?? device ?? CudaDevice.Get(0);
         FlashBackwardLauncher.Launch(problem, q, k, v, o, dO, lse, dq, dk, dv, stream, gpu);
     }

@@ -1,5 +1,4 @@
 using FlashAttention.Cuda.Launchers;
-using FlashAttention.Cuda.Verification;
 
 namespace FlashAttention.Tests.Cuda;
 

@@ -159,7 +159,7 @@ public class KernelCompilerTests
     {
         var fake = new FakeKernelCompiler();
         var module = new KernelCompiler(fake, CudaDevice.HopperArchitecture, null).GetOrCompile(SelftestKernels.Axpy);
-        Assert.Equal(["selftest_util.cuh"], fake.LastRequest!.Source.Headers.Select(h => h.Name));
+        Assert.Equal(["probes/selftest_util.cuh"], fake.LastRequest!.Source.Headers.Select(h => h.Name));
         Assert.Equal(2, module.LoweredNames.Count);
     }
 }

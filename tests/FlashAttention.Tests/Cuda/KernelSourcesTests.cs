@@ -1,25 +1,31 @@
 using FlashAttention.Cuda.Compiler;
+using FlashAttention.Lab;
 
 namespace FlashAttention.Tests.Cuda;
 
 public class KernelSourcesTests
 {
     [Fact]
-    public void Selftest_and_its_header_are_embedded()
+    public void The_library_embeds_its_kernels_by_path_and_no_lab_kernel()
     {
         var names = EmbeddedKernelSources.Instance.FileNames.ToList();
-        Assert.Contains("selftest.cu", names);
-        Assert.Contains("selftest_util.cuh", names);
-        Assert.Contains("template <typename T>", KernelSources.Load("selftest.cu"));
+        Assert.Contains("fwd/flash_fwd.cu", names);
+        Assert.Contains("bwd/flash_bwd.cu", names);
+        Assert.Contains("common/ptx.cuh", names);
+        Assert.DoesNotContain(names, n => n.StartsWith("probes/", StringComparison.Ordinal));
+        var resolved = KernelSources.Resolve("fwd/flash_fwd.cu");
+        Assert.Contains("common/ptx.cuh", resolved.Headers.Select(h => h.Name));
+        Assert.Contains("fwd/fwd_config.cuh", resolved.Headers.Select(h => h.Name));
     }
 
     [Fact]
-    public void Selftest_resolves_to_its_header_and_includes_no_toolkit_header()
+    public void Lab_kernels_resolve_their_own_headers_and_the_librarys()
     {
-        var resolved = KernelSources.Resolve("selftest.cu");
-        Assert.Equal("selftest.cu", resolved.Main.Name);
-        Assert.Equal(["selftest_util.cuh"], resolved.Headers.Select(h => h.Name));
-        Assert.Contains("namespace fa_selftest", resolved.Headers[0].Text);
+        var selftest = KernelSources.Resolve("probes/selftest.cu", LabKernelSources.Instance);
+        Assert.Equal(["probes/selftest_util.cuh"], selftest.Headers.Select(h => h.Name));
+        Assert.Contains("namespace fa_selftest", selftest.Headers[0].Text);
+        var probes = KernelSources.Resolve("probes/primitives.cu", LabKernelSources.Instance);
+        Assert.Contains("fwd/fwd_mainloop.cuh", probes.Headers.Select(h => h.Name));
     }
 
     [Fact]
@@ -28,6 +34,8 @@ public class KernelSourcesTests
         // Guards the whole kernel folder: a missing header or a toolkit include fails here, in CI, not on the GPU.
         foreach (string name in EmbeddedKernelSources.Instance.FileNames)
             KernelSources.Resolve(name);
+        foreach (string name in LabKernelSources.Instance.FileNames)
+            KernelSources.Resolve(name, LabKernelSources.Instance);
     }
 
     [Fact]
@@ -84,6 +92,6 @@ public class KernelSourcesTests
     public void Missing_source_lists_what_exists()
     {
         var e = Assert.Throws<FileNotFoundException>(() => KernelSources.Load("nothing.cu"));
-        Assert.Contains("selftest.cu", e.Message);
+        Assert.Contains("fwd/flash_fwd.cu", e.Message);
     }
 }

@@ -1,5 +1,6 @@
 using FlashAttention.Cuda;
 using FlashAttention.Cuda.Launchers;
+using FlashAttention.Cuda.Variants;
 
 namespace FlashAttention.Tests.Cuda;
 
@@ -7,6 +8,7 @@ namespace FlashAttention.Tests.Cuda;
 /// What a launch memoises so that its host time is the launch itself: TMA descriptors by everything they are encoded
 /// from, and the kernel catalogue's entries by variant. (The driver's encoding itself runs on the GPU machine: verify.)
 /// </summary>
+[Collection(PolicyScope.Collection)]
 public class LaunchCacheTests
 {
     private static TensorLayout Layout(nuint address, long[] lengths, long[]? strides = null, DataType type = DataType.BFloat16)
@@ -61,18 +63,18 @@ public class LaunchCacheTests
     {
         foreach (var type in KernelCatalog.KernelTypes)
         {
-            var config = TileTables.Forward(128, 4096);
-            var entry = KernelCatalog.ForwardEntry(type, config);
-            Assert.Same(entry, KernelCatalog.ForwardEntry(type, config with { }));  // equal by value, not by instance
-            Assert.Equal(config.NameExpression(type), entry.NameExpression);
-            Assert.Same(KernelCatalog.Spec("flash_fwd.cu", config.NameExpression(type)), entry.Spec);
+            var variant = ForwardVariants.For(128, 4096, keysCutFromRight: false);
+            var entry = KernelCatalog.ForwardEntry(type, variant);
+            Assert.Same(entry, KernelCatalog.ForwardEntry(type, variant with { }));  // equal by value, not by instance
+            Assert.Equal(variant.NameExpression(type), entry.NameExpression);
+            Assert.Same(KernelCatalog.Spec(KernelCatalog.ForwardSource, variant.NameExpression(type)), entry.Spec);
             Assert.Contains(KernelCatalog.All(), e => e.Label == entry.Label && e.NameExpression == entry.NameExpression);
 
-            var backward = TileTables.Backward(256).ForSoftcap(true);
+            var backward = BackwardVariants.For(256, softcap: true);
             var (main, pre, post) = KernelCatalog.BackwardEntry(type, backward);
             Assert.Equal((backward.NameExpression(type), backward.PreprocessExpression(type), backward.PostprocessExpression(type)),
                 (main.NameExpression, pre.NameExpression, post.NameExpression));
-            Assert.Same(KernelCatalog.Spec("flash_bwd.cu", backward.NameExpression(type)), main.Spec);
+            Assert.Same(KernelCatalog.Spec(KernelCatalog.BackwardSource, backward.NameExpression(type)), main.Spec);
             Assert.Equal(KernelCatalog.BackwardEntry(type, backward), KernelCatalog.BackwardEntry(type, backward with { }));
         }
     }

@@ -5,9 +5,9 @@ namespace FlashAttention.Tests.Cuda;
 public class NvrtcOptionTests
 {
     [Fact]
-    public void Defaults_target_sm90a_in_cpp17_with_device_default()
+    public void Defaults_target_sm90a_in_cpp20_with_device_default()
     {
-        Assert.Equal(["--gpu-architecture=sm_90a", "--std=c++17", "--device-as-default-execution-space"],
+        Assert.Equal(["--gpu-architecture=sm_90a", "--std=c++20", "--device-as-default-execution-space"],
             NvrtcOptionBuilder.Build("sm_90a", CompileOptions.Default));
     }
 
@@ -25,7 +25,7 @@ public class NvrtcOptionTests
         };
         Assert.Equal(
         [
-            "--gpu-architecture=sm_90a", "--std=c++17", "--device-as-default-execution-space", "--use_fast_math",
+            "--gpu-architecture=sm_90a", "--std=c++20", "--device-as-default-execution-space", "--use_fast_math",
             "--generate-line-info", "--ptxas-options=-v", "--maxrregcount=128", "-DHEAD_DIM=128", "-DCAUSAL",
             "--extra-device-vectorization",
         ], NvrtcOptionBuilder.Build("sm_90a", options));

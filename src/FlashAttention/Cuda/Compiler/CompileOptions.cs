@@ -8,11 +8,11 @@ namespace FlashAttention.Cuda.Compiler;
 /// </summary>
 internal sealed record CompileOptions
 {
-    /// <summary>The defaults: C++17, device as the default execution space, no fast math, no line info.</summary>
+    /// <summary>The defaults: C++20 (the kernels take their variant records as class-type template parameters), device as the default execution space, no fast math, no line info.</summary>
     public static readonly CompileOptions Default = new();
 
     /// <summary>C++ dialect for <c>--std</c>.</summary>
-    public string LanguageStandard { get; init; } = "c++17";
+    public string LanguageStandard { get; init; } = "c++20";
 
     /// <summary><c>--use_fast_math</c>: approximate division, square root and transcendental functions, flush denormals.</summary>
     public bool FastMath { get; init; }

@@ -12,8 +12,6 @@ namespace FlashAttention.Cuda.Compiler;
 /// </summary>
 internal sealed class KernelCompiler
 {
-    /// <summary>Environment variable naming a folder where every compiled or cache-loaded cubin is also written as a plain .cubin (for cuobjdump) with its log.</summary>
-    public const string DumpDirectoryVariable = "FLASHATTN_DUMP_DIR";
 
     private static readonly Lazy<KernelCompiler> LazyDefault = new(() => new KernelCompiler(new NvrtcCompiler(), CudaDevice.HopperArchitecture, KernelDiskCache.CreateDefault()));
 
@@ -50,6 +48,9 @@ internal sealed class KernelCompiler
     /// <summary>The on-disk cache, or null.</summary>
     public KernelDiskCache? Cache { get; }
 
+    /// <summary>A folder where every compiled or cache-loaded cubin is also written as a plain .cubin (for cuobjdump) with its log; null for none (the lab sets it, process-wide).</summary>
+    public static string? DumpDirectory { get; set; }
+
     /// <summary>Receives non-fatal problems (a damaged cache entry replaced, a cache folder that cannot be written). Null: ignored.</summary>
     public Action<string>? Warning { get; set; }
 
@@ -83,7 +84,7 @@ internal sealed class KernelCompiler
     public (CompileRequest Request, string Key) Prepare(KernelSpec spec)
     {
         ArgumentNullException.ThrowIfNull(spec);
-        var source = KernelSources.Resolve(spec.SourceFile, _sources);
+        var source = KernelSources.Resolve(spec.SourceFile, spec.Sources ?? _sources);
         var options = NvrtcOptionBuilder.Build(Architecture, spec.Options);
         var request = new CompileRequest(source, options, spec.NameExpressions);
         return (request, ComputeKey(request, Compiler.Identity, Architecture));
@@ -168,10 +169,10 @@ internal sealed class KernelCompiler
         return module;
     }
 
-    /// <summary>With <c>FLASHATTN_DUMP_DIR</c> set, writes the cubin (for <c>cuobjdump --dump-sass</c>), the log and the lowered names there.</summary>
+    /// <summary>With <see cref="DumpDirectory"/> set, writes the cubin (for <c>cuobjdump --dump-sass</c>), the log and the lowered names there.</summary>
     private void Dump(CompiledKernelModule module)
     {
-        string? folder = Environment.GetEnvironmentVariable(DumpDirectoryVariable);
+        string? folder = DumpDirectory;
         if (string.IsNullOrWhiteSpace(folder)) return;
         try
         {

@@ -22,30 +22,40 @@ internal interface IKernelSourceProvider
 }
 
 /// <summary>
-/// Kernel sources embedded in this assembly with logical names <c>FlashAttention.Kernels.&lt;file name&gt;</c> (see
-/// FlashAttention.csproj: everything under Cuda/Kernels). Reading manifest resources is trimming- and AOT-safe.
+/// Kernel sources embedded in an assembly with logical names <c>FlashAttention.Kernels.&lt;path&gt;</c>, the path relative
+/// to the kernels folder with '/' separators (see FlashAttention.csproj: everything under Cuda/Kernels), which is also
+/// how sources include each other (<c>#include "common/ptx.cuh"</c>). Reading manifest resources is trimming- and AOT-safe.
 /// </summary>
-internal sealed class EmbeddedKernelSources : IKernelSourceProvider
+internal sealed class EmbeddedKernelSources(System.Reflection.Assembly assembly) : IKernelSourceProvider
 {
     /// <summary>The resource-name prefix.</summary>
     public const string ResourcePrefix = "FlashAttention.Kernels.";
 
-    public static readonly EmbeddedKernelSources Instance = new();
+    /// <summary>The library's own kernels.</summary>
+    public static readonly EmbeddedKernelSources Instance = new(typeof(EmbeddedKernelSources).Assembly);
 
     private readonly ConcurrentDictionary<string, string?> _texts = new(StringComparer.Ordinal);
 
-    public string? TryGetText(string fileName) => _texts.GetOrAdd(fileName, static name =>
+    public string? TryGetText(string fileName) => _texts.GetOrAdd(fileName, static (name, assembly) =>
     {
-        using var stream = typeof(EmbeddedKernelSources).Assembly.GetManifestResourceStream(ResourcePrefix + name);
+        using var stream = assembly.GetManifestResourceStream(ResourcePrefix + name);
         if (stream is null) return null;
         using var reader = new StreamReader(stream);
         return reader.ReadToEnd();
-    });
+    }, assembly);
 
-    public IEnumerable<string> FileNames => typeof(EmbeddedKernelSources).Assembly.GetManifestResourceNames()
+    public IEnumerable<string> FileNames => assembly.GetManifestResourceNames()
         .Where(n => n.StartsWith(ResourcePrefix, StringComparison.Ordinal))
         .Select(n => n[ResourcePrefix.Length..])
         .Order(StringComparer.Ordinal);
+}
+
+/// <summary>Several providers searched in order (the lab's probe kernels, which include the library's headers).</summary>
+internal sealed class CompositeKernelSources(params IKernelSourceProvider[] providers) : IKernelSourceProvider
+{
+    public string? TryGetText(string fileName) => providers.Select(p => p.TryGetText(fileName)).FirstOrDefault(t => t is not null);
+
+    public IEnumerable<string> FileNames => providers.SelectMany(p => p.FileNames).Distinct().Order(StringComparer.Ordinal);
 }
 
 /// <summary>Sources held in memory (tests, experiments).</summary>
@@ -94,12 +104,11 @@ internal static partial class KernelSources
                     throw new InvalidOperationException(
                         $"{file.Name}:{include.Line}: #include <{include.Name}> names a toolkit or system header; kernel sources may include only other embedded sources, with #include \"name.cuh\"");
                 if (!seen.Add(include.Name)) continue;
-                // Resources are flat (logical names drop folders), so "detail/x.cuh" is found as x.cuh but registered
-                // under the include string as written, which is what NVRTC matches.
-                string resource = Path.GetFileName(include.Name);
-                string text = provider.TryGetText(resource) ?? throw new FileNotFoundException(
-                    $"{file.Name}:{include.Line}: #include \"{include.Name}\" names no embedded kernel source ({EmbeddedKernelSources.ResourcePrefix}{resource}); available: {string.Join(", ", provider.FileNames)}",
-                    resource);
+                // Include strings are paths from the kernels folder, as the resources are named; NVRTC matches headers by
+                // the include string as written.
+                string text = provider.TryGetText(include.Name) ?? throw new FileNotFoundException(
+                    $"{file.Name}:{include.Line}: #include \"{include.Name}\" names no embedded kernel source ({EmbeddedKernelSources.ResourcePrefix}{include.Name}); available: {string.Join(", ", provider.FileNames)}",
+                    include.Name);
                 var header = new KernelSourceFile(include.Name, text);
                 headers.Add(header);
                 found.Add(header);

@@ -8,7 +8,7 @@ namespace FlashAttention.Cuda.Compiler;
 internal sealed record KernelSpec
 {
     /// <summary>Creates a spec.</summary>
-    public KernelSpec(string sourceFile, IReadOnlyList<string> nameExpressions, CompileOptions? options = null)
+    public KernelSpec(string sourceFile, IReadOnlyList<string> nameExpressions, CompileOptions? options = null, IKernelSourceProvider? sources = null)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(sourceFile);
         ArgumentNullException.ThrowIfNull(nameExpressions);
@@ -19,7 +19,11 @@ internal sealed record KernelSpec
         SourceFile = sourceFile;
         NameExpressions = [.. nameExpressions];
         Options = options ?? CompileOptions.Default;
+        Sources = sources;
     }
+
+    /// <summary>Where the source and its headers come from; null for the compiler's own (the library's embedded kernels).</summary>
+    public IKernelSourceProvider? Sources { get; }
 
     /// <summary>The embedded <c>.cu</c> file.</summary>
     public string SourceFile { get; }

@@ -1,7 +1,9 @@
+using FlashAttention.Cuda.Variants;
+
 namespace FlashAttention.Cuda.Launchers;
 
 /// <summary>
-/// Launches the backward pass (flash_bwd.cu): the pre-pass (D = rowsum(dO ∘ O), LSE in base 2, dQ accumulator and
+/// Launches the backward pass (bwd/flash_bwd.cu): the pre-pass (D = rowsum(dO ∘ O), LSE in base 2, dQ accumulator and
 /// semaphores cleared), the main kernel (one CTA per 128 keys of a key head, looping over the query heads of its
 /// GQA group and the query blocks that see its keys; 64 keys at d256), and the post-pass (dQ = scale · accumulator, in the input type).
 /// Float32 side buffers live in a workspace per (device, stream) that grows as needed.
@@ -13,7 +15,7 @@ internal static class FlashBackwardLauncher
         CudaStream? stream, CudaDevice device)
     {
         if (p.Batch == 0) return;
-        var config = TileTables.Backward(p.HeadDim).ForSoftcap(p.Softcap > 0);
+        var config = VariantPolicy.Current.Backward(p.HeadDim, softcap: p.Softcap > 0);
         var cache = Compiler.KernelModuleCache.For(device);
         var entries = KernelCatalog.BackwardEntry(p.Type, config);
         var main = cache.GetKernel(entries.Main.Spec, entries.Main.NameExpression);
@@ -63,25 +65,16 @@ internal static class FlashBackwardLauncher
             };
             var arguments = new KernelArguments()
                 .Add(args)
-                .Add(AttentionTensorMaps.Tokens(q, BackwardKernelConfig.TmaRows, device))
+                .Add(AttentionTensorMaps.Tokens(q, BackwardVariant.TmaRows, device))
                 .Add(AttentionTensorMaps.Tokens(k, (uint)config.BlockN, device))
                 .Add(AttentionTensorMaps.Tokens(v, (uint)config.BlockN, device))
-                .Add(AttentionTensorMaps.Tokens(dO, BackwardKernelConfig.TmaRows, device));
-            main.Launch(new LaunchConfig(MainGrid(config, nBlocks, p.HeadsK, p.Batch, device.MultiprocessorCount), BackwardKernelConfig.Threads,
+                .Add(AttentionTensorMaps.Tokens(dO, BackwardVariant.TmaRows, device));
+            main.Launch(new LaunchConfig(new Dim3((uint)nBlocks, (uint)p.HeadsK, (uint)p.Batch), BackwardVariant.Threads,
                 config.SharedMemoryBytes, stream), arguments);
         }
         if (mBlocks > 0)
             post.Launch(new LaunchConfig(new Dim3((uint)mBlocks, (uint)p.HeadsQ, (uint)p.Batch), 256, 0, stream), new KernelArguments().Add(aux));
     }
-
-    /// <summary>
-    /// The main kernel's grid: a CTA per (key block, key head, batch), or, persistent, one CTA per SM (at most one per
-    /// key block), each walking key blocks with a fixed stride (flash_bwd.cu, KeyBlockWalk).
-    /// </summary>
-    internal static Dim3 MainGrid(BackwardKernelConfig config, int keyBlocks, int headsK, int batch, int smCount)
-        => config.Persistent
-            ? new Dim3((uint)Math.Min((long)keyBlocks * headsK * batch, smCount), 1, 1)
-            : new Dim3((uint)keyBlocks, (uint)headsK, (uint)batch);
 
     /// <summary>Float32 side buffers of the backward pass, one per (device, stream), grown on demand.</summary>
     internal sealed class Workspace : IDisposable

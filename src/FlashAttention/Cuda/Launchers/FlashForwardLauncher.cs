@@ -1,17 +1,20 @@
+using FlashAttention.Cuda.Variants;
+
 namespace FlashAttention.Cuda.Launchers;
 
 /// <summary>
-/// Launches the FlashAttention-3 forward kernel (flash_fwd.cu) for a validated problem: picks the variant for the
-/// head dim, builds the TMA maps of Q, K, V and O, fills <see cref="FwdParams"/>, and launches a persistent grid of
-/// at most one CTA per SM over the (query block, head, batch) tiles.
+/// Launches the FlashAttention-3 forward kernel (fwd/flash_fwd.cu) for a validated problem: takes the variant from the
+/// <see cref="VariantPolicy"/>, builds the TMA maps of Q, K, V and O, fills <see cref="FwdParams"/>, and launches a
+/// persistent grid of at most one CTA per SM over the (query block, head, batch) tiles.
 /// </summary>
 internal static class FlashForwardLauncher
 {
     public static void Launch(AttentionProblem p, in TensorLayout q, in TensorLayout k, in TensorLayout v, in TensorLayout o,
-        TensorLayout? lse, CudaStream? stream, CudaDevice device, ForwardAblation? ablation = null)
+        TensorLayout? lse, CudaStream? stream, CudaDevice device)
     {
         if (p.Batch == 0 || p.SeqLenQ == 0) return;
-        var config = TileTables.Forward(p.HeadDim, p.SeqLenK, ablation, keysCutFromRight: p.WindowRight >= 0);
+        var policy = VariantPolicy.Current;
+        var config = policy.Forward(p.HeadDim, p.SeqLenK, keysCutFromRight: p.WindowRight >= 0);
         var entry = KernelCatalog.ForwardEntry(p.Type, config);
         var kernel = Compiler.KernelModuleCache.For(device).GetKernel(entry.Spec, entry.NameExpression);
 
@@ -21,7 +24,7 @@ internal static class FlashForwardLauncher
         bool longestFirst = p.WindowRight >= 0;
         // Tiles of different lengths are handed out as CTAs come free; equal ones by a fixed stride. Only a
         // producer warpgroup draws from the counter (the non-specialised ablation walks the fixed stride).
-        bool dynamic = config.WarpSpecialized && DynamicSchedule(longestFirst, Environment.GetEnvironmentVariable(ScheduleOverrideVariable));
+        bool dynamic = config.WarpSpecialized && policy.DynamicSchedule(unequalTiles: longestFirst);
         var args = new FwdParams
         {
             Batch = p.Batch,
@@ -37,9 +40,7 @@ internal static class FlashForwardLauncher
             // Masks that cut keys from the right make later query blocks heavier: hand those out first, within
             // sections of heads whose K/V fit L2.
             LongestFirstHeads = !longestFirst ? 0
-                : LongestFirstSectionHeads(p, dynamic ? null : device.MultiprocessorCount,
-                    long.TryParse(Environment.GetEnvironmentVariable(SectionOverrideVariable), out long bytes) && bytes > 0 ? bytes : SectionL2Bytes,
-                    config.BlockM),
+                : LongestFirstSectionHeads(p, dynamic ? null : device.MultiprocessorCount, policy.L2SectionBytes, config.BlockM),
             HasSoftcap = softcap ? 1 : 0,
             SoftcapPremul = softcap ? p.Scale / p.Softcap : 0f,
             ScoreScale = softcap ? p.Softcap : p.Scale,
@@ -61,39 +62,14 @@ internal static class FlashForwardLauncher
     }
 
     /// <summary>
-    /// Measurement override (not a user option): <c>FLASHATTN_FWD_SCHEDULE=static|dynamic</c> forces the fixed-stride
-    /// or the counter schedule for every mask, so both can be timed in one build.
-    /// </summary>
-    public const string ScheduleOverrideVariable = "FLASHATTN_FWD_SCHEDULE";
-
-    internal static bool DynamicSchedule(bool longestFirst, string? overrideText) => overrideText switch
-    {
-        null or "" => longestFirst,
-        "static" => false,
-        "dynamic" => true,
-        var other => throw new ArgumentException($"{ScheduleOverrideVariable}: expected 'static' or 'dynamic', got '{other}'"),
-    };
-
-    /// <summary>The part of L2 (50 MB on the H100) the K/V of one section of a heaviest-first schedule may fill.</summary>
-    internal const long SectionL2Bytes = 32L << 20;
-
-    /// <summary>
-    /// Test override (not a user option): <c>FLASHATTN_L2_SECTION_BYTES=262144</c> makes sections small, so that
-    /// `verify` covers schedules of many sections (and an uneven last one) on its small problems.
-    /// </summary>
-    public const string SectionOverrideVariable = "FLASHATTN_L2_SECTION_BYTES";
-
-    /// <summary>
     /// How many (batch, head) pairs a section of the heaviest-first tile order holds (tile_scheduler.cuh): as many as
     /// have their keys and values within <paramref name="sectionBytes"/> (query heads of one GQA group share theirs),
     /// at least one, at most all. Under the fixed-stride schedule (<paramref name="staticSmCount"/> given) also
     /// enough that a round of the grid (one tile per SM) spans at most a quarter of the query-block lengths: there
-    /// each CTA takes one tile per round, and a round over few heads hands out tiles of very different lengths (at
-    /// d256 causal 16k, sections of 2 heads ran at 482 against 576 TFLOP/s without sections). The dynamic schedule
-    /// balances by itself, and L2-sized sections there were the fastest measured: d128 causal 16k 570–575 against
-    /// 532–538 TFLOP/s with the floor (bench/results/2026-11-25-h100-6c83288).
+    /// each CTA takes one tile per round, and a round over few heads would hand out tiles of very different lengths.
+    /// The dynamic schedule balances by itself; L2-sized sections suit it best (bench/results/2026-11-25-h100-6c83288).
     /// </summary>
-    internal static int LongestFirstSectionHeads(AttentionProblem p, int? staticSmCount, long sectionBytes = SectionL2Bytes, int blockM = 128)
+    internal static int LongestFirstSectionHeads(AttentionProblem p, int? staticSmCount, long sectionBytes, int blockM = 128)
     {
         long kvBytesPerQueryHead = Math.Max(1L, 2L * p.SeqLenK * p.HeadDim * DataTypes.SizeOf(p.Type) / p.GroupSize);
         long heads = sectionBytes / kvBytesPerQueryHead;

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using FlashAttention.Cuda.Compiler;
+using FlashAttention.Cuda.Variants;
 
 namespace FlashAttention.Cuda.Launchers;
 
@@ -10,77 +11,63 @@ namespace FlashAttention.Cuda.Launchers;
 /// </summary>
 internal static class KernelCatalog
 {
+    public const string ForwardSource = "fwd/flash_fwd.cu";
+    public const string BackwardSource = "bwd/flash_bwd.cu";
+
     // ptxas -v puts registers and spills of each kernel into the log; line info serves compute-sanitizer and ncu.
-    private static readonly CompileOptions Options = CompileOptions.Default with { PtxasVerbose = true, LineInfo = true };
+    public static readonly CompileOptions Options = CompileOptions.Default with { PtxasVerbose = true, LineInfo = true };
     private static readonly ConcurrentDictionary<string, KernelSpec> Specs = new(StringComparer.Ordinal);
 
-    public static KernelSpec Spec(string sourceFile, string nameExpression)
-        => Specs.GetOrAdd(sourceFile + "|" + nameExpression, _ => new KernelSpec(sourceFile, [nameExpression], Options));
+    public static KernelSpec Spec(string sourceFile, string nameExpression, IKernelSourceProvider? sources = null)
+        => Specs.GetOrAdd(sourceFile + "|" + nameExpression, _ => new KernelSpec(sourceFile, [nameExpression], Options, sources));
 
     public static readonly DataType[] KernelTypes = [DataType.BFloat16, DataType.Float16];
 
     /// <summary>A named variant for <c>flashattn warmup</c>: a label, its spec and its name expression.</summary>
     public sealed record Entry(string Label, KernelSpec Spec, string NameExpression);
 
-    /// <summary>All variants the attention entry points use (not the ablations or probes unless asked).</summary>
-    public static IEnumerable<Entry> All(bool includeAblations = false, bool includeProbes = false)
+    /// <summary>Every variant the attention entry points may launch under the current <see cref="VariantPolicy"/>.</summary>
+    public static IEnumerable<Entry> All()
     {
+        var policy = VariantPolicy.Current;
         foreach (var type in KernelTypes)
         {
-            foreach (int d in TileTables.ForwardHeadDims)
-                foreach (var c in TileTables.ForwardVariants(d))
-                    yield return ForwardEntry(type, c);
-            foreach (int d in TileTables.BackwardHeadDims)
+            foreach (int d in ForwardVariants.HeadDims)
+                foreach (var v in policy.ForwardVariantsOf(d))
+                    yield return ForwardEntry(type, v);
+            foreach (int d in BackwardVariants.HeadDims)
             {
-                var c = TileTables.Backward(d);
-                var (main, pre, post) = BackwardEntry(type, c);
-                yield return main;
-                yield return BackwardEntry(type, c.ForSoftcap(true)).Main;  // (its pre- and post-pass are c's)
+                var variants = policy.BackwardVariantsOf(d).ToArray();
+                foreach (var v in variants) yield return BackwardEntry(type, v).Main;
+                var (_, pre, post) = BackwardEntry(type, variants[0]);  // one pre- and post-pass per head dim
                 yield return pre;
                 yield return post;
             }
         }
-        if (includeAblations)
-        {
-            foreach (var a in Ablations)
-            {
-                var c = TileTables.Forward(128, a);
-                yield return Forward(DataType.BFloat16, c, $"fwd bf16 {c} ({a.Name})");
-            }
-        }
-        if (includeProbes)
-            foreach (var e in PrimitiveProbes.Entries()) yield return e;
     }
-
-    public static readonly ForwardAblation[] Ablations =
-    [
-        // the overlap switched to what d128 (the ablation's head dim) does not do by default
-        new(IntraWarpgroupOverlap: !TileTables.Forward(128).IntraWgOverlap),
-        new(NoPingPong: true),
-        new(NoWarpSpecialization: true),
-    ];
-
-    public static Entry Forward(DataType type, ForwardKernelConfig c, string label)
-        => new(label, Spec("flash_fwd.cu", c.NameExpression(type)), c.NameExpression(type));
 
     // The launchers' look-ups, memoised by value: a name expression is a dozen formatted fields, built once per variant
     // instead of on every call.
-    private static readonly ConcurrentDictionary<(DataType, ForwardKernelConfig), Entry> ForwardEntries = new();
-    private static readonly ConcurrentDictionary<(DataType, BackwardKernelConfig), (Entry Main, Entry Pre, Entry Post)> BackwardEntries = new();
+    private static readonly ConcurrentDictionary<(DataType, ForwardVariant), Entry> ForwardEntries = new();
+    private static readonly ConcurrentDictionary<(DataType, BackwardVariant), (Entry Main, Entry Pre, Entry Post)> BackwardEntries = new();
 
     /// <summary>The forward variant's entry (labelled as <c>flashattn warmup</c> lists it).</summary>
-    public static Entry ForwardEntry(DataType type, ForwardKernelConfig c)
-        => ForwardEntries.GetOrAdd((type, c), key => Forward(key.Item1, key.Item2, $"fwd {DataTypes.ShortName(key.Item1)} {key.Item2}"));
+    public static Entry ForwardEntry(DataType type, ForwardVariant v)
+        => ForwardEntries.GetOrAdd((type, v), key =>
+        {
+            string name = key.Item2.NameExpression(key.Item1);
+            return new Entry($"fwd {DataTypes.ShortName(key.Item1)} {key.Item2}", Spec(ForwardSource, name), name);
+        });
 
     /// <summary>The backward variant's main kernel and its pre- and post-pass.</summary>
-    public static (Entry Main, Entry Pre, Entry Post) BackwardEntry(DataType type, BackwardKernelConfig c)
-        => BackwardEntries.GetOrAdd((type, c), key =>
+    public static (Entry Main, Entry Pre, Entry Post) BackwardEntry(DataType type, BackwardVariant v)
+        => BackwardEntries.GetOrAdd((type, v), key =>
         {
             var (t, b) = key;
             string main = b.NameExpression(t), pre = b.PreprocessExpression(t), post = b.PostprocessExpression(t);
             string name = DataTypes.ShortName(t);
-            return (new Entry($"bwd {name} {b}", Spec("flash_bwd.cu", main), main),
-                    new Entry($"bwd-pre {name} d{b.HeadDim}", Spec("flash_bwd.cu", pre), pre),
-                    new Entry($"bwd-post {name} d{b.HeadDim}", Spec("flash_bwd.cu", post), post));
+            return (new Entry($"bwd {name} {b}", Spec(BackwardSource, main), main),
+                    new Entry($"bwd-pre {name} d{b.HeadDim}", Spec(BackwardSource, pre), pre),
+                    new Entry($"bwd-post {name} d{b.HeadDim}", Spec(BackwardSource, post), post));
         });
 }

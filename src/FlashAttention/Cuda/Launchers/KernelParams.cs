@@ -2,7 +2,7 @@ using System.Runtime.InteropServices;
 
 namespace FlashAttention.Cuda.Launchers;
 
-// Host mirrors of the kernel parameter structs in Cuda/Kernels/flash_params.cuh. Offsets are explicit and
+// Host mirrors of the kernel parameter structs in Cuda/Kernels/fwd/fwd_params.cuh and bwd/bwd_params.cuh. Offsets are explicit and
 // checked by unit tests against the sizes the header states; change both sides together.
 
 /// <summary>Mirror of <c>fa::FwdParams</c> (104 bytes).</summary>

@@ -1,0 +1,202 @@
+using FlashAttention.Cuda;
+using FlashAttention.Cuda.Compiler;
+using FlashAttention.Cuda.Launchers;
+using FlashAttention.Cuda.Variants;
+using FlashAttention.Numerics;
+
+namespace FlashAttention.Lab.Probes;
+
+/// <summary>The outcome of one primitive check: the measured error, the bound it had to meet, and what it proves.</summary>
+public sealed record ProbeResult(string Name, string Proves, double Error, double Tolerance, bool Passed);
+
+/// <summary>
+/// Runs the unit kernels of primitives.cu against the CPU on fresh random data: the TMA map and its 128-byte
+/// swizzle, the K-major and MN-major wgmma descriptors, the accumulator layout and the conversion of P to a
+/// register A operand — each in the exact code path the attention kernels use (gemm_qk / gemm_pv). A wrong layout
+/// fails here by name instead of as a wrong attention output.
+/// </summary>
+internal static class PrimitiveProbes
+{
+    private static readonly (int N, int D)[] QkShapes = [(128, 128), (128, 64), (80, 256), (64, 128), (64, 64)];
+    // Q as a register fragment (ldmatrix) for the forward's kQInRegs variants.
+    private static readonly (int N, int D)[] QkRegisterShapes = [(128, 128), (176, 128), (192, 64), (128, 64)];
+    private static readonly (int N, int D)[] PvShapes = [(128, 128), (128, 64), (80, 256), (64, 128), (64, 64)];
+
+    private static string QkName(DataType t, int n, int d, bool qInRegisters = false)
+        => $"fa::probe_qk<{KernelNames.ElementTag(t)}, {n}, {d}, {KernelNames.Bool(qInRegisters)}>";
+    private static string PvName(DataType t, int n, int d) => $"fa::probe_pv<{KernelNames.ElementTag(t)}, {n}, {d}>";
+    private const string SwizzleName = "fa::probe_tma_swizzle";
+    private static string TransposeName(DataType t) => $"fa::probe_store_transposed<{KernelNames.ElementTag(t)}>";
+
+    private const string Source = "probes/primitives.cu";
+
+    private static KernelSpec ProbeSpec(string name) => KernelCatalog.Spec(Source, name, LabKernelSources.Instance);
+
+    public static IEnumerable<KernelCatalog.Entry> Entries()
+    {
+        yield return new("probe tma-swizzle", ProbeSpec(SwizzleName), SwizzleName);
+        foreach (var t in KernelCatalog.KernelTypes)
+        {
+            foreach (var (n, d) in QkShapes) yield return new($"probe qk {DataTypes.ShortName(t)} n{n} d{d}", ProbeSpec(QkName(t, n, d)), QkName(t, n, d));
+            foreach (var (n, d) in QkRegisterShapes) yield return new($"probe qk-regs {DataTypes.ShortName(t)} n{n} d{d}", ProbeSpec(QkName(t, n, d, true)), QkName(t, n, d, true));
+            foreach (var (n, d) in PvShapes) yield return new($"probe pv {DataTypes.ShortName(t)} n{n} d{d}", ProbeSpec(PvName(t, n, d)), PvName(t, n, d));
+            yield return new($"probe store-transposed {DataTypes.ShortName(t)}", ProbeSpec(TransposeName(t)), TransposeName(t));
+        }
+    }
+
+    public static List<ProbeResult> RunAll(CudaDevice device, int seed)
+    {
+        var results = new List<ProbeResult> { TmaSwizzle(device, seed) };
+        foreach (var t in KernelCatalog.KernelTypes)
+        {
+            foreach (var (n, d) in QkShapes) results.Add(Qk(device, t, n, d, seed + n + d));
+            foreach (var (n, d) in QkRegisterShapes) results.Add(Qk(device, t, n, d, seed + 5 * n + d, qInRegisters: true));
+            foreach (var (n, d) in PvShapes) results.Add(Pv(device, t, n, d, seed + 3 * n + d));
+            results.Add(StoreTransposed(device, t, seed + 7));
+        }
+        return results;
+    }
+
+    private static ushort ToBits(DataType t, float x) => t == DataType.BFloat16 ? BFloat16.RoundToBits(x) : BitConverter.HalfToUInt16Bits((Half)x);
+    private static float FromBits(DataType t, ushort b) => t == DataType.BFloat16 ? BFloat16.ToSingle(b) : (float)BitConverter.UInt16BitsToHalf(b);
+
+    private static ushort[] RandomBits(DataType t, int count, Random rng, Func<Random, float> draw)
+    {
+        var bits = new ushort[count];
+        for (int i = 0; i < count; i++) bits[i] = ToBits(t, draw(rng));
+        return bits;
+    }
+
+    private static float Normal(Random r) => (float)(Math.Sqrt(-2 * Math.Log(1 - r.NextDouble())) * Math.Cos(2 * Math.PI * r.NextDouble()));
+
+    private static CudaKernel Kernel(CudaDevice device, string name)
+        => KernelModuleCache.For(device).GetKernel(ProbeSpec(name), name);
+
+    /// <summary>A (1, rows, 1, cols) token tensor in device memory, as the attention maps see it.</summary>
+    private static TensorLayout Layout(DeviceBuffer buffer, DataType t, int batch, int rows, int heads, int cols)
+        => DeviceTensor.Contiguous(buffer.Pointer, t, batch, rows, heads, cols).ToLayout("probe");
+
+    private static ProbeResult TmaSwizzle(CudaDevice device, int seed)
+    {
+        const int batch = 2, seq = 100, heads = 3, dim = 128, rows = 64, row0 = 40, head = 1, b = 1;
+        var rng = new Random(seed);
+        var input = RandomBits(DataType.BFloat16, batch * seq * heads * dim, rng, Normal);
+        using var src = new DeviceBuffer(input.Length * 2L, device);
+        src.CopyFrom<ushort>(input);
+        using var dst = new DeviceBuffer(rows * 64 * 2L, device);
+        dst.Fill(0xFF);
+        var map = AttentionTensorMaps.Tokens(Layout(src, DataType.BFloat16, batch, seq, heads, dim), rows, device);
+        Kernel(device, SwizzleName).Launch(new LaunchConfig(1, 128, 1024 + rows * 128 + 16),
+            new KernelArguments().Add(map).Add(dst.Address).Add(rows).Add(row0).Add(head).Add(b));
+        var got = new ushort[rows * 64];
+        dst.CopyTo<ushort>(got);
+        int wrong = 0;
+        for (int r = 0; r < rows; r++)
+            for (int c = 0; c < 64; c++)
+            {
+                int s = row0 + r;
+                ushort expected = s < seq ? input[((b * seq + s) * heads + head) * dim + c] : (ushort)0;
+                // 128-byte swizzle: the 16-byte chunk index of a 128-byte row is XORed with the row index mod 8.
+                if (got[r * 64 + ((c / 8) ^ (r % 8)) * 8 + c % 8] != expected) wrong++;
+            }
+        return new ProbeResult("tma-swizzle bf16 box{64,64} rows 40..103 of 100", "4-D tensor map, 128-byte swizzle, zero fill past the end",
+            wrong, 0, wrong == 0);
+    }
+
+    private static ProbeResult Qk(CudaDevice device, DataType t, int n, int d, int seed, bool qInRegisters = false)
+    {
+        var rng = new Random(seed);
+        var q = RandomBits(t, 64 * d, rng, Normal);
+        var k = RandomBits(t, n * d, rng, Normal);
+        using var qb = new DeviceBuffer(q.Length * 2L, device);
+        using var kb = new DeviceBuffer(k.Length * 2L, device);
+        using var ob = new DeviceBuffer(64L * n * 4, device);
+        qb.CopyFrom<ushort>(q);
+        kb.CopyFrom<ushort>(k);
+        ob.Fill(0xFF);
+        var args = new KernelArguments()
+            .Add(AttentionTensorMaps.Tokens(Layout(qb, t, 1, 64, 1, d), 64, device))
+            .Add(AttentionTensorMaps.Tokens(Layout(kb, t, 1, n, 1, d), (uint)n, device))
+            .Add(ob.Address);
+        int smem = 1024 + 64 * d * 2 + n * d * 2 + 16;
+        Kernel(device, QkName(t, n, d, qInRegisters)).Launch(new LaunchConfig(1, 128, smem), args);
+        var got = new float[64 * n];
+        ob.CopyTo<float>(got);
+        double maxErr = 0, maxRef = 0;
+        for (int i = 0; i < 64; i++)
+            for (int j = 0; j < n; j++)
+            {
+                double s = 0;
+                for (int c = 0; c < d; c++) s += (double)FromBits(t, q[i * d + c]) * FromBits(t, k[j * d + c]);
+                maxRef = Math.Max(maxRef, Math.Abs(s));
+                maxErr = Math.Max(maxErr, double.IsFinite(got[i * n + j]) ? Math.Abs(got[i * n + j] - s) : double.PositiveInfinity);
+            }
+        double rel = maxErr / maxRef;
+        string proves = qInRegisters
+            ? "ldmatrix.x4 of a swizzled tile → register A fragment, wgmma RS with K-major B"
+            : "K-major SW128 descriptors, wgmma SS, accumulator layout";
+        return new ProbeResult($"qk{(qInRegisters ? "-regs" : "")} {DataTypes.ShortName(t)} S[64x{n}] = Q[64x{d}]·K[{n}x{d}]ᵀ", proves, rel, 1e-5, rel <= 1e-5);
+    }
+
+    private static ProbeResult Pv(CudaDevice device, DataType t, int n, int d, int seed)
+    {
+        var rng = new Random(seed);
+        var p = new float[64 * n];
+        for (int i = 0; i < p.Length; i++) p[i] = (float)rng.NextDouble();
+        var v = RandomBits(t, n * d, rng, Normal);
+        using var pb = new DeviceBuffer(p.Length * 4L, device);
+        using var vb = new DeviceBuffer(v.Length * 2L, device);
+        using var ob = new DeviceBuffer(64L * d * 4, device);
+        pb.CopyFrom<float>(p);
+        vb.CopyFrom<ushort>(v);
+        ob.Fill(0xFF);
+        var args = new KernelArguments()
+            .Add(pb.Address)
+            .Add(AttentionTensorMaps.Tokens(Layout(vb, t, 1, n, 1, d), (uint)n, device))
+            .Add(ob.Address);
+        int smem = 1024 + n * d * 2 + 16;
+        Kernel(device, PvName(t, n, d)).Launch(new LaunchConfig(1, 128, smem), args);
+        var got = new float[64 * d];
+        ob.CopyTo<float>(got);
+        double maxErr = 0, maxRef = 0;
+        for (int i = 0; i < 64; i++)
+            for (int c = 0; c < d; c++)
+            {
+                double o = 0;
+                for (int j = 0; j < n; j++) o += (double)FromBits(t, ToBits(t, p[i * n + j])) * FromBits(t, v[j * d + c]);
+                maxRef = Math.Max(maxRef, Math.Abs(o));
+                maxErr = Math.Max(maxErr, double.IsFinite(got[i * d + c]) ? Math.Abs(got[i * d + c] - o) : double.PositiveInfinity);
+            }
+        double rel = maxErr / maxRef;
+        return new ProbeResult($"pv {DataTypes.ShortName(t)} O[64x{d}] = P[64x{n}]·V[{n}x{d}]", "P accumulator → register A fragment (cvt pairs), MN-major SW128 B, wgmma RS",
+            rel, 1e-5, rel <= 1e-5);
+    }
+
+    /// <summary>
+    /// The backward's dS store (store_transposed_sw128: stmatrix.trans into a 128-byte-swizzled slab): element (r, c) of
+    /// a 64x64 accumulator fragment must land, rounded to the element type, at slab row c, 16-byte chunk
+    /// (r / 8) XOR (c % 8), position r % 8 — the K-major layout the dQ GEMM reads. Compared bit for bit.
+    /// </summary>
+    private static ProbeResult StoreTransposed(CudaDevice device, DataType t, int seed)
+    {
+        var rng = new Random(seed);
+        var input = new float[64 * 64];
+        for (int i = 0; i < input.Length; i++) input[i] = Normal(rng);
+        using var ib = new DeviceBuffer(input.Length * 4L, device);
+        using var ob = new DeviceBuffer(64L * 64 * 2, device);
+        ib.CopyFrom<float>(input);
+        ob.Fill(0xFF);
+        Kernel(device, TransposeName(t)).Launch(new LaunchConfig(1, 128, 1024 + 64 * 128), new KernelArguments().Add(ib.Address).Add(ob.Address));
+        var got = new ushort[64 * 64];
+        ob.CopyTo<ushort>(got);
+        int wrong = 0;
+        for (int r = 0; r < 64; r++)
+            for (int c = 0; c < 64; c++)
+            {
+                int offset = c * 128 + (((r >> 3) ^ (c & 7)) << 4) + (r & 7) * 2;
+                if (got[offset / 2] != ToBits(t, input[r * 64 + c])) wrong++;
+            }
+        return new ProbeResult($"store-transposed {DataTypes.ShortName(t)} dS[64x64] → swizzled slab", "stmatrix.trans x4 addressing, 128-byte swizzle of the transposed tile, pack rounding",
+            wrong, 0, wrong == 0);
+    }
+}

@@ -1,0 +1,74 @@
+using FlashAttention.Cuda.Variants;
+
+namespace FlashAttention.Lab.Tuning;
+
+/// <summary>
+/// The lab's <see cref="VariantPolicy"/>: the default tables with tuning overrides, an ablation and schedule overrides
+/// laid over them. The CLI installs one built from the environment at start-up (<see cref="FromEnvironment"/>);
+/// <c>bench --ablation</c> installs one per ablation for the cases it times.
+/// </summary>
+internal sealed class TuningPolicy : VariantPolicy
+{
+    /// <summary><c>static|dynamic</c>: the forward's fixed-stride or counter schedule for every mask.</summary>
+    public const string ScheduleVariable = "FLASHATTN_FWD_SCHEDULE";
+
+    /// <summary>Bytes of K/V per section of the heaviest-first order (small values make `verify` cover many sections).</summary>
+    public const string SectionVariable = "FLASHATTN_L2_SECTION_BYTES";
+
+    internal IReadOnlyDictionary<int, ForwardVariant> ForwardOverrides { get; init; } = new Dictionary<int, ForwardVariant>();
+    internal IReadOnlyDictionary<int, Func<BackwardVariant, BackwardVariant>> BackwardOverrides { get; init; } = new Dictionary<int, Func<BackwardVariant, BackwardVariant>>();
+    public ForwardAblation Ablation { get; init; } = ForwardAblation.None;
+    /// <summary>Null: the schedule the masks ask for; else always the counter (true) or the fixed stride (false).</summary>
+    public bool? ForceDynamicSchedule { get; init; }
+    public long? SectionBytes { get; init; }
+
+    /// <summary>Whether anything differs from the library's own policy.</summary>
+    public bool IsDefault => ForwardOverrides.Count == 0 && BackwardOverrides.Count == 0 && Ablation == ForwardAblation.None
+                             && ForceDynamicSchedule is null && SectionBytes is null;
+
+    /// <summary>The policy the lab's environment variables describe (<see cref="VariantOverrides"/>, <see cref="ScheduleVariable"/>, <see cref="SectionVariable"/>).</summary>
+    public static TuningPolicy FromEnvironment() => Parse(Environment.GetEnvironmentVariable);
+
+    internal static TuningPolicy Parse(Func<string, string?> variable) => new()
+    {
+        ForwardOverrides = VariantOverrides.ParseForward(variable(VariantOverrides.ForwardVariable)),
+        BackwardOverrides = VariantOverrides.ParseBackward(variable(VariantOverrides.BackwardVariable)),
+        ForceDynamicSchedule = variable(ScheduleVariable) switch
+        {
+            null or "" => null,
+            "static" => false,
+            "dynamic" => true,
+            var other => throw new ArgumentException($"{ScheduleVariable}: expected 'static' or 'dynamic', got '{other}'"),
+        },
+        SectionBytes = variable(SectionVariable) switch
+        {
+            null or "" => null,
+            var text when long.TryParse(text, out long bytes) && bytes > 0 => bytes,
+            var text => throw new ArgumentException($"{SectionVariable}: expected a positive number of bytes, got '{text}'"),
+        },
+    };
+
+    /// <summary>This policy with an ablation laid over its forward variants.</summary>
+    public TuningPolicy WithAblation(ForwardAblation ablation) => new()
+    {
+        ForwardOverrides = ForwardOverrides, BackwardOverrides = BackwardOverrides, Ablation = ablation,
+        ForceDynamicSchedule = ForceDynamicSchedule, SectionBytes = SectionBytes,
+    };
+
+    public override ForwardVariant Forward(int headDim, int seqLenK, bool keysCutFromRight)
+        => Ablation.Apply(ForwardOverrides.TryGetValue(headDim, out var v) ? v : base.Forward(headDim, seqLenK, keysCutFromRight));
+
+    public override IEnumerable<ForwardVariant> ForwardVariantsOf(int headDim)
+        => ForwardOverrides.TryGetValue(headDim, out var v) ? [Ablation.Apply(v)] : base.ForwardVariantsOf(headDim).Select(Ablation.Apply).Distinct();
+
+    public override BackwardVariant Backward(int headDim, bool softcap)
+        => BackwardVariants.WithSoftcap(Override(headDim, BackwardVariants.For(headDim, softcap: false)), softcap);
+
+    public override IEnumerable<BackwardVariant> BackwardVariantsOf(int headDim) => [Backward(headDim, false), Backward(headDim, true)];
+
+    public override bool DynamicSchedule(bool unequalTiles) => ForceDynamicSchedule ?? base.DynamicSchedule(unequalTiles);
+
+    public override long L2SectionBytes => SectionBytes ?? base.L2SectionBytes;
+
+    private BackwardVariant Override(int headDim, BackwardVariant v) => BackwardOverrides.TryGetValue(headDim, out var edit) ? edit(v) : v;
+}

@@ -1,0 +1,91 @@
+using FlashAttention.Cuda.Variants;
+
+namespace FlashAttention.Lab.Tuning;
+
+/// <summary>
+/// Tuning overrides for measurement sweeps (not user options), as the lab's environment variables spell them. Each
+/// entry starts from the default variant of its head dim and replaces it at every key length:
+/// <list type="bullet">
+/// <item>forward, <c>FLASHATTN_FWD_CONFIG="128:n176,s2,q2;64:w2"</c>: nN keys per block, sN K/V stages, qN Q buffers,
+///   w2/w3 consumer warpgroups, seq/ov/chain the loop (sequential, intra-warpgroup overlap, P·V chained with the next S),
+///   pp/nopp ping-pong, own/alias/o2 O's staging (own buffer, Q's buffer, two passes), qregs/noqregs Q in registers;</item>
+/// <item>backward, <c>FLASHATTN_BWD_CONFIG="128:s3,keys;64:m64"</c>: sN stages, keys/columns how dQ is split, bulk/atomic
+///   how it is added, overlapdv/nooverlapdv, splitsdp/nosplitsdp (d256), m64/m128 queries per step (m128: d64).</item>
+/// </list>
+/// Shapes the kernels cannot take fail to compile with the header's static_assert naming the rule.
+/// </summary>
+internal static class VariantOverrides
+{
+    public const string ForwardVariable = "FLASHATTN_FWD_CONFIG";
+    public const string BackwardVariable = "FLASHATTN_BWD_CONFIG";
+
+    internal static Dictionary<int, ForwardVariant> ParseForward(string? text)
+    {
+        var result = new Dictionary<int, ForwardVariant>();
+        foreach (var (headDim, fields, entry) in Entries(text, ForwardVariable))
+        {
+            var v = ForwardVariants.For(headDim, ForwardVariants.LongKeysFrom, keysCutFromRight: false);
+            foreach (string f in fields)
+                v = f switch
+                {
+                    _ when Number(f, "n") is int n => v with { BlockN = n },
+                    _ when Number(f, "s") is int st => v with { Stages = st },
+                    _ when Number(f, "q") is int qb => v with { QBuffers = qb },
+                    _ when Number(f, "w") is int w => v with { Consumers = w },
+                    "seq" => v with { Loop = ForwardLoop.Sequential },
+                    "ov" => v with { Loop = ForwardLoop.Overlapped },
+                    "chain" => v with { Loop = ForwardLoop.Chained },
+                    "pp" => v with { PingPong = true },
+                    "nopp" => v with { PingPong = false },
+                    "own" => v with { OStaging = OutputStaging.OwnBuffer },
+                    "alias" => v with { OStaging = OutputStaging.QBuffer },
+                    "o2" => v with { OStaging = OutputStaging.TwoPasses },
+                    "qregs" => v with { QInRegisters = true },
+                    "noqregs" => v with { QInRegisters = false },
+                    _ => throw new ArgumentException($"{ForwardVariable}: unknown field '{f}' in '{entry}'"),
+                };
+            if (v.SharedMemoryBytes > 232448)
+                throw new ArgumentException($"{ForwardVariable}: '{entry}' needs {v.SharedMemoryBytes} bytes of shared memory, more than the 232448 a block may have");
+            result[headDim] = v;
+        }
+        return result;
+    }
+
+    internal static Dictionary<int, Func<BackwardVariant, BackwardVariant>> ParseBackward(string? text)
+    {
+        var result = new Dictionary<int, Func<BackwardVariant, BackwardVariant>>();
+        foreach (var (headDim, fields, entry) in Entries(text, BackwardVariable))
+        {
+            var edits = fields.Select(f => (Func<BackwardVariant, BackwardVariant>)(f switch
+            {
+                _ when Number(f, "s") is int st => v => v with { Stages = st },
+                _ when Number(f, "m") is int m => v => v with { BlockM = m },
+                "keys" => v => v with { DqSplit = DqSplit.ByKeys },
+                "columns" => v => v with { DqSplit = DqSplit.ByColumns },
+                "bulk" => v => v with { DqAdd = DqAdd.Bulk },
+                "atomic" => v => v with { DqAdd = DqAdd.Reduce },
+                "overlapdv" => v => v with { OverlapDv = true },
+                "nooverlapdv" => v => v with { OverlapDv = false },
+                "splitsdp" => v => v with { SplitSdP = true },
+                "nosplitsdp" => v => v with { SplitSdP = false },
+                _ => throw new ArgumentException($"{BackwardVariable}: unknown field '{f}' in '{entry}'"),
+            })).ToArray();
+            result[headDim] = v => edits.Aggregate(v, (acc, edit) => edit(acc));
+        }
+        return result;
+    }
+
+    private static IEnumerable<(int HeadDim, string[] Fields, string Entry)> Entries(string? text, string variable)
+    {
+        foreach (string entry in (text ?? "").Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            string[] parts = entry.Split(':', 2);
+            if (parts.Length != 2 || !int.TryParse(parts[0], out int headDim))
+                throw new ArgumentException($"{variable}: expected '<head dim>:<field>,<field>…' in '{entry}'");
+            yield return (headDim, parts[1].Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries), entry);
+        }
+    }
+
+    private static int? Number(string field, string prefix)
+        => field.StartsWith(prefix, StringComparison.Ordinal) && int.TryParse(field.AsSpan(prefix.Length), out int n) ? n : null;
+}

@@ -1,0 +1,174 @@
+using System.Text.RegularExpressions;
+using FlashAttention.Cuda.Compiler;
+using FlashAttention.Cuda.Launchers;
+using FlashAttention.Cuda.Variants;
+using FlashAttention.Lab;
+using FlashAttention.Lab.Tuning;
+
+namespace FlashAttention.Tests.Cuda;
+
+/// <summary>
+/// The variant records against the kernel headers (field for field), the default tables, and the lab's seam into them
+/// (tuning overrides, ablations, the installed policy). KernelBuildTests compiles every variant and checks the sizes.
+/// </summary>
+[Collection(PolicyScope.Collection)]
+public partial class VariantTests
+{
+    [Theory]
+    [InlineData("fwd/fwd_config.cuh", "FwdVariant", typeof(ForwardVariant))]
+    [InlineData("bwd/bwd_config.cuh", "BwdVariant", typeof(BackwardVariant))]
+    public void Records_and_name_expressions_have_the_kernel_structs_fields_in_order(string header, string cppStruct, Type record)
+    {
+        // The header's fields, in declaration order.
+        string text = KernelSources.Load(header);
+        var body = Regex.Match(text, $@"struct {cppStruct} \{{(?<body>[^}}]*)\}};").Groups["body"].Value;
+        var cppFields = Regex.Matches(KernelSources.StripComments(body), @"\b(?:int|bool|\w+)\s+(?<name>\w+);").Select(m => m.Groups["name"].Value).ToList();
+        Assert.True(cppFields.Count >= 8, $"{cppStruct}: parsed {cppFields.Count} fields from {header}");
+
+        // The record's positional parameters, in order, as snake_case.
+        var ctor = record.GetConstructors().OrderByDescending(c => c.GetParameters().Length).First();
+        var recordFields = ctor.GetParameters().Select(p => SnakeCase(p.Name!)).ToList();
+        Assert.Equal(cppFields, recordFields);
+
+        // The designators the name expression writes, in order: every field, none left to a default.
+        string expression = record == typeof(ForwardVariant)
+            ? ForwardVariants.For(128, 4096, false).NameExpression(DataType.BFloat16)
+            : BackwardVariants.For(128, false).NameExpression(DataType.BFloat16);
+        var designators = Regex.Matches(expression, @"\.(?<name>\w+) =").Select(m => m.Groups["name"].Value).ToList();
+        Assert.Equal(cppFields, designators);
+    }
+
+    // PingPong → ping_pong, OStaging → o_staging, QInRegisters → q_in_registers; SdP is one word in C++.
+    private static string SnakeCase(string name) => WordBoundary().Replace(name.Replace("SdP", "Sdp"), "_").ToLowerInvariant();
+
+    [GeneratedRegex("(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")]
+    private static partial Regex WordBoundary();
+
+    [Fact]
+    public void Enum_names_are_the_kernels_enumerators_without_their_k()
+    {
+        string fwd = KernelSources.Load("fwd/fwd_config.cuh"), bwd = KernelSources.Load("bwd/bwd_config.cuh");
+        foreach (var name in Enum.GetNames<ForwardLoop>()) Assert.Contains($"  k{name} = {(int)Enum.Parse<ForwardLoop>(name)},", fwd);
+        foreach (var name in Enum.GetNames<OutputStaging>()) Assert.Contains($"  k{name} = {(int)Enum.Parse<OutputStaging>(name)},", fwd);
+        foreach (var name in Enum.GetNames<DqSplit>()) Assert.Contains($"  k{name} = {(int)Enum.Parse<DqSplit>(name)},", bwd);
+        foreach (var name in Enum.GetNames<DqAdd>()) Assert.Contains($"  k{name} = {(int)Enum.Parse<DqAdd>(name)},", bwd);
+    }
+
+    [Fact]
+    public void Forward_table_switches_variants_at_2k_keys_and_under_a_causal_mask()
+    {
+        var d256Short = ForwardVariants.For(256, ForwardVariants.LongKeysFrom - 1, false);
+        var d256Long = ForwardVariants.For(256, ForwardVariants.LongKeysFrom, false);
+        Assert.Equal((64, OutputStaging.TwoPasses, ForwardLoop.Chained), (d256Short.BlockN, d256Short.OStaging, d256Short.Loop));
+        Assert.Equal((80, OutputStaging.QBuffer, ForwardLoop.Chained), (d256Long.BlockN, d256Long.OStaging, d256Long.Loop));
+        Assert.Equal([d256Short, d256Long], ForwardVariants.All(256));
+        // d64: three consumers (192-row tiles) except under a causal mask below 2k keys
+        Assert.Equal((3, 3, 2, 3), (ForwardVariants.For(64, 1024, false).Consumers, ForwardVariants.For(64, 4096, false).Consumers,
+            ForwardVariants.For(64, 1024, true).Consumers, ForwardVariants.For(64, 4096, true).Consumers));
+        Assert.Equal(2, ForwardVariants.All(64).Count());
+        Assert.Single(ForwardVariants.All(128));
+        // Every default has ping-pong and a producer; Q in registers at d64 only; 192 query rows only with three consumers.
+        var all = ForwardVariants.HeadDims.SelectMany(ForwardVariants.All).ToList();
+        Assert.All(all, v => Assert.True(v.PingPong && v.WarpSpecialized && v.Loop != ForwardLoop.Overlapped, v.ToString()));
+        Assert.All(all, v => Assert.Equal(v.HeadDim == 64, v.QInRegisters));
+        Assert.All(all, v => Assert.Equal(64 * v.Consumers, v.BlockM));
+        Assert.All(all, v => Assert.InRange(v.SharedMemoryBytes, 1, 232448));
+        Assert.Contains("96", Assert.Throws<ArgumentOutOfRangeException>(() => ForwardVariants.For(96, 1, false)).Message);
+    }
+
+    [Fact]
+    public void Backward_table_and_its_softcap_form()
+    {
+        var d64 = BackwardVariants.For(64, softcap: false);
+        Assert.Equal((128, DqAdd.Bulk, DqSplit.ByKeys), (d64.BlockM, d64.DqAdd, d64.DqSplit));
+        var d128 = BackwardVariants.For(128, softcap: false);
+        Assert.Equal((DqSplit.ByColumns, true), (d128.DqSplit, d128.OverlapDv));
+        Assert.True(BackwardVariants.For(256, softcap: false).SplitSdP);
+        // Softcap: 64 queries per step, no dV overlap, no S/dP split.
+        foreach (int d in BackwardVariants.HeadDims)
+        {
+            var s = BackwardVariants.For(d, softcap: true);
+            Assert.Equal((true, false, false, 64), (s.Softcap, s.OverlapDv, s.SplitSdP, s.BlockM));
+            Assert.InRange(s.SharedMemoryBytes, 1, 232448);
+            Assert.InRange(BackwardVariants.For(d, softcap: false).SharedMemoryBytes, 1, 232448);
+        }
+        Assert.Equal("d64 128x128 stages 2 dQ-bulk", d64.ToString());
+    }
+
+    [Fact]
+    public void Forward_overrides_start_from_the_default_and_name_what_is_wrong()
+    {
+        var v = VariantOverrides.ParseForward("64:w2;128:n176,s2,q1,alias,nopp,ov")[128];
+        Assert.Equal((176, 2, 1, OutputStaging.QBuffer, false, ForwardLoop.Overlapped), (v.BlockN, v.Stages, v.QBuffers, v.OStaging, v.PingPong, v.Loop));
+        Assert.Equal(ForwardVariants.For(64, ForwardVariants.LongKeysFrom, false) with { Consumers = 2 }, VariantOverrides.ParseForward("64:w2")[64]);
+        Assert.Contains("shared memory", Assert.Throws<ArgumentException>(() => VariantOverrides.ParseForward("128:n176,s3,q2")).Message);
+        Assert.Contains("'bogus'", Assert.Throws<ArgumentException>(() => VariantOverrides.ParseForward("128:bogus")).Message);
+        Assert.Contains(VariantOverrides.ForwardVariable, Assert.Throws<ArgumentException>(() => VariantOverrides.ParseForward("n128")).Message);
+        Assert.Empty(VariantOverrides.ParseForward(null));
+    }
+
+    [Fact]
+    public void Backward_overrides_edit_the_default_before_softcap_applies()
+    {
+        var policy = TuningPolicy.Parse(name => name == VariantOverrides.BackwardVariable ? "128:s3,keys,atomic;64:m64" : null);
+        Assert.Equal(BackwardVariants.For(128, false) with { Stages = 3, DqSplit = DqSplit.ByKeys, DqAdd = DqAdd.Reduce }, policy.Backward(128, false));
+        Assert.Equal(64, policy.Backward(64, false).BlockM);
+        Assert.Equal((true, 3), (policy.Backward(128, true).Softcap, policy.Backward(128, true).Stages));
+        Assert.Equal(BackwardVariants.For(256, false), policy.Backward(256, false));
+        Assert.Contains("'fast'", Assert.Throws<ArgumentException>(() => VariantOverrides.ParseBackward("128:fast")).Message);
+    }
+
+    [Fact]
+    public void Ablations_change_one_idea_each()
+    {
+        var full = ForwardVariants.For(128, 8192, false);
+        Assert.Equal(ForwardLoop.Overlapped, new ForwardAblation(IntraWarpgroupOverlap: true).Apply(full).Loop);
+        Assert.False(new ForwardAblation(NoPingPong: true).Apply(full).PingPong);
+        var noWs = new ForwardAblation(NoWarpSpecialization: true).Apply(full);
+        Assert.Equal((false, false), (noWs.WarpSpecialized, noWs.PingPong));  // ping-pong needs a producer to keep both consumers fed
+        // The overlap switched off turns an overlapped loop sequential and leaves the chained one.
+        var d256 = ForwardVariants.For(256, 8192, false);
+        Assert.Equal(ForwardLoop.Chained, new ForwardAblation(IntraWarpgroupOverlap: false).Apply(d256).Loop);
+        Assert.All(ForwardAblation.PaperTable, a => Assert.NotEqual(full, a.Apply(full)));
+        Assert.Equal(full, ForwardAblation.None.Apply(full));
+        Assert.Equal("with-intra-wg-overlap", ForwardAblation.PaperTable[0].Name);
+    }
+
+    [Fact]
+    public void Schedule_and_section_overrides_are_checked_and_fall_back_to_the_masks_choice()
+    {
+        var none = TuningPolicy.Parse(_ => null);
+        Assert.True(none.IsDefault);
+        Assert.Equal((true, false), (none.DynamicSchedule(true), none.DynamicSchedule(false)));
+        Assert.Equal(VariantPolicy.Default.L2SectionBytes, none.L2SectionBytes);
+        var forced = TuningPolicy.Parse(n => n == TuningPolicy.ScheduleVariable ? "static" : n == TuningPolicy.SectionVariable ? "65536" : null);
+        Assert.Equal((false, 65536L), (forced.DynamicSchedule(true), forced.L2SectionBytes));
+        Assert.Contains(TuningPolicy.ScheduleVariable, Assert.Throws<ArgumentException>(() => TuningPolicy.Parse(n => n == TuningPolicy.ScheduleVariable ? "greedy" : null)).Message);
+        Assert.Contains(TuningPolicy.SectionVariable, Assert.Throws<ArgumentException>(() => TuningPolicy.Parse(n => n == TuningPolicy.SectionVariable ? "-1" : null)).Message);
+    }
+
+    [Fact]
+    public void An_installed_policy_is_what_the_catalogue_sees_until_its_scope_ends()
+    {
+        // The catalogue reads the same VariantPolicy.Current as the launchers: an override shows in the warm-up list.
+        var policy = TuningPolicy.Parse(n => n == VariantOverrides.ForwardVariable ? "128:n64,s3" : null);
+        string Label() => KernelCatalog.All().First(e => e.Label.StartsWith("fwd bf16 d128", StringComparison.Ordinal)).Label;
+        Assert.StartsWith("fwd bf16 d128 128x128 stages 2", Label());
+        using (VariantPolicy.Install(policy))
+        {
+            Assert.Same(policy, VariantPolicy.Current);
+            Assert.StartsWith("fwd bf16 d128 128x64 stages 3", Label());
+        }
+        Assert.Same(VariantPolicy.Default, VariantPolicy.Current);
+    }
+}
+
+/// <summary>
+/// Tests that install the process-wide variant policy, or read the catalogue it shapes, run in this collection: one at
+/// a time, so none sees another's policy.
+/// </summary>
+[CollectionDefinition(Collection)]
+public sealed class PolicyScope
+{
+    public const string Collection = "process-wide variant policy";
+}
