@@ -72,38 +72,31 @@ public static unsafe class Attention
     public static void Backward<T>(ReadOnlyTensorSpan<T> query, ReadOnlyTensorSpan<T> key, ReadOnlyTensorSpan<T> value,
         ReadOnlyTensorSpan<T> output, ReadOnlyTensorSpan<T> outputGradient, ReadOnlyTensorSpan<float> logSumExp,
         TensorSpan<T> queryGradient, TensorSpan<T> keyGradient, TensorSpan<T> valueGradient, AttentionOptions? options = null) where T : unmanaged
-    {
-        fixed (T* q = &query.GetPinnableReference(), k = &key.GetPinnableReference(), v = &value.GetPinnableReference())
-        fixed (T* o = &output.GetPinnableReference(), dO = &outputGradient.GetPinnableReference())
-        fixed (T* dq = &queryGradient.GetPinnableReference(), dk = &keyGradient.GetPinnableReference(), dv = &valueGradient.GetPinnableReference())
-        fixed (float* lse = &logSumExp.GetPinnableReference())
-        {
-            var problem = AttentionValidation.Backward(
-                TensorSpanLayout.Of("query", query, q), TensorSpanLayout.Of("key", key, k), TensorSpanLayout.Of("value", value, v),
-                TensorSpanLayout.Of("output", output, o), TensorSpanLayout.Of("outputGradient", outputGradient, dO),
-                TensorSpanLayout.Of("logSumExp", logSumExp, lse), TensorSpanLayout.Of("queryGradient", queryGradient, dq),
-                TensorSpanLayout.Of("keyGradient", keyGradient, dk), TensorSpanLayout.Of("valueGradient", valueGradient, dv), options);
-            CpuFlashAttention.Backward(problem, q, k, v, o, dO, lse, dq, dk, dv);
-        }
-    }
+        => Backward(query, key, value, output, outputGradient, logSumExp, queryGradient, keyGradient, valueGradient, options, varlen: false, default, default);
 
     /// <summary>Backward pass over a variable-length batch; see <see cref="ForwardVarlen{T}"/> for the layout.</summary>
     public static void BackwardVarlen<T>(ReadOnlyTensorSpan<T> query, ReadOnlyTensorSpan<T> key, ReadOnlyTensorSpan<T> value,
         ReadOnlyTensorSpan<T> output, ReadOnlyTensorSpan<T> outputGradient, ReadOnlyTensorSpan<float> logSumExp,
         ReadOnlySpan<int> cuSeqLensQ, ReadOnlySpan<int> cuSeqLensK,
         TensorSpan<T> queryGradient, TensorSpan<T> keyGradient, TensorSpan<T> valueGradient, AttentionOptions? options = null) where T : unmanaged
+        => Backward(query, key, value, output, outputGradient, logSumExp, queryGradient, keyGradient, valueGradient, options, varlen: true, cuSeqLensQ, cuSeqLensK);
+
+    private static void Backward<T>(ReadOnlyTensorSpan<T> query, ReadOnlyTensorSpan<T> key, ReadOnlyTensorSpan<T> value,
+        ReadOnlyTensorSpan<T> output, ReadOnlyTensorSpan<T> outputGradient, ReadOnlyTensorSpan<float> logSumExp,
+        TensorSpan<T> queryGradient, TensorSpan<T> keyGradient, TensorSpan<T> valueGradient, AttentionOptions? options,
+        bool varlen, ReadOnlySpan<int> cuSeqLensQ, ReadOnlySpan<int> cuSeqLensK) where T : unmanaged
     {
         fixed (T* q = &query.GetPinnableReference(), k = &key.GetPinnableReference(), v = &value.GetPinnableReference())
         fixed (T* o = &output.GetPinnableReference(), dO = &outputGradient.GetPinnableReference())
         fixed (T* dq = &queryGradient.GetPinnableReference(), dk = &keyGradient.GetPinnableReference(), dv = &valueGradient.GetPinnableReference())
         fixed (float* lse = &logSumExp.GetPinnableReference())
         {
-            var problem = AttentionValidation.BackwardVarlen(
-                TensorSpanLayout.Of("query", query, q), TensorSpanLayout.Of("key", key, k), TensorSpanLayout.Of("value", value, v),
-                TensorSpanLayout.Of("output", output, o), TensorSpanLayout.Of("outputGradient", outputGradient, dO),
-                TensorSpanLayout.Of("logSumExp", logSumExp, lse), TensorSpanLayout.Of("queryGradient", queryGradient, dq),
-                TensorSpanLayout.Of("keyGradient", keyGradient, dk), TensorSpanLayout.Of("valueGradient", valueGradient, dv),
-                cuSeqLensQ, cuSeqLensK, options);
+            var (lq, lk, lv) = (TensorSpanLayout.Of("query", query, q), TensorSpanLayout.Of("key", key, k), TensorSpanLayout.Of("value", value, v));
+            var (lo, ldO, lLse) = (TensorSpanLayout.Of("output", output, o), TensorSpanLayout.Of("outputGradient", outputGradient, dO), TensorSpanLayout.Of("logSumExp", logSumExp, lse));
+            var (ldq, ldk, ldv) = (TensorSpanLayout.Of("queryGradient", queryGradient, dq), TensorSpanLayout.Of("keyGradient", keyGradient, dk), TensorSpanLayout.Of("valueGradient", valueGradient, dv));
+            var problem = varlen
+                ? AttentionValidation.BackwardVarlen(lq, lk, lv, lo, ldO, lLse, ldq, ldk, ldv, cuSeqLensQ, cuSeqLensK, options)
+                : AttentionValidation.Backward(lq, lk, lv, lo, ldO, lLse, ldq, ldk, ldv, options);
             CpuFlashAttention.Backward(problem, q, k, v, o, dO, lse, dq, dk, dv);
         }
     }

@@ -17,10 +17,12 @@ public sealed record ProbeResult(string Name, string Proves, double Error, doubl
 /// </summary>
 internal static class PrimitiveProbes
 {
-    private static readonly (int N, int D)[] QkShapes = [(128, 128), (128, 64), (80, 256), (64, 128), (64, 64)];
-    // Q as a register fragment (ldmatrix) for the forward's kQInRegs variants.
-    private static readonly (int N, int D)[] QkRegisterShapes = [(128, 128), (176, 128), (192, 64), (128, 64)];
-    private static readonly (int N, int D)[] PvShapes = [(128, 128), (128, 64), (80, 256), (64, 128), (64, 64)];
+    // The GEMM shapes the kernels run: the forward's key blocks (128 at d64/d128, 80 and 64 at d256) and the backward's
+    // 64- and 128-query steps.
+    private static readonly (int N, int D)[] QkShapes = [(128, 128), (128, 64), (80, 256), (64, 256), (64, 128), (64, 64)];
+    // Q as a register fragment (ldmatrix), as the d64 forward takes it.
+    private static readonly (int N, int D)[] QkRegisterShapes = [(128, 64), (128, 128)];
+    private static readonly (int N, int D)[] PvShapes = [(128, 128), (128, 64), (80, 256), (64, 256), (64, 128), (64, 64)];
 
     private static string QkName(DataType t, int n, int d, bool qInRegisters = false)
         => $"fa::probe_qk<{KernelNames.ElementTag(t)}, {n}, {d}, {KernelNames.Bool(qInRegisters)}>";

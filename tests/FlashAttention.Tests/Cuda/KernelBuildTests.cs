@@ -43,7 +43,14 @@ public sealed class KernelBuildTests
         var compiler = new KernelCompiler(new NvrtcCompiler(), CudaDevice.HopperArchitecture, cache: null);
         var entries = LabCatalog.Everything().DistinctBy(e => e.Spec).ToArray();
         var modules = new CompiledKernelModule[entries.Length];
-        Parallel.For(0, entries.Length, i => modules[i] = compiler.GetOrCompile(entries[i].Spec));
+        var failures = new System.Collections.Concurrent.ConcurrentBag<string>();
+        Parallel.For(0, entries.Length, i =>
+        {
+            try { modules[i] = compiler.GetOrCompile(entries[i].Spec); }
+            catch (KernelCompilationException e) { failures.Add($"{entries[i].Label}: {e.Log.Trim()}"); }
+        });
+        // A kernel that does not compile fails every test here with the compiler's words, once per distinct message.
+        Assert.True(failures.IsEmpty, string.Join("\n", failures.Distinct().Order()));
         return entries.Zip(modules).ToArray();
     });
 

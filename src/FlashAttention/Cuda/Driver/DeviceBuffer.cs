@@ -78,44 +78,31 @@ public sealed unsafe class DeviceBuffer : IDisposable
     /// </summary>
     public void CopyFrom<T>(ReadOnlySpan<T> source, long byteOffset = 0, CudaStream? stream = null) where T : unmanaged
     {
-        long bytes = (long)source.Length * sizeof(T);
-        CheckRange(byteOffset, bytes, nameof(source));
-        if (bytes == 0) return;
-        var api = Device.Context.MakeCurrent();
-        fixed (T* p = source)
-        {
-            if (stream is null)
-            {
-                api.Check(api.cuMemcpyHtoD_v2(Address + (ulong)byteOffset, p, (nuint)bytes), nameof(api.cuMemcpyHtoD_v2), $"copying {bytes} bytes to the device");
-            }
-            else
-            {
-                api.Check(api.cuMemcpyHtoDAsync_v2(Address + (ulong)byteOffset, p, (nuint)bytes, stream.Handle), nameof(api.cuMemcpyHtoDAsync_v2), $"copying {bytes} bytes to the device");
-                // The span may be pinned (page-locked) host memory, for which the copy is truly asynchronous: wait, so
-                // that the caller is free to reuse it the moment we return.
-                stream.Synchronize();
-            }
-        }
+        fixed (T* p = source) CopyHost(p, (long)source.Length * sizeof(T), byteOffset, toDevice: true, stream, nameof(source));
     }
 
     /// <summary>Copies bytes from the buffer at <paramref name="byteOffset"/> into <paramref name="destination"/>; complete when this returns.</summary>
     public void CopyTo<T>(Span<T> destination, long byteOffset = 0, CudaStream? stream = null) where T : unmanaged
     {
-        long bytes = (long)destination.Length * sizeof(T);
-        CheckRange(byteOffset, bytes, nameof(destination));
+        fixed (T* p = destination) CopyHost(p, (long)destination.Length * sizeof(T), byteOffset, toDevice: false, stream, nameof(destination));
+    }
+
+    // One host transfer either way. With a stream it is ordered after the stream's work, and waited for: the host memory
+    // may be pinned (page-locked), for which the copy is truly asynchronous, and the caller may reuse it on return.
+    private void CopyHost(void* host, long bytes, long byteOffset, bool toDevice, CudaStream? stream, string argument)
+    {
+        CheckRange(byteOffset, bytes, argument);
         if (bytes == 0) return;
         var api = Device.Context.MakeCurrent();
-        fixed (T* p = destination)
+        ulong device = Address + (ulong)byteOffset;
+        string what = toDevice ? $"copying {bytes} bytes to the device" : $"copying {bytes} bytes from the device";
+        if (stream is null && toDevice) api.Check(api.cuMemcpyHtoD_v2(device, host, (nuint)bytes), nameof(api.cuMemcpyHtoD_v2), what);
+        else if (stream is null) api.Check(api.cuMemcpyDtoH_v2(host, device, (nuint)bytes), nameof(api.cuMemcpyDtoH_v2), what);
+        else
         {
-            if (stream is null)
-            {
-                api.Check(api.cuMemcpyDtoH_v2(p, Address + (ulong)byteOffset, (nuint)bytes), nameof(api.cuMemcpyDtoH_v2), $"copying {bytes} bytes from the device");
-            }
-            else
-            {
-                api.Check(api.cuMemcpyDtoHAsync_v2(p, Address + (ulong)byteOffset, (nuint)bytes, stream.Handle), nameof(api.cuMemcpyDtoHAsync_v2), $"copying {bytes} bytes from the device");
-                stream.Synchronize();
-            }
+            if (toDevice) api.Check(api.cuMemcpyHtoDAsync_v2(device, host, (nuint)bytes, stream.Handle), nameof(api.cuMemcpyHtoDAsync_v2), what);
+            else api.Check(api.cuMemcpyDtoHAsync_v2(host, device, (nuint)bytes, stream.Handle), nameof(api.cuMemcpyDtoHAsync_v2), what);
+            stream.Synchronize();
         }
     }
 
