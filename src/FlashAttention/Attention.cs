@@ -23,6 +23,7 @@ public static unsafe class Attention
     public static void Forward<T>(ReadOnlyTensorSpan<T> query, ReadOnlyTensorSpan<T> key, ReadOnlyTensorSpan<T> value,
         TensorSpan<T> output, TensorSpan<float> logSumExp, AttentionOptions? options = null) where T : unmanaged
     {
+        AttentionValidation.ExpectDefaultPrecision(options, "the CPU engine");
         fixed (T* q = &query.GetPinnableReference(), k = &key.GetPinnableReference(), v = &value.GetPinnableReference(), o = &output.GetPinnableReference())
         fixed (float* lse = &logSumExp.GetPinnableReference())
         {
@@ -37,6 +38,7 @@ public static unsafe class Attention
     public static void Forward<T>(ReadOnlyTensorSpan<T> query, ReadOnlyTensorSpan<T> key, ReadOnlyTensorSpan<T> value,
         TensorSpan<T> output, AttentionOptions? options = null) where T : unmanaged
     {
+        AttentionValidation.ExpectDefaultPrecision(options, "the CPU engine");
         fixed (T* q = &query.GetPinnableReference(), k = &key.GetPinnableReference(), v = &value.GetPinnableReference(), o = &output.GetPinnableReference())
         {
             var problem = AttentionValidation.Forward(
@@ -55,6 +57,7 @@ public static unsafe class Attention
         ReadOnlySpan<int> cuSeqLensQ, ReadOnlySpan<int> cuSeqLensK, TensorSpan<T> output, TensorSpan<float> logSumExp,
         AttentionOptions? options = null) where T : unmanaged
     {
+        AttentionValidation.ExpectDefaultPrecision(options, "the CPU engine");
         fixed (T* q = &query.GetPinnableReference(), k = &key.GetPinnableReference(), v = &value.GetPinnableReference(), o = &output.GetPinnableReference())
         fixed (float* lse = &logSumExp.GetPinnableReference())
         {
@@ -86,6 +89,7 @@ public static unsafe class Attention
         TensorSpan<T> queryGradient, TensorSpan<T> keyGradient, TensorSpan<T> valueGradient, AttentionOptions? options,
         bool varlen, ReadOnlySpan<int> cuSeqLensQ, ReadOnlySpan<int> cuSeqLensK) where T : unmanaged
     {
+        AttentionValidation.ExpectDefaultPrecision(options, "the CPU engine");
         fixed (T* q = &query.GetPinnableReference(), k = &key.GetPinnableReference(), v = &value.GetPinnableReference())
         fixed (T* o = &output.GetPinnableReference(), dO = &outputGradient.GetPinnableReference())
         fixed (T* dq = &queryGradient.GetPinnableReference(), dk = &keyGradient.GetPinnableReference(), dv = &valueGradient.GetPinnableReference())

@@ -33,8 +33,33 @@ public sealed record AttentionOptions
     public float Softcap { get; init; }
 
     /// <summary>
+    /// The precision of the matrix products. <see cref="AttentionPrecision.Fp8"/> (GPU forward only): Q, K and V are
+    /// quantised to E4M3 on the GPU, per block of tokens, and the FP8 kernel computes bf16/fp16 O and the LSE.
+    /// </summary>
+    public AttentionPrecision Precision { get; init; }
+
+    /// <summary>
+    /// FP8 only: rotate Q and K by the same Hadamard × random-sign matrix before quantising them (FlashAttention-3's
+    /// incoherent processing; <c>(QM)(KM)ᵀ = QKᵀ</c>, so only the rounding changes), default on. Off gives the plain
+    /// block-quantised path.
+    /// </summary>
+    public bool IncoherentProcessing { get; init; } = true;
+
+    /// <summary>FP8 with <see cref="IncoherentProcessing"/>: the seed of the random signs (<see cref="Numerics.Hadamard.RandomSigns"/>).</summary>
+    public int HadamardSeed { get; init; }
+
+    /// <summary>
     /// Backward only: make gradients bitwise reproducible run to run (ordered accumulation) at some cost in speed.
     /// The CPU engine is always deterministic.
     /// </summary>
     public bool Deterministic { get; init; }
+}
+
+/// <summary>The precision attention's matrix products run in.</summary>
+public enum AttentionPrecision
+{
+    /// <summary>The inputs' own type (bf16/fp16 operands with float32 accumulation on the GPU; float32 on the CPU).</summary>
+    Default = 0,
+    /// <summary>E4M3 operands, quantised on the GPU per block of tokens (GPU forward only; see <see cref="AttentionOptions.IncoherentProcessing"/>).</summary>
+    Fp8 = 1,
 }

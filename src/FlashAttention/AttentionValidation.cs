@@ -5,7 +5,7 @@ namespace FlashAttention;
 /// before anything runs, and nothing is written when a check fails. Messages name the argument, what was
 /// expected and what was given.
 /// </summary>
-internal static class AttentionValidation
+internal static partial class AttentionValidation
 {
     /// <summary>Largest head dimension any backend accepts (FlashAttention's limit).</summary>
     public const int MaxHeadDim = 256;

@@ -46,7 +46,7 @@ internal static class VerifyCommand
             int baseSeed = p.GetValue(seed) ?? Random.Shared.Next();
             string? text = p.GetValue(filter);
             var cases = new List<VerifyCase>();
-            if (fwd) cases.AddRange(chosen == "cuda" ? VerifyGrids.Forward(p.GetValue(quick)) : CpuVerifier.ForwardGrid(p.GetValue(quick)));
+            if (fwd) cases.AddRange(chosen == "cuda" ? VerifyGrids.Forward(p.GetValue(quick)).Concat(VerifyGrids.Fp8(p.GetValue(quick))) : CpuVerifier.ForwardGrid(p.GetValue(quick)));
             if (bwd) cases.AddRange(chosen == "cuda" ? VerifyGrids.Backward(p.GetValue(quick)) : CpuVerifier.BackwardGrid(p.GetValue(quick)));
             cases = cases.Where(c => text is null || c.ToString().Contains(text, StringComparison.OrdinalIgnoreCase)).ToList();
 

@@ -17,6 +17,9 @@ public sealed record Fp8AttentionOptions
     /// <summary>Tokens per block for per-block scaling; default 64 (one tile).</summary>
     public int BlockSize { get; init; } = BlockQuantizer.DefaultBlockSize;
 
+    /// <summary>Tokens per block of K and V (null: <see cref="BlockSize"/>); the GPU kernel takes its key block (128).</summary>
+    public int? KeyBlockSize { get; init; }
+
     /// <summary>Rotate Q and K by the same random orthogonal <c>M</c> (Hadamard × random signs) before quantising them (default on).</summary>
     public bool IncoherentProcessing { get; init; } = true;
 
@@ -99,9 +102,9 @@ public static unsafe class Fp8AttentionEmulation
             Hadamard.Rotate(qc, signs);
             Hadamard.Rotate(kc, signs);
         }
-        QuantizeInPlace(qc, batch, checkedProblem.SeqLenQ, checkedProblem.HeadsQ, d, fp8);
-        QuantizeInPlace(kc, batch, checkedProblem.SeqLenK, checkedProblem.HeadsK, d, fp8);
-        QuantizeInPlace(vc, batch, checkedProblem.SeqLenK, checkedProblem.HeadsK, d, fp8);
+        QuantizeInPlace(qc, batch, checkedProblem.SeqLenQ, checkedProblem.HeadsQ, d, fp8, fp8.BlockSize);
+        QuantizeInPlace(kc, batch, checkedProblem.SeqLenK, checkedProblem.HeadsK, d, fp8, fp8.KeyBlockSize ?? fp8.BlockSize);
+        QuantizeInPlace(vc, batch, checkedProblem.SeqLenK, checkedProblem.HeadsK, d, fp8, fp8.KeyBlockSize ?? fp8.BlockSize);
 
         if (fp8.ScaleProbabilities)
             RunEngine<float, E4M3Offset8ProbabilityRounding>(qc, kc, vc, query.Lengths, key.Lengths, output, logSumExp, options);
@@ -113,14 +116,16 @@ public static unsafe class Fp8AttentionEmulation
     {
         if (fp8.Granularity == QuantizationGranularity.PerBlock && fp8.BlockSize < 1)
             throw new AttentionArgumentException("fp8", $"fp8.BlockSize: expected at least 1 token per block; got {fp8.BlockSize}");
+        if (fp8.Granularity == QuantizationGranularity.PerBlock && fp8.KeyBlockSize < 1)
+            throw new AttentionArgumentException("fp8", $"fp8.KeyBlockSize: expected at least 1 token per block; got {fp8.KeyBlockSize}");
         if (!Enum.IsDefined(fp8.Granularity))
             throw new AttentionArgumentException("fp8", $"fp8.Granularity: expected PerTensor or PerBlock; got {fp8.Granularity}");
         if (fp8.IncoherentProcessing && !Hadamard.IsSupportedLength(headDim))
             throw new AttentionArgumentException("fp8", $"fp8.IncoherentProcessing: the Hadamard rotation needs a power-of-two head_dim; got head_dim {headDim}");
     }
 
-    private static void QuantizeInPlace(float[] x, int batch, int seqLen, int heads, int headDim, Fp8AttentionOptions fp8)
-        => BlockQuantizer.Quantize(x, batch, seqLen, heads, headDim, fp8.Granularity, fp8.BlockSize).Dequantize(x);
+    private static void QuantizeInPlace(float[] x, int batch, int seqLen, int heads, int headDim, Fp8AttentionOptions fp8, int blockSize)
+        => BlockQuantizer.Quantize(x, batch, seqLen, heads, headDim, fp8.Granularity, blockSize).Dequantize(x);
 
     /// <summary>
     /// Runs the CPU engine on contiguous operands of element type <typeparamref name="T"/> (already holding the values the

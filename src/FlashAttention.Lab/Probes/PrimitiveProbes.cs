@@ -29,6 +29,10 @@ internal static class PrimitiveProbes
     private static string PvName(DataType t, int n, int d) => $"fa::probe_pv<{KernelNames.ElementTag(t)}, {n}, {d}>";
     private const string SwizzleName = "fa::probe_tma_swizzle";
     private static string TransposeName(DataType t) => $"fa::probe_store_transposed<{KernelNames.ElementTag(t)}>";
+    // The FP8 kernel's GEMM shapes: S over 128 keys at every head dim (64-byte swizzle at d64), P·V into every head dim.
+    private static readonly int[] Fp8HeadDims = [64, 128, 256];
+    private static string Fp8QkName(int d) => $"fa::probe_fp8_qk<128, {d}>";
+    private static string Fp8PvName(int d) => $"fa::probe_fp8_pv<128, {d}>";
 
     private const string Source = "probes/primitives.cu";
 
@@ -44,6 +48,11 @@ internal static class PrimitiveProbes
             foreach (var (n, d) in PvShapes) yield return new($"probe pv {DataTypes.ShortName(t)} n{n} d{d}", ProbeSpec(PvName(t, n, d)), PvName(t, n, d));
             yield return new($"probe store-transposed {DataTypes.ShortName(t)}", ProbeSpec(TransposeName(t)), TransposeName(t));
         }
+        foreach (int d in Fp8HeadDims)
+        {
+            yield return new($"probe fp8-qk n128 d{d}", ProbeSpec(Fp8QkName(d)), Fp8QkName(d));
+            yield return new($"probe fp8-pv n128 d{d}", ProbeSpec(Fp8PvName(d)), Fp8PvName(d));
+        }
     }
 
     public static List<ProbeResult> RunAll(CudaDevice device, int seed)
@@ -55,6 +64,11 @@ internal static class PrimitiveProbes
             foreach (var (n, d) in QkRegisterShapes) results.Add(Qk(device, t, n, d, seed + 5 * n + d, qInRegisters: true));
             foreach (var (n, d) in PvShapes) results.Add(Pv(device, t, n, d, seed + 3 * n + d));
             results.Add(StoreTransposed(device, t, seed + 7));
+        }
+        foreach (int d in Fp8HeadDims)
+        {
+            results.Add(Fp8Qk(device, d, seed + 11 * d));
+            results.Add(Fp8Pv(device, d, seed + 13 * d));
         }
         return results;
     }
@@ -172,6 +186,104 @@ internal static class PrimitiveProbes
         double rel = maxErr / maxRef;
         return new ProbeResult($"pv {DataTypes.ShortName(t)} O[64x{d}] = P[64x{n}]·V[{n}x{d}]", "P accumulator → register A fragment (cvt pairs), MN-major SW128 B, wgmma RS",
             rel, 1e-5, rel <= 1e-5);
+    }
+
+    private static byte[] RandomE4M3(int count, Random rng, float scale)
+    {
+        var values = new float[count];
+        for (int i = 0; i < count; i++) values[i] = Normal(rng) * scale;
+        var codes = new Float8E4M3[count];
+        Float8E4M3.ConvertFromSingleSaturating(values, codes);
+        return System.Runtime.InteropServices.MemoryMarshal.AsBytes(codes.AsSpan()).ToArray();
+    }
+
+    private static float E4M3(byte code) => Float8E4M3.ToSingle(code);
+
+    // FP8 wgmma accumulates in less than float32 (about 1e-4 relative per k32 step); a layout error is off by O(1).
+    private const double Fp8Tolerance = 2e-3;
+
+    /// <summary>S = Q·Kᵀ with E4M3 operands through the FP8 kernel's TMA boxes, swizzle and K-major descriptors.</summary>
+    private static ProbeResult Fp8Qk(CudaDevice device, int d, int seed)
+    {
+        const int n = 128;
+        var rng = new Random(seed);
+        var q = RandomE4M3(64 * d, rng, 8f);
+        var k = RandomE4M3(n * d, rng, 8f);
+        using var qb = new DeviceBuffer(q.Length, device);
+        using var kb = new DeviceBuffer(k.Length, device);
+        using var ob = new DeviceBuffer(64L * n * 4, device);
+        qb.CopyFrom<byte>(q);
+        kb.CopyFrom<byte>(k);
+        ob.Fill(0xFF);
+        var args = new KernelArguments()
+            .Add(AttentionTensorMaps.Tokens(Layout(qb, DataType.Float8E4M3, 1, 64, 1, d), 64, device))
+            .Add(AttentionTensorMaps.Tokens(Layout(kb, DataType.Float8E4M3, 1, n, 1, d), n, device))
+            .Add(ob.Address);
+        Kernel(device, Fp8QkName(d)).Launch(new LaunchConfig(1, 128, 1024 + 64 * d + n * d + 16), args);
+        var got = new float[64 * n];
+        ob.CopyTo<float>(got);
+        double maxErr = 0, maxRef = 0;
+        for (int i = 0; i < 64; i++)
+            for (int j = 0; j < n; j++)
+            {
+                double s = 0;
+                for (int c = 0; c < d; c++) s += (double)E4M3(q[i * d + c]) * E4M3(k[j * d + c]);
+                maxRef = Math.Max(maxRef, Math.Abs(s));
+                maxErr = Math.Max(maxErr, double.IsFinite(got[i * n + j]) ? Math.Abs(got[i * n + j] - s) : double.PositiveInfinity);
+            }
+        double rel = maxErr / maxRef;
+        return new ProbeResult($"fp8-qk S[64x{n}] = Q[64x{d}]·K[{n}x{d}]ᵀ e4m3", $"E4M3 TMA boxes, {(d >= 128 ? 128 : 64)}-byte swizzle, K-major descriptors, wgmma k32 SS",
+            rel, Fp8Tolerance, rel <= Fp8Tolerance);
+    }
+
+    /// <summary>
+    /// O = P·V with P from an f32 accumulator cast to E4M3 A registers without shuffles and V as Vᵀ, keys permuted inside
+    /// every 16 (position 4q + b holds key 2q + b%2 + 8(b/2)); the same check with the keys unpermuted would be off by O(1).
+    /// </summary>
+    private static ProbeResult Fp8Pv(CudaDevice device, int d, int seed)
+    {
+        const int n = 128;
+        var rng = new Random(seed);
+        var pCodes = RandomE4M3(64 * n, rng, 16f);
+        var p = new float[64 * n];
+        for (int i = 0; i < p.Length; i++) p[i] = Math.Abs(E4M3(pCodes[i]));  // exact E4M3 values in [0, 448]: the cast is the identity
+        var v = RandomE4M3(n * d, rng, 4f);
+        var vt = new byte[d * n];
+        for (int key = 0; key < n; key++)
+            for (int c = 0; c < d; c++)
+                vt[c * n + VtPosition(key)] = v[key * d + c];
+        using var pb = new DeviceBuffer(p.Length * 4L, device);
+        using var vb = new DeviceBuffer(vt.Length, device);
+        using var ob = new DeviceBuffer(64L * d * 4, device);
+        pb.CopyFrom<float>(p);
+        vb.CopyFrom<byte>(vt);
+        ob.Fill(0xFF);
+        var args = new KernelArguments()
+            .Add(pb.Address)
+            .Add(AttentionTensorMaps.KeysMajor((nuint)vb.Pointer, n, d, 1, 1, device))
+            .Add(ob.Address);
+        Kernel(device, Fp8PvName(d)).Launch(new LaunchConfig(1, 128, 1024 + n * d + 16), args);
+        var got = new float[64 * d];
+        ob.CopyTo<float>(got);
+        double maxErr = 0, maxRef = 0;
+        for (int i = 0; i < 64; i++)
+            for (int c = 0; c < d; c++)
+            {
+                double o = 0;
+                for (int key = 0; key < n; key++) o += (double)p[i * n + key] * E4M3(v[key * d + c]);
+                maxRef = Math.Max(maxRef, Math.Abs(o));
+                maxErr = Math.Max(maxErr, double.IsFinite(got[i * d + c]) ? Math.Abs(got[i * d + c] - o) : double.PositiveInfinity);
+            }
+        double rel = maxErr / maxRef;
+        return new ProbeResult($"fp8-pv O[64x{d}] = P[64x{n}]·V[{n}x{d}] e4m3", "P accumulator → E4M3 A registers (no shuffles), permuted Vᵀ, wgmma k32 RS",
+            rel, Fp8Tolerance, rel <= Fp8Tolerance);
+    }
+
+    /// <summary>Where key <paramref name="key"/> sits in a permuted Vᵀ row (fp8_gemm.cuh's vt_position_of_key).</summary>
+    internal static int VtPosition(int key)
+    {
+        int k = key & 15;
+        return (key & ~15) + 4 * ((k & 7) >> 1) + (k & 1) + 2 * (k >> 3);
     }
 
     /// <summary>

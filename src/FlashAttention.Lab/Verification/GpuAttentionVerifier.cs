@@ -19,7 +19,7 @@ public sealed record VerifyRow(VerifyCase Case, string Quantity, double Error, d
 /// </summary>
 public static class GpuAttentionVerifier
 {
-    public static List<VerifyRow> Run(VerifyCase c, CudaDevice device, int seed) => c.Type switch
+    public static List<VerifyRow> Run(VerifyCase c, CudaDevice device, int seed) => c.Fp8 != Fp8Path.None ? Fp8Verifier.Run(c, device, seed) : c.Type switch
     {
         DataType.BFloat16 => Run<BFloat16>(c, device, seed),
         DataType.Float16 => Run<Half>(c, device, seed),

@@ -5,7 +5,8 @@ namespace FlashAttention.Lab.Verification;
 
 /// <summary>One attention problem that <c>flashattn verify</c> runs on the GPU and on the CPU reference.</summary>
 public sealed record VerifyCase(DataType Type, int Batch, int SeqLenQ, int SeqLenK, int HeadsQ, int HeadsK, int HeadDim,
-    bool Causal, int WindowLeft = -1, int WindowRight = -1, float Softcap = 0, bool Backward = false, bool Deterministic = false)
+    bool Causal, int WindowLeft = -1, int WindowRight = -1, float Softcap = 0, bool Backward = false, bool Deterministic = false,
+    Fp8Path Fp8 = Fp8Path.None)
 {
     public AttentionOptions Options => new()
     {
@@ -16,13 +17,29 @@ public sealed record VerifyCase(DataType Type, int Batch, int SeqLenQ, int SeqLe
         Deterministic = Deterministic,
     };
 
+    private static readonly string[] Fp8Names = ["", "incoherent", "plain", "pre-quantized", "per-head"];
+
     public string Mask => Causal ? (WindowLeft >= 0 ? $"causal+left{WindowLeft}" : "causal")
         : WindowLeft >= 0 || WindowRight >= 0 ? $"window({WindowLeft},{WindowRight})" : "full";
 
     public override string ToString()
-        => $"{(Backward ? "bwd" : "fwd")} {DataTypes.ShortName(Type)} b{Batch} sq{SeqLenQ} sk{SeqLenK} h{HeadsQ}" +
+        => $"{(Fp8 != Fp8Path.None ? $"fp8 {Fp8Names[(int)Fp8]}" : Backward ? "bwd" : "fwd")} {DataTypes.ShortName(Type)} b{Batch} sq{SeqLenQ} sk{SeqLenK} h{HeadsQ}" +
            (HeadsK != HeadsQ ? $"/{HeadsK}" : "") + $" d{HeadDim} {Mask}" + (Softcap > 0 ? $" softcap{Softcap}" : "") +
            (Deterministic ? " deterministic" : "");
+}
+
+/// <summary>How an FP8 case reaches the kernel.</summary>
+public enum Fp8Path
+{
+    None,
+    /// <summary>bf16 in, quantised on the GPU with the Hadamard rotation (the default FP8 path).</summary>
+    Incoherent,
+    /// <summary>bf16 in, quantised on the GPU without the rotation.</summary>
+    Plain,
+    /// <summary>E4M3 codes and per-block descales quantised on the CPU (CudaAttention.ForwardFp8).</summary>
+    PreQuantized,
+    /// <summary>E4M3 codes with one descale per (batch, head): FlashAttention-3's per-head descale.</summary>
+    PerHead,
 }
 
 /// <summary>The grids of cases <c>flashattn verify --device cuda</c> runs.</summary>
@@ -69,6 +86,36 @@ public static class VerifyGrids
         yield return new(bf, 1, 500, 900, 4, 4, 64, Causal: true, WindowLeft: 200);
         yield return new(bf, 1, 400, 400, 4, 4, 128, Causal: false, Softcap: 30f);
         yield return new(DataType.Float16, 1, 600, 600, 4, 2, 256, Causal: true, Softcap: 15f);
+    }
+
+    /// <summary>
+    /// FP8 forward: every head dim × causal/full through the GPU quantiser with the rotation, then each API level (no
+    /// rotation, CPU-quantised codes per block, per-head descales), ragged lengths (1, 77, 1000; no multiple of the
+    /// 128-key block), seqlen_q ≠ seqlen_k both ways, GQA and MQA, a window.
+    /// </summary>
+    public static IEnumerable<VerifyCase> Fp8(bool quick = false)
+    {
+        var bf = DataType.BFloat16;
+        if (quick)
+        {
+            yield return new(bf, 1, 200, 200, 2, 1, 128, Causal: true, Fp8: Fp8Path.Incoherent);
+            yield return new(bf, 1, 130, 300, 2, 2, 64, Causal: false, Fp8: Fp8Path.PreQuantized);
+            yield return new(bf, 1, 100, 150, 2, 2, 256, Causal: true, Fp8: Fp8Path.Incoherent);
+            yield break;
+        }
+        foreach (int d in FlashAttention.Cuda.Variants.Fp8Variants.HeadDims)
+            foreach (bool causal in new[] { false, true })
+            {
+                yield return new(bf, 2, 1, 1, 4, 4, d, causal, Fp8: Fp8Path.Incoherent);
+                yield return new(bf, 2, 300, 300, 4, 2, d, causal, Fp8: Fp8Path.Incoherent);
+                yield return new(bf, 1, 1000, 1000, 4, 4, d, causal, Fp8: Fp8Path.Incoherent);
+                yield return new(bf, 1, 113, 403, 8, 1, d, causal, Fp8: Fp8Path.Plain);         // sq < sk, MQA
+                yield return new(bf, 1, 300, 77, 4, 4, d, causal, Fp8: Fp8Path.PreQuantized);   // sq > sk: causal rows that see nothing
+                yield return new(bf, 2, 257, 515, 4, 2, d, causal, Fp8: Fp8Path.PerHead);
+            }
+        yield return new(DataType.Float16, 1, 500, 500, 4, 4, 128, Causal: true, Fp8: Fp8Path.Incoherent);
+        yield return new(bf, 1, 600, 600, 4, 4, 128, Causal: false, WindowLeft: 100, WindowRight: 30, Fp8: Fp8Path.Incoherent);
+        yield return new(bf, 1, 4096, 4096, 4, 4, 128, Causal: true, Fp8: Fp8Path.Incoherent);
     }
 
     /// <summary>Backward: head dims 64/128/256, causal/full, ragged lengths, GQA, seqlen_q ≠ seqlen_k, deterministic mode.</summary>

@@ -31,8 +31,46 @@ public static class CudaAttention
         TensorLayout? lse = logSumExp?.ToLayout("logSumExp");
         var problem = AttentionValidation.Forward(q, k, v, o, lse, options);
         GpuRequirements.Check(problem, ForwardVariants.HeadDims, "forward", q, k, v, o);
+        bool fp8 = options is { Precision: AttentionPrecision.Fp8 };
+        if (fp8)
+        {
+            AttentionValidation.ExpectFp8Options(problem);
+            GpuRequirements.CheckFp8(problem, q, k, v, o);
+        }
         var gpu = stream?.Device ?? device ?? CudaDevice.Get(0);
+        if (fp8)
+        {
+            gpu.EnsureSupported();
+            Fp8ForwardLauncher.LaunchFromHalf(problem, q, k, v, o, lse, options!.IncoherentProcessing, options.HadamardSeed, stream, gpu);
+            return;
+        }
         FlashForwardLauncher.Launch(problem, q, k, v, o, lse, stream, gpu);
+    }
+
+    /// <summary>Tokens per K/V descale block the FP8 kernel takes a multiple of (its key block).</summary>
+    public const int Fp8KeyBlock = 128;
+
+    /// <summary>Tokens per Q descale block the FP8 kernel takes a multiple of (one consumer warpgroup's rows).</summary>
+    public const int Fp8QueryBlock = AttentionValidation.Fp8QueryBlockMultiple;
+
+    /// <summary>
+    /// FP8 forward on pre-quantised inputs (callers that keep FP8 activations or an FP8 KV cache): E4M3 Q, K, V with
+    /// float32 descales per (batch, head, block of tokens), bf16 O and the float32 LSE. Q's blocks are a multiple of
+    /// <see cref="Fp8QueryBlock"/> tokens, K's and V's (the same size) a multiple of <see cref="Fp8KeyBlock"/>, or
+    /// either covers the whole sequence (a per-head descale). Masks and GQA as in <see cref="Forward"/>; no softcap. V is
+    /// transposed into the stream's workspace first (the FP8 tensor cores take no transposed operand).
+    /// </summary>
+    public static void ForwardFp8(Fp8Tensor query, Fp8Tensor key, Fp8Tensor value, DeviceTensor output,
+        DeviceTensor? logSumExp = null, AttentionOptions? options = null, CudaStream? stream = null, CudaDevice? device = null)
+    {
+        var (q, k, v, o) = (query.Codes.ToLayout("query"), key.Codes.ToLayout("key"), value.Codes.ToLayout("value"), output.ToLayout("output"));
+        var (qd, kd, vd) = (query.Descales.ToLayout("query.Descales"), key.Descales.ToLayout("key.Descales"), value.Descales.ToLayout("value.Descales"));
+        TensorLayout? lse = logSumExp?.ToLayout("logSumExp");
+        var problem = AttentionValidation.ForwardFp8(q, k, v, o, lse, qd, kd, vd, query.BlockSize, key.BlockSize, value.BlockSize, Fp8KeyBlock, options);
+        GpuRequirements.CheckFp8(problem, q, k, v, o, qd, kd, vd);
+        var gpu = stream?.Device ?? device ?? CudaDevice.Get(0);
+        gpu.EnsureSupported();
+        Fp8ForwardLauncher.LaunchQuantized(problem, q, k, v, qd, kd, vd, query.BlockSize, key.BlockSize, o, lse, stream, gpu);
     }
 
     /// <summary>
@@ -47,6 +85,7 @@ public static class CudaAttention
         var (q, k, v, o) = (query.ToLayout("query"), key.ToLayout("key"), value.ToLayout("value"), output.ToLayout("output"));
         var (dO, lse) = (outputGradient.ToLayout("outputGradient"), logSumExp.ToLayout("logSumExp"));
         var (dq, dk, dv) = (queryGradient.ToLayout("queryGradient"), keyGradient.ToLayout("keyGradient"), valueGradient.ToLayout("valueGradient"));
+        AttentionValidation.ExpectDefaultPrecision(options, "the backward");
         var problem = AttentionValidation.Backward(q, k, v, o, dO, lse, dq, dk, dv, options);
         GpuRequirements.Check(problem, BackwardVariants.HeadDims, "backward", q, k, v, o, dO, dq, dk, dv);
         var gpu = stream?.Device ?? device ?? CudaDevice.Get(0);
@@ -57,6 +96,26 @@ public static class CudaAttention
 /// <summary>What the GPU kernels need beyond the shared validation; messages name the argument and the expectation.</summary>
 internal static class GpuRequirements
 {
+    /// <summary>The FP8 kernel's needs: head dims 64/128/256, grid sizes, 16-byte aligned codes and descales with 16-byte strides.</summary>
+    public static void CheckFp8(AttentionProblem p, params TensorLayout[] tensors)
+    {
+        var first = tensors[0];
+        if (Array.IndexOf(Fp8Variants.HeadDims, p.HeadDim) < 0)
+            throw new AttentionArgumentException(first.Name, $"{first.Name}: the FP8 kernel supports head_dim {string.Join(", ", Fp8Variants.HeadDims)}; got {p.HeadDim}");
+        if (p.HeadsQ > 65535 || p.HeadsK > 65535 || p.Batch > 65535)
+            throw new AttentionArgumentException(first.Name, $"{first.Name}: the FP8 quantiser takes at most 65535 heads and 65535 batches; got {p.HeadsQ} query heads, batch {p.Batch}");
+        foreach (var t in tensors)
+        {
+            if (t.Address % 16 != 0)
+                throw new AttentionArgumentException(t.Name, $"{t.Name}: the GPU kernels need a 16-byte aligned address; got 0x{t.Address:x}");
+            if (t.Type == DataType.Float32) continue;  // descales: read as floats, contiguous
+            int multiple = 16 / DataTypes.SizeOf(t.Type);
+            for (int i = 0; i < t.Rank - 1; i++)
+                if (t.Lengths[i] > 1 && t.Strides[i] % multiple != 0)
+                    throw new AttentionArgumentException(t.Name, $"{t.Name}: the GPU kernels need strides that are multiples of {multiple} elements (16 bytes); got strides {t.StrideText}");
+        }
+    }
+
     public static void Check(AttentionProblem p, int[] headDims, string direction, params TensorLayout[] tensors)
     {
         var first = tensors[0];

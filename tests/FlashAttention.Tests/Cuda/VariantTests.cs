@@ -1,4 +1,5 @@
 using System.Text.RegularExpressions;
+using FlashAttention.Cuda;
 using FlashAttention.Cuda.Compiler;
 using FlashAttention.Cuda.Launchers;
 using FlashAttention.Cuda.Variants;
@@ -17,13 +18,14 @@ public partial class VariantTests
     [Theory]
     [InlineData("fwd/fwd_config.cuh", "FwdVariant", typeof(ForwardVariant))]
     [InlineData("bwd/bwd_config.cuh", "BwdVariant", typeof(BackwardVariant))]
+    [InlineData("fp8/fp8_config.cuh", "Fp8Variant", typeof(Fp8Variant))]
     public void Records_and_name_expressions_have_the_kernel_structs_fields_in_order(string header, string cppStruct, Type record)
     {
         // The header's fields, in declaration order.
         string text = KernelSources.Load(header);
         var body = Regex.Match(text, $@"struct {cppStruct} \{{(?<body>[^}}]*)\}};").Groups["body"].Value;
         var cppFields = Regex.Matches(KernelSources.StripComments(body), @"\b(?:int|bool|\w+)\s+(?<name>\w+);").Select(m => m.Groups["name"].Value).ToList();
-        Assert.True(cppFields.Count >= 8, $"{cppStruct}: parsed {cppFields.Count} fields from {header}");
+        Assert.True(cppFields.Count >= 6, $"{cppStruct}: parsed {cppFields.Count} fields from {header}");
 
         // The record's positional parameters, in order, as snake_case.
         var ctor = record.GetConstructors().OrderByDescending(c => c.GetParameters().Length).First();
@@ -31,9 +33,9 @@ public partial class VariantTests
         Assert.Equal(cppFields, recordFields);
 
         // The designators the name expression writes, in order: every field, none left to a default.
-        string expression = record == typeof(ForwardVariant)
-            ? ForwardVariants.For(128, 4096, false).NameExpression(DataType.BFloat16)
-            : BackwardVariants.For(128, false).NameExpression(DataType.BFloat16);
+        string expression = record == typeof(ForwardVariant) ? ForwardVariants.For(128, 4096, false).NameExpression(DataType.BFloat16)
+            : record == typeof(BackwardVariant) ? BackwardVariants.For(128, false).NameExpression(DataType.BFloat16)
+            : Fp8Variants.For(128).NameExpression;
         var designators = Regex.Matches(expression, @"\.(?<name>\w+) =").Select(m => m.Groups["name"].Value).ToList();
         Assert.Equal(cppFields, designators);
     }
@@ -93,6 +95,23 @@ public partial class VariantTests
             Assert.InRange(BackwardVariants.For(d, softcap: false).SharedMemoryBytes, 1, 232448);
         }
         Assert.Equal("d64 128x128 stages 2 dQ-bulk", d64.ToString());
+    }
+
+    [Fact]
+    public void Fp8_table_takes_128_key_blocks_that_fit_shared_memory()
+    {
+        foreach (int d in Fp8Variants.HeadDims)
+        {
+            var v = Fp8Variants.For(d);
+            Assert.Equal(0, v.BlockN % 128);  // Vᵀ tiles are 128-key rows
+            Assert.Equal(v.BlockN, Fp8Variants.KeyBlock(d));
+            Assert.InRange(v.SharedMemoryBytes, 1, 232448);
+            Assert.Contains($".head_dim = {d},", v.NameExpression);
+        }
+        Assert.Equal(64, Fp8Variants.QueryBlock);
+        Assert.Equal(Fp8Variants.KeyBlock(128), CudaAttention.Fp8KeyBlock);
+        Assert.Equal(Fp8Variants.QueryBlock, CudaAttention.Fp8QueryBlock);
+        Assert.Throws<ArgumentOutOfRangeException>(() => Fp8Variants.For(96));
     }
 
     [Fact]

@@ -2,6 +2,7 @@
 // the TMA maps and 128-byte swizzle, the wgmma descriptors (K-major and MN-major), the accumulator layout and
 // the register-fragment conversion of P. `flashattn verify --device cuda` runs them against the CPU before the
 // attention cases, so a wrong layout shows up here by name rather than as a wrong attention output.
+#include "fp8/fp8_gemm.cuh"
 #include "fwd/fwd_mainloop.cuh"
 #include "common/numeric.cuh"
 #include "common/ptx.cuh"
@@ -158,6 +159,70 @@ __global__ void __launch_bounds__(128, 1) probe_store_transposed(const float* in
   block_sync();
   const uint16_t* slab = reinterpret_cast<const uint16_t*>(ptr);
   for (int i = threadIdx.x; i < 64 * 64; i += blockDim.x) out[i] = slab[i];
+}
+
+// FP8: S = Q Kᵀ for a 64 x D query tile and an N x D key tile of E4M3 codes, through the FP8 kernel's gemm_ss_fp8:
+// TMA boxes of one swizzle span (128 bytes, 64 at d64), K-major descriptors, wgmma m64nNk32.
+template <int N, int D>
+__global__ void __launch_bounds__(128, 1)
+probe_fp8_qk(const __grid_constant__ TmaMap map_q, const __grid_constant__ TmaMap map_k, float* out) {
+  constexpr int kSwizzle = D >= 128 ? 128 : 64, kSlabs = D / kSwizzle;
+  extern __shared__ uint8_t raw[];
+  const uint32_t smem = smem_aligned_1024(raw);
+  const uint32_t sq = smem, sk = smem + 64 * D, bar = sk + N * D;
+  if (threadIdx.x == 0) {
+    mbar_init(bar, 1);
+    fence_barrier_init();
+  }
+  block_sync();
+  if (threadIdx.x == 0) {
+    mbar_arrive_expect_tx(bar, 64 * D + N * D);
+    for (int slab = 0; slab < kSlabs; ++slab) {
+      tma_load_4d(sq + slab * 64 * kSwizzle, &map_q, bar, slab * kSwizzle, 0, 0, 0);
+      tma_load_4d(sk + slab * N * kSwizzle, &map_k, bar, slab * kSwizzle, 0, 0, 0);
+    }
+  }
+  mbar_wait(bar, 0);
+  float s[N / 2];
+  wgmma_fence();
+  gemm_ss_fp8<N, D, kSwizzle>(sq, 64 * kSwizzle, sk, N * kSwizzle, s);
+  wgmma_commit();
+  wgmma_wait<0>();
+  fence_regs(s);
+  store_fragment(s, out, N);
+}
+
+// FP8: O = P V for P given as floats (64 x N, cast to E4M3 in registers by the FP8 kernel's pack_fragment_e4m3) and
+// Vᵀ (D rows of N keys, permuted inside every 16 keys, as the quantiser writes it), through gemm_rs_fp8.
+template <int N, int D>
+__global__ void __launch_bounds__(128, 1)
+probe_fp8_pv(const float* p_in, const __grid_constant__ TmaMap map_vt, float* out) {
+  extern __shared__ uint8_t raw[];
+  const uint32_t smem = smem_aligned_1024(raw);
+  const uint32_t sv = smem, bar = sv + N * D;
+  if (threadIdx.x == 0) {
+    mbar_init(bar, 1);
+    fence_barrier_init();
+  }
+  block_sync();
+  if (threadIdx.x == 0) {
+    mbar_arrive_expect_tx(bar, N * D);
+    for (int slab = 0; slab < N / 128; ++slab) tma_load_4d(sv + slab * D * 128, &map_vt, bar, slab * 128, 0, 0, 0);
+  }
+  float s[N / 2];
+  load_fragment(p_in, s, N);
+  uint32_t pk[N / 8];
+  pack_fragment_e4m3(s, pk);
+  float o[D / 2];
+#pragma unroll
+  for (int i = 0; i < D / 2; ++i) o[i] = 0.f;
+  mbar_wait(bar, 0);
+  wgmma_fence();
+  gemm_rs_fp8<D, N>(pk, sv, D * 128, o);
+  wgmma_commit();
+  wgmma_wait<0>();
+  fence_regs(o);
+  store_fragment(o, out, D);
 }
 
 }  // namespace fa

@@ -87,6 +87,15 @@ public sealed unsafe class DeviceBuffer : IDisposable
         fixed (T* p = destination) CopyHost(p, (long)destination.Length * sizeof(T), byteOffset, toDevice: false, stream, nameof(destination));
     }
 
+    /// <summary>Copies <paramref name="destination"/>.Length bytes from any device address of <paramref name="device"/> (the lab reads launchers' workspaces).</summary>
+    internal static void CopyToHost(CudaDevice device, nint address, Span<byte> destination)
+    {
+        if (destination.IsEmpty) return;
+        var api = device.Context.MakeCurrent();
+        fixed (byte* p = destination)
+            api.Check(api.cuMemcpyDtoH_v2(p, (ulong)address, (nuint)destination.Length), nameof(api.cuMemcpyDtoH_v2), $"copying {destination.Length} bytes from the device");
+    }
+
     // One host transfer either way. With a stream it is ordered after the stream's work, and waited for: the host memory
     // may be pinned (page-locked), for which the copy is truly asynchronous, and the caller may reuse it on return.
     private void CopyHost(void* host, long bytes, long byteOffset, bool toDevice, CudaStream? stream, string argument)

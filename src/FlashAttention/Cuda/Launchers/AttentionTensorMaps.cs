@@ -5,8 +5,9 @@ namespace FlashAttention.Cuda.Launchers;
 /// <summary>
 /// TMA descriptors for attention tensors: a (batch, seqlen, heads, head_dim) tensor is described to the copy engine
 /// as 4-D (head_dim, seqlen, heads, batch), innermost first, so one map serves every (batch, head) tile. Boxes are
-/// {64 columns, rows}: 128 bytes of 16-bit values per row, the width of the 128-byte swizzle that the wgmma
-/// descriptors expect. Rows past the sequence end read as zeros and are skipped on stores.
+/// one swizzle span wide: 128 bytes of a row (64 16-bit values, or 128 E4M3 codes) with the 128-byte swizzle the wgmma
+/// descriptors expect, or the whole 64-byte row of a d64 E4M3 tensor with the 64-byte swizzle. Rows past the sequence
+/// end read as zeros and are skipped on stores.
 /// </summary>
 internal static class AttentionTensorMaps
 {
@@ -70,11 +71,34 @@ internal static class AttentionTensorMaps
             // A zero-length dimension is not a legal map; such tensors are never loaded from (no tile visits them).
             GlobalDims = [(ulong)lengths[3], (ulong)Math.Max(lengths[1], 1), (ulong)Math.Max(lengths[2], 1), (ulong)Math.Max(lengths[0], 1)],
             GlobalStridesBytes = [(ulong)(strides[1] * element), (ulong)(strides[2] * element), (ulong)(strides[0] * element)],
-            BoxDims = [64, boxRows, 1, 1],
-            Swizzle = TensorMapSwizzle.Swizzle128B,
+            BoxDims = [(uint)(RowSpanBytes(t.Type, (int)lengths[3]) / element), boxRows, 1, 1],
+            Swizzle = RowSpanBytes(t.Type, (int)lengths[3]) == 128 ? TensorMapSwizzle.Swizzle128B : TensorMapSwizzle.Swizzle64B,
             L2Promotion = TensorMapL2Promotion.L2_256B,
             OobFill = TensorMapOobFill.None,
         };
         return TensorMap.EncodeTiled(spec, device);
+    }
+
+    /// <summary>Bytes of a row in one box: a 128-byte swizzle span, or the whole row when it is 64 bytes (d64 E4M3).</summary>
+    internal static int RowSpanBytes(DataType type, int headDim) => Math.Min(128, headDim * DataTypes.SizeOf(type));
+
+    /// <summary>
+    /// The FP8 kernel's Vᵀ in the workspace, (batch, heads, head_dim, keys) contiguous with keysPadded keys per row, as a
+    /// 4-D map (keys, head_dim, heads, batch) with boxes of 128 keys (one swizzle span) by all head_dim rows.
+    /// </summary>
+    public static TensorMapDescriptor KeysMajor(nuint address, int keysPadded, int headDim, int heads, int batch, CudaDevice device)
+    {
+        var key = new Key(device.Ordinal, address, DataType.Float8E4M3, batch, heads, headDim, keysPadded, -1, -1, -1, -1, (uint)headDim);
+        return Cached(key, () => TensorMap.EncodeTiled(new TensorMapTiledSpec
+        {
+            DataType = TensorMapDataType.UInt8,
+            GlobalAddress = address,
+            GlobalDims = [(ulong)keysPadded, (ulong)headDim, (ulong)heads, (ulong)batch],
+            GlobalStridesBytes = [(ulong)keysPadded, (ulong)keysPadded * (ulong)headDim, (ulong)keysPadded * (ulong)headDim * (ulong)heads],
+            BoxDims = [128, (uint)headDim, 1, 1],
+            Swizzle = TensorMapSwizzle.Swizzle128B,
+            L2Promotion = TensorMapL2Promotion.L2_256B,
+            OobFill = TensorMapOobFill.None,
+        }, device));
     }
 }

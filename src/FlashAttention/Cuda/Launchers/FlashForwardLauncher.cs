@@ -18,13 +18,31 @@ internal static class FlashForwardLauncher
         var entry = KernelCatalog.ForwardEntry(p.Type, config);
         var kernel = Compiler.KernelModuleCache.For(device).GetKernel(entry.Spec, entry.NameExpression);
 
-        int mBlocks = (p.SeqLenQ + config.BlockM - 1) / config.BlockM;
+        var (args, tiles) = TileParams(p, config.BlockM, config.WarpSpecialized, lse, policy, stream, device);
+        var arguments = new KernelArguments()
+            .Add(args)
+            .Add(AttentionTensorMaps.Tokens(q, (uint)config.BlockM, device))
+            .Add(AttentionTensorMaps.Tokens(k, (uint)config.BlockN, device))
+            .Add(AttentionTensorMaps.Tokens(v, (uint)config.BlockN, device))
+            .Add(AttentionTensorMaps.Tokens(o, 64, device));
+        int grid = (int)Math.Min(tiles, device.MultiprocessorCount);
+        kernel.Launch(new LaunchConfig(grid, config.Threads, config.SharedMemoryBytes, stream), arguments);
+    }
+
+    /// <summary>
+    /// The forward's <see cref="FwdParams"/> and tile count for tiles of <paramref name="blockM"/> query rows: the mask,
+    /// scale and softcap, the LSE's place, and the tile order and schedule (shared by the BF16 and FP8 kernels).
+    /// </summary>
+    internal static (FwdParams Args, long Tiles) TileParams(AttentionProblem p, int blockM, bool warpSpecialized, TensorLayout? lse,
+        VariantPolicy policy, CudaStream? stream, CudaDevice device)
+    {
+        int mBlocks = (p.SeqLenQ + blockM - 1) / blockM;
         long tiles = (long)mBlocks * p.HeadsQ * p.Batch;
         bool softcap = p.Softcap > 0;
         bool longestFirst = p.WindowRight >= 0;
         // Tiles of different lengths are handed out as CTAs come free; equal ones by a fixed stride. Only a
         // producer warpgroup draws from the counter (the non-specialised ablation walks the fixed stride).
-        bool dynamic = config.WarpSpecialized && policy.DynamicSchedule(unequalTiles: longestFirst);
+        bool dynamic = warpSpecialized && policy.DynamicSchedule(unequalTiles: longestFirst);
         var args = new FwdParams
         {
             Batch = p.Batch,
@@ -40,7 +58,7 @@ internal static class FlashForwardLauncher
             // Masks that cut keys from the right make later query blocks heavier: hand those out first, within
             // sections of heads whose K/V fit L2.
             LongestFirstHeads = !longestFirst ? 0
-                : LongestFirstSectionHeads(p, dynamic ? null : device.MultiprocessorCount, policy.L2SectionBytes, config.BlockM),
+                : LongestFirstSectionHeads(p, dynamic ? null : device.MultiprocessorCount, policy.L2SectionBytes, blockM),
             HasSoftcap = softcap ? 1 : 0,
             SoftcapPremul = softcap ? p.Scale / p.Softcap : 0f,
             ScoreScale = softcap ? p.Softcap : p.Scale,
@@ -51,14 +69,7 @@ internal static class FlashForwardLauncher
             LseStrideS = p.Lse.Query,
             TileCounter = dynamic ? TileCounters.For(device, stream) : 0,
         };
-        var arguments = new KernelArguments()
-            .Add(args)
-            .Add(AttentionTensorMaps.Tokens(q, (uint)config.BlockM, device))
-            .Add(AttentionTensorMaps.Tokens(k, (uint)config.BlockN, device))
-            .Add(AttentionTensorMaps.Tokens(v, (uint)config.BlockN, device))
-            .Add(AttentionTensorMaps.Tokens(o, 64, device));
-        int grid = (int)Math.Min(tiles, device.MultiprocessorCount);
-        kernel.Launch(new LaunchConfig(grid, config.Threads, config.SharedMemoryBytes, stream), arguments);
+        return (args, tiles);
     }
 
     /// <summary>

@@ -13,6 +13,8 @@ internal static class KernelCatalog
 {
     public const string ForwardSource = "fwd/flash_fwd.cu";
     public const string BackwardSource = "bwd/flash_bwd.cu";
+    public const string Fp8Source = "fp8/fp8_fwd.cu";
+    public const string QuantizeSource = "fp8/fp8_quantize.cu";
 
     // ptxas -v puts registers and spills of each kernel into the log; line info serves compute-sanitizer and ncu.
     public static readonly CompileOptions Options = CompileOptions.Default with { PtxasVerbose = true, LineInfo = true };
@@ -44,7 +46,36 @@ internal static class KernelCatalog
                 yield return post;
             }
         }
+        foreach (int d in Fp8Variants.HeadDims)
+        {
+            yield return Fp8Entry(policy.Fp8(d));
+            foreach (var type in KernelTypes)
+            {
+                yield return QuantizeRowsEntry(type, d, Fp8Variants.QueryBlock);
+                if (Fp8Variants.KeyBlock(d) != Fp8Variants.QueryBlock) yield return QuantizeRowsEntry(type, d, Fp8Variants.KeyBlock(d));
+                yield return QuantizeVtEntry(type, d, Fp8Variants.KeyBlock(d));
+            }
+            yield return QuantizeVtEntry(DataType.Float8E4M3, d, Fp8Variants.KeyBlock(d));
+        }
     }
+
+    private static readonly ConcurrentDictionary<string, Entry> Named = new(StringComparer.Ordinal);
+
+    private static Entry NamedEntry(string source, string label, string name)
+        => Named.GetOrAdd(source + "|" + name, _ => new Entry(label, Spec(source, name), name));
+
+    /// <summary>The FP8 forward kernel of a variant.</summary>
+    public static Entry Fp8Entry(Fp8Variant v) => NamedEntry(Fp8Source, $"fp8 e4m3 {v}", v.NameExpression);
+
+    /// <summary>The quantiser of Q or K rows (rotated or not at run time) with <paramref name="block"/> tokens per descale.</summary>
+    public static Entry QuantizeRowsEntry(DataType type, int headDim, int block)
+        => NamedEntry(QuantizeSource, $"fp8-quantize rows {DataTypes.ShortName(type)} d{headDim} block {block}",
+            $"fa::fp8_quantize_rows<{KernelNames.ElementTag(type)}, {headDim}, {block}>");
+
+    /// <summary>The quantiser (or, from E4M3, the transposer) of V into the FP8 kernel's Vᵀ layout.</summary>
+    public static Entry QuantizeVtEntry(DataType type, int headDim, int block)
+        => NamedEntry(QuantizeSource, $"fp8-quantize vt {DataTypes.ShortName(type)} d{headDim} block {block}",
+            $"fa::fp8_quantize_vt<{KernelNames.ElementTag(type)}, {headDim}, {block}>");
 
     // The launchers' look-ups, memoised by value: a name expression is a dozen formatted fields, built once per variant
     // instead of on every call.

@@ -2,7 +2,7 @@ using System.Runtime.InteropServices;
 
 namespace FlashAttention.Cuda.Launchers;
 
-// Host mirrors of the kernel parameter structs in Cuda/Kernels/fwd/fwd_params.cuh and bwd/bwd_params.cuh. Offsets are explicit and
+// Host mirrors of the kernel parameter structs in Cuda/Kernels/{fwd,bwd,fp8}/*_params.cuh and fp8/fp8_quantize.cu. Offsets are explicit and
 // checked by unit tests against the sizes the header states; change both sides together.
 
 /// <summary>Mirror of <c>fa::FwdParams</c> (104 bytes).</summary>
@@ -96,4 +96,36 @@ internal struct BwdAuxParams
     [FieldOffset(176)] public nint DqSemaphore;
     [FieldOffset(184)] public int NumMBlocks;
     [FieldOffset(188)] public int Reserved;
+}
+
+/// <summary>Mirror of <c>fa::Fp8Params</c> (40 bytes): the FP8 forward's descales.</summary>
+[StructLayout(LayoutKind.Explicit, Size = 40)]
+internal struct Fp8Params
+{
+    [FieldOffset(0)] public nint QDescale;
+    [FieldOffset(8)] public nint KDescale;
+    [FieldOffset(16)] public nint VDescale;
+    [FieldOffset(24)] public int QBlocks;
+    [FieldOffset(28)] public int KvBlocks;
+    [FieldOffset(32)] public int QBlock;
+    [FieldOffset(36)] public int KvBlock;
+}
+
+/// <summary>Mirror of <c>fa::QuantizeParams</c> (104 bytes): one tensor's pass through the FP8 quantiser.</summary>
+[StructLayout(LayoutKind.Explicit, Size = 104)]
+internal unsafe struct QuantizeParams
+{
+    [FieldOffset(0)] public nint Source;
+    [FieldOffset(8)] public long SourceStrideB;
+    [FieldOffset(16)] public long SourceStrideS;
+    [FieldOffset(24)] public long SourceStrideH;
+    [FieldOffset(32)] public nint Destination;
+    [FieldOffset(40)] public nint Descale;
+    [FieldOffset(48)] public int SeqLen;
+    [FieldOffset(52)] public int Heads;
+    [FieldOffset(56)] public int Blocks;
+    [FieldOffset(60)] public int Block;
+    [FieldOffset(64)] public int SeqLenPadded;
+    [FieldOffset(68)] public int Rotate;
+    [FieldOffset(72)] public fixed uint Signs[8];
 }

@@ -34,6 +34,9 @@ internal class VariantPolicy
 
     public virtual IEnumerable<BackwardVariant> BackwardVariantsOf(int headDim) => BackwardVariants.All(headDim);
 
+    /// <summary>The FP8 forward variant for a head dim.</summary>
+    public virtual Fp8Variant Fp8(int headDim) => Fp8Variants.For(headDim);
+
     /// <summary>
     /// Whether the forward hands tiles out from a counter (as CTAs come free) rather than by a fixed stride: tiles of
     /// different lengths (<paramref name="unequalTiles"/>) need the counter, equal ones do not.

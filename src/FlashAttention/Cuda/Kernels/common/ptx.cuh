@@ -23,6 +23,9 @@ struct e4m3_t { uint8_t bits; };
 // An opaque CUtensorMap (128 bytes, 64-byte aligned) built on the host by cuTensorMapEncodeTiled and passed
 // by value as a __grid_constant__ kernel parameter.
 struct alignas(64) TmaMap { uint64_t opaque[16]; };
+// Vector load/store units (no CUDA header provides uint2/uint4 here).
+struct alignas(8) uint2_t { uint32_t x, y; };
+struct alignas(16) uint4_t { uint32_t x, y, z, w; };
 
 __device__ __forceinline__ uint32_t smem_u32(const void* p) {
   uint32_t r;
@@ -136,6 +139,14 @@ __device__ __forceinline__ float fast_log2(float x) { float r; asm("lg2.approx.f
 __device__ __forceinline__ float fast_tanh(float x) { float r; asm("tanh.approx.f32 %0, %1;" : "=f"(r) : "f"(x)); return r; }
 // One FMNMX (a ? : select would be a compare and a select: the C++ form must keep NaN semantics the hardware
 // max does not have).
+__device__ __forceinline__ float fabs_(float a) { float r; asm("abs.f32 %0, %1;" : "=f"(r) : "f"(a)); return r; }
+__device__ __forceinline__ bool is_finite_(float a) {
+  uint32_t r; asm("{\n.reg .pred p;\ntestp.finite.f32 p, %1;\nselp.u32 %0, 1, 0, p;\n}" : "=r"(r) : "f"(a)); return r != 0;
+}
+// Bit i set where lane i's predicate holds (all 32 lanes take part).
+__device__ __forceinline__ unsigned __ballot_sync_(bool v) {
+  unsigned r; asm volatile("{\n.reg .pred p;\nsetp.ne.u32 p, %1, 0;\nvote.sync.ballot.b32 %0, p, 0xffffffff;\n}" : "=r"(r) : "r"((unsigned)v)); return r;
+}
 __device__ __forceinline__ float fmax_(float a, float b) { float r; asm("max.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b)); return r; }
 
 __device__ __forceinline__ float bits_to_float(uint32_t b) { float r; asm("mov.b32 %0, %1;" : "=f"(r) : "r"(b)); return r; }

@@ -27,10 +27,11 @@ __device__ __forceinline__ EpilogueRows epilogue_rows(int thread, int consumer, 
   return EpilogueRows{lane, r, (uint32_t)(r * 128 + ((r & 7) << 4) + (lane & 3) * 4), t.m_block * Cfg::kBlockM + consumer * 64};
 }
 
-template <class Cfg>
+// Softmax: OnlineSoftmax, or the FP8 kernel's ScaledOnlineSoftmax (both finalize to 1/rowsum and the LSE).
+template <class Cfg, class Softmax>
 __device__ __forceinline__ void fwd_epilogue(const FwdParams& p, const TmaMap* tma_o, uint32_t smem, uint8_t* smem_ptr,
                                              int consumer, int thread, int q_buffer, const Tile& t, float (&o)[Cfg::kHeadDim / 2],
-                                             OnlineSoftmax<Cfg::kBlockN / 2>& softmax) {
+                                             Softmax& softmax) {
   float inv_sum[2], lse[2];
   softmax.finalize(p.score_scale, inv_sum, lse);
   scale_rows(o, inv_sum);

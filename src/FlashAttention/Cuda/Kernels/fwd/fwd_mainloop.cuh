@@ -66,8 +66,9 @@ struct FwdLoader {
 };
 
 // Warp-specialised producer: walks the same tiles as the consumers and stays ahead of them by the ring depth.
-template <class Cfg>
-__device__ __forceinline__ void fwd_producer(const FwdParams& p, const Mask& mask, FwdLoader<Cfg>& loader) {
+// Loader: FwdLoader, or the FP8 kernel's (load_q, load_kv, finish).
+template <class Cfg, class Loader>
+__device__ __forceinline__ void fwd_producer(const FwdParams& p, const Mask& mask, Loader& loader) {
   const TileDispenser dispenser{p.tile_counter};
   int tile = blockIdx.x;
   while (tile < p.num_tiles) {

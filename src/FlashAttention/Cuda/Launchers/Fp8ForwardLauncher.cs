@@ -1,0 +1,167 @@
+using System.Collections.Concurrent;
+using FlashAttention.Cuda.Variants;
+using FlashAttention.Numerics;
+
+namespace FlashAttention.Cuda.Launchers;
+
+/// <summary>
+/// The FP8 forward (fp8/fp8_fwd.cu) and its quantiser (fp8/fp8_quantize.cu) for validated problems. From bf16/fp16
+/// inputs: Q and K quantised per block of tokens (rotated by the Hadamard × random-sign matrix first when incoherent
+/// processing is on), V quantised and written transposed, all into the stream's workspace, then the kernel. From E4M3
+/// inputs with the caller's descales: V transposed into the workspace, then the kernel.
+/// </summary>
+internal static class Fp8ForwardLauncher
+{
+    /// <summary>Quantises bf16/fp16 Q, K and V into the stream's workspace and runs the FP8 forward.</summary>
+    public static void LaunchFromHalf(AttentionProblem p, in TensorLayout q, in TensorLayout k, in TensorLayout v, in TensorLayout o,
+        TensorLayout? lse, bool incoherent, int hadamardSeed, CudaStream? stream, CudaDevice device)
+    {
+        if (p.Batch == 0 || p.SeqLenQ == 0) return;
+        var variant = VariantPolicy.Current.Fp8(p.HeadDim);
+        var plan = new Plan(p, variant.BlockN);
+        var ws = Workspace.For(device, stream, plan);
+        var cache = Compiler.KernelModuleCache.For(device);
+        uint[] signs = incoherent ? SignBits(p.HeadDim, hadamardSeed) : new uint[8];
+        if (plan.SeqLenK > 0)
+        {
+            Quantize(cache, KernelCatalog.QuantizeRowsEntry(p.Type, p.HeadDim, plan.QBlock), q, ws.Q, ws.QDescale, p.SeqLenQ, p.HeadsQ, plan.QBlocks, plan.QBlock, 0, incoherent, signs, stream, p.Batch);
+            Quantize(cache, KernelCatalog.QuantizeRowsEntry(p.Type, p.HeadDim, plan.KvBlock), k, ws.K, ws.KDescale, p.SeqLenK, p.HeadsK, plan.KvBlocks, plan.KvBlock, 0, incoherent, signs, stream, p.Batch);
+            Quantize(cache, KernelCatalog.QuantizeVtEntry(p.Type, p.HeadDim, plan.KvBlock), v, ws.Vt, ws.VDescale, p.SeqLenK, p.HeadsK, plan.KvBlocks, plan.KvBlock, plan.KeysPadded, false, signs, stream, p.Batch);
+        }
+        var q8 = Rows("query", ws.Q, p.Batch, p.SeqLenQ, p.HeadsQ, p.HeadDim);
+        var k8 = Rows("key", ws.K, p.Batch, p.SeqLenK, p.HeadsK, p.HeadDim);
+        Attend(p, variant, q8, k8, ws.Vt, plan.KeysPadded, new Fp8Params
+        {
+            QDescale = ws.QDescale, KDescale = ws.KDescale, VDescale = ws.VDescale,
+            QBlocks = plan.QBlocks, KvBlocks = plan.KvBlocks, QBlock = plan.QBlock, KvBlock = plan.KvBlock,
+        }, o, lse, stream, device);
+    }
+
+    /// <summary>Runs the FP8 forward on the caller's E4M3 Q, K, V and descales (V transposed into the workspace first).</summary>
+    public static void LaunchQuantized(AttentionProblem p, in TensorLayout q, in TensorLayout k, in TensorLayout v,
+        in TensorLayout qDescale, in TensorLayout kDescale, in TensorLayout vDescale, int qBlock, int kvBlock,
+        in TensorLayout o, TensorLayout? lse, CudaStream? stream, CudaDevice device)
+    {
+        if (p.Batch == 0 || p.SeqLenQ == 0) return;
+        var variant = VariantPolicy.Current.Fp8(p.HeadDim);
+        var plan = new Plan(p, variant.BlockN);
+        var ws = Workspace.For(device, stream, plan with { TransposeOnly = true });
+        int kvBlocks = (int)kDescale.Lengths[2];
+        if (plan.SeqLenK > 0)
+            Quantize(Compiler.KernelModuleCache.For(device), KernelCatalog.QuantizeVtEntry(DataType.Float8E4M3, p.HeadDim, variant.BlockN), v, ws.Vt, 0,
+                p.SeqLenK, p.HeadsK, plan.KvBlocks, variant.BlockN, plan.KeysPadded, false, new uint[8], stream, p.Batch);
+        Attend(p, variant, q, k, ws.Vt, plan.KeysPadded, new Fp8Params
+        {
+            QDescale = (nint)qDescale.Address, KDescale = (nint)kDescale.Address, VDescale = (nint)vDescale.Address,
+            QBlocks = (int)qDescale.Lengths[2], KvBlocks = kvBlocks, QBlock = qBlock, KvBlock = kvBlock,
+        }, o, lse, stream, device);
+    }
+
+    private static void Attend(AttentionProblem p, Fp8Variant variant, in TensorLayout q8, in TensorLayout k8, nint vt, int keysPadded,
+        Fp8Params scales, in TensorLayout o, TensorLayout? lse, CudaStream? stream, CudaDevice device)
+    {
+        var entry = KernelCatalog.Fp8Entry(variant);
+        var kernel = Compiler.KernelModuleCache.For(device).GetKernel(entry.Spec, entry.NameExpression);
+        var (args, tiles) = FlashForwardLauncher.TileParams(p, Fp8Variant.BlockM, warpSpecialized: true, lse, VariantPolicy.Current, stream, device);
+        var arguments = new KernelArguments()
+            .Add(args)
+            .Add(scales)
+            .Add(AttentionTensorMaps.Tokens(q8, Fp8Variant.BlockM, device))
+            .Add(AttentionTensorMaps.Tokens(k8, (uint)variant.BlockN, device))
+            .Add(AttentionTensorMaps.KeysMajor((nuint)vt, keysPadded, p.HeadDim, p.HeadsK, p.Batch, device))
+            .Add(AttentionTensorMaps.Tokens(o, 64, device));
+        int grid = (int)Math.Min(tiles, device.MultiprocessorCount);
+        kernel.Launch(new LaunchConfig(grid, Fp8Variant.Threads, variant.SharedMemoryBytes, stream), arguments);
+    }
+
+    private static unsafe void Quantize(Compiler.KernelModuleCache cache, KernelCatalog.Entry entry, in TensorLayout source, nint destination,
+        nint descale, int seqLen, int heads, int blocks, int block, int keysPadded, bool rotate, uint[] signs, CudaStream? stream, int batch)
+    {
+        var args = new QuantizeParams
+        {
+            Source = (nint)source.Address,
+            SourceStrideB = source.Strides[0], SourceStrideS = source.Strides[1], SourceStrideH = source.Strides[2],
+            Destination = destination, Descale = descale,
+            SeqLen = seqLen, Heads = heads, Blocks = blocks, Block = block, SeqLenPadded = keysPadded, Rotate = rotate ? 1 : 0,
+        };
+        for (int i = 0; i < 8; i++) args.Signs[i] = signs[i];
+        cache.GetKernel(entry.Spec, entry.NameExpression)
+            .Launch(new LaunchConfig(new Dim3((uint)blocks, (uint)heads, (uint)batch), 256, 0, stream), new KernelArguments().Add(args));
+    }
+
+    private static TensorLayout Rows(string name, nint address, int batch, int seqLen, int heads, int headDim)
+        => new(name, DataType.Float8E4M3, [batch, seqLen, heads, headDim], DeviceTensor.ContiguousStrides([batch, seqLen, heads, headDim]), (nuint)address);
+
+    private static readonly ConcurrentDictionary<(int, int), uint[]> Signs = new();
+
+    /// <summary>The random signs of <see cref="Hadamard.RandomSigns"/> as the quantiser takes them: bit i set where coordinate i is negated.</summary>
+    internal static uint[] SignBits(int headDim, int seed) => Signs.GetOrAdd((headDim, seed), key =>
+    {
+        var signs = Hadamard.RandomSigns(key.Item1, key.Item2);
+        var bits = new uint[8];
+        for (int i = 0; i < signs.Length; i++)
+            if (signs[i] < 0) bits[i / 32] |= 1u << (i % 32);
+        return bits;
+    });
+
+    /// <summary>The quantised problem's sizes: blocks of Q and K/V tokens, the padded Vᵀ rows.</summary>
+    internal readonly record struct Plan(int Batch, int SeqLenQ, int SeqLenK, int HeadsQ, int HeadsK, int HeadDim, int QBlock, int KvBlock, bool TransposeOnly = false)
+    {
+        public Plan(AttentionProblem p, int keyBlock)
+            : this(p.Batch, p.SeqLenQ, p.SeqLenK, p.HeadsQ, p.HeadsK, p.HeadDim, Fp8Variants.QueryBlock, keyBlock) { }
+
+        public int QBlocks => (SeqLenQ + QBlock - 1) / QBlock;
+        public int KvBlocks => (SeqLenK + KvBlock - 1) / KvBlock;
+        /// <summary>Vᵀ rows: keys rounded up to 16 (the permutation's group, and TMA's 16-byte strides); 16 at least, for a legal map.</summary>
+        public int KeysPadded => Math.Max(16, (SeqLenK + 15) / 16 * 16);
+    }
+
+    /// <summary>The quantised tensors and descales of one (device, stream), grown on demand.</summary>
+    internal sealed class Workspace : IDisposable
+    {
+        internal static readonly PerStream<Workspace> Workspaces = new();
+        private DeviceBuffer? _buffer;
+
+        public nint Q, K, Vt, QDescale, KDescale, VDescale;
+
+        public static Workspace For(CudaDevice device, CudaStream? stream, Plan plan)
+        {
+            var ws = Workspaces.For(device, stream, () => new Workspace());
+            lock (ws)
+            {
+                static long Align(long bytes) => (bytes + 255) & ~255L;
+                long qBytes = plan.TransposeOnly ? 0 : Align((long)plan.Batch * plan.SeqLenQ * plan.HeadsQ * plan.HeadDim);
+                long kBytes = plan.TransposeOnly ? 0 : Align((long)plan.Batch * plan.SeqLenK * plan.HeadsK * plan.HeadDim);
+                long vtBytes = Align((long)plan.Batch * plan.HeadsK * plan.HeadDim * plan.KeysPadded);
+                long qdBytes = plan.TransposeOnly ? 0 : Align(4L * plan.Batch * plan.HeadsQ * plan.QBlocks);
+                long kvdBytes = plan.TransposeOnly ? 0 : Align(4L * plan.Batch * plan.HeadsK * plan.KvBlocks);
+                long total = qBytes + kBytes + vtBytes + qdBytes + 2 * kvdBytes;
+                if (ws._buffer is null || ws._buffer.ByteCount < total)
+                {
+                    // The previous buffer may still be read by work queued on this stream: let it finish first.
+                    stream?.Synchronize();
+                    if (stream is null) device.Synchronize();
+                    ws._buffer?.Dispose();
+                    ws._buffer = new DeviceBuffer(Math.Max(total, 1 << 20), device);
+                }
+                nint b = ws._buffer.Pointer;
+                ws.Vt = b;
+                ws.Q = b + (nint)vtBytes;
+                ws.K = ws.Q + (nint)qBytes;
+                ws.QDescale = ws.K + (nint)kBytes;
+                ws.KDescale = ws.QDescale + (nint)qdBytes;
+                ws.VDescale = ws.KDescale + (nint)kvdBytes;
+            }
+            return ws;
+        }
+
+        public void Dispose()
+        {
+            lock (this)
+            {
+                _buffer?.Dispose();
+                _buffer = null;
+            }
+        }
+    }
+}

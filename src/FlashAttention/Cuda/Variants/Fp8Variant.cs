@@ -1,0 +1,30 @@
+namespace FlashAttention.Cuda.Variants;
+
+/// <summary>
+/// One FP8 forward kernel variant: the C# twin of <c>fa::Fp8Variant</c> (Cuda/Kernels/fp8/fp8_config.cuh), field for field.
+/// 128 query rows per tile (two consumer warpgroups), E4M3 operands, bf16 output.
+/// </summary>
+internal sealed record Fp8Variant(int HeadDim, int BlockN, int Stages, int QBuffers, OutputStaging OStaging, bool PingPong)
+{
+    public const int BlockM = 128;
+    public const int Threads = 384;
+
+    /// <summary>Dynamic shared memory per CTA, as <c>Fp8Config::kSmemBytes</c> lays it out (checked against it by KernelBuildTests).</summary>
+    public int SharedMemoryBytes
+    {
+        get
+        {
+            int qBytes = BlockM * HeadDim, kvBytes = BlockN * HeadDim, oBytes = BlockM * HeadDim * 2 / (OStaging == OutputStaging.TwoPasses ? 2 : 1);
+            int barriers = 8 * (2 * QBuffers + 4 * Stages), tileSlots = 8 * QBuffers;
+            return 1024 + QBuffers * qBytes + 2 * Stages * kvBytes + oBytes + barriers + tileSlots;
+        }
+    }
+
+    public string NameExpression
+        => $"fa::fp8_fwd_kernel<fa::Fp8Config<fa::Fp8Variant{{.head_dim = {HeadDim}, .block_n = {BlockN}, .stages = {Stages}, " +
+           $".q_buffers = {QBuffers}, .o_staging = fa::OStaging::k{OStaging}, .ping_pong = {KernelNames.Bool(PingPong)}}}>>";
+
+    public override string ToString()
+        => $"d{HeadDim} {BlockM}x{BlockN} stages {Stages}{(QBuffers > 1 ? $" q{QBuffers}" : "")}{(PingPong ? " ping-pong" : "")}" +
+           $"{(OStaging == OutputStaging.TwoPasses ? " O-in-2-passes" : "")}";
+}

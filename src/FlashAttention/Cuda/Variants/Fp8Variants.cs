@@ -1,0 +1,25 @@
+namespace FlashAttention.Cuda.Variants;
+
+/// <summary>
+/// Which FP8 forward variant runs for which head dim, and the quantiser's block sizes: the whole FP8 tile policy in one
+/// table. Starting points from FlashAttention-3's FP8 tiles within our kernel's constraints (Vᵀ tiles of 128 keys).
+/// </summary>
+internal static class Fp8Variants
+{
+    public static readonly int[] HeadDims = [64, 128, 256];
+
+    /// <summary>Tokens per Q descale block of the quantiser: one consumer warpgroup's rows.</summary>
+    public const int QueryBlock = 64;
+
+    public static Fp8Variant For(int headDim) => headDim switch
+    {
+        64 => new Fp8Variant(64, BlockN: 128, Stages: 2, QBuffers: 2, OutputStaging.OwnBuffer, PingPong: true),
+        128 => new Fp8Variant(128, BlockN: 128, Stages: 2, QBuffers: 2, OutputStaging.OwnBuffer, PingPong: true),
+        // Two Q buffers and two K/Vᵀ stages of 32 KB each leave room for half of O's 64 KB.
+        256 => new Fp8Variant(256, BlockN: 128, Stages: 2, QBuffers: 2, OutputStaging.TwoPasses, PingPong: true),
+        _ => throw new ArgumentOutOfRangeException(nameof(headDim), headDim, $"no FP8 kernel for head dim {headDim}; the GPU takes {string.Join(", ", HeadDims)}"),
+    };
+
+    /// <summary>Tokens per K/V descale block of the quantiser: the kernel's key block, so a block's descales fold into its softmax.</summary>
+    public static int KeyBlock(int headDim) => For(headDim).BlockN;
+}
