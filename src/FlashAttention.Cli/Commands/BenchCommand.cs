@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using FlashAttention.Cli.Bench;
+using FlashAttention.Cli.Files;
 using FlashAttention.Cli.Terminal;
 
 namespace FlashAttention.Cli.Commands;
@@ -143,7 +144,8 @@ internal static class BenchCommand
             var peerRows = new List<BenchRow>();
             foreach (string file in p.GetValue(compare) ?? []) peerRows.AddRange(BenchJson.Load(file).Rows);
             string? jsonPath = p.GetValue(json);
-            if (jsonPath is not null) CheckWritable(jsonPath, "--json");
+            if (jsonPath is not null)
+                OutputPaths.Check((p.GetValue(compare) ?? []).Select(f => ("--compare", f)).ToList(), [("--json", jsonPath)]);
 
             double? knownPeak = p.GetValue(peak);
             if (knownPeak is double kp && !(kp > 0)) throw new CliException($"--peak-gflops: expected a value > 0; got {kp}");

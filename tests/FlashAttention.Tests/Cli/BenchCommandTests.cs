@@ -197,6 +197,13 @@ public class BenchCommandTests : IDisposable
         Assert.DoesNotContain("\u001b[", result.Out); // no colour codes when not a terminal
         var row = BenchJson.Load(json).Rows.Single();
         Assert.Equal(["cudnn", "fa2"], row.Peers!.Select(p => p.Implementation).Order());
+
+        // --json naming a --compare file (here through a relative path) would replace the peers' numbers: refused, file kept.
+        byte[] peerBytes = File.ReadAllBytes(peers);
+        string relative = Path.GetRelativePath(Environment.CurrentDirectory, peers);
+        result = Run([new FakeBackend("cuda")], "bench", "--forward", "--compare", peers, "--json", relative);
+        result.AssertOneLineError(2, $"--json {relative}: the same file as --compare {peers}");
+        Assert.Equal(peerBytes, File.ReadAllBytes(peers));
     }
 
     [Fact]
