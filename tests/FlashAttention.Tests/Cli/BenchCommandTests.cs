@@ -292,6 +292,72 @@ public class BenchCommandTests : IDisposable
         Assert.Empty(gpu.Ran);
     }
 
+    /// <summary>A CPU backend at exactly 1000 GFLOP/s whose peak measurements read <paramref name="peaks"/> in turn.</summary>
+    private sealed class PeakFakeBackend(params double[] peaks) : IBenchBackend
+    {
+        public List<double?> Described { get; } = [];
+        public string Device => "cpu";
+        public string Implementation => "flashattn";
+        public DataType DefaultType => DataType.Float32;
+        public int DefaultWarmup => 0;
+        public int DefaultRepeats => 3;
+        public bool IsAvailable(out string reason) { reason = ""; return true; }
+        public bool Supports(BenchCase benchCase, out string reason) { reason = ""; return true; }
+
+        public BenchDeviceInfo DescribeDevice(double? knownPeakGflops)
+        {
+            Described.Add(knownPeakGflops);
+            return new() { Device = "cpu", Name = "Fake CPU", CpuCores = 2, PeakGflops = knownPeakGflops ?? peaks[Described.Count(d => d is null) - 1] };
+        }
+
+        public BenchMeasurement Run(BenchCase benchCase, BenchSettings settings, Action<string>? progress, CancellationToken cancellationToken)
+        {
+            double ms = benchCase.Flops / 1e9;
+            return new BenchMeasurement(benchCase, [ms, ms, ms]);
+        }
+    }
+
+    [Fact]
+    public void ThePeakIsMeasuredAgainAfterTheCasesAndTheLargerKept()
+    {
+        var cpu = new PeakFakeBackend(500, 2000);
+        string json = _h.PathOf("cpu.json");
+        var result = Run([cpu], "bench", "--forward", "--json", json);
+        Assert.True(result.ExitCode == 0, result.Err);
+        Assert.Equal([null, null], cpu.Described);
+        Assert.Contains("50.0%", result.Out);
+        Assert.Contains("fp32 FMA peak 2000 GFLOP/s (best of before 500 and after the cases)", result.Out);
+        var row = BenchJson.Load(json).Rows.Single();
+        Assert.Equal(2000, row.PeakGflops);
+        Assert.Equal(50, row.PercentOfPeak);
+    }
+
+    [Fact]
+    public void ASpeedAboveThePeakShowsNoPercentageAndSaysTheMeasurementFailed()
+    {
+        var cpu = new PeakFakeBackend(500, 800);
+        string json = _h.PathOf("cpu.json");
+        var result = Run([cpu], "bench", "--json", json);
+        Assert.True(result.ExitCode == 0, result.Err);
+        Assert.DoesNotContain("% peak", result.Out);
+        Assert.DoesNotContain("%", result.Out);
+        Assert.Contains("warning: % of peak not shown: ", result.Err);
+        Assert.Contains("ran at 1000 GFLOP/s, above the fp32 FMA peak measured before and after the cases (800 GFLOP/s)", result.Err);
+        Assert.DoesNotContain("percent_of_peak", File.ReadAllText(json));
+        Assert.All(BenchJson.Load(json).Rows, r => Assert.Equal(800, r.PeakGflops));
+    }
+
+    [Fact]
+    public void AGivenPeakIsNotMeasuredAndAFasterRunSaysItIsTooLow()
+    {
+        var cpu = new PeakFakeBackend();
+        var result = Run([cpu], "bench", "--forward", "--peak-gflops", "900");
+        Assert.True(result.ExitCode == 0, result.Err);
+        Assert.Equal([900.0], cpu.Described);
+        Assert.Contains("above --peak-gflops 900; expected the machine's fp32 FMA peak", result.Err);
+        Assert.DoesNotContain("%", result.Out);
+    }
+
     [Fact]
     public void CpuEngineTinyCaseFillsTheTable()
     {
