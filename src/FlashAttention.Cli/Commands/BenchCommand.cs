@@ -161,7 +161,8 @@ internal static class BenchCommand
             }
 
             string commit = GitCommit.Current();
-            string note = $"flashattn bench {string.Join(' ', p.Tokens.Select(t => t.Value))}".TrimEnd();
+            // The command line as typed after "flashattn" (the verb is a token of its own).
+            string note = $"flashattn {string.Join(' ', p.Tokens.Select(t => t.Value))}".TrimEnd();
             var rows = new List<BenchRow>();
             var total = Stopwatch.StartNew();
             try

@@ -327,6 +327,7 @@ public class BenchCommandTests : IDisposable
         Assert.Equal([null, null], cpu.Described);
         Assert.Contains("50.0%", result.Out);
         Assert.Contains("fp32 FMA peak 2000 GFLOP/s (best of before 500 and after the cases)", result.Out);
+        Assert.Equal($"flashattn bench --forward --json {json}", BenchJson.Load(json).Note); // the command line, the verb once
         var row = BenchJson.Load(json).Rows.Single();
         Assert.Equal(2000, row.PeakGflops);
         Assert.Equal(50, row.PercentOfPeak);
