@@ -2,7 +2,7 @@
 # Syntax- and template-checks the kernel sources on a machine without CUDA: clang compiles them for sm_90a to
 # PTX with a small prelude standing in for what NVRTC provides implicitly. It proves the C++ (templates,
 # types, inline-asm operand lists); ptxas (on the GPU machine, through NVRTC) still checks the PTX itself.
-# Needs clang 17+ for sm_90a (apt-get install clang-19); with clang 14–16 it checks the same sources for sm_80. Usage: scripts/check-kernels.sh
+# Needs clang 17+ for sm_90a (apt-get update && apt-get install -y clang-19); with clang 14–16 it checks the same sources for sm_80. Usage: scripts/check-kernels.sh
 # KEEP_PTX=<dir> keeps the PTX clang produced (e.g. to show that a refactor leaves it unchanged).
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"

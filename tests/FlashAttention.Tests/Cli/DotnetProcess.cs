@@ -11,9 +11,13 @@ public static class DotnetProcess
         : Path.GetFileNameWithoutExtension(Environment.ProcessPath) == "dotnet" ? Environment.ProcessPath! : "dotnet";
 
     /// <summary>Starts <paramref name="assembly"/> with <paramref name="args"/>, output captured.</summary>
-    public static Process Start(string assembly, params string[] args)
+    public static Process Start(string assembly, params string[] args) => StartIn(null, assembly, args);
+
+    /// <summary>Starts <paramref name="assembly"/> in <paramref name="workingDirectory"/> (null: this process's), output captured.</summary>
+    public static Process StartIn(string? workingDirectory, string assembly, params string[] args)
     {
         var info = new ProcessStartInfo(Host) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        if (workingDirectory is not null) info.WorkingDirectory = workingDirectory;
         info.ArgumentList.Add("exec");
         info.ArgumentList.Add(assembly);
         foreach (string a in args) info.ArgumentList.Add(a);
@@ -22,9 +26,12 @@ public static class DotnetProcess
     }
 
     /// <summary>Runs to the end (at most <paramref name="timeout"/>); returns the exit code and both outputs.</summary>
-    public static CliResult Run(TimeSpan timeout, string assembly, params string[] args)
+    public static CliResult Run(TimeSpan timeout, string assembly, params string[] args) => RunIn(null, timeout, assembly, args);
+
+    /// <summary>As <see cref="Run"/>, in <paramref name="workingDirectory"/> (null: this process's).</summary>
+    public static CliResult RunIn(string? workingDirectory, TimeSpan timeout, string assembly, params string[] args)
     {
-        using var process = Start(assembly, args);
+        using var process = StartIn(workingDirectory, assembly, args);
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();
         if (!process.WaitForExit(timeout))
