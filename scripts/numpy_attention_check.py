@@ -5,7 +5,7 @@ Makes random q/k/v files with NumPy (float32 '<f4', float16 '<f2', bfloat16 bits
 runs `flashattn run` on them, computes attention in float64 with NumPy from the very same (already rounded) inputs,
 and prints the max abs error of O and of the log-sum-exp for each case. Exits 1 if an error exceeds its tolerance.
 
-Needs NumPy (Debian: apt-get install -y python3-numpy, then run it with /usr/bin/python3):
+Needs NumPy (Debian: apt-get update && apt-get install -y python3-numpy, then run it with /usr/bin/python3):
     /usr/bin/python3 scripts/numpy_attention_check.py
     /usr/bin/python3 scripts/numpy_attention_check.py --flashattn artifacts/device/flashattn --keep /tmp/npy-check
     python3 scripts/numpy_attention_check.py --flashattn artifacts/device/flashattn --device cuda   # the GPU kernels

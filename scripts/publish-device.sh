@@ -4,8 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dotnet publish src/FlashAttention.Cli -c Release -r linux-x64 -p:PublishAot=true -o artifacts/device "$@"
-# The commit the binary was built from (plus -dirty): the device machine's copy of the tree may carry a stale .git,
-# so device-check.sh stamps results with this file rather than asking git there.
-echo "$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src || echo -dirty)" > artifacts/device/COMMIT
+# The commit stamped into the binary at build time (plus -dirty), read back from it: device-check.sh exports this file
+# as FLASHATTN_COMMIT so that the peers' rows carry the same commit as ours.
+artifacts/device/flashattn --version | sed 's/^[^+]*+//' > artifacts/device/COMMIT
 rm -f artifacts/device/*.dbg artifacts/device/*.pdb artifacts/device/*.xml  # not needed to run; less to carry
 ls -la artifacts/device

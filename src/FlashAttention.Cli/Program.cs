@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Text.RegularExpressions;
 using FlashAttention.Cli.Commands;
 using FlashAttention.Cli.Terminal;
 
@@ -29,7 +30,7 @@ public static class Program
         if (parseResult.Errors.Count > 0 && parseResult.Action is not { ClearsParseErrors: true })
         {
             // Usage errors: one line each and a pointer to the help, exit 2 (System.CommandLine would print the whole help and exit 1).
-            foreach (var e in parseResult.Errors) error.WriteLine("error: " + CliContext.OneLine(e.Message));
+            foreach (var e in parseResult.Errors) error.WriteLine("error: " + CliContext.OneLine(InUsersWords(e.Message)));
             var path = new List<string>();
             for (var r = parseResult.CommandResult; r is not null; r = r.Parent as System.CommandLine.Parsing.CommandResult)
                 path.Insert(0, r.Command.Name);
@@ -38,6 +39,23 @@ public static class Program
             return ExitCodes.InvalidInput;
         }
         return parseResult.Invoke(new InvocationConfiguration { Output = output, Error = error });
+    }
+
+    private static readonly Regex CannotParse = new(@"^Cannot parse argument '(?<value>.*)' for option '(?<option>[^']+)' as expected type '(?<type>[^']+)'\.$", RegexOptions.Singleline);
+
+    /// <summary>System.CommandLine's conversion errors name .NET types ("System.Nullable`1[System.Single]"); say what to type instead.</summary>
+    internal static string InUsersWords(string message)
+    {
+        var m = CannotParse.Match(message);
+        if (!m.Success) return message;
+        string type = m.Groups["type"].Value;
+        string? expected =
+            type.Contains("System.Int32", StringComparison.Ordinal) ? $"a whole number from {int.MinValue} to {int.MaxValue}"
+            : type.Contains("System.Int64", StringComparison.Ordinal) ? "a whole number"
+            : type.Contains("System.Single", StringComparison.Ordinal) || type.Contains("System.Double", StringComparison.Ordinal) ? "a number, such as 0.125 or 1e-3"
+            : type.Contains("System.Boolean", StringComparison.Ordinal) ? "true or false"
+            : null;
+        return expected is null ? message : $"{m.Groups["option"].Value}: expected {expected}; got '{m.Groups["value"].Value}'";
     }
 
     public static RootCommand BuildRoot()

@@ -18,7 +18,7 @@ public static unsafe class Attention
     /// <param name="key">(batch, seqlen_k, heads_k, head_dim); heads_k divides heads_q (GQA/MQA).</param>
     /// <param name="value">Same shape as <paramref name="key"/>.</param>
     /// <param name="output">(batch, seqlen_q, heads_q, head_dim), written in full.</param>
-    /// <param name="logSumExp">(batch, heads_q, seqlen_q) float32: natural-log row log-sum-exp of the scaled scores, −∞ for a row that sees no key.</param>
+    /// <param name="logSumExp">(batch, heads_q, seqlen_q) float32: natural-log row log-sum-exp of the scaled scores, −∞ for a row that sees no key, NaN (with NaN O) for a row that sees a NaN score.</param>
     /// <param name="options">Scale, mask, softcap; null for the defaults.</param>
     public static void Forward<T>(ReadOnlyTensorSpan<T> query, ReadOnlyTensorSpan<T> key, ReadOnlyTensorSpan<T> value,
         TensorSpan<T> output, TensorSpan<float> logSumExp, AttentionOptions? options = null) where T : unmanaged

@@ -22,7 +22,7 @@ public static class BenchRows
             NvrtcVersion = device.NvrtcVersion,
             CpuCores = device.CpuCores,
             PeakGflops = device.PeakGflops is double p ? Math.Round(p, 1) : null,
-            PercentOfPeak = device.PeakGflops is double peak && peak > 0 ? Math.Round(100 * flopsPerSecond / 1e9 / peak, 2) : null,
+            PercentOfPeak = PercentOf(flopsPerSecond, device.PeakGflops),
             GemmTflops = device.GemmTflops,
             Commit = commit,
             Date = date.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture),
@@ -49,6 +49,25 @@ public static class BenchRows
     }
 
     private static double Round(double ms) => Math.Round(ms, ms < 1 ? 6 : 4);
+
+    /// <summary>FLOP/s as a percentage of the peak; null without a peak or above it (a peak below a measured speed is no ceiling).</summary>
+    public static double? PercentOf(double flopsPerSecond, double? peakGflops)
+        => peakGflops is double peak && peak > 0 && flopsPerSecond / 1e9 <= peak ? Math.Round(100 * flopsPerSecond / 1e9 / peak, 2) : null;
+
+    /// <summary>
+    /// Sets every row's peak and % of peak from <paramref name="peakGflops"/>. When a row ran faster than the peak, the
+    /// peak is no ceiling and no row gets a percentage; that row is returned (the fastest such), else null.
+    /// </summary>
+    public static BenchRow? ApplyPeak(IReadOnlyList<BenchRow> rows, double peakGflops)
+    {
+        var above = rows.Where(r => r.Tflops * 1000 > peakGflops).MaxBy(r => r.Tflops);
+        foreach (var r in rows)
+        {
+            r.PeakGflops = Math.Round(peakGflops, 1);
+            r.PercentOfPeak = above is null ? PercentOf(r.Tflops * 1e12, peakGflops) : null;
+        }
+        return above;
+    }
 
     /// <summary>
     /// For each of <paramref name="ours"/>, the other implementations' rows of the same case (<see cref="BenchRow.CaseKey"/>)

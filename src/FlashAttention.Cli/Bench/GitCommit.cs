@@ -1,11 +1,12 @@
-using System.Diagnostics;
+using System.Reflection;
 
 namespace FlashAttention.Cli.Bench;
 
 /// <summary>
-/// The commit results are recorded against: <c>FLASHATTN_COMMIT</c> when set (the GPU machine has a copy of the tree,
-/// not the repository), else <c>git rev-parse --short HEAD</c> in the current directory (with <c>-dirty</c> when tracked
-/// files have changes), else "unknown".
+/// The commit results are recorded against: <c>FLASHATTN_COMMIT</c> when set (scripts/device-check.sh sets it from the
+/// COMMIT file published beside the binary), else the commit stamped into this binary when it was built
+/// (Directory.Build.targets: <c>git rev-parse --short HEAD</c>, <c>-dirty</c> when src/ differed from it), else "unknown".
+/// Never the git HEAD of the current folder: the binary may run inside another repository.
 /// </summary>
 public static class GitCommit
 {
@@ -13,34 +14,18 @@ public static class GitCommit
 
     public static string Current() => _cached ??= Resolve();
 
+    /// <summary>The commit stamped at build time ("unknown" when the build had no git).</summary>
+    public static string Stamped { get; } =
+        typeof(GitCommit).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>().FirstOrDefault(a => a.Key == "SourceCommit")?.Value is { Length: > 0 } c
+            ? c : "unknown";
+
+    /// <summary>The package version this binary was built as (the informational version without its "+commit").</summary>
+    public static string Version { get; } =
+        typeof(GitCommit).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0] ?? "unknown";
+
     private static string Resolve()
     {
         string? env = Environment.GetEnvironmentVariable("FLASHATTN_COMMIT");
-        if (!string.IsNullOrWhiteSpace(env)) return env.Trim();
-        string? head = Git("rev-parse --short HEAD");
-        if (string.IsNullOrEmpty(head)) return "unknown";
-        string? status = Git("status --porcelain --untracked-files=no");
-        return string.IsNullOrEmpty(status) ? head : head + "-dirty";
-    }
-
-    private static string? Git(string arguments)
-    {
-        try
-        {
-            using var process = Process.Start(new ProcessStartInfo("git", arguments)
-            {
-                RedirectStandardOutput = true,
-                RedirectStandardError = true,
-                UseShellExecute = false,
-            });
-            if (process is null) return null;
-            var output = process.StandardOutput.ReadToEndAsync();
-            if (!process.WaitForExit(3000)) { try { process.Kill(); } catch (InvalidOperationException) { } return null; }
-            return process.ExitCode == 0 ? output.Result.Trim() : null;
-        }
-        catch (Exception e) when (e is System.ComponentModel.Win32Exception or InvalidOperationException or IOException)
-        {
-            return null; // no git on this machine
-        }
+        return string.IsNullOrWhiteSpace(env) ? Stamped : env.Trim();
     }
 }

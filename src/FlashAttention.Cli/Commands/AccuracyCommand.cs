@@ -4,6 +4,9 @@ using System.Text;
 using System.Text.Encodings.Web;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using FlashAttention.Cli.Bench;
+using FlashAttention.Cli.Files;
+using FlashAttention.Cli.Terminal;
 using FlashAttention.Lab.Numerics;
 using FlashAttention.Numerics;
 
@@ -30,17 +33,14 @@ internal static class AccuracyCommand
         var command = new Command("accuracy",
             "Reproduce the FP8 accuracy study of the FlashAttention-3 paper on the CPU: inputs N(0,1) + N(0,100)·Bernoulli(0.001), " +
             "RMSE of FP16, BF16 and FP8 attention (per-tensor / per-block scales, with and without Hadamard incoherent processing) " +
-            "against a float64 reference, beside the paper's figures.\n\n" +
-            "Examples:\n" +
-            "  flashattn accuracy                                   # b1 h4 s4096 d128, about half a minute on 2 cores\n" +
-            "  flashattn accuracy --heads 8 --json accuracy.json    # the paper's b1 h8 s4096 d128 (~twice as long)\n" +
-            "  flashattn accuracy --seqlen 1024 --seed 3            # a quick look with other inputs");
+            "against a float64 reference, beside the paper's figures.").WithExamples(
+            "flashattn accuracy                                   # b1 h4 s4096 d128, about half a minute on 2 cores",
+            "flashattn accuracy --heads 8 --json accuracy.json    # the paper's b1 h8 s4096 d128 (~twice as long)",
+            "flashattn accuracy --seqlen 1024 --seed 3            # a quick look with other inputs");
         foreach (var option in new Option[] { seed, batch, heads, seqlen, hdim, blockSize, json }) command.Options.Add(option);
 
-        command.SetAction(parse =>
+        CommandActions.Set(command, (parse, context) =>
         {
-            var output = parse.InvocationConfiguration.Output;
-            var error = parse.InvocationConfiguration.Error;
             var options = new AccuracyStudyOptions
             {
                 Seed = parse.GetValue(seed),
@@ -51,34 +51,36 @@ internal static class AccuracyCommand
                 BlockSize = parse.GetValue(blockSize),
             };
             string? jsonPath = parse.GetValue(json);
-            AccuracyStudyResult result;
+            // Checked before the banner and the minutes of work, in the command line's words.
             try
             {
-                error.WriteLine($"accuracy: b{options.Batch} h{options.Heads} s{options.SeqLen} d{options.HeadDim}, float64 reference first …");
-                result = Fp8AccuracyStudy.Run(options, line => error.WriteLine("  " + line));
+                Fp8AccuracyStudy.Check(options);
             }
-            catch (ArgumentException ex)
+            catch (AttentionArgumentException e)
             {
-                error.WriteLine($"flashattn accuracy: {ex.Message}");
-                return 2;
+                throw new CliException(e.Message.Replace("options.HeadDim", "--hdim").Replace("options.BlockSize", "--block-size")
+                    .Replace("options.SeqLen", "--seqlen").Replace("options.Heads", "--heads").Replace("options.Batch", "--batch")
+                    .Replace("options: batch·seqlen·heads·head_dim", "--batch × --seqlen × --heads × --hdim"));
             }
+            if (jsonPath is not null) OutputPaths.Check([], [("--json", jsonPath)]);
 
-            output.Write(FormatTable(result));
-            error.WriteLine($"float64 reference {result.ReferenceSeconds:F1} s; total {result.TotalSeconds:F1} s");
+            context.Progress($"accuracy: b{options.Batch} h{options.Heads} s{options.SeqLen} d{options.HeadDim}, float64 reference first …");
+            var result = Fp8AccuracyStudy.Run(options, line => context.Progress("  " + line));
+            context.Out.Write(FormatTable(result));
+            context.Progress($"float64 reference {result.ReferenceSeconds:F1} s; total {result.TotalSeconds:F1} s");
             if (jsonPath is not null)
             {
                 try
                 {
-                    File.WriteAllText(jsonPath, JsonSerializer.Serialize(AccuracyReport.From(result), AccuracyJsonContext.Readable.AccuracyReport));
-                    error.WriteLine($"wrote {jsonPath}");
+                    AtomicFile.WriteAllText(jsonPath, JsonSerializer.Serialize(AccuracyReport.From(result), AccuracyJsonContext.Readable.AccuracyReport) + "\n");
                 }
-                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
                 {
-                    error.WriteLine($"flashattn accuracy: cannot write --json {jsonPath}: {ex.Message}");
-                    return 1;
+                    throw new CliException($"--json {jsonPath}: cannot be written: {CliContext.OneLine(e.Message)}", ExitCodes.Failure);
                 }
+                context.Progress($"wrote {jsonPath}");
             }
-            return 0;
+            return ExitCodes.Ok;
         });
         return command;
     }
@@ -122,8 +124,8 @@ internal sealed record AccuracyReport(
 /// <summary>One method's line in <see cref="AccuracyReport"/>.</summary>
 internal sealed record AccuracyReportRow(string Method, double Rmse, double? PaperRmse, string PaperLabel, double Seconds);
 
-/// <summary>Source-generated serialisation (the CLI is published with Native AOT: no reflection).</summary>
-[JsonSourceGenerationOptions(WriteIndented = true, PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase)]
+/// <summary>Source-generated serialisation (the CLI is published with Native AOT: no reflection); snake_case keys, as bench JSON.</summary>
+[JsonSourceGenerationOptions(WriteIndented = true, PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower)]
 [JsonSerializable(typeof(AccuracyReport))]
 internal sealed partial class AccuracyJsonContext : JsonSerializerContext
 {

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Numerics.Tensors;
 using FlashAttention.Cli.Bench;
+using FlashAttention.Cli.Files;
 using FlashAttention.Cli.Npy;
 using FlashAttention.Cli.Terminal;
 using FlashAttention.Cuda;
@@ -48,12 +49,9 @@ internal static class RunCommand
         {
             string qPath = p.GetValue(q)!, kPath = p.GetValue(k)!, vPath = p.GetValue(v)!, outPath = p.GetValue(output)!;
             string? lsePath = p.GetValue(lse);
-            BenchCommand.CheckWritable(outPath, "--out");
-            if (lsePath is not null)
-            {
-                BenchCommand.CheckWritable(lsePath, "--lse");
-                if (Path.GetFullPath(lsePath) == Path.GetFullPath(outPath)) throw new CliException($"--lse {lsePath}: the same file as --out; expected two different files");
-            }
+            // Before anything is read: an output that is an input (by any path or link) is refused, and nothing is written.
+            OutputPaths.Check([("--q", qPath), ("--k", kPath), ("--v", vPath)],
+                lsePath is null ? [("--out", outPath)] : [("--out", outPath), ("--lse", lsePath)]);
             var options = new AttentionOptions
             {
                 Causal = p.GetValue(causal),

@@ -48,7 +48,11 @@ internal static class VerifyCommand
             var cases = new List<VerifyCase>();
             if (fwd) cases.AddRange(chosen == "cuda" ? VerifyGrids.Forward(p.GetValue(quick)).Concat(VerifyGrids.Fp8(p.GetValue(quick))) : CpuVerifier.ForwardGrid(p.GetValue(quick)));
             if (bwd) cases.AddRange(chosen == "cuda" ? VerifyGrids.Backward(p.GetValue(quick)) : CpuVerifier.BackwardGrid(p.GetValue(quick)));
-            cases = cases.Where(c => text is null || c.ToString().Contains(text, StringComparison.OrdinalIgnoreCase)).ToList();
+            var matching = cases.Where(c => text is null || c.ToString().Contains(text, StringComparison.OrdinalIgnoreCase)).ToList();
+            // A filter that selects nothing is a mistyped filter, not a pass.
+            if (matching.Count == 0 && cases.Count > 0)
+                throw new CliException($"--filter '{text}': matches none of the {cases.Count} cases; expected text from a case's description, such as '{cases[0]}'");
+            cases = matching;
 
             int passed = 0, failed = 0;
             var clock = Stopwatch.StartNew();

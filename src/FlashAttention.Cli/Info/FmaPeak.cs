@@ -24,7 +24,7 @@ public sealed record FmaPeakResult(double GflopsPerSecond, int Threads, int Vect
 /// <summary>
 /// Measures the fp32 FMA throughput of this machine: every logical core runs a loop of vector fused multiply-adds on
 /// <see cref="Accumulators"/> independent accumulators (so latency never limits it), for a given time; the best of a
-/// number of short rounds counts. This is the yardstick for "% of peak" in <c>flashattn bench</c> and is shown by <c>flashattn info</c>.
+/// number of rounds counts. This is the yardstick for "% of peak" in <c>flashattn bench</c> and is shown by <c>flashattn info</c>.
 /// Uses the widest vector that is hardware-accelerated in this process (note: a Native AOT build only uses the
 /// instruction sets it was compiled for).
 /// </summary>
@@ -52,9 +52,10 @@ public static class FmaPeak
             if (elapsed > 0.01 || iterations > 1L << 40) break;
             iterations *= 4;
         }
-        // Many short rounds, the best counts: on a shared or throttling machine the best round is the closest to the peak.
-        int rounds = (int)Math.Clamp(total * 0.9 / 0.06, 3, 16);
-        double perRound = Math.Max(0.02, total * 0.9 / rounds);
+        // Rounds of about 0.1 s, the best counts: another process on these cores only ever slows a round down, so the
+        // best round is the closest to the peak (a ceiling, as long as one round ran alone).
+        int rounds = (int)Math.Clamp(total * 0.9 / 0.1, 3, 16);
+        double perRound = Math.Max(0.03, total * 0.9 / rounds);
         iterations = Math.Max(1, (long)(iterations * perRound / elapsed));
 
         double best = 0, bestSeconds = 0;

@@ -45,7 +45,7 @@ public sealed class MachineSection : IInfoSection
         new("os", MachineInfo.OperatingSystem),
         new(".NET", MachineInfo.DotNet),
         new("architecture", MachineInfo.Architecture),
-        new("flashattn", typeof(InfoSections).Assembly.GetName().Version?.ToString() ?? "unknown"),
+        new("flashattn", Bench.GitCommit.Version),
         new("commit", Bench.GitCommit.Current()),
     ];
 }

@@ -173,7 +173,8 @@ public static class Fp8AccuracyStudy
 
     private delegate void SpanConverter<TFrom, TTo>(ReadOnlySpan<TFrom> source, Span<TTo> destination);
 
-    private static void Check(AccuracyStudyOptions o)
+    /// <summary>The checks <see cref="Run"/> makes first (the CLI runs them before printing anything).</summary>
+    internal static void Check(AccuracyStudyOptions o)
     {
         static void Positive(int value, string name)
         {

@@ -191,16 +191,17 @@ internal static unsafe partial class CpuFlashAttention
             GemmKernels.Run<TV>(rows, dp, kc, st, 1, nq, vp, ldv, acc, dp, accumulate: true, rescale ? alpha : null);
         }
 
-        // O / l, and LSE = ln 2 · m + ln l (−∞ and O = 0 for a row that saw no key).
+        // O / l, and LSE = ln 2 · m + ln l (−∞ and O = 0 for a row that saw no key; NaN for both when a score was NaN,
+        // which leaves l NaN: a row that saw a NaN must not read as a row that saw nothing).
         for (int i = 0; i < rows; i++)
         {
             float l = rowSum[i];
             float* orow = acc + (nint)i * dp;
-            TV inv = TV.Broadcast(l > 0 ? 1f / l : 0f);
+            TV inv = TV.Broadcast(l > 0 ? 1f / l : float.IsNaN(l) ? float.NaN : 0f);
             for (int c = 0; c < dp; c += w) TV.Store(orow + c, TV.Mul(TV.Load(orow + c), inv));
             TileConvert.FromSingle(orow, o + p.QueryOffset(p.O, b, i0 + i, h), d);
             if (lse != null)
-                lse[p.LseOffset(b, h, i0 + i)] = l > 0 ? (float)(rowMax[i] * Ln2 + Math.Log(l)) : float.NegativeInfinity;
+                lse[p.LseOffset(b, h, i0 + i)] = l > 0 ? (float)(rowMax[i] * Ln2 + Math.Log(l)) : float.IsNaN(l) ? float.NaN : float.NegativeInfinity;
         }
     }
 

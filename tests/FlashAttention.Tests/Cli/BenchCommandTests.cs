@@ -197,6 +197,13 @@ public class BenchCommandTests : IDisposable
         Assert.DoesNotContain("\u001b[", result.Out); // no colour codes when not a terminal
         var row = BenchJson.Load(json).Rows.Single();
         Assert.Equal(["cudnn", "fa2"], row.Peers!.Select(p => p.Implementation).Order());
+
+        // --json naming a --compare file (here through a relative path) would replace the peers' numbers: refused, file kept.
+        byte[] peerBytes = File.ReadAllBytes(peers);
+        string relative = Path.GetRelativePath(Environment.CurrentDirectory, peers);
+        result = Run([new FakeBackend("cuda")], "bench", "--forward", "--compare", peers, "--json", relative);
+        result.AssertOneLineError(2, $"--json {relative}: the same file as --compare {peers}");
+        Assert.Equal(peerBytes, File.ReadAllBytes(peers));
     }
 
     [Fact]
@@ -283,6 +290,73 @@ public class BenchCommandTests : IDisposable
         var result = Run([gpu], "bench", "--json", _h.PathOf("nope/out.json"));
         result.AssertOneLineError(2, "--json", "does not exist");
         Assert.Empty(gpu.Ran);
+    }
+
+    /// <summary>A CPU backend at exactly 1000 GFLOP/s whose peak measurements read <paramref name="peaks"/> in turn.</summary>
+    private sealed class PeakFakeBackend(params double[] peaks) : IBenchBackend
+    {
+        public List<double?> Described { get; } = [];
+        public string Device => "cpu";
+        public string Implementation => "flashattn";
+        public DataType DefaultType => DataType.Float32;
+        public int DefaultWarmup => 0;
+        public int DefaultRepeats => 3;
+        public bool IsAvailable(out string reason) { reason = ""; return true; }
+        public bool Supports(BenchCase benchCase, out string reason) { reason = ""; return true; }
+
+        public BenchDeviceInfo DescribeDevice(double? knownPeakGflops)
+        {
+            Described.Add(knownPeakGflops);
+            return new() { Device = "cpu", Name = "Fake CPU", CpuCores = 2, PeakGflops = knownPeakGflops ?? peaks[Described.Count(d => d is null) - 1] };
+        }
+
+        public BenchMeasurement Run(BenchCase benchCase, BenchSettings settings, Action<string>? progress, CancellationToken cancellationToken)
+        {
+            double ms = benchCase.Flops / 1e9;
+            return new BenchMeasurement(benchCase, [ms, ms, ms]);
+        }
+    }
+
+    [Fact]
+    public void ThePeakIsMeasuredAgainAfterTheCasesAndTheLargerKept()
+    {
+        var cpu = new PeakFakeBackend(500, 2000);
+        string json = _h.PathOf("cpu.json");
+        var result = Run([cpu], "bench", "--forward", "--json", json);
+        Assert.True(result.ExitCode == 0, result.Err);
+        Assert.Equal([null, null], cpu.Described);
+        Assert.Contains("50.0%", result.Out);
+        Assert.Contains("fp32 FMA peak 2000 GFLOP/s (best of before 500 and after the cases)", result.Out);
+        Assert.Equal($"flashattn bench --forward --json {json}", BenchJson.Load(json).Note); // the command line, the verb once
+        var row = BenchJson.Load(json).Rows.Single();
+        Assert.Equal(2000, row.PeakGflops);
+        Assert.Equal(50, row.PercentOfPeak);
+    }
+
+    [Fact]
+    public void ASpeedAboveThePeakShowsNoPercentageAndSaysTheMeasurementFailed()
+    {
+        var cpu = new PeakFakeBackend(500, 800);
+        string json = _h.PathOf("cpu.json");
+        var result = Run([cpu], "bench", "--json", json);
+        Assert.True(result.ExitCode == 0, result.Err);
+        Assert.DoesNotContain("% peak", result.Out);
+        Assert.DoesNotContain("%", result.Out);
+        Assert.Contains("warning: % of peak not shown: ", result.Err);
+        Assert.Contains("ran at 1000 GFLOP/s, above the fp32 FMA peak measured before and after the cases (800 GFLOP/s)", result.Err);
+        Assert.DoesNotContain("percent_of_peak", File.ReadAllText(json));
+        Assert.All(BenchJson.Load(json).Rows, r => Assert.Equal(800, r.PeakGflops));
+    }
+
+    [Fact]
+    public void AGivenPeakIsNotMeasuredAndAFasterRunSaysItIsTooLow()
+    {
+        var cpu = new PeakFakeBackend();
+        var result = Run([cpu], "bench", "--forward", "--peak-gflops", "900");
+        Assert.True(result.ExitCode == 0, result.Err);
+        Assert.Equal([900.0], cpu.Described);
+        Assert.Contains("above --peak-gflops 900; expected the machine's fp32 FMA peak", result.Err);
+        Assert.DoesNotContain("%", result.Out);
     }
 
     [Fact]

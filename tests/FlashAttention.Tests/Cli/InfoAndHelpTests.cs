@@ -28,6 +28,9 @@ public class InfoAndHelpTests
     [InlineData("bench")]
     [InlineData("run")]
     [InlineData("report")]
+    [InlineData("accuracy")]
+    [InlineData("verify")]
+    [InlineData("warmup")]
     public void EveryVerbHasHelpWithExamples(string verb)
     {
         using var h = new CliHarness();

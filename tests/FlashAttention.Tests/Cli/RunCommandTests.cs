@@ -148,6 +148,91 @@ public class RunCommandTests : IDisposable
         result.AssertOneLineError(2, "--out", "does not exist");
     }
 
+    [Theory]
+    [InlineData("--out", "q.npy")]
+    [InlineData("--out", "v.npy")]
+    [InlineData("--lse", "k.npy")]
+    public void AnOutputThatIsAnInputIsRefusedAndTheInputKeptByteForByte(string option, string input)
+    {
+        WriteInputs();
+        var before = Snapshot();
+        string[] outputs = option == "--out" ? ["--out", _h.PathOf(input)] : ["--out", _h.PathOf("o.npy"), "--lse", _h.PathOf(input)];
+        var result = _h.Run(["run", "--q", _h.PathOf("q.npy"), "--k", _h.PathOf("k.npy"), "--v", _h.PathOf("v.npy"), .. outputs]);
+        result.AssertOneLineError(2, $"{option} {_h.PathOf(input)}: the same file as --{input[0]} ", "an input is never overwritten");
+        AssertUnchanged(before);
+    }
+
+    [Fact]
+    public void AnInputReachedThroughARelativePathIsRefused()
+    {
+        WriteInputs();
+        var before = Snapshot();
+        string relative = Path.GetRelativePath(Environment.CurrentDirectory, Path.Combine(_h.Directory, "no-such-folder", "..", "q.npy"));
+        Assert.False(Path.IsPathRooted(relative));
+        var result = _h.Run("run", "--q", _h.PathOf("q.npy"), "--k", _h.PathOf("k.npy"), "--v", _h.PathOf("v.npy"), "--out", relative);
+        result.AssertOneLineError(2, "the same file as --q");
+        AssertUnchanged(before);
+    }
+
+    [Fact]
+    public void AnInputReachedThroughASymbolicLinkIsRefused()
+    {
+        WriteInputs();
+        File.CreateSymbolicLink(_h.PathOf("o.npy"), _h.PathOf("q.npy"));
+        Directory.CreateSymbolicLink(_h.PathOf("linked-folder"), _h.Directory);
+        var before = Snapshot();
+        foreach (string output in new[] { _h.PathOf("o.npy"), Path.Combine(_h.PathOf("linked-folder"), "k.npy") })
+        {
+            var result = _h.Run("run", "--q", _h.PathOf("q.npy"), "--k", _h.PathOf("k.npy"), "--v", _h.PathOf("v.npy"), "--out", output);
+            result.AssertOneLineError(2, "the same file as --");
+            AssertUnchanged(before);
+        }
+    }
+
+    [Fact]
+    public void AnInputReachedThroughAHardLinkIsRefused()
+    {
+        if (OperatingSystem.IsWindows()) return; // link(2) below is POSIX; Windows hard links take CreateHardLinkW
+        WriteInputs();
+        Assert.Equal(0, HardLink(_h.PathOf("v.npy"), _h.PathOf("o.npy")));
+        var before = Snapshot();
+        var result = _h.Run("run", "--q", _h.PathOf("q.npy"), "--k", _h.PathOf("k.npy"), "--v", _h.PathOf("v.npy"), "--out", _h.PathOf("o.npy"));
+        result.AssertOneLineError(2, "the same file as --v");
+        AssertUnchanged(before);
+    }
+
+    [Fact]
+    public void LseAndOutputNamingOneFileAreRefused()
+    {
+        WriteInputs();
+        var before = Snapshot();
+        var result = _h.Run("run", "--q", _h.PathOf("q.npy"), "--k", _h.PathOf("k.npy"), "--v", _h.PathOf("v.npy"), "--out", _h.PathOf("o.npy"), "--lse", Path.Combine(_h.Directory, ".", "o.npy"));
+        result.AssertOneLineError(2, "--lse", "the same file as --out", "expected two different files");
+        AssertUnchanged(before);
+    }
+
+    [Fact]
+    public void AnEarlierOutputIsReplacedWhole()
+    {
+        WriteInputs();
+        File.WriteAllText(_h.PathOf("o.npy"), "an earlier output");
+        var result = _h.Run("run", "--q", _h.PathOf("q.npy"), "--k", _h.PathOf("k.npy"), "--v", _h.PathOf("v.npy"), "--out", _h.PathOf("o.npy"));
+        Assert.True(result.ExitCode == 0, result.Err);
+        Assert.Equal([1, 8, 2, 16], NpyFile.Read(_h.PathOf("o.npy")).Shape);
+        Assert.Equal(["k.npy", "o.npy", "q.npy", "v.npy"], _h.Files().Order()); // no temporary left behind
+    }
+
+    private Dictionary<string, byte[]> Snapshot() => _h.Files().ToDictionary(f => f, f => File.ReadAllBytes(_h.PathOf(f)));
+
+    private void AssertUnchanged(Dictionary<string, byte[]> before)
+    {
+        Assert.Equal(before.Keys.Order(), _h.Files().Order());
+        foreach (var (name, bytes) in before) Assert.True(bytes.AsSpan().SequenceEqual(File.ReadAllBytes(_h.PathOf(name))), $"{name} changed");
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "link", SetLastError = true)]
+    private static extern int HardLink(string existing, string created);
+
     [Fact]
     public void GpuWithoutAUsableGpuSaysWhyAndWritesNothing()
     {

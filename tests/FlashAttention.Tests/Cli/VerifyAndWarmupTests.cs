@@ -20,11 +20,21 @@ public sealed class VerifyAndWarmupTests : IDisposable
     }
 
     [Fact]
-    public void Verify_filter_that_matches_nothing_runs_nothing()
+    public void Verify_filter_that_matches_nothing_is_invalid_input()
     {
-        var result = _h.Run("verify", "--device", "cpu", "--quick", "--filter", "no such case");
-        Assert.Equal(ExitCodes.Ok, result.ExitCode);
-        Assert.Contains("0 passed, 0 failed", result.Out);
+        var result = _h.Run("verify", "--device", "cpu", "--quick", "--filter", "nosuchcase");
+        result.AssertOneLineError(ExitCodes.InvalidInput, "--filter 'nosuchcase': matches none of the", "expected text from a case's description");
+        Assert.Equal("", result.Out);
+    }
+
+    [Fact]
+    public void Verify_filter_keeps_the_matching_cases()
+    {
+        var result = _h.Run("verify", "--device", "cpu", "--quick", "--forward", "--filter", "causal", "--seed", "3");
+        Assert.True(result.ExitCode == ExitCodes.Ok, result.Out + result.Err);
+        var checks = result.Out.Split('\n').Where(l => l.StartsWith("PASS") || l.StartsWith("FAIL")).ToList();
+        Assert.NotEmpty(checks);
+        Assert.All(checks, l => Assert.Contains("causal", l));
     }
 
     [Fact]

@@ -109,8 +109,8 @@ public partial class VariantTests
             Assert.Contains($".head_dim = {d},", v.NameExpression);
         }
         Assert.Equal(64, Fp8Variants.QueryBlock);
-        Assert.Equal(Fp8Variants.KeyBlock(128), CudaAttention.Fp8KeyBlock);
-        Assert.Equal(Fp8Variants.QueryBlock, CudaAttention.Fp8QueryBlock);
+        Assert.Equal(CudaAttention.Fp8KeyBlock, Fp8Variants.KeyBlock(128));
+        Assert.Equal(CudaAttention.Fp8QueryBlock, Fp8Variants.QueryBlock);
         Assert.Throws<ArgumentOutOfRangeException>(() => Fp8Variants.For(96));
     }
 

@@ -86,7 +86,8 @@ public class Fp8AccuracyStudyTests
             Assert.Contains("9.1e-3", table);
             string json = File.ReadAllText(path);
             Assert.Contains("\"rmse\":", json);
-            Assert.Contains("\"paperRmse\": 0.0091", json);
+            Assert.Contains("\"paper_rmse\": 0.0091", json);
+            Assert.Contains("\"block_size\": 32", json);
             Assert.Contains("FP8 per-block + incoherent", json);
         }
         finally
@@ -103,7 +104,8 @@ public class Fp8AccuracyStudyTests
         int code = Program.BuildRoot().Parse(["accuracy", "--hdim", "96"])
             .Invoke(new System.CommandLine.InvocationConfiguration { Output = output, Error = error });
         Assert.Equal(2, code);
-        Assert.Contains("flashattn accuracy: options.HeadDim: expected a power of two", error.ToString());
-        Assert.DoesNotContain("   at ", error.ToString());
+        // The CLI's usual one line, in its option names, before the banner (nothing else printed).
+        Assert.Equal("error: --hdim: expected a power of two from 1 to 256 (the Hadamard rotation needs a power of two); got 96", error.ToString().Trim());
+        Assert.Equal("", output.ToString());
     }
 }
