@@ -60,6 +60,14 @@ for stage in "$@"; do
     example)
       # the README's training-step example (AOT-published to artifacts/example; carry it too)
       run example 300 verify.log artifacts/example/GpuTrainingStep ;;
+    verify-fp8) run verify-fp8 300 verify.log "$B" verify --device cuda --forward --filter fp8 ;;
+    sanitize-fp8)
+      run memcheck-fp8 300 sanitize.log compute-sanitizer --tool memcheck "$B" verify --device cuda --quick --no-probes --filter fp8
+      run racecheck-fp8 300 sanitize.log compute-sanitizer --tool racecheck "$B" verify --device cuda --quick --no-probes --filter fp8 ;;
+    fp8-peers)
+      # ours (FP8 kernel, FP8 end to end, the quantiser's bandwidth, BF16) and cuDNN's FP8 case by case; FP8_ARGS narrows the grid
+      run fp8-peers 580 bench.log python3 bench/peers/jax_fp8_peers.py ${FP8_ARGS:---grid paper} --interleave-ours "$B" --ours-json "$OUT/ours-fp8.json" --json "$OUT/peers-fp8.json" ;;
+    accuracy-gpu) run accuracy-gpu 300 bench.log "$B" accuracy --device cuda --json "$OUT/accuracy-gpu.json" ;;
     bench) run bench 480 bench.log "$B" bench --device cuda --grid paper --json "$OUT/ours.json" ;;
     peers)
       run peers-fwd 300 bench.log python3 $PEERS --grid paper --json "$OUT/peers.json" --ours "$OUT/ours.json"

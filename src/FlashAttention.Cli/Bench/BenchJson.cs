@@ -87,6 +87,10 @@ public sealed class BenchRow
     public double Flops { get; set; }
     /// <summary>flops / median time, in TFLOP/s.</summary>
     public double Tflops { get; set; }
+    /// <summary>Memory-bound rows (the FP8 quantiser): bytes read and written per call over the median time, in TB/s (flops and tflops are 0).</summary>
+    public double? BandwidthTbps { get; set; }
+    /// <summary>With <see cref="BandwidthTbps"/>: a large device-to-device copy's TB/s (read + write) measured in the same run, the ceiling.</summary>
+    public double? CopyTbps { get; set; }
     /// <summary>Other implementations' numbers on the same case (filled by <c>bench --compare</c>).</summary>
     public List<PeerResult>? Peers { get; set; }
 

@@ -99,7 +99,7 @@ public sealed record BenchDeviceInfo
 /// <param name="Timing">GPU rows: how the samples were timed; null on the CPU.</param>
 /// <param name="CallsPerSample">GPU rows: calls per sample (1 for per-call timing).</param>
 public sealed record BenchMeasurement(BenchCase Case, IReadOnlyList<double> TimesMs, IReadOnlyList<double>? HostTimesMs = null,
-    BenchTiming? Timing = null, int CallsPerSample = 1)
+    BenchTiming? Timing = null, int CallsPerSample = 1, double? BytesMoved = null)
 {
     public double MedianMs => Median(TimesMs);
     public double? HostMedianMs => HostTimesMs is { Count: > 0 } h ? Median(h) : null;

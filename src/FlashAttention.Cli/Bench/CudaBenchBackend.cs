@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using FlashAttention.Cuda;
+using FlashAttention.Cuda.Launchers;
 using FlashAttention.Cuda.Variants;
 using FlashAttention.Lab;
 using FlashAttention.Lab.Tuning;
@@ -18,11 +19,28 @@ public sealed class CudaBenchBackend : IBenchBackend, IDisposable
     private readonly Dictionary<DataType, ushort[]> _pools = new();
     private CudaDevice? _device;
 
-    internal CudaBenchBackend(ForwardAblation? ablation = null, bool deterministic = false)
+    internal CudaBenchBackend(ForwardAblation? ablation = null, bool deterministic = false, Fp8Timing fp8 = Fp8Timing.Kernel)
     {
         Ablation = ablation;
         Deterministic = deterministic;
+        Fp8 = fp8;
     }
+
+    /// <summary>What an FP8 case (dtype e4m3) times.</summary>
+    internal enum Fp8Timing
+    {
+        /// <summary>The FP8 kernel alone, on operands quantised once beforehand (the kernel's TFLOP/s).</summary>
+        Kernel,
+        /// <summary>CudaAttention.Forward with Precision = Fp8 from bf16: the quantiser's three passes and the kernel.</summary>
+        EndToEnd,
+        /// <summary>The quantiser alone (a row with its bandwidth, bytes read and written over time, not TFLOP/s).</summary>
+        Quantiser,
+    }
+
+    internal Fp8Timing Fp8 { get; }
+
+    /// <summary>The FP8 end-to-end and quantiser timings beside the kernel's, for <c>bench --dtype fp8</c>.</summary>
+    internal static IReadOnlyList<CudaBenchBackend> Fp8Variants() => [new(fp8: Fp8Timing.EndToEnd), new(fp8: Fp8Timing.Quantiser)];
 
     public CudaBenchBackend() : this(null) { }
 
@@ -32,7 +50,8 @@ public sealed class CudaBenchBackend : IBenchBackend, IDisposable
     internal bool Deterministic { get; }
 
     public string Device => "cuda";
-    public string Implementation => Ablation is not null ? $"flashattn ({Ablation.Name})" : Deterministic ? "flashattn (deterministic)" : "flashattn";
+    public string Implementation => Ablation is not null ? $"flashattn ({Ablation.Name})" : Deterministic ? "flashattn (deterministic)"
+        : Fp8 switch { Fp8Timing.EndToEnd => "flashattn (fp8 end to end)", Fp8Timing.Quantiser => "flashattn (fp8 quantiser)", _ => "flashattn" };
     public DataType DefaultType => DataType.BFloat16;
     public int DefaultWarmup => 5;
     public int DefaultRepeats => 30;
@@ -51,8 +70,18 @@ public sealed class CudaBenchBackend : IBenchBackend, IDisposable
     {
         reason = "";
         var dims = c.Direction == BenchDirection.Forward ? ForwardVariants.HeadDims : BackwardVariants.HeadDims;
-        if (c.Type is not (DataType.BFloat16 or DataType.Float16))
-            reason = $"the GPU kernels take bf16 or fp16; got {DataTypes.ShortName(c.Type)}";
+        if (c.Type == DataType.Float8E4M3)
+        {
+            if (c.Direction == BenchDirection.Backward) reason = "the FP8 kernel is a forward kernel";
+            else if (Array.IndexOf(FlashAttention.Cuda.Variants.Fp8Variants.HeadDims, c.HeadDim) < 0)
+                reason = $"the FP8 kernel supports head dim {string.Join(", ", FlashAttention.Cuda.Variants.Fp8Variants.HeadDims)}; got {c.HeadDim}";
+            else if (Ablation is not null || Deterministic) reason = "the ablation and deterministic variants are BF16 kernels";
+            return reason.Length == 0;
+        }
+        if (Fp8 != Fp8Timing.Kernel)
+            reason = "the FP8 end-to-end and quantiser timings are of FP8 cases (--dtype fp8)";
+        else if (c.Type is not (DataType.BFloat16 or DataType.Float16))
+            reason = $"the GPU kernels take bf16, fp16 or fp8; got {DataTypes.ShortName(c.Type)}";
         else if (Array.IndexOf(dims, c.HeadDim) < 0)
             reason = $"the GPU {(c.Direction == BenchDirection.Forward ? "forward" : "backward")} kernels support head dim {string.Join(", ", dims)}; got {c.HeadDim}";
         else if (Ablation is not null && c.Direction == BenchDirection.Backward)
@@ -60,6 +89,34 @@ public sealed class CudaBenchBackend : IBenchBackend, IDisposable
         else if (Ablation is not null && LabSetup.CurrentTuning.WithAblation(Ablation).Forward(c.HeadDim, c.SeqLenK, c.Causal) == LabSetup.CurrentTuning.Forward(c.HeadDim, c.SeqLenK, c.Causal))
             reason = $"ablation {Ablation.Name} is the default kernel at head dim {c.HeadDim}";
         return reason.Length == 0;
+    }
+
+    private double? _copyTbps;
+
+    /// <summary>
+    /// A device-to-device copy of 1 GiB (bytes read and written over the best of five timed copies), measured once per
+    /// run: the ceiling memory-bound passes are held to.
+    /// </summary>
+    internal double CopyTbps()
+    {
+        if (_copyTbps is double known) return known;
+        var device = _device ??= CudaDevice.Get(0);
+        using var a = new DeviceBuffer(1L << 30, device);
+        using var b = new DeviceBuffer(1L << 30, device);
+        a.Fill(1);
+        using var stream = new CudaStream(device);
+        using var start = new CudaEvent(device);
+        using var end = new CudaEvent(device);
+        double best = double.MaxValue;
+        for (int i = 0; i < 6; i++)
+        {
+            start.Record(stream);
+            b.CopyFrom(a, stream);
+            end.Record(stream);
+            end.Synchronize();
+            if (i > 0) best = Math.Min(best, CudaEvent.ElapsedMilliseconds(start, end));
+        }
+        return (_copyTbps = Math.Round(2.0 * (1L << 30) / (best * 1e-3) / 1e12, 3)).Value;
     }
 
     public BenchDeviceInfo DescribeDevice(double? knownPeakGflops)
@@ -94,19 +151,22 @@ public sealed class CudaBenchBackend : IBenchBackend, IDisposable
         int sets = (int)Math.Clamp((rotate + setBytes - 1) / setBytes, 1, 4);
         while (sets > 1 && sets * setBytes > free / 2) sets--;
 
-        var pool = Pool(c.Type, s.Seed);
+        bool fp8 = c.Type == DataType.Float8E4M3;
+        var inputType = fp8 ? DataType.BFloat16 : c.Type;  // FP8 cases start from bf16, as a caller's activations do
+        var pool = Pool(inputType, s.Seed);
         var inputs = new List<InputSet>();
         using var stream = new CudaStream(device);
-        var options = new AttentionOptions { Causal = c.Causal, Deterministic = Deterministic };
+        var options = new AttentionOptions { Causal = c.Causal, Deterministic = Deterministic, Precision = fp8 ? AttentionPrecision.Fp8 : AttentionPrecision.Default };
         try
         {
             progress?.Invoke($"{sets} input set{(sets > 1 ? "s" : "")} of {setBytes / (1 << 20)} MiB");
             for (int i = 0; i < sets; i++)
             {
-                var set = new InputSet(device, c.Type, qShape, kShape, lseShape, backward);
+                var set = new InputSet(device, inputType, qShape, kShape, lseShape, backward);
                 set.Q.Upload(pool, i * 7919L);
                 set.K.Upload(pool, i * 7919L + 104729);
                 set.V.Upload(pool, i * 7919L + 1299709);
+                if (fp8) set.QuantizeFp8(options, stream, device);
                 if (backward)
                 {
                     set.DO!.Upload(pool, i * 7919L + 15485863);
@@ -118,7 +178,13 @@ public sealed class CudaBenchBackend : IBenchBackend, IDisposable
 
             void Call(InputSet set)
             {
-                if (!backward)
+                if (fp8 && Fp8 != Fp8Timing.EndToEnd)
+                {
+                    var f = set.Fp8!;
+                    if (Fp8 == Fp8Timing.Kernel) Fp8ForwardLauncher.Attend(f.Problem, f.Plan, f.Operands, set.O.Tensor.ToLayout("output"), set.Lse.ToLayout("logSumExp"), stream, device);
+                    else f.Requantize(set, stream, device);
+                }
+                else if (!backward)
                     CudaAttention.Forward(set.Q.Tensor, set.K.Tensor, set.V.Tensor, set.O.Tensor, set.Lse, options, stream, device);
                 else
                     CudaAttention.Backward(set.Q.Tensor, set.K.Tensor, set.V.Tensor, set.O.Tensor, set.DO!.Tensor, set.Lse,
@@ -173,7 +239,8 @@ public sealed class CudaBenchBackend : IBenchBackend, IDisposable
                 end.Synchronize();
                 times[i] = CudaEvent.ElapsedMilliseconds(start, end) / perSample;
             }
-            return new BenchMeasurement(c, times, hostTimes, s.Timing, perSample);
+            return new BenchMeasurement(c, times, hostTimes, s.Timing, perSample,
+                BytesMoved: fp8 && Fp8 == Fp8Timing.Quantiser ? inputs[0].Fp8!.QuantiserBytes : null);
         }
         finally
         {
@@ -247,10 +314,43 @@ public sealed class CudaBenchBackend : IBenchBackend, IDisposable
 
         public DeviceTensor Lse => DeviceTensor.Contiguous(_lse.Pointer, DataType.Float32, _lseShape);
 
+        /// <summary>The FP8 operands of this set, quantised once (the kernel-alone and quantiser timings).</summary>
+        public Fp8Operands? Fp8 { get; private set; }
+
+        public void QuantizeFp8(AttentionOptions options, CudaStream stream, CudaDevice device)
+        {
+            var (q, k, v) = (Q.Tensor.ToLayout("query"), K.Tensor.ToLayout("key"), V.Tensor.ToLayout("value"));
+            var problem = AttentionValidation.Forward(q, k, v, O.Tensor.ToLayout("output"), Lse.ToLayout("logSumExp"), options);
+            var plan = new Fp8ForwardLauncher.Plan(problem, FlashAttention.Cuda.Variants.Fp8Variants.KeyBlock(problem.HeadDim));
+            var buffer = new DeviceBuffer(Fp8ForwardLauncher.Workspace.Bytes(plan), device);
+            Fp8 = new Fp8Operands(buffer, problem, plan, Fp8ForwardLauncher.Workspace.Layout(buffer.Pointer, plan));
+            Fp8.Requantize(this, stream, device);
+        }
+
         public void Dispose()
         {
             foreach (var a in new[] { Q, K, V, O, DO, DQ, DK, DV }) a?.Dispose();
             _lse.Dispose();
+            Fp8?.Buffer.Dispose();
+        }
+    }
+
+    private sealed record Fp8Operands(DeviceBuffer Buffer, AttentionProblem Problem, Fp8ForwardLauncher.Plan Plan, Fp8ForwardLauncher.Operands Operands)
+    {
+        public void Requantize(InputSet set, CudaStream stream, CudaDevice device)
+            => Fp8ForwardLauncher.Quantize(Problem, Plan, Operands, set.Q.Tensor.ToLayout("query"), set.K.Tensor.ToLayout("key"),
+                set.V.Tensor.ToLayout("value"), incoherent: true, hadamardSeed: 0, stream, device);
+
+        /// <summary>What the quantiser reads and writes: bf16 Q, K, V in, E4M3 codes and float32 descales out.</summary>
+        public double QuantiserBytes
+        {
+            get
+            {
+                var p = Problem;
+                double q = (double)p.Batch * p.SeqLenQ * p.HeadsQ * p.HeadDim, kv = (double)p.Batch * p.SeqLenK * p.HeadsK * p.HeadDim;
+                double descales = 4.0 * p.Batch * (p.HeadsQ * Plan.QBlocks + 2.0 * p.HeadsK * Plan.KvBlocks);
+                return 2 * (q + 2 * kv) + (q + 2 * kv) + descales;
+            }
         }
     }
 

@@ -35,8 +35,8 @@ internal static class BenchCommand
         var headsK = new Option<int?>("--heads-k") { Description = "Key/value heads, dividing --heads (GQA/MQA); default: --heads." };
         var batch = new Option<int?>("--batch") { Description = $"Batch size (default {Defaults.Batch})." };
         var causal = new Option<bool>("--causal") { Description = "Causal mask (FLOPs halved)." };
-        var dtype = new Option<string?>("--dtype") { Description = "Element type: fp32, fp16 or bf16 (default: fp32 on the CPU, the backend's choice elsewhere)." };
-        dtype.AcceptOnlyFromAmong("fp32", "fp16", "bf16");
+        var dtype = new Option<string?>("--dtype") { Description = "Element type: fp32, fp16, bf16, or fp8 (GPU forward: the FP8 kernel alone, then end to end with the quantiser, then the quantiser's bandwidth beside a copy's; default: fp32 on the CPU, the backend's choice elsewhere)." };
+        dtype.AcceptOnlyFromAmong("fp32", "fp16", "bf16", "fp8");
         var forward = new Option<bool>("--forward") { Description = "Time the forward pass (neither --forward nor --backward: both)." };
         var backward = new Option<bool>("--backward") { Description = "Time the backward pass, FLOPs 2.5× forward (neither --forward nor --backward: both)." };
         var warmup = new Option<int?>("--warmup") { Description = "Untimed calls per case (default: 1 on the CPU)." };
@@ -127,6 +127,11 @@ internal static class BenchCommand
                 if (directions.Contains(BenchDirection.Backward)) throw new CliException("--ablation: the ablation variants are forward kernels; add --forward");
                 variants.AddRange(CudaBenchBackend.AblationVariants());
             }
+            if (type == DataType.Float8E4M3)
+            {
+                if (backend is not CudaBenchBackend) throw new CliException("--dtype fp8: the FP8 kernel runs on the GPU; use --device cuda");
+                variants.AddRange(CudaBenchBackend.Fp8Variants());
+            }
             if (p.GetValue(deterministic))
             {
                 if (backend is not CudaBenchBackend) throw new CliException("--deterministic: the CPU engine is always deterministic; the option times the GPU's deterministic backward (--device cuda)");
@@ -175,11 +180,20 @@ internal static class BenchCommand
                     context.Progress($"{label}…");
                     var m = variant.Run(c, settings, line => context.Progress($"{label}: {line}"), CancellationToken.None);
                     var row = BenchRows.From(m, deviceInfo, variant.Implementation, settings, commit, DateTimeOffset.UtcNow);
+                    if (m.BytesMoved is double bytes)
+                    {
+                        // A memory-bound pass: its bandwidth against a copy's in the same run, not TFLOP/s.
+                        row.Flops = 0;
+                        row.Tflops = 0;
+                        row.BandwidthTbps = Math.Round(bytes / (m.MedianMs * 1e-3) / 1e12, 4);
+                        row.CopyTbps = (variant as CudaBenchBackend)?.CopyTbps();
+                    }
                     rows.Add(row);
                     // Saved after every case: a run cut short (a time limit on the GPU machine, Ctrl+C) keeps what it measured.
                     if (jsonPath is not null) BenchJson.Save(jsonPath, new BenchFile { Rows = rows, Note = note });
                     context.Progress($"{label}: {row.TimeMsMedian.ToString("G4", CultureInfo.InvariantCulture)} ms, " +
-                                     $"{BenchTable.Speed(row.Tflops, row.Device == "cpu")} {(row.Device == "cpu" ? "GFLOP/s" : "TFLOP/s")}" +
+                                     (row.BandwidthTbps is double tbps ? $"{tbps.ToString("F2", CultureInfo.InvariantCulture)} TB/s ({(100 * tbps / (row.CopyTbps ?? double.NaN)).ToString("F0", CultureInfo.InvariantCulture)}% of a copy's {row.CopyTbps?.ToString("F2", CultureInfo.InvariantCulture)})"
+                                         : $"{BenchTable.Speed(row.Tflops, row.Device == "cpu")} {(row.Device == "cpu" ? "GFLOP/s" : "TFLOP/s")}") +
                                      (row.HostMsMedian is double host ? $" (host {(host * 1000).ToString("F1", CultureInfo.InvariantCulture)} µs to queue a call)" : ""));
                 }
             }
@@ -250,7 +264,8 @@ internal static class BenchCommand
         "fp32" or "float32" => DataType.Float32,
         "fp16" or "float16" => DataType.Float16,
         "bf16" or "bfloat16" => DataType.BFloat16,
-        _ => throw new CliException($"--dtype: expected fp32, fp16 or bf16; got '{name}'"),
+        "fp8" or "e4m3" => DataType.Float8E4M3,
+        _ => throw new CliException($"--dtype: expected fp32, fp16, bf16 or fp8; got '{name}'"),
     };
 
     internal static BenchTiming ParseTiming(string? name, IBenchBackend backend) => name?.ToLowerInvariant() switch

@@ -71,6 +71,7 @@ internal sealed unsafe class CudaDriverApi
     public readonly delegate* unmanaged<ulong, void*, nuint, int> cuMemcpyHtoD_v2;
     public readonly delegate* unmanaged<void*, ulong, nuint, int> cuMemcpyDtoH_v2;
     public readonly delegate* unmanaged<ulong, ulong, nuint, int> cuMemcpyDtoD_v2;
+    public readonly delegate* unmanaged<ulong, ulong, nuint, nint, int> cuMemcpyDtoDAsync_v2;
     public readonly delegate* unmanaged<ulong, void*, nuint, nint, int> cuMemcpyHtoDAsync_v2;
     public readonly delegate* unmanaged<void*, ulong, nuint, nint, int> cuMemcpyDtoHAsync_v2;
     public readonly delegate* unmanaged<ulong, byte, nuint, int> cuMemsetD8_v2;
@@ -130,6 +131,7 @@ internal sealed unsafe class CudaDriverApi
         cuMemcpyHtoD_v2 = (delegate* unmanaged<ulong, void*, nuint, int>)r.Required("cuMemcpyHtoD_v2");
         cuMemcpyDtoH_v2 = (delegate* unmanaged<void*, ulong, nuint, int>)r.Required("cuMemcpyDtoH_v2");
         cuMemcpyDtoD_v2 = (delegate* unmanaged<ulong, ulong, nuint, int>)r.Required("cuMemcpyDtoD_v2");
+        cuMemcpyDtoDAsync_v2 = (delegate* unmanaged<ulong, ulong, nuint, nint, int>)r.Required("cuMemcpyDtoDAsync_v2");
         cuMemcpyHtoDAsync_v2 = (delegate* unmanaged<ulong, void*, nuint, nint, int>)r.Required("cuMemcpyHtoDAsync_v2");
         cuMemcpyDtoHAsync_v2 = (delegate* unmanaged<void*, ulong, nuint, nint, int>)r.Required("cuMemcpyDtoHAsync_v2");
         cuMemsetD8_v2 = (delegate* unmanaged<ulong, byte, nuint, int>)r.Required("cuMemsetD8_v2");

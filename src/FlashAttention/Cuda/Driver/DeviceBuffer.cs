@@ -116,13 +116,19 @@ public sealed unsafe class DeviceBuffer : IDisposable
     }
 
     /// <summary>Copies all of <paramref name="source"/> (no larger than this buffer) to the start of this buffer, device to device.</summary>
-    public void CopyFrom(DeviceBuffer source)
+    public void CopyFrom(DeviceBuffer source) => CopyFrom(source, null);
+
+    /// <summary>As <see cref="CopyFrom(DeviceBuffer)"/>, queued on <paramref name="stream"/> (asynchronous) when one is given.</summary>
+    public void CopyFrom(DeviceBuffer source, CudaStream? stream)
     {
         ArgumentNullException.ThrowIfNull(source);
         CheckRange(0, source.ByteCount, nameof(source));
         if (source.ByteCount == 0) return;
         var api = Device.Context.MakeCurrent();
-        api.Check(api.cuMemcpyDtoD_v2(Address, source.Address, (nuint)source.ByteCount), nameof(api.cuMemcpyDtoD_v2), $"copying {source.ByteCount} bytes device to device");
+        if (stream is null)
+            api.Check(api.cuMemcpyDtoD_v2(Address, source.Address, (nuint)source.ByteCount), nameof(api.cuMemcpyDtoD_v2), $"copying {source.ByteCount} bytes device to device");
+        else
+            api.Check(api.cuMemcpyDtoDAsync_v2(Address, source.Address, (nuint)source.ByteCount, stream.Handle), nameof(api.cuMemcpyDtoDAsync_v2), $"copying {source.ByteCount} bytes device to device");
     }
 
     /// <summary>Sets every byte to <paramref name="value"/>; queued on <paramref name="stream"/> when one is given (asynchronous), else synchronous.</summary>

@@ -17,22 +17,35 @@ internal static class Fp8ForwardLauncher
         TensorLayout? lse, bool incoherent, int hadamardSeed, CudaStream? stream, CudaDevice device)
     {
         if (p.Batch == 0 || p.SeqLenQ == 0) return;
-        var variant = VariantPolicy.Current.Fp8(p.HeadDim);
-        var plan = new Plan(p, variant.BlockN);
+        var plan = new Plan(p, VariantPolicy.Current.Fp8(p.HeadDim).BlockN);
         var ws = Workspace.For(device, stream, plan);
+        Quantize(p, plan, ws.Operands, q, k, v, incoherent, hadamardSeed, stream, device);
+        Attend(p, plan, ws.Operands, o, lse, stream, device);
+    }
+
+    /// <summary>Where the quantised operands of one call live: codes, Vᵀ and descales.</summary>
+    internal readonly record struct Operands(nint Q, nint K, nint Vt, nint QDescale, nint KDescale, nint VDescale);
+
+    /// <summary>The quantiser's three passes (Q and K rows, V into Vᵀ) into <paramref name="into"/>.</summary>
+    internal static void Quantize(AttentionProblem p, Plan plan, Operands into, in TensorLayout q, in TensorLayout k, in TensorLayout v,
+        bool incoherent, int hadamardSeed, CudaStream? stream, CudaDevice device)
+    {
+        if (plan.SeqLenK == 0) return;
         var cache = Compiler.KernelModuleCache.For(device);
         uint[] signs = incoherent ? SignBits(p.HeadDim, hadamardSeed) : new uint[8];
-        if (plan.SeqLenK > 0)
+        Quantize(cache, KernelCatalog.QuantizeRowsEntry(p.Type, p.HeadDim, plan.QBlock), q, into.Q, into.QDescale, p.SeqLenQ, p.HeadsQ, plan.QBlocks, plan.QBlock, 0, incoherent, signs, stream, p.Batch);
+        Quantize(cache, KernelCatalog.QuantizeRowsEntry(p.Type, p.HeadDim, plan.KvBlock), k, into.K, into.KDescale, p.SeqLenK, p.HeadsK, plan.KvBlocks, plan.KvBlock, 0, incoherent, signs, stream, p.Batch);
+        Quantize(cache, KernelCatalog.QuantizeVtEntry(p.Type, p.HeadDim, plan.KvBlock), v, into.Vt, into.VDescale, p.SeqLenK, p.HeadsK, plan.KvBlocks, plan.KvBlock, plan.KeysPadded, false, signs, stream, p.Batch);
+    }
+
+    /// <summary>The FP8 kernel on operands the quantiser wrote.</summary>
+    internal static void Attend(AttentionProblem p, Plan plan, Operands from, in TensorLayout o, TensorLayout? lse, CudaStream? stream, CudaDevice device)
+    {
+        var q8 = Rows("query", from.Q, p.Batch, p.SeqLenQ, p.HeadsQ, p.HeadDim);
+        var k8 = Rows("key", from.K, p.Batch, p.SeqLenK, p.HeadsK, p.HeadDim);
+        Attend(p, VariantPolicy.Current.Fp8(p.HeadDim), q8, k8, from.Vt, plan.KeysPadded, new Fp8Params
         {
-            Quantize(cache, KernelCatalog.QuantizeRowsEntry(p.Type, p.HeadDim, plan.QBlock), q, ws.Q, ws.QDescale, p.SeqLenQ, p.HeadsQ, plan.QBlocks, plan.QBlock, 0, incoherent, signs, stream, p.Batch);
-            Quantize(cache, KernelCatalog.QuantizeRowsEntry(p.Type, p.HeadDim, plan.KvBlock), k, ws.K, ws.KDescale, p.SeqLenK, p.HeadsK, plan.KvBlocks, plan.KvBlock, 0, incoherent, signs, stream, p.Batch);
-            Quantize(cache, KernelCatalog.QuantizeVtEntry(p.Type, p.HeadDim, plan.KvBlock), v, ws.Vt, ws.VDescale, p.SeqLenK, p.HeadsK, plan.KvBlocks, plan.KvBlock, plan.KeysPadded, false, signs, stream, p.Batch);
-        }
-        var q8 = Rows("query", ws.Q, p.Batch, p.SeqLenQ, p.HeadsQ, p.HeadDim);
-        var k8 = Rows("key", ws.K, p.Batch, p.SeqLenK, p.HeadsK, p.HeadDim);
-        Attend(p, variant, q8, k8, ws.Vt, plan.KeysPadded, new Fp8Params
-        {
-            QDescale = ws.QDescale, KDescale = ws.KDescale, VDescale = ws.VDescale,
+            QDescale = from.QDescale, KDescale = from.KDescale, VDescale = from.VDescale,
             QBlocks = plan.QBlocks, KvBlocks = plan.KvBlocks, QBlock = plan.QBlock, KvBlock = plan.KvBlock,
         }, o, lse, stream, device);
     }
@@ -122,20 +135,20 @@ internal static class Fp8ForwardLauncher
         internal static readonly PerStream<Workspace> Workspaces = new();
         private DeviceBuffer? _buffer;
 
-        public nint Q, K, Vt, QDescale, KDescale, VDescale;
+        public Operands Operands { get; private set; }
+        public nint Q => Operands.Q;
+        public nint K => Operands.K;
+        public nint Vt => Operands.Vt;
+        public nint QDescale => Operands.QDescale;
+        public nint KDescale => Operands.KDescale;
+        public nint VDescale => Operands.VDescale;
 
         public static Workspace For(CudaDevice device, CudaStream? stream, Plan plan)
         {
             var ws = Workspaces.For(device, stream, () => new Workspace());
             lock (ws)
             {
-                static long Align(long bytes) => (bytes + 255) & ~255L;
-                long qBytes = plan.TransposeOnly ? 0 : Align((long)plan.Batch * plan.SeqLenQ * plan.HeadsQ * plan.HeadDim);
-                long kBytes = plan.TransposeOnly ? 0 : Align((long)plan.Batch * plan.SeqLenK * plan.HeadsK * plan.HeadDim);
-                long vtBytes = Align((long)plan.Batch * plan.HeadsK * plan.HeadDim * plan.KeysPadded);
-                long qdBytes = plan.TransposeOnly ? 0 : Align(4L * plan.Batch * plan.HeadsQ * plan.QBlocks);
-                long kvdBytes = plan.TransposeOnly ? 0 : Align(4L * plan.Batch * plan.HeadsK * plan.KvBlocks);
-                long total = qBytes + kBytes + vtBytes + qdBytes + 2 * kvdBytes;
+                long total = Bytes(plan);
                 if (ws._buffer is null || ws._buffer.ByteCount < total)
                 {
                     // The previous buffer may still be read by work queued on this stream: let it finish first.
@@ -144,15 +157,35 @@ internal static class Fp8ForwardLauncher
                     ws._buffer?.Dispose();
                     ws._buffer = new DeviceBuffer(Math.Max(total, 1 << 20), device);
                 }
-                nint b = ws._buffer.Pointer;
-                ws.Vt = b;
-                ws.Q = b + (nint)vtBytes;
-                ws.K = ws.Q + (nint)qBytes;
-                ws.QDescale = ws.K + (nint)kBytes;
-                ws.KDescale = ws.QDescale + (nint)qdBytes;
-                ws.VDescale = ws.KDescale + (nint)kvdBytes;
+                ws.Operands = Layout(ws._buffer.Pointer, plan);
             }
             return ws;
+        }
+
+        private static long Align(long bytes) => (bytes + 255) & ~255L;
+
+        private static (long Q, long K, long Vt, long QDescale, long KvDescale) Sizes(Plan plan) =>
+        (
+            plan.TransposeOnly ? 0 : Align((long)plan.Batch * plan.SeqLenQ * plan.HeadsQ * plan.HeadDim),
+            plan.TransposeOnly ? 0 : Align((long)plan.Batch * plan.SeqLenK * plan.HeadsK * plan.HeadDim),
+            Align((long)plan.Batch * plan.HeadsK * plan.HeadDim * plan.KeysPadded),
+            plan.TransposeOnly ? 0 : Align(4L * plan.Batch * plan.HeadsQ * plan.QBlocks),
+            plan.TransposeOnly ? 0 : Align(4L * plan.Batch * plan.HeadsK * plan.KvBlocks)
+        );
+
+        /// <summary>Bytes the operands of <paramref name="plan"/> take.</summary>
+        internal static long Bytes(Plan plan)
+        {
+            var z = Sizes(plan);
+            return z.Q + z.K + z.Vt + z.QDescale + 2 * z.KvDescale;
+        }
+
+        /// <summary>The operands of <paramref name="plan"/> laid out from <paramref name="b"/> (Vᵀ first: the transposer needs only it).</summary>
+        internal static Operands Layout(nint b, Plan plan)
+        {
+            var z = Sizes(plan);
+            nint q = b + (nint)z.Vt, k = q + (nint)z.Q, qd = k + (nint)z.K, kd = qd + (nint)z.QDescale;
+            return new Operands(q, k, b, qd, kd, kd + (nint)z.KvDescale);
         }
 
         public void Dispose()
