@@ -8,7 +8,7 @@ internal static partial class AttentionValidation
 
     /// <summary>
     /// Pre-quantised FP8 forward: E4M3 codes q (B,Sq,Hq,D), k/v (B,Sk,Hk,D), float32 descales (batch, heads, blocks)
-    /// contiguous, o (B,Sq,Hq,D) bf16, lse (B,Hq,Sq) float32 or absent. Q blocks: a multiple of 64 tokens or the whole
+    /// contiguous, o (B,Sq,Hq,D) bf16 or fp16, lse (B,Hq,Sq) float32 or absent. Q blocks: a multiple of 64 tokens or the whole
     /// sequence; K and V blocks: the same size, a multiple of <paramref name="keyBlock"/> or the whole sequence.
     /// </summary>
     public static AttentionProblem ForwardFp8(in TensorLayout q, in TensorLayout k, in TensorLayout v, in TensorLayout o,
@@ -19,7 +19,8 @@ internal static partial class AttentionValidation
         if (q.Type != DataType.Float8E4M3) throw Fail(q, $"expected E4M3 codes (element type Float8E4M3); got {q.Type}");
         ExpectRank(o, 4, "(batch, seqlen_q, heads_q, head_dim)");
         if (!o.Lengths.AsSpan().SequenceEqual(q.Lengths)) throw Fail(o, $"expected shape {q.ShapeText} (that of query); got {o.ShapeText}");
-        if (o.Type != DataType.BFloat16) throw Fail(o, $"expected element type BFloat16 (the FP8 kernel writes bf16 O); got {o.Type}");
+        if (o.Type is not (DataType.BFloat16 or DataType.Float16))
+            throw Fail(o, $"expected element type BFloat16 or Float16 (the FP8 kernel writes 16-bit O); got {o.Type}");
         if (lse is { } l) ExpectLse(l, [g.Batch, g.HeadsQ, g.SeqQ], "(batch, heads_q, seqlen_q)");
         ExpectBlock("query.BlockSize", qBlock, g.SeqQ, Fp8QueryBlockMultiple);
         ExpectBlock("key.BlockSize", kBlock, g.SeqK, keyBlock);

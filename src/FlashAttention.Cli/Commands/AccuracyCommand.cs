@@ -7,6 +7,7 @@ using System.Text.Json.Serialization;
 using FlashAttention.Cli.Bench;
 using FlashAttention.Cli.Files;
 using FlashAttention.Cli.Terminal;
+using FlashAttention.Cuda;
 using FlashAttention.Lab.Numerics;
 using FlashAttention.Numerics;
 
@@ -29,6 +30,8 @@ internal static class AccuracyCommand
         var hdim = new Option<int>("--hdim") { Description = "Head dimension, a power of two up to 256 (the Hadamard rotation needs one).", DefaultValueFactory = _ => defaults.HeadDim };
         var blockSize = new Option<int>("--block-size") { Description = "Tokens per FP8 scale block.", DefaultValueFactory = _ => defaults.BlockSize };
         var json = new Option<string?>("--json") { Description = "Also write the results to this JSON file.", HelpName = "FILE" };
+        var device = new Option<string>("--device") { Description = "cpu (the CPU emulation of every method) or cuda (the FP8 kernels on the GPU, each beside the CPU emulation of the same quantisation).", DefaultValueFactory = _ => "cpu" };
+        device.AcceptOnlyFromAmong("cpu", "cuda");
 
         var command = new Command("accuracy",
             "Reproduce the FP8 accuracy study of the FlashAttention-3 paper on the CPU: inputs N(0,1) + N(0,100)·Bernoulli(0.001), " +
@@ -36,8 +39,9 @@ internal static class AccuracyCommand
             "against a float64 reference, beside the paper's figures.").WithExamples(
             "flashattn accuracy                                   # b1 h4 s4096 d128, about half a minute on 2 cores",
             "flashattn accuracy --heads 8 --json accuracy.json    # the paper's b1 h8 s4096 d128 (~twice as long)",
-            "flashattn accuracy --seqlen 1024 --seed 3            # a quick look with other inputs");
-        foreach (var option in new Option[] { seed, batch, heads, seqlen, hdim, blockSize, json }) command.Options.Add(option);
+            "flashattn accuracy --seqlen 1024 --seed 3            # a quick look with other inputs",
+            "flashattn accuracy --device cuda                     # the GPU's FP8 kernels beside the CPU emulation");
+        foreach (var option in new Option[] { seed, batch, heads, seqlen, hdim, blockSize, json, device }) command.Options.Add(option);
 
         CommandActions.Set(command, (parse, context) =>
         {
@@ -64,8 +68,20 @@ internal static class AccuracyCommand
             }
             if (jsonPath is not null) OutputPaths.Check([], [("--json", jsonPath)]);
 
-            context.Progress($"accuracy: b{options.Batch} h{options.Heads} s{options.SeqLen} d{options.HeadDim}, float64 reference first …");
-            var result = Fp8AccuracyStudy.Run(options, line => context.Progress("  " + line));
+            bool gpu = parse.GetValue(device) == "cuda";
+            CudaDevice? cuda = null;
+            if (gpu)
+            {
+                var env = CudaEnvironment.Probe();
+                if (!env.IsUsable) throw new CliException($"--device cuda: not usable here: {env.UnavailableMessage}", ExitCodes.DeviceUnavailable);
+                if (Array.IndexOf(FlashAttention.Cuda.Variants.Fp8Variants.HeadDims, options.HeadDim) < 0)
+                    throw new CliException($"--hdim: the FP8 kernel takes {string.Join(", ", FlashAttention.Cuda.Variants.Fp8Variants.HeadDims)}; got {options.HeadDim}");
+                cuda = CudaDevice.Get(env.SupportedDeviceOrdinal ?? 0);
+            }
+            context.Progress($"accuracy{(gpu ? " on the GPU" : "")}: b{options.Batch} h{options.Heads} s{options.SeqLen} d{options.HeadDim}, float64 reference first …");
+            var result = cuda is not null
+                ? Fp8GpuAccuracy.Run(options, cuda, line => context.Progress("  " + line))
+                : Fp8AccuracyStudy.Run(options, line => context.Progress("  " + line));
             context.Out.Write(FormatTable(result));
             context.Progress($"float64 reference {result.ReferenceSeconds:F1} s; total {result.TotalSeconds:F1} s");
             if (jsonPath is not null)

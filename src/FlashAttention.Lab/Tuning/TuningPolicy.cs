@@ -17,13 +17,14 @@ internal sealed class TuningPolicy : VariantPolicy
 
     internal IReadOnlyDictionary<int, ForwardVariant> ForwardOverrides { get; init; } = new Dictionary<int, ForwardVariant>();
     internal IReadOnlyDictionary<int, Func<BackwardVariant, BackwardVariant>> BackwardOverrides { get; init; } = new Dictionary<int, Func<BackwardVariant, BackwardVariant>>();
+    internal IReadOnlyDictionary<int, Fp8Variant> Fp8Overrides { get; init; } = new Dictionary<int, Fp8Variant>();
     public ForwardAblation Ablation { get; init; } = ForwardAblation.None;
     /// <summary>Null: the schedule the masks ask for; else always the counter (true) or the fixed stride (false).</summary>
     public bool? ForceDynamicSchedule { get; init; }
     public long? SectionBytes { get; init; }
 
     /// <summary>Whether anything differs from the library's own policy.</summary>
-    public bool IsDefault => ForwardOverrides.Count == 0 && BackwardOverrides.Count == 0 && Ablation == ForwardAblation.None
+    public bool IsDefault => ForwardOverrides.Count == 0 && BackwardOverrides.Count == 0 && Fp8Overrides.Count == 0 && Ablation == ForwardAblation.None
                              && ForceDynamicSchedule is null && SectionBytes is null;
 
     /// <summary>The policy the lab's environment variables describe (<see cref="VariantOverrides"/>, <see cref="ScheduleVariable"/>, <see cref="SectionVariable"/>).</summary>
@@ -33,6 +34,7 @@ internal sealed class TuningPolicy : VariantPolicy
     {
         ForwardOverrides = VariantOverrides.ParseForward(variable(VariantOverrides.ForwardVariable)),
         BackwardOverrides = VariantOverrides.ParseBackward(variable(VariantOverrides.BackwardVariable)),
+        Fp8Overrides = VariantOverrides.ParseFp8(variable(VariantOverrides.Fp8Variable)),
         ForceDynamicSchedule = variable(ScheduleVariable) switch
         {
             null or "" => null,
@@ -51,7 +53,7 @@ internal sealed class TuningPolicy : VariantPolicy
     /// <summary>This policy with an ablation laid over its forward variants.</summary>
     public TuningPolicy WithAblation(ForwardAblation ablation) => new()
     {
-        ForwardOverrides = ForwardOverrides, BackwardOverrides = BackwardOverrides, Ablation = ablation,
+        ForwardOverrides = ForwardOverrides, BackwardOverrides = BackwardOverrides, Fp8Overrides = Fp8Overrides, Ablation = ablation,
         ForceDynamicSchedule = ForceDynamicSchedule, SectionBytes = SectionBytes,
     };
 
@@ -65,6 +67,8 @@ internal sealed class TuningPolicy : VariantPolicy
         => BackwardVariants.WithSoftcap(Override(headDim, BackwardVariants.For(headDim, softcap: false)), softcap);
 
     public override IEnumerable<BackwardVariant> BackwardVariantsOf(int headDim) => [Backward(headDim, false), Backward(headDim, true)];
+
+    public override Fp8Variant Fp8(int headDim) => Fp8Overrides.TryGetValue(headDim, out var v) ? v : base.Fp8(headDim);
 
     public override bool DynamicSchedule(bool unequalTiles) => ForceDynamicSchedule ?? base.DynamicSchedule(unequalTiles);
 

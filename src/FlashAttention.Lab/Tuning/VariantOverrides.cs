@@ -18,6 +18,35 @@ internal static class VariantOverrides
 {
     public const string ForwardVariable = "FLASHATTN_FWD_CONFIG";
     public const string BackwardVariable = "FLASHATTN_BWD_CONFIG";
+    public const string Fp8Variable = "FLASHATTN_FP8_CONFIG";
+
+    /// <summary>FP8, <c>FLASHATTN_FP8_CONFIG="128:chain,n256;256:q1,own"</c>: nN keys per block, sN stages, qN Q buffers, seq/chain, pp/nopp, own/o2.</summary>
+    internal static Dictionary<int, Fp8Variant> ParseFp8(string? text)
+    {
+        var result = new Dictionary<int, Fp8Variant>();
+        foreach (var (headDim, fields, entry) in Entries(text, Fp8Variable))
+        {
+            var v = Fp8Variants.For(headDim);
+            foreach (string f in fields)
+                v = f switch
+                {
+                    _ when Number(f, "n") is int n => v with { BlockN = n },
+                    _ when Number(f, "s") is int st => v with { Stages = st },
+                    _ when Number(f, "q") is int qb => v with { QBuffers = qb },
+                    "seq" => v with { Loop = ForwardLoop.Sequential },
+                    "chain" => v with { Loop = ForwardLoop.Chained },
+                    "pp" => v with { PingPong = true },
+                    "nopp" => v with { PingPong = false },
+                    "own" => v with { OStaging = OutputStaging.OwnBuffer },
+                    "o2" => v with { OStaging = OutputStaging.TwoPasses },
+                    _ => throw new ArgumentException($"{Fp8Variable}: unknown field '{f}' in '{entry}'"),
+                };
+            if (v.SharedMemoryBytes > 232448)
+                throw new ArgumentException($"{Fp8Variable}: '{entry}' needs {v.SharedMemoryBytes} bytes of shared memory, more than the 232448 a block may have");
+            result[headDim] = v;
+        }
+        return result;
+    }
 
     internal static Dictionary<int, ForwardVariant> ParseForward(string? text)
     {

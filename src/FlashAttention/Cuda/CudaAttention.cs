@@ -55,7 +55,7 @@ public static class CudaAttention
 
     /// <summary>
     /// FP8 forward on pre-quantised inputs (callers that keep FP8 activations or an FP8 KV cache): E4M3 Q, K, V with
-    /// float32 descales per (batch, head, block of tokens), bf16 O and the float32 LSE. Q's blocks are a multiple of
+    /// float32 descales per (batch, head, block of tokens), bf16 or fp16 O and the float32 LSE. Q's blocks are a multiple of
     /// <see cref="Fp8QueryBlock"/> tokens, K's and V's (the same size) a multiple of <see cref="Fp8KeyBlock"/>, or
     /// either covers the whole sequence (a per-head descale). Masks and GQA as in <see cref="Forward"/>; no softcap. V is
     /// transposed into the stream's workspace first (the FP8 tensor cores take no transposed operand).

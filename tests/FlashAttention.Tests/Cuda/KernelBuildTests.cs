@@ -99,7 +99,7 @@ public sealed class KernelBuildTests
         var backward = BackwardVariants.HeadDims.SelectMany(BackwardVariants.All);
         var checks = forward.Select(v => Check(v.NameExpression(DataType.BFloat16), v.SharedMemoryBytes, "fwd " + v))
             .Concat(backward.Select(v => Check(v.NameExpression(DataType.BFloat16), v.SharedMemoryBytes, "bwd " + v)))
-            .Concat(Fp8Variants.HeadDims.Select(Fp8Variants.For).Select(v => Check(v.NameExpression, v.SharedMemoryBytes, "fp8 " + v)))
+            .Concat(Fp8Variants.HeadDims.Select(Fp8Variants.For).Select(v => Check(v.NameExpression(DataType.BFloat16), v.SharedMemoryBytes, "fp8 " + v)))
             .ToList();
         string source = "#include \"fwd/fwd_config.cuh\"\n#include \"bwd/bwd_config.cuh\"\n#include \"fp8/fp8_config.cuh\"\n" + string.Join("\n", checks) +
                         "\n__global__ void smem_checks() {}\n";

@@ -35,7 +35,7 @@ public partial class VariantTests
         // The designators the name expression writes, in order: every field, none left to a default.
         string expression = record == typeof(ForwardVariant) ? ForwardVariants.For(128, 4096, false).NameExpression(DataType.BFloat16)
             : record == typeof(BackwardVariant) ? BackwardVariants.For(128, false).NameExpression(DataType.BFloat16)
-            : Fp8Variants.For(128).NameExpression;
+            : Fp8Variants.For(128).NameExpression(DataType.BFloat16);
         var designators = Regex.Matches(expression, @"\.(?<name>\w+) =").Select(m => m.Groups["name"].Value).ToList();
         Assert.Equal(cppFields, designators);
     }
@@ -106,7 +106,7 @@ public partial class VariantTests
             Assert.Equal(0, v.BlockN % 128);  // Vᵀ tiles are 128-key rows
             Assert.Equal(v.BlockN, Fp8Variants.KeyBlock(d));
             Assert.InRange(v.SharedMemoryBytes, 1, 232448);
-            Assert.Contains($".head_dim = {d},", v.NameExpression);
+            Assert.Contains($".head_dim = {d},", v.NameExpression(DataType.Float16));
         }
         Assert.Equal(64, Fp8Variants.QueryBlock);
         Assert.Equal(CudaAttention.Fp8KeyBlock, Fp8Variants.KeyBlock(128));

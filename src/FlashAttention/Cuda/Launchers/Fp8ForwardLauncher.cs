@@ -73,7 +73,7 @@ internal static class Fp8ForwardLauncher
     private static void Attend(AttentionProblem p, Fp8Variant variant, in TensorLayout q8, in TensorLayout k8, nint vt, int keysPadded,
         Fp8Params scales, in TensorLayout o, TensorLayout? lse, CudaStream? stream, CudaDevice device)
     {
-        var entry = KernelCatalog.Fp8Entry(variant);
+        var entry = KernelCatalog.Fp8Entry(variant, o.Type);
         var kernel = Compiler.KernelModuleCache.For(device).GetKernel(entry.Spec, entry.NameExpression);
         var (args, tiles) = FlashForwardLauncher.TileParams(p, Fp8Variant.BlockM, warpSpecialized: true, lse, VariantPolicy.Current, stream, device);
         var arguments = new KernelArguments()

@@ -48,9 +48,9 @@ internal static class KernelCatalog
         }
         foreach (int d in Fp8Variants.HeadDims)
         {
-            yield return Fp8Entry(policy.Fp8(d));
             foreach (var type in KernelTypes)
             {
+                yield return Fp8Entry(policy.Fp8(d), type);
                 yield return QuantizeRowsEntry(type, d, Fp8Variants.QueryBlock);
                 if (Fp8Variants.KeyBlock(d) != Fp8Variants.QueryBlock) yield return QuantizeRowsEntry(type, d, Fp8Variants.KeyBlock(d));
                 yield return QuantizeVtEntry(type, d, Fp8Variants.KeyBlock(d));
@@ -64,8 +64,9 @@ internal static class KernelCatalog
     private static Entry NamedEntry(string source, string label, string name)
         => Named.GetOrAdd(source + "|" + name, _ => new Entry(label, Spec(source, name), name));
 
-    /// <summary>The FP8 forward kernel of a variant.</summary>
-    public static Entry Fp8Entry(Fp8Variant v) => NamedEntry(Fp8Source, $"fp8 e4m3 {v}", v.NameExpression);
+    /// <summary>The FP8 forward kernel of a variant writing O in <paramref name="output"/>.</summary>
+    public static Entry Fp8Entry(Fp8Variant v, DataType output)
+        => NamedEntry(Fp8Source, $"fp8 e4m3→{DataTypes.ShortName(output)} {v}", v.NameExpression(output));
 
     /// <summary>The quantiser of Q or K rows (rotated or not at run time) with <paramref name="block"/> tokens per descale.</summary>
     public static Entry QuantizeRowsEntry(DataType type, int headDim, int block)

@@ -2,9 +2,9 @@ namespace FlashAttention.Cuda.Variants;
 
 /// <summary>
 /// One FP8 forward kernel variant: the C# twin of <c>fa::Fp8Variant</c> (Cuda/Kernels/fp8/fp8_config.cuh), field for field.
-/// 128 query rows per tile (two consumer warpgroups), E4M3 operands, bf16 output.
+/// 128 query rows per tile (two consumer warpgroups), E4M3 operands, bf16 or fp16 output (the kernel's first template argument).
 /// </summary>
-internal sealed record Fp8Variant(int HeadDim, int BlockN, int Stages, int QBuffers, OutputStaging OStaging, bool PingPong)
+internal sealed record Fp8Variant(int HeadDim, int BlockN, int Stages, int QBuffers, OutputStaging OStaging, bool PingPong, ForwardLoop Loop)
 {
     public const int BlockM = 128;
     public const int Threads = 384;
@@ -20,11 +20,11 @@ internal sealed record Fp8Variant(int HeadDim, int BlockN, int Stages, int QBuff
         }
     }
 
-    public string NameExpression
-        => $"fa::fp8_fwd_kernel<fa::Fp8Config<fa::Fp8Variant{{.head_dim = {HeadDim}, .block_n = {BlockN}, .stages = {Stages}, " +
-           $".q_buffers = {QBuffers}, .o_staging = fa::OStaging::k{OStaging}, .ping_pong = {KernelNames.Bool(PingPong)}}}>>";
+    public string NameExpression(DataType output)
+        => $"fa::fp8_fwd_kernel<fa::Fp8Config<{KernelNames.ElementTag(output)}, fa::Fp8Variant{{.head_dim = {HeadDim}, .block_n = {BlockN}, .stages = {Stages}, " +
+           $".q_buffers = {QBuffers}, .o_staging = fa::OStaging::k{OStaging}, .ping_pong = {KernelNames.Bool(PingPong)}, .loop = fa::FwdLoop::k{Loop}}}>>";
 
     public override string ToString()
-        => $"d{HeadDim} {BlockM}x{BlockN} stages {Stages}{(QBuffers > 1 ? $" q{QBuffers}" : "")}{(PingPong ? " ping-pong" : "")}" +
+        => $"d{HeadDim} {BlockM}x{BlockN} stages {Stages}{(QBuffers > 1 ? $" q{QBuffers}" : "")} {(Loop == ForwardLoop.Chained ? "chained" : "sequential")}{(PingPong ? " ping-pong" : "")}" +
            $"{(OStaging == OutputStaging.TwoPasses ? " O-in-2-passes" : "")}";
 }

@@ -1,6 +1,6 @@
 // Compile-time shape of one FP8 forward kernel variant. Q and K arrive as E4M3 rows (K-major for S = Q·Kᵀ), V as Vᵀ
 // (keys contiguous, permuted inside every 16-key group, as the quantiser writes it: FP8 wgmma has no transpose, and
-// the permutation lets P go from the S accumulator to the A operand without shuffles); O leaves as bf16. The C# twin
+// the permutation lets P go from the S accumulator to the A operand without shuffles); O leaves as bf16 or fp16. The C# twin
 // of Fp8Variant is Cuda/Variants/Fp8Variant.cs; the table of which variant runs when is Fp8Variants.cs.
 #pragma once
 #include "common/pipeline.cuh"
@@ -17,17 +17,20 @@ struct Fp8Variant {
   int q_buffers;      // 2: the next tile's Q loads while the current tile runs
   OStaging o_staging; // own buffer, or two passes through half of it
   bool ping_pong;     // the two consumers take turns issuing their GEMMs
+  FwdLoop loop;       // sequential, or chained (a turn issues block j's P·V and block j-1's S back to back)
 };
 
-template <Fp8Variant V>
+// Output_: bf16_t or half_t, the element type O is written in.
+template <typename Output_, Fp8Variant V>
 struct Fp8Config {
-  static_assert(V.head_dim > 0 && V.block_n > 0 && V.stages > 0 && V.q_buffers > 0 && (int)V.o_staging > 0,
+  static_assert(V.head_dim > 0 && V.block_n > 0 && V.stages > 0 && V.q_buffers > 0 && (int)V.o_staging > 0 && (int)V.loop > 0,
                 "every Fp8Variant field is set");
+  static_assert(V.loop != FwdLoop::kOverlapped, "FP8 loops: sequential or chained");
   static_assert(V.head_dim == 64 || V.head_dim == 128 || V.head_dim == 256, "FP8 head dims: 64, 128, 256");
   static_assert(V.block_n % 128 == 0 && V.block_n <= 256, "FP8 key blocks: 128 or 256 keys");
   static_assert(V.o_staging == OStaging::kOwnBuffer || V.o_staging == OStaging::kTwoPasses, "O staged in its own buffer");
-  // The epilogue (fwd/fwd_epilogue.cuh) reads these names: O is bf16, staged in Q's bf16 layout.
-  using Element = bf16_t;
+  // The epilogue (fwd/fwd_epilogue.cuh) reads these names: O is 16-bit, staged in Q's 16-bit layout.
+  using Element = Output_;
   using Input = e4m3_t;
   static constexpr int kHeadDim = V.head_dim;
   static constexpr int kConsumerWGs = 2;
@@ -36,6 +39,7 @@ struct Fp8Config {
   static constexpr int kStages = V.stages;
   static constexpr int kQStages = V.q_buffers;
   static constexpr bool kPingPong = V.ping_pong;
+  static constexpr bool kChainPvS = V.loop == FwdLoop::kChained;
   static constexpr bool kWarpSpecialized = true;
   static constexpr bool kOAliasQ = false;
   static constexpr int kOPasses = V.o_staging == OStaging::kTwoPasses ? 2 : 1;
@@ -57,7 +61,7 @@ struct Fp8Config {
   static constexpr int kVSlabBytes = kHeadDim * 128;
   static constexpr int kVBytes = kBlockN * kHeadDim;
 
-  // O staging, bf16 in Q's 16-bit layout: slabs of 64 columns (128 bytes) x kBlockM rows.
+  // O staging in Q's 16-bit layout: slabs of 64 columns (128 bytes) x kBlockM rows.
   static constexpr int kSlabs = kHeadDim / 64;
   static constexpr int kOSlabs = kSlabs / kOPasses;
   static constexpr int kQSlabBytes = kBlockM * 128;  // an O slab (the epilogue's name)

@@ -1,8 +1,8 @@
 // FlashAttention-3's FP8 forward for Hopper (sm_90a): the BF16 forward's structure (persistent grid, a producer
 // warpgroup issuing TMA loads into a ring, two consumer warpgroups taking turns on the tensor cores) with E4M3
-// operands, wgmma m64nNk32, P cast to E4M3 from registers, per-block descales folded into the softmax, and bf16 O.
+// operands, wgmma m64nNk32, P cast to E4M3 from registers, per-block descales folded into the softmax, and 16-bit O.
 // Instantiated through NVRTC name expressions written by Cuda/Variants/Fp8Variant.cs, e.g.
-//   fa::fp8_fwd_kernel<fa::Fp8Config<fa::Fp8Variant{.head_dim = 128, .block_n = 128, …}>>
+//   fa::fp8_fwd_kernel<fa::Fp8Config<fa::bf16_t, fa::Fp8Variant{.head_dim = 128, .block_n = 128, …}>>
 #include "common/mask.cuh"
 #include "common/tile_scheduler.cuh"
 #include "fp8/fp8_config.cuh"
@@ -14,7 +14,7 @@
 
 namespace fa {
 
-// One consumer warpgroup's walk over its CTA's tiles (as fwd_consumer): mainloop, then the bf16 epilogue, per tile.
+// One consumer warpgroup's walk over its CTA's tiles (as fwd_consumer): mainloop, then the 16-bit epilogue, per tile.
 template <class Cfg>
 __device__ __forceinline__ void fp8_consumer(const FwdParams& p, const Fp8Params& f, const Mask& mask, const FwdBarriers<Cfg>& bars,
                                              uint32_t smem, uint8_t* smem_ptr, const TmaMap* tma_o, int consumer, int thread) {

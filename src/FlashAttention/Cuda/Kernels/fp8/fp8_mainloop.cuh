@@ -108,8 +108,33 @@ struct Fp8Consumer {
     }
   }
 
+  // S = Q·Kᵀ of the block in stage st into s (issued only: the caller commits and waits).
+  __device__ __forceinline__ void issue_s(uint32_t q_wg, int st, float (&s)[Cfg::kBlockN / 2]) const {
+    gemm_ss_fp8<Cfg::kBlockN, Cfg::kHeadDim, Cfg::kSwizzleBytes>(q_wg, Cfg::kQInSlabBytes, k_stage(st), Cfg::kKInSlabBytes, s);
+  }
+
+  // Block n's scores (in s) to E4M3 probabilities in pk: mask, softmax with the block's exponent multiplier, and O
+  // moved to this block's V units with the softmax's rescale (one multiply per element, as without FP8).
+  __device__ __forceinline__ void probabilities(float (&s)[Cfg::kBlockN / 2], uint32_t (&pk)[Cfg::kBlockN / 8], float (&o)[Cfg::kHeadDim / 2],
+                                                Softmax& softmax, int m0, int row0, int n, float exponent_q, const float* k_descale,
+                                                const float* v_descale, float& v_units) const {
+    const int block = n * Cfg::kBlockN / f.kv_block;
+    float rescale[2];
+    apply_mask(s, m0, row0, n);
+    softmax.step(s, exponent_q * k_descale[block], rescale);
+    pack_fragment_e4m3(s, pk);
+    const float v_scale = v_descale[block];
+    const float units = v_units / v_scale;
+    v_units = v_scale;
+    rescale[0] *= units;
+    rescale[1] *= units;
+    scale_rows(o, rescale);
+  }
+
   // Key blocks n_max … n_min of tile t into o and softmax; kv counts blocks across tiles. The turn is held from the
-  // first S to the last P·V and passed at the end.
+  // first S to the last P·V and passed at the end. Sequential: each block's S, softmax, P·V in turn (a turn holds a
+  // block's P·V and the next block's S, waited for one after the other). Chained: a turn issues block n's P·V and block
+  // n-1's S back to back and they are waited for together, so the tensor cores see no gap between them.
   __device__ __forceinline__ void run(const Tile& t, int m0, int n_min, int n_max, int q_buffer, PipelineState<Cfg::kStages>& kv,
                                       float (&o)[Cfg::kHeadDim / 2], Softmax& softmax) const {
     const uint32_t q_wg = smem + Cfg::kOffQ + q_buffer * Cfg::kQBytes + consumer * Cfg::kQWgBytes;
@@ -120,32 +145,42 @@ struct Fp8Consumer {
     // Rows past the last query (the tile's tail) read the last block's descale.
     const int q_first = (m0 + consumer * 64) / f.q_block, q_index = q_first < f.q_blocks - 1 ? q_first : f.q_blocks - 1;
     const float exponent_q = p.score_scale_log2 * f.q_descale[((int64_t)t.batch * p.heads_q + t.head) * f.q_blocks + q_index];
-    float v_units = v_descale[n_max * Cfg::kBlockN / f.kv_block];  // O is kept in units of this descale
+    float v_units = v_descale[n_max * Cfg::kBlockN / f.kv_block];  // O is kept in units of the last P·V's V descale
     float s[Cfg::kBlockN / 2];
     uint32_t pk[Cfg::kBlockN / 8];
-    float rescale[2];
     schedule_wait();
-    for (int n = n_max; n >= n_min; --n) {
-      const int st = kv.stage();
-      const int block = n * Cfg::kBlockN / f.kv_block;
-      const float k_scale = k_descale[block], v_scale = v_descale[block];
+    if constexpr (Cfg::kChainPvS) {
+      int st = kv.stage();
       mbar_wait(bars.full_k(st), kv.phase());
       wgmma_fence();
-      gemm_ss_fp8<Cfg::kBlockN, Cfg::kHeadDim, Cfg::kSwizzleBytes>(q_wg, Cfg::kQInSlabBytes, k_stage(st), Cfg::kKInSlabBytes, s);
+      issue_s(q_wg, st, s);
       wgmma_commit();
       schedule_pass();
       wgmma_wait<0>();
       fence_regs(s);
       release(bars.empty_k(st));
-      apply_mask(s, m0, row0, n);
-      softmax.step(s, exponent_q * k_scale, rescale);
-      pack_fragment_e4m3(s, pk);
-      // O moves to this block's V units with the softmax's rescale: one multiply per element, as without FP8.
-      const float units = v_units / v_scale;
-      v_units = v_scale;
-      rescale[0] *= units;
-      rescale[1] *= units;
-      scale_rows(o, rescale);
+      probabilities(s, pk, o, softmax, m0, row0, n_max, exponent_q, k_descale, v_descale, v_units);
+      for (int n = n_max; n > n_min; --n) {
+        st = kv.stage();
+        mbar_wait(bars.full_v(st), kv.phase());
+        ++kv.count;
+        const int next = kv.stage();
+        schedule_wait();
+        wgmma_fence();
+        gemm_rs_fp8<Cfg::kHeadDim, Cfg::kBlockN>(pk, v_stage(st), Cfg::kVSlabBytes, o);
+        wgmma_commit();
+        mbar_wait(bars.full_k(next), kv.phase());
+        issue_s(q_wg, next, s);
+        wgmma_commit();
+        schedule_pass();
+        wgmma_wait<0>();
+        fence_regs(s);
+        fence_regs(o);
+        release(bars.empty_v(st));
+        release(bars.empty_k(next));
+        probabilities(s, pk, o, softmax, m0, row0, n - 1, exponent_q, k_descale, v_descale, v_units);
+      }
+      st = kv.stage();
       mbar_wait(bars.full_v(st), kv.phase());
       schedule_wait();
       wgmma_fence();
@@ -155,6 +190,28 @@ struct Fp8Consumer {
       fence_regs(o);
       release(bars.empty_v(st));
       ++kv.count;
+    } else {
+      for (int n = n_max; n >= n_min; --n) {
+        const int st = kv.stage();
+        mbar_wait(bars.full_k(st), kv.phase());
+        wgmma_fence();
+        issue_s(q_wg, st, s);
+        wgmma_commit();
+        schedule_pass();
+        wgmma_wait<0>();
+        fence_regs(s);
+        release(bars.empty_k(st));
+        probabilities(s, pk, o, softmax, m0, row0, n, exponent_q, k_descale, v_descale, v_units);
+        mbar_wait(bars.full_v(st), kv.phase());
+        schedule_wait();
+        wgmma_fence();
+        gemm_rs_fp8<Cfg::kHeadDim, Cfg::kBlockN>(pk, v_stage(st), Cfg::kVSlabBytes, o);
+        wgmma_commit();
+        wgmma_wait<0>();
+        fence_regs(o);
+        release(bars.empty_v(st));
+        ++kv.count;
+      }
     }
     softmax.out_scale = v_units;
     // With one Q buffer it goes back once the tile's last S is done, so the next tile's Q loads under the epilogue.
