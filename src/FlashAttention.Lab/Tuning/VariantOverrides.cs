@@ -20,7 +20,7 @@ internal static class VariantOverrides
     public const string BackwardVariable = "FLASHATTN_BWD_CONFIG";
     public const string Fp8Variable = "FLASHATTN_FP8_CONFIG";
 
-    /// <summary>FP8, <c>FLASHATTN_FP8_CONFIG="128:chain,n256;256:q1,own"</c>: nN keys per block, sN stages, qN Q buffers, seq/chain, pp/nopp, own/o2.</summary>
+    /// <summary>FP8, <c>FLASHATTN_FP8_CONFIG="128:n256,pe4;256:q1,own"</c>: nN keys per block, sN stages, qN Q buffers, peK one column group in K with polynomial exponentials (pe0: none), pp/nopp, own/o2.</summary>
     internal static Dictionary<int, Fp8Variant> ParseFp8(string? text)
     {
         var result = new Dictionary<int, Fp8Variant>();
@@ -33,8 +33,7 @@ internal static class VariantOverrides
                     _ when Number(f, "n") is int n => v with { BlockN = n },
                     _ when Number(f, "s") is int st => v with { Stages = st },
                     _ when Number(f, "q") is int qb => v with { QBuffers = qb },
-                    "seq" => v with { Loop = ForwardLoop.Sequential },
-                    "chain" => v with { Loop = ForwardLoop.Chained },
+                    _ when Number(f, "pe") is int every => v with { PolyExpEvery = every },
                     "pp" => v with { PingPong = true },
                     "nopp" => v with { PingPong = false },
                     "own" => v with { OStaging = OutputStaging.OwnBuffer },

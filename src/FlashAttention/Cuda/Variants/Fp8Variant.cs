@@ -4,7 +4,7 @@ namespace FlashAttention.Cuda.Variants;
 /// One FP8 forward kernel variant: the C# twin of <c>fa::Fp8Variant</c> (Cuda/Kernels/fp8/fp8_config.cuh), field for field.
 /// 128 query rows per tile (two consumer warpgroups), E4M3 operands, bf16 or fp16 output (the kernel's first template argument).
 /// </summary>
-internal sealed record Fp8Variant(int HeadDim, int BlockN, int Stages, int QBuffers, OutputStaging OStaging, bool PingPong, ForwardLoop Loop)
+internal sealed record Fp8Variant(int HeadDim, int BlockN, int Stages, int QBuffers, OutputStaging OStaging, bool PingPong, int PolyExpEvery)
 {
     public const int BlockM = 128;
     public const int Threads = 384;
@@ -22,9 +22,10 @@ internal sealed record Fp8Variant(int HeadDim, int BlockN, int Stages, int QBuff
 
     public string NameExpression(DataType output)
         => $"fa::fp8_fwd_kernel<fa::Fp8Config<{KernelNames.ElementTag(output)}, fa::Fp8Variant{{.head_dim = {HeadDim}, .block_n = {BlockN}, .stages = {Stages}, " +
-           $".q_buffers = {QBuffers}, .o_staging = fa::OStaging::k{OStaging}, .ping_pong = {KernelNames.Bool(PingPong)}, .loop = fa::FwdLoop::k{Loop}}}>>";
+           $".q_buffers = {QBuffers}, .o_staging = fa::OStaging::k{OStaging}, .ping_pong = {KernelNames.Bool(PingPong)}, .poly_exp_every = {PolyExpEvery}}}>>";
 
     public override string ToString()
-        => $"d{HeadDim} {BlockM}x{BlockN} stages {Stages}{(QBuffers > 1 ? $" q{QBuffers}" : "")} {(Loop == ForwardLoop.Chained ? "chained" : "sequential")}{(PingPong ? " ping-pong" : "")}" +
+        => $"d{HeadDim} {BlockM}x{BlockN} stages {Stages}{(QBuffers > 1 ? $" q{QBuffers}" : "")}{(PingPong ? " ping-pong" : "")}" +
+           $"{(PolyExpEvery > 0 ? $" poly-exp 1/{PolyExpEvery}" : "")}" +
            $"{(OStaging == OutputStaging.TwoPasses ? " O-in-2-passes" : "")}";
 }

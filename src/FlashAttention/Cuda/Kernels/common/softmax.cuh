@@ -68,8 +68,9 @@ struct OnlineSoftmax {
 
 // The online softmax with a multiplier per key block (FP8: the descales of Q and of the block's keys scale the raw
 // scores) and probabilities scaled by 2^kShift. The running max is kept in the exponent's units (log2, scaled), so
-// blocks with different multipliers compare; out_scale multiplies 1/rowsum at the end (V's last descale).
-template <int kValues, int kShift>
+// blocks with different multipliers compare; out_scale multiplies 1/rowsum at the end (V's last descale). With
+// kPolyEvery = k > 0, column group j takes its exponentials from exp2_poly when j % k == k − 1 (the rest from ex2).
+template <int kValues, int kShift, int kPolyEvery = 0>
 struct ScaledOnlineSoftmax {
   float row_max[2];  // max of s·c over the keys seen, log2 units; -inf before any visible key
   float row_sum[2];  // this thread's partial sums of 2^(s·c − max + kShift)
@@ -108,7 +109,8 @@ struct ScaledOnlineSoftmax {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int h = e >> 1;
-        const float p = fast_exp2(s[4 * j + e] * c - bias[h]);
+        const float x = s[4 * j + e] * c - bias[h];
+        const float p = kPolyEvery > 0 && j % kPolyEvery == kPolyEvery - 1 ? exp2_poly(x) : fast_exp2(x);
         s[4 * j + e] = p;
         row_sum[h] += p;
       }

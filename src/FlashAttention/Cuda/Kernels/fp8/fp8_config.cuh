@@ -17,15 +17,15 @@ struct Fp8Variant {
   int q_buffers;      // 2: the next tile's Q loads while the current tile runs
   OStaging o_staging; // own buffer, or two passes through half of it
   bool ping_pong;     // the two consumers take turns issuing their GEMMs
-  FwdLoop loop;       // sequential, or chained (a turn issues block j's P·V and block j-1's S back to back)
+  int poly_exp_every; // 0, or k: one column group in k takes its exponentials from a polynomial on the FMA pipe
 };
 
 // Output_: bf16_t or half_t, the element type O is written in.
 template <typename Output_, Fp8Variant V>
 struct Fp8Config {
-  static_assert(V.head_dim > 0 && V.block_n > 0 && V.stages > 0 && V.q_buffers > 0 && (int)V.o_staging > 0 && (int)V.loop > 0,
+  static_assert(V.head_dim > 0 && V.block_n > 0 && V.stages > 0 && V.q_buffers > 0 && (int)V.o_staging > 0,
                 "every Fp8Variant field is set");
-  static_assert(V.loop != FwdLoop::kOverlapped, "FP8 loops: sequential or chained");
+  static_assert(V.poly_exp_every >= 0 && V.poly_exp_every <= 8, "poly_exp_every: 0 (off) or 1 in 1…8 column groups");
   static_assert(V.head_dim == 64 || V.head_dim == 128 || V.head_dim == 256, "FP8 head dims: 64, 128, 256");
   static_assert(V.block_n % 128 == 0 && V.block_n <= 256, "FP8 key blocks: 128 or 256 keys");
   static_assert(V.o_staging == OStaging::kOwnBuffer || V.o_staging == OStaging::kTwoPasses, "O staged in its own buffer");
@@ -39,7 +39,9 @@ struct Fp8Config {
   static constexpr int kStages = V.stages;
   static constexpr int kQStages = V.q_buffers;
   static constexpr bool kPingPong = V.ping_pong;
-  static constexpr bool kChainPvS = V.loop == FwdLoop::kChained;
+  // FP8's GEMMs take half the BF16 time while the softmax's exponentials do not shrink: at d64 and d128 the
+  // special-function unit (16 exponentials per clock per SM) bounds the kernel. Some of them then go to the FMA pipe.
+  static constexpr int kPolyExpEvery = V.poly_exp_every;
   static constexpr bool kWarpSpecialized = true;
   static constexpr bool kOAliasQ = false;
   static constexpr int kOPasses = V.o_staging == OStaging::kTwoPasses ? 2 : 1;

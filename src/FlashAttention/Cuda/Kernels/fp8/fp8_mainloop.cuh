@@ -70,7 +70,7 @@ struct Fp8Loader {
 // ping-pong turn: a turn holds a block's P·V and the next block's S, so the sibling's softmax overlaps them.
 template <class Cfg>
 struct Fp8Consumer {
-  using Softmax = ScaledOnlineSoftmax<Cfg::kBlockN / 2, (int)Cfg::kProbabilityShift>;
+  using Softmax = ScaledOnlineSoftmax<Cfg::kBlockN / 2, (int)Cfg::kProbabilityShift, Cfg::kPolyExpEvery>;
   const FwdParams& p;
   const Fp8Params& f;
   const Mask& mask;
@@ -131,10 +131,9 @@ struct Fp8Consumer {
     scale_rows(o, rescale);
   }
 
-  // Key blocks n_max … n_min of tile t into o and softmax; kv counts blocks across tiles. The turn is held from the
-  // first S to the last P·V and passed at the end. Sequential: each block's S, softmax, P·V in turn (a turn holds a
-  // block's P·V and the next block's S, waited for one after the other). Chained: a turn issues block n's P·V and block
-  // n-1's S back to back and they are waited for together, so the tensor cores see no gap between them.
+  // Key blocks n_max … n_min of tile t into o and softmax, each block's S, softmax and P·V in turn; kv counts blocks
+  // across tiles. The turn is held from the first S to the last P·V and passed at the end: a turn holds a block's P·V
+  // and the next block's S, so the sibling's softmax overlaps them.
   __device__ __forceinline__ void run(const Tile& t, int m0, int n_min, int n_max, int q_buffer, PipelineState<Cfg::kStages>& kv,
                                       float (&o)[Cfg::kHeadDim / 2], Softmax& softmax) const {
     const uint32_t q_wg = smem + Cfg::kOffQ + q_buffer * Cfg::kQBytes + consumer * Cfg::kQWgBytes;
@@ -149,48 +148,7 @@ struct Fp8Consumer {
     float s[Cfg::kBlockN / 2];
     uint32_t pk[Cfg::kBlockN / 8];
     schedule_wait();
-    if constexpr (Cfg::kChainPvS) {
-      int st = kv.stage();
-      mbar_wait(bars.full_k(st), kv.phase());
-      wgmma_fence();
-      issue_s(q_wg, st, s);
-      wgmma_commit();
-      schedule_pass();
-      wgmma_wait<0>();
-      fence_regs(s);
-      release(bars.empty_k(st));
-      probabilities(s, pk, o, softmax, m0, row0, n_max, exponent_q, k_descale, v_descale, v_units);
-      for (int n = n_max; n > n_min; --n) {
-        st = kv.stage();
-        mbar_wait(bars.full_v(st), kv.phase());
-        ++kv.count;
-        const int next = kv.stage();
-        schedule_wait();
-        wgmma_fence();
-        gemm_rs_fp8<Cfg::kHeadDim, Cfg::kBlockN>(pk, v_stage(st), Cfg::kVSlabBytes, o);
-        wgmma_commit();
-        mbar_wait(bars.full_k(next), kv.phase());
-        issue_s(q_wg, next, s);
-        wgmma_commit();
-        schedule_pass();
-        wgmma_wait<0>();
-        fence_regs(s);
-        fence_regs(o);
-        release(bars.empty_v(st));
-        release(bars.empty_k(next));
-        probabilities(s, pk, o, softmax, m0, row0, n - 1, exponent_q, k_descale, v_descale, v_units);
-      }
-      st = kv.stage();
-      mbar_wait(bars.full_v(st), kv.phase());
-      schedule_wait();
-      wgmma_fence();
-      gemm_rs_fp8<Cfg::kHeadDim, Cfg::kBlockN>(pk, v_stage(st), Cfg::kVSlabBytes, o);
-      wgmma_commit();
-      wgmma_wait<0>();
-      fence_regs(o);
-      release(bars.empty_v(st));
-      ++kv.count;
-    } else {
+    {
       for (int n = n_max; n >= n_min; --n) {
         const int st = kv.stage();
         mbar_wait(bars.full_k(st), kv.phase());
