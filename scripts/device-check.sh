@@ -67,6 +67,9 @@ for stage in "$@"; do
     fp8-peers)
       # ours (FP8 kernel, FP8 end to end, the quantiser's bandwidth, BF16) and cuDNN's FP8 case by case; FP8_ARGS narrows the grid
       run fp8-peers 580 bench.log python3 bench/peers/jax_fp8_peers.py ${FP8_ARGS:---grid paper} --interleave-ours "$B" --ours-json "$OUT/ours-fp8.json" --json "$OUT/peers-fp8.json" ;;
+    fp8-gqa)
+      # the grouped-query shape (b1, 64 query / 8 KV heads, d128) at 8k and 32k, ours beside cuDNN FP8
+      run fp8-gqa 300 bench.log python3 bench/peers/jax_fp8_peers.py --batch 1 --heads 64 --heads-k 8 --hdim 128 --seqlen 8192 32768 --interleave-ours "$B" --ours-json "$OUT/ours-fp8-gqa.json" --json "$OUT/peers-fp8-gqa.json" ;;
     accuracy-gpu) run accuracy-gpu 300 bench.log "$B" accuracy --device cuda --json "$OUT/accuracy-gpu.json" ;;
     bench) run bench 480 bench.log "$B" bench --device cuda --grid paper --json "$OUT/ours.json" ;;
     peers)

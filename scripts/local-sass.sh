@@ -21,7 +21,7 @@ cli="$here/src/FlashAttention.Cli/bin/Release/net10.0/flashattn"
 # A private cache: every variant is compiled now, so each one's cubin and log land in the dump folder.
 FLASHATTN_CACHE_DIR="$work/cache" FLASHATTN_DUMP_DIR="$work/dump" "$cli" warmup --jobs "$(nproc)" "$@"
 echo
-printf '%-10s %5s %6s %6s  %-s\n' cubin HGMMA LDL STL "local memory by role (prologue / consumer / producer: loads+stores)  kernel"
+printf '%-10s %5s %6s %6s  %-s\n' cubin GMMA LDL STL "local memory by role (prologue / consumer / producer: loads+stores)  kernel"
 for cubin in "$work"/dump/*.cubin; do
   base="${cubin%.cubin}"
   cuobjdump --dump-sass "$cubin" > "$base.sass"
@@ -29,7 +29,7 @@ for cubin in "$work"/dump/*.cubin; do
     /Function :/ { if (fn != "") report(); fn = $3; role = "prologue"; h = 0; l = 0; s = 0; delete n }
     /USETMAXREG.TRY_ALLOC/ { role = "consumer" }
     /USETMAXREG.DEALLOC/ { role = "producer" }
-    /HGMMA/ { h++ }
+    /HGMMA|QGMMA/ { h++ }
     /[^A-Z]LDL/ { l++; n[role]++ }
     /[^A-Z]STL/ { s++; n[role]++ }
     function report() {

@@ -321,7 +321,7 @@ public sealed class CudaBenchBackend : IBenchBackend, IDisposable
         {
             var (q, k, v) = (Q.Tensor.ToLayout("query"), K.Tensor.ToLayout("key"), V.Tensor.ToLayout("value"));
             var problem = AttentionValidation.Forward(q, k, v, O.Tensor.ToLayout("output"), Lse.ToLayout("logSumExp"), options);
-            var plan = new Fp8ForwardLauncher.Plan(problem, VariantPolicy.Current.Fp8(problem.HeadDim).BlockN);
+            var plan = new Fp8ForwardLauncher.Plan(problem);
             var buffer = new DeviceBuffer(Fp8ForwardLauncher.Workspace.Bytes(plan), device);
             Fp8 = new Fp8Operands(buffer, problem, plan, Fp8ForwardLauncher.Workspace.Layout(buffer.Pointer, plan));
             Fp8.Requantize(this, stream, device);

@@ -49,7 +49,7 @@ public static class Fp8GpuAccuracy
                 new ReadOnlyTensorSpan<float>(v, shape, default), new TensorSpan<float>(o, shape, default), new Fp8AttentionOptions
                 {
                     Granularity = granularity, IncoherentProcessing = incoherent, ScaleProbabilities = true,
-                    BlockSize = Fp8Variants.QueryBlock, KeyBlockSize = Fp8Variants.KeyBlock(d),
+                    BlockSize = Fp8Variants.QueryBlock, KeyBlockSize = Fp8Variants.KeyBlock,
                 });
             return o;
         }

@@ -40,6 +40,8 @@ internal static class VariantOverrides
                     "o2" => v with { OStaging = OutputStaging.TwoPasses },
                     _ => throw new ArgumentException($"{Fp8Variable}: unknown field '{f}' in '{entry}'"),
                 };
+            if (v.BlockN % 128 != 0 || Fp8Variants.KeyBlock % v.BlockN != 0)
+                throw new ArgumentException($"{Fp8Variable}: '{entry}' has a key block of {v.BlockN}; expected 128 or 256 (Vᵀ tiles are 128-key rows, and a K/V descale block of {Fp8Variants.KeyBlock} must hold whole key blocks)");
             if (v.SharedMemoryBytes > 232448)
                 throw new ArgumentException($"{Fp8Variable}: '{entry}' needs {v.SharedMemoryBytes} bytes of shared memory, more than the 232448 a block may have");
             result[headDim] = v;

@@ -35,7 +35,7 @@ public static class Fp8Verifier
         bool rotate = c.Fp8 == Fp8Path.Incoherent;
         bool perHead = c.Fp8 == Fp8Path.PerHead;
         int qBlock = perHead ? Math.Max(c.SeqLenQ, 1) : Fp8Variants.QueryBlock;
-        int kvBlock = perHead ? Math.Max(c.SeqLenK, 1) : Fp8Variants.KeyBlock(c.HeadDim);
+        int kvBlock = perHead ? Math.Max(c.SeqLenK, 1) : Fp8Variants.KeyBlock;
 
         // The CPU's quantisation of the same inputs: codes and descales, and the values they stand for.
         float[] qf = ToFloat(q), kf = ToFloat(k), vf = ToFloat(v);

@@ -47,8 +47,8 @@ public static class CudaAttention
         FlashForwardLauncher.Launch(problem, q, k, v, o, lse, stream, gpu);
     }
 
-    /// <summary>Tokens per K/V descale block the FP8 kernel takes a multiple of (its key block).</summary>
-    public const int Fp8KeyBlock = 128;
+    /// <summary>Tokens per K/V descale block the FP8 kernel takes a multiple of (a multiple of its key block at every head dim).</summary>
+    public const int Fp8KeyBlock = Fp8Variants.KeyBlock;
 
     /// <summary>Tokens per Q descale block the FP8 kernel takes a multiple of (one consumer warpgroup's rows).</summary>
     public const int Fp8QueryBlock = AttentionValidation.Fp8QueryBlockMultiple;

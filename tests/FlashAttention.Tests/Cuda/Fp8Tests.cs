@@ -55,7 +55,7 @@ public class Fp8Tests
 
     private static DeviceTensor T(DataType type, long address, params long[] shape) => DeviceTensor.Contiguous((nint)address, type, shape);
 
-    private static AttentionArgumentException ForwardFp8(int qBlock = 64, int kBlock = 128, int vBlock = 128, DataType codes = DataType.Float8E4M3,
+    private static AttentionArgumentException ForwardFp8(int qBlock = 64, int kBlock = 256, int vBlock = 256, DataType codes = DataType.Float8E4M3,
         DataType output = DataType.BFloat16, long[]? kDescaleShape = null, AttentionOptions? options = null, int headDim = 128)
     {
         long[] q = [2, 300, 4, headDim], k = [2, 515, 2, headDim];
@@ -69,11 +69,11 @@ public class Fp8Tests
     public void Pre_quantised_inputs_are_refused_by_name_before_any_launch()
     {
         Assert.Contains("query.BlockSize: expected a multiple of 64", ForwardFp8(qBlock: 100).Message);
-        Assert.Contains("key.BlockSize: expected a multiple of 128", ForwardFp8(kBlock: 64, vBlock: 64).Message);
-        Assert.Contains("value.BlockSize: expected 128", ForwardFp8(vBlock: 256).Message);
+        Assert.Contains("key.BlockSize: expected a multiple of 256", ForwardFp8(kBlock: 128, vBlock: 128).Message);
+        Assert.Contains("value.BlockSize: expected 256", ForwardFp8(vBlock: 512).Message);
         Assert.Contains("expected E4M3 codes", ForwardFp8(codes: DataType.BFloat16).Message);
         Assert.Contains("output: expected element type BFloat16 or Float16", ForwardFp8(output: DataType.Float32).Message);
-        Assert.Contains("key.Descales: expected shape (2, 2, 5)", ForwardFp8(kDescaleShape: [2, 2, 4]).Message);
+        Assert.Contains("key.Descales: expected shape (2, 2, 3)", ForwardFp8(kDescaleShape: [2, 2, 4]).Message);
         Assert.Contains("options.Softcap", ForwardFp8(options: new AttentionOptions { Softcap = 20 }).Message);
         Assert.Contains("head_dim 64, 128, 256; got 96", ForwardFp8(headDim: 96).Message);
     }

@@ -98,18 +98,20 @@ public partial class VariantTests
     }
 
     [Fact]
-    public void Fp8_table_takes_128_key_blocks_that_fit_shared_memory()
+    public void Fp8_table_takes_key_blocks_that_fit_shared_memory_and_divide_the_descale_block()
     {
         foreach (int d in Fp8Variants.HeadDims)
         {
             var v = Fp8Variants.For(d);
             Assert.Equal(0, v.BlockN % 128);  // Vᵀ tiles are 128-key rows
-            Assert.Equal(v.BlockN, Fp8Variants.KeyBlock(d));
+            Assert.Equal(0, Fp8Variants.KeyBlock % v.BlockN);  // one K and one V descale per key block
             Assert.InRange(v.SharedMemoryBytes, 1, 232448);
             Assert.Contains($".head_dim = {d},", v.NameExpression(DataType.Float16));
         }
         Assert.Equal(64, Fp8Variants.QueryBlock);
-        Assert.Equal(CudaAttention.Fp8KeyBlock, Fp8Variants.KeyBlock(128));
+        Assert.Equal(CudaAttention.Fp8KeyBlock, Fp8Variants.KeyBlock);
+        Assert.Equal(0, Fp8Variants.KeyBlock % Fp8Variants.TransposeBlock);  // the quantiser's clusters of 64-token CTAs
+        Assert.Throws<ArgumentException>(() => VariantOverrides.ParseFp8("128:n384"));
         Assert.Equal(CudaAttention.Fp8QueryBlock, Fp8Variants.QueryBlock);
         Assert.Throws<ArgumentOutOfRangeException>(() => Fp8Variants.For(96));
     }

@@ -17,7 +17,7 @@ internal static class Fp8ForwardLauncher
         TensorLayout? lse, bool incoherent, int hadamardSeed, CudaStream? stream, CudaDevice device)
     {
         if (p.Batch == 0 || p.SeqLenQ == 0) return;
-        var plan = new Plan(p, VariantPolicy.Current.Fp8(p.HeadDim).BlockN);
+        var plan = new Plan(p);
         var ws = Workspace.For(device, stream, plan);
         Quantize(p, plan, ws.Operands, q, k, v, incoherent, hadamardSeed, stream, device);
         Attend(p, plan, ws.Operands, o, lse, stream, device);
@@ -33,9 +33,9 @@ internal static class Fp8ForwardLauncher
         if (plan.SeqLenK == 0) return;
         var cache = Compiler.KernelModuleCache.For(device);
         uint[] signs = incoherent ? SignBits(p.HeadDim, hadamardSeed) : new uint[8];
-        Quantize(cache, KernelCatalog.QuantizeRowsEntry(p.Type, p.HeadDim, plan.QBlock), q, into.Q, into.QDescale, p.SeqLenQ, p.HeadsQ, plan.QBlocks, plan.QBlock, 0, incoherent, signs, stream, p.Batch);
-        Quantize(cache, KernelCatalog.QuantizeRowsEntry(p.Type, p.HeadDim, plan.KvBlock), k, into.K, into.KDescale, p.SeqLenK, p.HeadsK, plan.KvBlocks, plan.KvBlock, 0, incoherent, signs, stream, p.Batch);
-        Quantize(cache, KernelCatalog.QuantizeVtEntry(p.Type, p.HeadDim, plan.KvBlock), v, into.Vt, into.VDescale, p.SeqLenK, p.HeadsK, plan.KvBlocks, plan.KvBlock, plan.KeysPadded, false, signs, stream, p.Batch);
+        Quantize(cache, KernelCatalog.QuantizeRowsEntry(p.Type, p.HeadDim, plan.QBlock), q, into.Q, into.QDescale, p.SeqLenQ, p.HeadsQ, plan.QBlocks, plan.QBlock, 0, incoherent, signs, stream, p.Batch, p.HeadDim);
+        Quantize(cache, KernelCatalog.QuantizeRowsEntry(p.Type, p.HeadDim, plan.KvBlock), k, into.K, into.KDescale, p.SeqLenK, p.HeadsK, plan.KvBlocks, plan.KvBlock, 0, incoherent, signs, stream, p.Batch, p.HeadDim);
+        Quantize(cache, KernelCatalog.QuantizeVtEntry(p.Type, p.HeadDim, plan.KvBlock), v, into.Vt, into.VDescale, p.SeqLenK, p.HeadsK, plan.KvBlocks, plan.KvBlock, plan.KeysPadded, false, signs, stream, p.Batch, p.HeadDim);
     }
 
     /// <summary>The FP8 kernel on operands the quantiser wrote.</summary>
@@ -57,12 +57,12 @@ internal static class Fp8ForwardLauncher
     {
         if (p.Batch == 0 || p.SeqLenQ == 0) return;
         var variant = VariantPolicy.Current.Fp8(p.HeadDim);
-        var plan = new Plan(p, variant.BlockN);
-        var ws = Workspace.For(device, stream, plan with { TransposeOnly = true });
+        var plan = new Plan(p) with { KvBlock = Fp8Variants.TransposeBlock, TransposeOnly = true };
+        var ws = Workspace.For(device, stream, plan);
         int kvBlocks = (int)kDescale.Lengths[2];
         if (plan.SeqLenK > 0)
-            Quantize(Compiler.KernelModuleCache.For(device), KernelCatalog.QuantizeVtEntry(DataType.Float8E4M3, p.HeadDim, variant.BlockN), v, ws.Vt, 0,
-                p.SeqLenK, p.HeadsK, plan.KvBlocks, variant.BlockN, plan.KeysPadded, false, new uint[8], stream, p.Batch);
+            Quantize(Compiler.KernelModuleCache.For(device), KernelCatalog.QuantizeVtEntry(DataType.Float8E4M3, p.HeadDim, plan.KvBlock), v, ws.Vt, 0,
+                p.SeqLenK, p.HeadsK, plan.KvBlocks, plan.KvBlock, plan.KeysPadded, false, new uint[8], stream, p.Batch, p.HeadDim);
         Attend(p, variant, q, k, ws.Vt, plan.KeysPadded, new Fp8Params
         {
             QDescale = (nint)qDescale.Address, KDescale = (nint)kDescale.Address, VDescale = (nint)vDescale.Address,
@@ -88,7 +88,7 @@ internal static class Fp8ForwardLauncher
     }
 
     private static unsafe void Quantize(Compiler.KernelModuleCache cache, KernelCatalog.Entry entry, in TensorLayout source, nint destination,
-        nint descale, int seqLen, int heads, int blocks, int block, int keysPadded, bool rotate, uint[] signs, CudaStream? stream, int batch)
+        nint descale, int seqLen, int heads, int blocks, int block, int keysPadded, bool rotate, uint[] signs, CudaStream? stream, int batch, int headDim)
     {
         var args = new QuantizeParams
         {
@@ -98,8 +98,11 @@ internal static class Fp8ForwardLauncher
             SeqLen = seqLen, Heads = heads, Blocks = blocks, Block = block, SeqLenPadded = keysPadded, Rotate = rotate ? 1 : 0,
         };
         for (int i = 0; i < 8; i++) args.Signs[i] = signs[i];
-        cache.GetKernel(entry.Spec, entry.NameExpression)
-            .Launch(new LaunchConfig(new Dim3((uint)blocks, (uint)heads, (uint)batch), 256, 0, stream), new KernelArguments().Add(args));
+        // A CTA per 64 tokens, 2·head_dim threads; a block of more tokens is a cluster of such CTAs (fp8_quantize.cu).
+        uint cluster = (uint)(block / Fp8Variants.TransposeBlock);
+        var config = new LaunchConfig(new Dim3((uint)blocks * cluster, (uint)heads, (uint)batch), 2 * headDim, 0, stream,
+            cluster > 1 ? new Dim3(cluster, 1, 1) : null);
+        cache.GetKernel(entry.Spec, entry.NameExpression).Launch(config, new KernelArguments().Add(args));
     }
 
     private static TensorLayout Rows(string name, nint address, int batch, int seqLen, int heads, int headDim)
@@ -120,8 +123,8 @@ internal static class Fp8ForwardLauncher
     /// <summary>The quantised problem's sizes: blocks of Q and K/V tokens, the padded Vᵀ rows.</summary>
     internal readonly record struct Plan(int Batch, int SeqLenQ, int SeqLenK, int HeadsQ, int HeadsK, int HeadDim, int QBlock, int KvBlock, bool TransposeOnly = false)
     {
-        public Plan(AttentionProblem p, int keyBlock)
-            : this(p.Batch, p.SeqLenQ, p.SeqLenK, p.HeadsQ, p.HeadsK, p.HeadDim, Fp8Variants.QueryBlock, keyBlock) { }
+        public Plan(AttentionProblem p)
+            : this(p.Batch, p.SeqLenQ, p.SeqLenK, p.HeadsQ, p.HeadsK, p.HeadDim, Fp8Variants.QueryBlock, Fp8Variants.KeyBlock) { }
 
         public int QBlocks => (SeqLenQ + QBlock - 1) / QBlock;
         public int KvBlocks => (SeqLenK + KvBlock - 1) / KvBlock;

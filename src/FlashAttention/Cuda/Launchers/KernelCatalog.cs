@@ -52,10 +52,10 @@ internal static class KernelCatalog
             {
                 yield return Fp8Entry(policy.Fp8(d), type);
                 yield return QuantizeRowsEntry(type, d, Fp8Variants.QueryBlock);
-                if (Fp8Variants.KeyBlock(d) != Fp8Variants.QueryBlock) yield return QuantizeRowsEntry(type, d, Fp8Variants.KeyBlock(d));
-                yield return QuantizeVtEntry(type, d, Fp8Variants.KeyBlock(d));
+                yield return QuantizeRowsEntry(type, d, Fp8Variants.KeyBlock);
+                yield return QuantizeVtEntry(type, d, Fp8Variants.KeyBlock);
             }
-            yield return QuantizeVtEntry(DataType.Float8E4M3, d, Fp8Variants.KeyBlock(d));
+            yield return QuantizeVtEntry(DataType.Float8E4M3, d, Fp8Variants.TransposeBlock);
         }
     }
 

@@ -2,7 +2,8 @@ namespace FlashAttention.Cuda.Variants;
 
 /// <summary>
 /// Which FP8 forward variant runs for which head dim, and the quantiser's block sizes: the whole FP8 tile policy in one
-/// table. Starting points from FlashAttention-3's FP8 tiles within our kernel's constraints (Vᵀ tiles of 128 keys).
+/// table. Starting points from FlashAttention-3's FP8 tiles within our kernel's constraints (Vᵀ tiles of 128 keys);
+/// 256-key blocks at d64/d128 measured 10-15% over 128 (bench/results/2026-12-04-h200-fp8/call4-6839531).
 /// </summary>
 internal static class Fp8Variants
 {
@@ -13,13 +14,20 @@ internal static class Fp8Variants
 
     public static Fp8Variant For(int headDim) => headDim switch
     {
-        64 => new Fp8Variant(64, BlockN: 128, Stages: 2, QBuffers: 2, OutputStaging.OwnBuffer, PingPong: true, PolyExpEvery: 0),
-        128 => new Fp8Variant(128, BlockN: 128, Stages: 2, QBuffers: 2, OutputStaging.OwnBuffer, PingPong: true, PolyExpEvery: 0),
+        64 => new Fp8Variant(64, BlockN: 256, Stages: 2, QBuffers: 2, OutputStaging.OwnBuffer, PingPong: true, PolyExpEvery: 0),
+        128 => new Fp8Variant(128, BlockN: 256, Stages: 2, QBuffers: 2, OutputStaging.OwnBuffer, PingPong: true, PolyExpEvery: 0),
         // Two Q buffers and two K/Vᵀ stages of 32 KB each leave room for half of O's 64 KB.
         256 => new Fp8Variant(256, BlockN: 128, Stages: 2, QBuffers: 2, OutputStaging.TwoPasses, PingPong: true, PolyExpEvery: 0),
         _ => throw new ArgumentOutOfRangeException(nameof(headDim), headDim, $"no FP8 kernel for head dim {headDim}; the GPU takes {string.Join(", ", HeadDims)}"),
     };
 
-    /// <summary>Tokens per K/V descale block of the quantiser: the kernel's key block, so a block's descales fold into its softmax.</summary>
-    public static int KeyBlock(int headDim) => For(headDim).BlockN;
+    /// <summary>
+    /// Tokens per K/V descale block of the quantiser: a multiple of every variant's key block, so that each key block the
+    /// kernel walks has one K and one V descale to fold into its softmax. One number for every head dim keeps the
+    /// pre-quantised API's contract (<see cref="CudaAttention.Fp8KeyBlock"/>) apart from tile tuning.
+    /// </summary>
+    public const int KeyBlock = 256;
+
+    /// <summary>Tokens per CTA of the quantiser, and the block of its plain transpose of an E4M3 V (which has no descales).</summary>
+    public const int TransposeBlock = 64;
 }

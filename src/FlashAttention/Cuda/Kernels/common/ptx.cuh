@@ -100,6 +100,17 @@ __device__ __forceinline__ void named_barrier_arrive(uint32_t id, uint32_t threa
   asm volatile("bar.arrive %0, %1;" ::"r"(id), "r"(threads) : "memory");
 }
 __device__ __forceinline__ void block_sync() { asm volatile("bar.sync 0;" ::: "memory"); }
+// Thread-block clusters: this CTA's rank, the cluster-wide barrier (split into arrive and wait), and a float read from
+// another CTA's shared memory at the address `addr` has in ours.
+__device__ __forceinline__ uint32_t cluster_ctarank() { uint32_t r; asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r)); return r; }
+__device__ __forceinline__ void cluster_arrive() { asm volatile("barrier.cluster.arrive.release.aligned;" ::: "memory"); }
+__device__ __forceinline__ void cluster_wait() { asm volatile("barrier.cluster.wait.acquire.aligned;" ::: "memory"); }
+__device__ __forceinline__ float ld_shared_cluster(uint32_t addr, uint32_t rank) {
+  uint32_t remote; float r;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(addr), "r"(rank));
+  asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(r) : "r"(remote) : "memory");
+  return r;
+}
 template <int N> __device__ __forceinline__ void setmaxnreg_inc() { asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(N)); }
 template <int N> __device__ __forceinline__ void setmaxnreg_dec() { asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(N)); }
 
@@ -147,9 +158,12 @@ __device__ __forceinline__ bool is_finite_(float a) {
 __device__ __forceinline__ unsigned __ballot_sync_(bool v) {
   unsigned r; asm volatile("{\n.reg .pred p;\nsetp.ne.u32 p, %1, 0;\nvote.sync.ballot.b32 %0, p, 0xffffffff;\n}" : "=r"(r) : "r"((unsigned)v)); return r;
 }
+// The larger of two floats, NaN if either is NaN (max.f32 would drop it).
+__device__ __forceinline__ float fmax_nan(float a, float b) { float r; asm("max.NaN.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b)); return r; }
 __device__ __forceinline__ float fmax_(float a, float b) { float r; asm("max.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b)); return r; }
 
 __device__ __forceinline__ float bits_to_float(uint32_t b) { float r; asm("mov.b32 %0, %1;" : "=f"(r) : "r"(b)); return r; }
+__device__ __forceinline__ uint32_t float_bits(float f) { uint32_t r; asm("mov.b32 %0, %1;" : "=r"(r) : "f"(f)); return r; }
 __device__ __forceinline__ float neg_inf() { return bits_to_float(0xFF800000u); }
 __device__ __forceinline__ float fmaf_(float a, float b, float c) { float r; asm("fma.rn.f32 %0, %1, %2, %3;" : "=f"(r) : "f"(a), "f"(b), "f"(c)); return r; }
 // 2^x on the FMA pipe, for the exponentials the special-function unit cannot keep up with: x rounded to an integer n by

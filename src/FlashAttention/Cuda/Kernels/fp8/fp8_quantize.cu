@@ -27,51 +27,36 @@ struct QuantizeParams {
   uint32_t signs[8];       // 72: bit i of word i/32: coordinate i's sign is −1
 };                         // 104 bytes
 
-// Element i of a row in float32, from a 16-bit source.
-template <typename E> __device__ __forceinline__ float load_element(const void* row, int i);
-template <> __device__ __forceinline__ float load_element<bf16_t>(const void* row, int i) {
-  return to_float<bf16_t>(reinterpret_cast<const uint16_t*>(row)[i]);
-}
-template <> __device__ __forceinline__ float load_element<half_t>(const void* row, int i) {
-  return to_float<half_t>(reinterpret_cast<const uint16_t*>(row)[i]);
-}
+// Every CTA covers 64 tokens of one (batch, head) with kD/32 threads per token, each holding 32 consecutive elements of
+// the head dim, so most of the Hadamard transform runs inside a thread (32 values) and only log2(kD/32) butterfly
+// stages cross lanes. A block of more than 64 tokens is a cluster of CTAs that share their largest magnitudes through
+// distributed shared memory, which keeps every CTA small (many in flight per SM: the pass is memory-bound).
+constexpr int kQuantizeTokens = 64;
 
-// The E4M3 code of one float (round to nearest even, saturating to ±448, NaN kept).
-__device__ __forceinline__ uint8_t e4m3_code(float x) { return (uint8_t)(pack4_e4m3(x, 0.f, 0.f, 0.f) & 0xFF); }
-
-// A warp's row of kD values, kD/32 consecutive ones per lane (lane L holds L·kE … L·kE + kE − 1), loaded as one vector.
-template <typename E, int kD>
-__device__ __forceinline__ void load_row(const QuantizeParams& q, int b, int s, int h, int lane, float (&x)[kD / 32]) {
-  constexpr int kE = kD / 32;
-  const uint16_t* row = reinterpret_cast<const uint16_t*>(q.src) + b * q.src_stride_b + (int64_t)s * q.src_stride_s + h * q.src_stride_h;
-  uint32_t w[kE / 2];
-  if constexpr (kE == 8) {
-    const uint4_t v = *reinterpret_cast<const uint4_t*>(row + lane * kE);
-    w[0] = v.x, w[1] = v.y, w[2] = v.z, w[3] = v.w;
-  } else if constexpr (kE == 4) {
-    const uint2_t v = *reinterpret_cast<const uint2_t*>(row + lane * kE);
-    w[0] = v.x, w[1] = v.y;
-  } else {
-    w[0] = *reinterpret_cast<const uint32_t*>(row + lane * kE);
-  }
+// 32 consecutive 16-bit elements in float32 (four 16-byte loads).
+template <typename E>
+__device__ __forceinline__ void load32(const uint16_t* src, float (&x)[32]) {
 #pragma unroll
-  for (int i = 0; i < kE / 2; ++i) unpack2<E>(w[i], x[2 * i], x[2 * i + 1]);
+  for (int v = 0; v < 4; ++v) {
+    const uint4_t w = reinterpret_cast<const uint4_t*>(src)[v];
+    unpack2<E>(w.x, x[8 * v + 0], x[8 * v + 1]);
+    unpack2<E>(w.y, x[8 * v + 2], x[8 * v + 3]);
+    unpack2<E>(w.z, x[8 * v + 4], x[8 * v + 5]);
+    unpack2<E>(w.w, x[8 * v + 6], x[8 * v + 7]);
+  }
 }
 
-// x ← H·(signs ∘ x)/√kD for a warp's row: butterflies of span 1, 2, 4, … as the CPU's Hadamard.Rotate does them (the
-// lower index gets a + b, the higher a − b), the first log2(kD/32) inside a lane, the rest across lanes.
+// x ← H·(signs ∘ x)/√kD for a token whose kD/32 threads are adjacent lanes (`part` = which 32 elements this thread holds):
+// butterflies of span 1, 2, 4, … as the CPU's Hadamard.Rotate does them (the lower index gets a + b, the higher a − b),
+// the first five inside the thread, the rest across lanes.
 template <int kD>
-__device__ __forceinline__ void rotate_row(const QuantizeParams& q, int lane, float (&x)[kD / 32]) {
-  constexpr int kE = kD / 32;
+__device__ __forceinline__ void rotate32(uint32_t signs, int part, float (&x)[32]) {
 #pragma unroll
-  for (int i = 0; i < kE; ++i) {
-    const int c = lane * kE + i;
-    if ((q.signs[c / 32] >> (c % 32)) & 1u) x[i] = -x[i];
-  }
+  for (int i = 0; i < 32; ++i) x[i] = bits_to_float(float_bits(x[i]) ^ ((signs << (31 - i)) & 0x80000000u));
 #pragma unroll
-  for (int span = 1; span < kE; span *= 2) {
+  for (int span = 1; span < 32; span *= 2) {
 #pragma unroll
-    for (int i = 0; i < kE; ++i) {
+    for (int i = 0; i < 32; ++i) {
       if (i & span) continue;
       const float a = x[i], b = x[i + span];
       x[i] = a + b;
@@ -79,169 +64,159 @@ __device__ __forceinline__ void rotate_row(const QuantizeParams& q, int lane, fl
     }
   }
 #pragma unroll
-  for (int lanes = 1; lanes < 32; lanes *= 2) {
-    const bool upper = (lane & lanes) != 0;
+  for (int lanes = 1; lanes < kD / 32; lanes *= 2) {
+    // The upper partner keeps other − x, the lower x + other: one FMA each, rounded once as the CPU's subtraction/sum.
+    const float sign = (part & lanes) ? -1.f : 1.f;
 #pragma unroll
-    for (int i = 0; i < kE; ++i) {
-      const float other = shfl_xor(x[i], lanes);
-      x[i] = upper ? other - x[i] : x[i] + other;
-    }
+    for (int i = 0; i < 32; ++i) x[i] = fmaf_(sign, x[i], shfl_xor(x[i], lanes));
   }
   // 1/√kD rounded once from its exact value, as the CPU's (float)(1.0 / Math.Sqrt(d)).
   constexpr float norm = kD == 64 ? 0.125f : kD == 128 ? 0.0883883476483184405f : 0.0625f;
 #pragma unroll
-  for (int i = 0; i < kE; ++i) x[i] *= norm;
+  for (int i = 0; i < 32; ++i) x[i] *= norm;
 }
 
 // The block's descale from its largest magnitude (BlockQuantizer.DescaleFor): 1 for an all-zero block, at least the
 // smallest normal float; NaN when the block holds a NaN or an infinity, so that non-finite input propagates.
-__device__ __forceinline__ float block_descale(float amax, bool finite) {
-  if (!finite) return bits_to_float(0x7FC00000u);
+__device__ __forceinline__ float block_descale(float amax) {
+  if (!is_finite_(amax)) return bits_to_float(0x7FC00000u);
   if (amax == 0.f) return 1.f;
   const float d = amax / 448.f;
   return d > 1.17549435e-38f ? d : 1.17549435e-38f;
 }
 
-// The largest magnitude over the CTA (kWarps warps) and whether every value was finite, via shared memory.
-template <int kWarps>
-__device__ __forceinline__ float cta_amax(float amax, bool finite, bool& all_finite, float* scratch) {
+// The largest magnitude over the block: the CTA's warps through shared memory, then the cluster's kCluster CTAs through
+// distributed shared memory. NaN wins (max.NaN), an infinity stays infinite. With kCluster > 1 the caller ends with
+// cluster_wait(): a CTA's shared memory must outlive its neighbours' reads of it.
+template <int kThreads, int kCluster>
+__device__ __forceinline__ float block_amax(float amax) {
+  constexpr int kWarps = kThreads / 32;
+  __shared__ float warp_amax[kWarps];
+  __shared__ float cta_amax;
 #pragma unroll
-  for (int lanes = 16; lanes >= 1; lanes /= 2) amax = fmax_(amax, shfl_xor(amax, lanes));
-  const unsigned bad = __ballot_sync_(!finite);
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  if (lane == 0) scratch[warp] = bad ? -1.f : amax;
+  for (int lanes = 16; lanes >= 1; lanes /= 2) amax = fmax_nan(amax, shfl_xor(amax, lanes));
+  if (threadIdx.x % 32 == 0) warp_amax[threadIdx.x / 32] = amax;
   block_sync();
-  float m = 0.f;
-  all_finite = true;
+  float m = warp_amax[0];
 #pragma unroll
-  for (int w = 0; w < kWarps; ++w) {
-    const float v = scratch[w];
-    all_finite = all_finite && v >= 0.f;
-    m = fmax_(m, v);
+  for (int w = 1; w < kWarps; ++w) m = fmax_nan(m, warp_amax[w]);
+  if constexpr (kCluster > 1) {
+    if (threadIdx.x == 0) cta_amax = m;
+    cluster_arrive();
+    cluster_wait();
+#pragma unroll
+    for (int r = 0; r < kCluster; ++r) m = fmax_nan(m, ld_shared_cluster(smem_u32(&cta_amax), r));
+    cluster_arrive();
   }
   return m;
 }
 
-// Q or K: a CTA per (block of tokens, head, batch), 8 warps, each owning rows warp, warp + 8, …; the rows stay in
-// registers between the block's largest magnitude and the codes.
+// Q or K rows: a CTA per (64 tokens, head, batch), a cluster of kBlock/64 CTAs per descale block.
 template <typename E, int kD, int kBlock>
-__global__ void __launch_bounds__(256, 1) fp8_quantize_rows(const __grid_constant__ QuantizeParams q) {
-  constexpr int kE = kD / 32, kRows = kBlock / 8;
-  __shared__ float scratch[8];
-  const int blk = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int s0 = blk * q.block;
-  float x[kRows][kE];
+__global__ void __launch_bounds__(2 * kD) fp8_quantize_rows(const __grid_constant__ QuantizeParams q) {
+  constexpr int kThreads = 2 * kD, kLanes = kD / 32, kCluster = kBlock / kQuantizeTokens;
+  static_assert(kBlock % kQuantizeTokens == 0 && kCluster <= 8, "a descale block is 64 tokens or a cluster of up to 8 such CTAs");
+  const int h = blockIdx.y, b = blockIdx.z;
+  const int part = threadIdx.x % kLanes;
+  const int s = blockIdx.x * kQuantizeTokens + threadIdx.x / kLanes;
+  float x[32];
+  if (s < q.seqlen) {
+    load32<E>(reinterpret_cast<const uint16_t*>(q.src) + b * q.src_stride_b + (int64_t)s * q.src_stride_s + h * q.src_stride_h + part * 32, x);
+  } else {
+#pragma unroll
+    for (int i = 0; i < 32; ++i) x[i] = 0.f;
+  }
+  if (q.rotate) rotate32<kD>(q.signs[part], part, x);
   float amax = 0.f;
-  bool finite = true;
-  // Every row's load is issued before any is used: the pass is memory-bound, and a warp's kRows loads in flight
-  // (instead of one between rotations) are what keeps the memory system busy.
 #pragma unroll
-  for (int r = 0; r < kRows; ++r) {
-    const int s = s0 + warp + 8 * r;
-    if (s < q.seqlen) {
-      load_row<E, kD>(q, b, s, h, lane, x[r]);
-    } else {
-#pragma unroll
-      for (int i = 0; i < kE; ++i) x[r][i] = 0.f;
-    }
-  }
-#pragma unroll
-  for (int r = 0; r < kRows; ++r) {
-    if (q.rotate) rotate_row<kD>(q, lane, x[r]);
-#pragma unroll
-    for (int i = 0; i < kE; ++i) {
-      finite = finite && is_finite_(x[r][i]);
-      amax = fmax_(amax, fabs_(x[r][i]));
-    }
-  }
-  bool all_finite;
-  const float descale = block_descale(cta_amax<8>(amax, finite, all_finite, scratch), all_finite);
-  if (threadIdx.x == 0) q.descale[((int64_t)b * q.heads + h) * q.blocks + blk] = descale;
+  for (int i = 0; i < 32; ++i) amax = fmax_nan(amax, fabs_(x[i]));
+  const float descale = block_descale(block_amax<kThreads, kCluster>(amax));
+  if (threadIdx.x == 0 && blockIdx.x % kCluster == 0) q.descale[((int64_t)b * q.heads + h) * q.blocks + blockIdx.x / kCluster] = descale;
   const float scale = 1.0f / descale;
+  if (s < q.seqlen) {
+    uint4_t* row = reinterpret_cast<uint4_t*>(q.dst + (((int64_t)b * q.seqlen + s) * q.heads + h) * kD + part * 32);
 #pragma unroll
-  for (int r = 0; r < kRows; ++r) {
-    const int s = s0 + warp + 8 * r;
-    if (s >= q.seqlen) continue;
-    uint8_t* row = q.dst + (((int64_t)b * q.seqlen + s) * q.heads + h) * kD + lane * kE;
-    if constexpr (kE == 2) {
-      *reinterpret_cast<uint16_t*>(row) = (uint16_t)(pack4_e4m3(x[r][0] * scale, x[r][1] * scale, 0.f, 0.f) & 0xFFFF);
-    } else {
-#pragma unroll
-      for (int i = 0; i < kE; i += 4)
-        *reinterpret_cast<uint32_t*>(row + i) = pack4_e4m3(x[r][i] * scale, x[r][i + 1] * scale, x[r][i + 2] * scale, x[r][i + 3] * scale);
+    for (int v = 0; v < 2; ++v) {
+      const float* y = x + 16 * v;
+      row[v] = uint4_t{pack4_e4m3(y[0] * scale, y[1] * scale, y[2] * scale, y[3] * scale),
+                       pack4_e4m3(y[4] * scale, y[5] * scale, y[6] * scale, y[7] * scale),
+                       pack4_e4m3(y[8] * scale, y[9] * scale, y[10] * scale, y[11] * scale),
+                       pack4_e4m3(y[12] * scale, y[13] * scale, y[14] * scale, y[15] * scale)};
     }
   }
+  if constexpr (kCluster > 1) cluster_wait();
 }
 
-// V: a CTA per (block of keys, head, batch): codes as for K (no rotation), staged transposed in shared memory and
-// written as Vᵀ rows of keys, each key at its permuted position (vt_position_of_key). An E4M3 source (descale null)
-// is copied code for code. kBlock is a multiple of 16; the last block's keys past seqlen, up to seqlen_padded, are 0.
+// Byte `i` of a 64-bit pair of words.
+__device__ __forceinline__ uint32_t byte_of(const uint2_t& w, int i) { return ((i < 4 ? w.x : w.y) >> (8 * (i & 3))) & 0xFFu; }
+
+// V: a CTA per (64 keys, head, batch), a cluster per descale block as for K (no rotation), written as Vᵀ rows of keys
+// with every key at its permuted position (vt_position_of_key). A thread holds 8 dims of the 4 keys 2a, 2a+1, 2a+8,
+// 2a+9 of a 16-key group, which that permutation stores side by side (positions 4a … 4a+3): one 32-bit word per dim,
+// staged in shared memory and written 16 keys at a time. An E4M3 source (descale null) is copied code for code. The
+// last CTA's keys past seqlen, up to seqlen_padded, are 0.
 template <typename E, int kD, int kBlock>
-__global__ void __launch_bounds__(256, 1) fp8_quantize_vt(const __grid_constant__ QuantizeParams q) {
-  constexpr int kE = kD / 32, kRows = kBlock / 8, kPitch = kBlock + 4;
-  __shared__ float scratch[8];
-  __shared__ uint8_t tile[kD * kPitch];
-  const int blk = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int s0 = blk * q.block;
+__global__ void __launch_bounds__(2 * kD) fp8_quantize_vt(const __grid_constant__ QuantizeParams q) {
+  constexpr int kThreads = 2 * kD, kChunks = kD / 8, kCluster = kBlock / kQuantizeTokens, kPitch = kQuantizeTokens / 4 + 1;
+  static_assert(kBlock % kQuantizeTokens == 0 && kCluster <= 8, "a descale block is 64 tokens or a cluster of up to 8 such CTAs");
   constexpr bool kCopy = sizeof(E) == 1;
-  float x[kRows][kE];
-  uint8_t code[kRows][kE];
-  float amax = 0.f;
-  bool finite = true;
-  // Every row's load first (see fp8_quantize_rows).
+  __shared__ uint32_t tile[kD * kPitch];
+  const int h = blockIdx.y, b = blockIdx.z;
+  const int s0 = blockIdx.x * kQuantizeTokens;
+  const int chunk = threadIdx.x % kChunks, quad = threadIdx.x / kChunks;
+  const int key0 = 16 * (quad / 4) + 2 * (quad % 4);
+  uint32_t word[8];
+  if constexpr (kCopy) {
+    uint2_t w[4];
 #pragma unroll
-  for (int r = 0; r < kRows; ++r) {
-    const int s = s0 + warp + 8 * r;
-    const bool live = s < q.seqlen;
-    if constexpr (kCopy) {
-      const uint8_t* row = reinterpret_cast<const uint8_t*>(q.src) + b * q.src_stride_b + (int64_t)s * q.src_stride_s + h * q.src_stride_h;
-#pragma unroll
-      for (int i = 0; i < kE; ++i) code[r][i] = live ? row[lane * kE + i] : 0;
-    } else if (live) {
-      load_row<E, kD>(q, b, s, h, lane, x[r]);
-    } else {
-#pragma unroll
-      for (int i = 0; i < kE; ++i) x[r][i] = 0.f;
+    for (int j = 0; j < 4; ++j) {
+      const int s = s0 + key0 + (j & 1) + 8 * (j >> 1);
+      const uint8_t* src = reinterpret_cast<const uint8_t*>(q.src) + b * q.src_stride_b + (int64_t)s * q.src_stride_s + h * q.src_stride_h;
+      w[j] = s < q.seqlen ? *reinterpret_cast<const uint2_t*>(src + chunk * 8) : uint2_t{0u, 0u};
     }
-  }
-  if constexpr (!kCopy) {
 #pragma unroll
-    for (int r = 0; r < kRows; ++r)
+    for (int i = 0; i < 8; ++i) word[i] = byte_of(w[0], i) | byte_of(w[1], i) << 8 | byte_of(w[2], i) << 16 | byte_of(w[3], i) << 24;
+  } else {
+    float x[4][8];
 #pragma unroll
-      for (int i = 0; i < kE; ++i) {
-        finite = finite && is_finite_(x[r][i]);
-        amax = fmax_(amax, fabs_(x[r][i]));
+    for (int j = 0; j < 4; ++j) {
+      const int s = s0 + key0 + (j & 1) + 8 * (j >> 1);
+      if (s < q.seqlen) {
+        const uint16_t* src = reinterpret_cast<const uint16_t*>(q.src) + b * q.src_stride_b + (int64_t)s * q.src_stride_s + h * q.src_stride_h;
+        const uint4_t v = reinterpret_cast<const uint4_t*>(src)[chunk];
+        unpack2<E>(v.x, x[j][0], x[j][1]);
+        unpack2<E>(v.y, x[j][2], x[j][3]);
+        unpack2<E>(v.z, x[j][4], x[j][5]);
+        unpack2<E>(v.w, x[j][6], x[j][7]);
+      } else {
+#pragma unroll
+        for (int i = 0; i < 8; ++i) x[j][i] = 0.f;
       }
-  }
-  if constexpr (!kCopy) {
-    bool all_finite;
-    const float descale = block_descale(cta_amax<8>(amax, finite, all_finite, scratch), all_finite);
-    if (threadIdx.x == 0) q.descale[((int64_t)b * q.heads + h) * q.blocks + blk] = descale;
+    }
+    float amax = 0.f;
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+#pragma unroll
+      for (int i = 0; i < 8; ++i) amax = fmax_nan(amax, fabs_(x[j][i]));
+    const float descale = block_descale(block_amax<kThreads, kCluster>(amax));
+    if (threadIdx.x == 0 && blockIdx.x % kCluster == 0) q.descale[((int64_t)b * q.heads + h) * q.blocks + blockIdx.x / kCluster] = descale;
     const float scale = 1.0f / descale;
 #pragma unroll
-    for (int r = 0; r < kRows; ++r)
-#pragma unroll
-      for (int i = 0; i < kE; ++i) code[r][i] = e4m3_code(x[r][i] * scale);
+    for (int i = 0; i < 8; ++i) word[i] = pack4_e4m3(x[0][i] * scale, x[1][i] * scale, x[2][i] * scale, x[3][i] * scale);
   }
 #pragma unroll
-  for (int r = 0; r < kRows; ++r) {
-    const int pos = vt_position_of_key(warp + 8 * r);
-#pragma unroll
-    for (int i = 0; i < kE; ++i) tile[(lane * kE + i) * kPitch + pos] = code[r][i];
-  }
+  for (int i = 0; i < 8; ++i) tile[(chunk * 8 + i) * kPitch + quad] = word[i];
   block_sync();
-  // Each thread writes 4-byte pieces of the block's kD rows; the keys this block covers, up to seqlen_padded.
-  const int keys = (q.seqlen_padded - s0) < kBlock ? q.seqlen_padded - s0 : kBlock;
+  // Each dim's row of 64 keys is four 16-byte pieces; those at or past seqlen_padded are not written.
   uint8_t* base = q.dst + ((int64_t)b * q.heads + h) * kD * q.seqlen_padded + s0;
-  for (int i = threadIdx.x; i < kD * (kBlock / 4); i += 256) {
-    const int d = i / (kBlock / 4), k4 = 4 * (i % (kBlock / 4));
-    if (k4 >= keys) continue;
-    const uint8_t* t = tile + d * kPitch + k4;
-    *reinterpret_cast<uint32_t*>(base + (int64_t)d * q.seqlen_padded + k4) =
-        (uint32_t)t[0] | ((uint32_t)t[1] << 8) | ((uint32_t)t[2] << 16) | ((uint32_t)t[3] << 24);
+#pragma unroll
+  for (int i = threadIdx.x; i < 4 * kD; i += kThreads) {
+    const int d = i / 4, piece = i % 4;
+    if (s0 + 16 * piece >= q.seqlen_padded) continue;
+    const uint32_t* t = tile + d * kPitch + 4 * piece;
+    *reinterpret_cast<uint4_t*>(base + (int64_t)d * q.seqlen_padded + 16 * piece) = uint4_t{t[0], t[1], t[2], t[3]};
   }
+  if constexpr (!kCopy && kCluster > 1) cluster_wait();
 }
 
 }  // namespace fa
