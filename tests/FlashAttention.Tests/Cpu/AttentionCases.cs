@@ -20,6 +20,19 @@ internal sealed record AttentionCase(string Name, int Batch, int SeqQ, int SeqK,
     public bool IsVarlen => CuQ is not null;
     public override string ToString() => Name;
 
+    /// <summary>The longest query sequence (dense: seqlen_q).</summary>
+    public int MaxSeqQ => IsVarlen ? CuQ!.Zip(CuQ.Skip(1), (a, b) => b - a).DefaultIfEmpty(0).Max() : SeqQ;
+
+    /// <summary>The longest key sequence (dense: seqlen_k).</summary>
+    public int MaxSeqK => IsVarlen ? CuK!.Zip(CuK.Skip(1), (a, b) => b - a).DefaultIfEmpty(0).Max() : SeqK;
+
+    /// <summary>
+    /// The plain implementation's error bound for a quantity of this case in T
+    /// (<see cref="PlainAttention.ErrorBound(DataType, int, int, int, int, ReadOnlySpan{float})"/>).
+    /// </summary>
+    public double PlainBound<T>(float[] plainResult) =>
+        PlainAttention.ErrorBound(DataTypes.Of<T>()!.Value, Dim, MaxSeqQ, MaxSeqK, HeadsQ / HeadsK, plainResult);
+
     public static AttentionCase Varlen(string name, int[] cuQ, int[] cuK, int headsQ, int headsK, int dim, AttentionOptions options,
         Layout layout = Layout.Contiguous)
         => new(name, cuQ.Length - 1, 0, 0, headsQ, headsK, dim, options, layout, cuQ, cuK);
@@ -229,8 +242,8 @@ internal static unsafe class CaseRunner
         var plain = PlainForward(t);
         double eps = TestTensors.Epsilon<T>();
         double[] o = t.O.ToDoubles(), lse = t.Lse.ToDoubles();
-        TestTensors.AssertWithinRule($"{c.Name} O", o, TestTensors.ToDoubles(plain.Output), reference.Output, eps);
-        TestTensors.AssertWithinRule($"{c.Name} LSE", lse, TestTensors.ToDoubles(plain.LogSumExp), reference.LogSumExp, eps);
+        TestTensors.AssertWithinRule($"{c.Name} O", o, TestTensors.ToDoubles(plain.Output), reference.Output, eps, c.PlainBound<T>(plain.Output));
+        TestTensors.AssertWithinRule($"{c.Name} LSE", lse, TestTensors.ToDoubles(plain.LogSumExp), reference.LogSumExp, eps, c.PlainBound<T>(plain.LogSumExp));
 
         // Rows that see no key: LSE −∞ (MaxError demands matching infinities) and O exactly 0.
         int d = c.Dim, hq = c.HeadsQ;
@@ -264,9 +277,9 @@ internal static unsafe class CaseRunner
         var reference = ReferenceBackward(t);
         var plain = PlainBackward(t);
         double eps = TestTensors.Epsilon<T>(gradient: true);
-        TestTensors.AssertWithinRule($"{c.Name} dQ", t.DQ.ToDoubles(), TestTensors.ToDoubles(plain.Query), reference.Query, eps);
-        TestTensors.AssertWithinRule($"{c.Name} dK", t.DK.ToDoubles(), TestTensors.ToDoubles(plain.Key), reference.Key, eps);
-        TestTensors.AssertWithinRule($"{c.Name} dV", t.DV.ToDoubles(), TestTensors.ToDoubles(plain.Value), reference.Value, eps);
+        TestTensors.AssertWithinRule($"{c.Name} dQ", t.DQ.ToDoubles(), TestTensors.ToDoubles(plain.Query), reference.Query, eps, c.PlainBound<T>(plain.Query));
+        TestTensors.AssertWithinRule($"{c.Name} dK", t.DK.ToDoubles(), TestTensors.ToDoubles(plain.Key), reference.Key, eps, c.PlainBound<T>(plain.Key));
+        TestTensors.AssertWithinRule($"{c.Name} dV", t.DV.ToDoubles(), TestTensors.ToDoubles(plain.Value), reference.Value, eps, c.PlainBound<T>(plain.Value));
     }
 
     /// <summary>A seed per case name, stable across runs and machines (string.GetHashCode is randomised per process).</summary>
