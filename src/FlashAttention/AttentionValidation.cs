@@ -134,7 +134,9 @@ internal static class AttentionValidation
         in TensorLayout v, in TensorLayout o, TensorLayout? lse, int[]? cuQ, int[]? cuK)
     {
         options ??= AttentionOptions.Default;
-        float scale = options.SoftmaxScale ?? 1f / MathF.Sqrt(g.HeadDim);
+        // 1/√d rounded once to float32, as FlashAttention passes head_dim ** -0.5 to its kernels (1f / MathF.Sqrt(d)
+        // rounds twice and is an ulp off for 54 of the head dims 1…256).
+        float scale = options.SoftmaxScale ?? (float)(1.0 / Math.Sqrt(g.HeadDim));
         if (!float.IsFinite(scale) || scale <= 0)
             throw new AttentionArgumentException(nameof(options), $"options.SoftmaxScale: expected a finite value > 0 (or null for 1/sqrt(head_dim)); got {scale}");
         if (!float.IsFinite(options.Softcap) || options.Softcap < 0)
