@@ -237,20 +237,20 @@ internal static class AttentionValidation
             var o = outputs[i];
             if (o.SelfOverlaps)
                 throw Fail(o, $"an output must give every element its own address; strides {o.StrideText} with shape {o.ShapeText} overlap");
-            foreach (var other in inputs)
-                if (Overlap(o, other))
-                    throw Fail(o, $"an output must not share memory with {other.Name}; their byte ranges overlap");
-            foreach (var other in outputs[..i])
-                if (Overlap(o, other))
-                    throw Fail(o, $"an output must not share memory with {other.Name}; their byte ranges overlap");
+            foreach (var other in inputs) ExpectApart(o, other);
+            foreach (var other in outputs[..i]) ExpectApart(o, other);
         }
     }
 
-    private static bool Overlap(in TensorLayout a, in TensorLayout b)
+    private static void ExpectApart(in TensorLayout output, in TensorLayout other)
     {
-        var (a0, a1) = a.ByteExtent;
-        var (b0, b1) = b.ByteExtent;
-        return a0 < a1 && b0 < b1 && a0 < b1 && b0 < a1;
+        switch (TensorLayout.Overlap(output, other))
+        {
+            case ElementOverlap.Shared:
+                throw Fail(output, $"an output must not share memory with {other.Name}; elements of both lie at the same address");
+            case ElementOverlap.Undecided:
+                throw Fail(output, $"an output must not share memory with {other.Name}; their byte ranges overlap and strides {output.StrideText} and {other.StrideText} are too entangled to show that no element is shared");
+        }
     }
 
     private static int ToInt(in TensorLayout t, int dim, string what)
