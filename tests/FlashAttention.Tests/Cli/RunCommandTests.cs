@@ -148,10 +148,9 @@ public class RunCommandTests : IDisposable
         result.AssertOneLineError(2, "--out", "does not exist");
     }
 
-    [Fact]
+    [FlashAttention.Tests.Cuda.WithoutGpuFact]
     public void GpuWithoutAUsableGpuSaysWhyAndWritesNothing()
     {
-        if (FlashAttention.Cuda.CudaEnvironment.Probe().IsUsable) return; // a GPU machine: nothing missing to report
         WriteInputs(descr: "<f2");
         RunExpectingError(3, ["--device", "cuda"], "--device cuda: not usable here");
     }
