@@ -88,9 +88,8 @@ internal readonly struct TensorLayout
         var (a0, a1) = a.ByteExtent;
         var (b0, b1) = b.ByteExtent;
         if (a0 >= a1 || b0 >= b1 || a1 <= b0 || b1 <= a0) return ElementOverlap.None;
-        // Element i of a starts at a0 + Σ i_d·sa_d·ea, element j of b at b0 + Σ j_d·sb_d·eb; they share a byte when the
-        // first start minus the second lies in (−ea, eb). Each dimension is an integer unknown with a byte coefficient; unknowns with the
-        // same coefficient merge (only their sum or difference matters), and a bounded search over the rest decides.
+        // Elements at a0 + Σ i_d·sa_d·ea and b0 + Σ j_d·sb_d·eb share a byte when their difference lies in (−ea, eb):
+        // each dimension is an integer unknown with a byte coefficient (equal coefficients merge), found by a search.
         int ea = DataTypes.SizeOf(a.Type), eb = DataTypes.SizeOf(b.Type);
         int n = a.Rank + b.Rank;
         Span<long> weight = n <= 16 ? stackalloc long[n] : new long[n];
