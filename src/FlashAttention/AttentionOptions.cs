@@ -49,8 +49,10 @@ public sealed record AttentionOptions
     public int HadamardSeed { get; init; }
 
     /// <summary>
-    /// Backward only: make gradients bitwise reproducible run to run (ordered accumulation) at some cost in speed.
-    /// The CPU engine is always deterministic.
+    /// Backward only: make the GPU's gradients bitwise reproducible run to run (ordered accumulation) at some cost in
+    /// speed. The CPU engine needs no flag: every sum it forms has a fixed order, so its outputs and gradients are the
+    /// same bits on every run, in every thread and for any number of cores; they may differ between machines whose
+    /// vector width differs (AVX-512 against AVX2 or 128-bit), whose tile kernels group some sums by the width.
     /// </summary>
     public bool Deterministic { get; init; }
 }

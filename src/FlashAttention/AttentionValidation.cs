@@ -134,7 +134,9 @@ internal static partial class AttentionValidation
         in TensorLayout v, in TensorLayout o, TensorLayout? lse, int[]? cuQ, int[]? cuK)
     {
         options ??= AttentionOptions.Default;
-        float scale = options.SoftmaxScale ?? 1f / MathF.Sqrt(g.HeadDim);
+        // 1/√d rounded once to float32, as FlashAttention passes head_dim ** -0.5 to its kernels (1f / MathF.Sqrt(d)
+        // rounds twice and is an ulp off for 54 of the head dims 1…256).
+        float scale = options.SoftmaxScale ?? (float)(1.0 / Math.Sqrt(g.HeadDim));
         if (!float.IsFinite(scale) || scale <= 0)
             throw new AttentionArgumentException(nameof(options), $"options.SoftmaxScale: expected a finite value > 0 (or null for 1/sqrt(head_dim)); got {scale}");
         if (!float.IsFinite(options.Softcap) || options.Softcap < 0)
@@ -235,20 +237,20 @@ internal static partial class AttentionValidation
             var o = outputs[i];
             if (o.SelfOverlaps)
                 throw Fail(o, $"an output must give every element its own address; strides {o.StrideText} with shape {o.ShapeText} overlap");
-            foreach (var other in inputs)
-                if (Overlap(o, other))
-                    throw Fail(o, $"an output must not share memory with {other.Name}; their byte ranges overlap");
-            foreach (var other in outputs[..i])
-                if (Overlap(o, other))
-                    throw Fail(o, $"an output must not share memory with {other.Name}; their byte ranges overlap");
+            foreach (var other in inputs) ExpectApart(o, other);
+            foreach (var other in outputs[..i]) ExpectApart(o, other);
         }
     }
 
-    private static bool Overlap(in TensorLayout a, in TensorLayout b)
+    private static void ExpectApart(in TensorLayout output, in TensorLayout other)
     {
-        var (a0, a1) = a.ByteExtent;
-        var (b0, b1) = b.ByteExtent;
-        return a0 < a1 && b0 < b1 && a0 < b1 && b0 < a1;
+        switch (TensorLayout.Overlap(output, other))
+        {
+            case ElementOverlap.Shared:
+                throw Fail(output, $"an output must not share memory with {other.Name}; elements of both lie at the same address");
+            case ElementOverlap.Undecided:
+                throw Fail(output, $"an output must not share memory with {other.Name}; their byte ranges overlap and strides {output.StrideText} and {other.StrideText} are too entangled to show that no element is shared");
+        }
     }
 
     private static int ToInt(in TensorLayout t, int dim, string what)

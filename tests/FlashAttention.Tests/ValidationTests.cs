@@ -321,4 +321,97 @@ public unsafe class ValidationTests
         AssertRejected("logSumExp", () => Attention.Backward(p.Q.ReadOnly, p.K.ReadOnly, p.V.ReadOnly, p.O.ReadOnly, dO.ReadOnly,
             View(lseCopy, [B, S, H], TestTensors.RowMajor(B, S, H)), dq.Span, dkWrong.Span, dv.Span), dq, dkWrong, dv);
     }
+
+    private static TensorSpan<float> Empty(params long[] lengths) => new(Array.Empty<float>(), lengths.Select(l => (nint)l).ToArray(), []);
+
+    [Fact]
+    public void Empty_tensors_of_any_batch_and_head_count_give_empty_results()
+    {
+        // No query: nothing to write, whatever the batch and head counts (an empty TensorSpan gets stride 0 everywhere).
+        var k = TestTensors.Contiguous<float>(B, S, H / 2, D);
+        TestTensors.FillRandom(k, new Random(5));
+        Attention.Forward(Empty(B, 0, H, D), k.ReadOnly, k.ReadOnly, Empty(B, 0, H, D), Empty(B, H, 0), new AttentionOptions { Causal = true });
+
+        // No key: every row sees nothing, so O = 0 and LSE = −∞.
+        var q = TestTensors.Contiguous<float>(B, S, H, D);
+        TestTensors.FillRandom(q, new Random(6));
+        var o = Filled(TestTensors.Contiguous<float>(B, S, H, D));
+        var lse = Filled(TestTensors.Contiguous<float>(B, H, S));
+        Attention.Forward(q.ReadOnly, Empty(B, 0, H / 2, D), Empty(B, 0, H / 2, D), o.Span, lse.Span);
+        Assert.All(o.Data, x => Assert.Equal(0f, x));
+        Assert.All(lse.Data, x => Assert.Equal(float.NegativeInfinity, x));
+
+        // Backward without keys: dQ = 0 (O does not depend on Q), dK and dV empty.
+        var dO = TestTensors.Contiguous<float>(B, S, H, D);
+        TestTensors.FillRandom(dO, new Random(7));
+        var dq = Filled(TestTensors.Contiguous<float>(B, S, H, D));
+        Attention.Backward(q.ReadOnly, Empty(B, 0, H / 2, D), Empty(B, 0, H / 2, D), o.ReadOnly, dO.ReadOnly, lse.ReadOnly,
+            dq.Span, Empty(B, 0, H / 2, D), Empty(B, 0, H / 2, D));
+        Assert.All(dq.Data, x => Assert.Equal(0f, x));
+
+        // Backward without queries: no key receives any gradient.
+        var dk = Filled(TestTensors.Contiguous<float>(B, S, H / 2, D));
+        var dv = Filled(TestTensors.Contiguous<float>(B, S, H / 2, D));
+        Attention.Backward(Empty(B, 0, H, D), k.ReadOnly, k.ReadOnly, Empty(B, 0, H, D), Empty(B, 0, H, D), Empty(B, H, 0),
+            Empty(B, 0, H, D), dk.Span, dv.Span);
+        Assert.All(dk.Data, x => Assert.Equal(0f, x));
+        Assert.All(dv.Data, x => Assert.Equal(0f, x));
+    }
+
+    [Fact]
+    public void Gradients_written_as_interleaved_heads_of_one_buffer_are_accepted()
+    {
+        // dQ, dK, dV as head slices of one (batch, seq, H + 2·H/2, dim) buffer: their byte ranges interleave, their
+        // elements do not meet. The result must equal gradients written to separate buffers.
+        var p = new Problem();
+        p.Forward();
+        var dO = TestTensors.Contiguous<float>(B, S, H, D);
+        TestTensors.FillRandom(dO, new Random(3));
+        var (dq, dk, dv) = TestTensors.PackedQkv<float>(B, S, H, H / 2, D);
+        Attention.Backward(p.Q.ReadOnly, p.K.ReadOnly, p.V.ReadOnly, p.O.ReadOnly, dO.ReadOnly, p.Lse.ReadOnly, dq.Span, dk.Span, dv.Span);
+
+        var dqAlone = TestTensors.Contiguous<float>(B, S, H, D);
+        var dkAlone = TestTensors.Contiguous<float>(B, S, H / 2, D);
+        var dvAlone = TestTensors.Contiguous<float>(B, S, H / 2, D);
+        Attention.Backward(p.Q.ReadOnly, p.K.ReadOnly, p.V.ReadOnly, p.O.ReadOnly, dO.ReadOnly, p.Lse.ReadOnly, dqAlone.Span, dkAlone.Span, dvAlone.Span);
+        Assert.Equal(dqAlone.ToDoubles(), dq.ToDoubles());
+        Assert.Equal(dkAlone.ToDoubles(), dk.ToDoubles());
+        Assert.Equal(dvAlone.ToDoubles(), dv.ToDoubles());
+
+        // One head further on, dV's first head is dK's second: refused, naming both.
+        var shifted = new StridedBuffer<float>(dk.Data, dk.Offset + D, dv.Lengths, dv.Strides);
+        var before = (float[])dk.Data.Clone();
+        var ex = Assert.Throws<AttentionArgumentException>(() => Attention.Backward(p.Q.ReadOnly, p.K.ReadOnly, p.V.ReadOnly, p.O.ReadOnly,
+            dO.ReadOnly, p.Lse.ReadOnly, dq.Span, dk.Span, shifted.Span));
+        Assert.Equal("valueGradient", ex.ParamName);
+        Assert.Contains("keyGradient", ex.Message);
+        Assert.Contains("elements of both lie at the same address", ex.Message);
+        Assert.Equal(before, dk.Data);
+    }
+
+    [Fact]
+    public void Element_overlap_counts_bytes_of_elements_of_either_size()
+    {
+        // float32 elements at bytes 0, 8, 16, … (stride 2) against float16 elements 2 bytes wide.
+        var a = new TensorLayout("a", DataType.Float32, [4], [2], 1024);
+        TensorLayout Half(nuint address) => new("b", DataType.Float16, [4], [4], address);
+        Assert.Equal(ElementOverlap.None, TensorLayout.Overlap(a, Half(1024 + 4)));   // [4,6), [12,14), …: in the gaps
+        Assert.Equal(ElementOverlap.None, TensorLayout.Overlap(a, Half(1024 + 6)));
+        Assert.Equal(ElementOverlap.Shared, TensorLayout.Overlap(a, Half(1024 + 2))); // [2,4) lies in a's first element
+        Assert.Equal(ElementOverlap.Shared, TensorLayout.Overlap(Half(1024 + 26), a)); // [26,28) in a's element [24,28)
+        Assert.Equal(ElementOverlap.None, TensorLayout.Overlap(a, Half(1024 + 32)));  // past a's last byte
+        // An empty tensor shares nothing, wherever it points.
+        Assert.Equal(ElementOverlap.None, TensorLayout.Overlap(a, new TensorLayout("e", DataType.Float32, [2, 0, 3], [0, 0, 1], 1024)));
+    }
+
+    [Fact]
+    public void Strides_too_entangled_to_decide_are_refused_as_overlapping()
+    {
+        // Eight dimensions of 16 with even strides near 2000 reach even float indices only; a single float at an odd
+        // index shares nothing, but proving it takes millions of steps: the search gives up, and the call is refused.
+        var a = new TensorLayout("a", DataType.Float32, [16, 16, 16, 16, 16, 16, 16, 16], [2000, 2002, 2004, 2006, 2008, 2010, 2012, 2014], 0);
+        var b = new TensorLayout("b", DataType.Float32, [1], [1], 4 * 112_393);
+        Assert.Equal(ElementOverlap.Undecided, TensorLayout.Overlap(a, b));
+        Assert.Equal(ElementOverlap.Shared, TensorLayout.Overlap(a, new TensorLayout("c", DataType.Float32, [1], [1], 4 * (2000 + 2014))));
+    }
 }

@@ -13,7 +13,9 @@ namespace FlashAttention.Cli.Commands;
 /// <summary>
 /// <c>flashattn warmup</c>: compiles every kernel variant into the on-disk cache ahead of time, in parallel, so a
 /// deployment never compiles on a request path. Needs NVRTC, not a GPU. Reports per variant how it was obtained, the
-/// NVRTC compile time, the time to load it back from the cache, and ptxas's register and spill figures.
+/// NVRTC compile time, the time to load it back from the cache, and ptxas's register and spill figures. A cache that
+/// cannot be written, found before compiling or by any variant left out of it, fails the command (exit 1): a deploy
+/// step must not pass with an empty cache.
 /// </summary>
 internal static class WarmupCommand
 {
@@ -26,13 +28,16 @@ internal static class WarmupCommand
         var command = new Command("warmup", """
             Compile kernel variants into the on-disk cache (FLASHATTN_CACHE_DIR, else ~/.cache/flashattention) ahead of
             time, with progress; then load each back from the cache and report both times and ptxas's registers/spills.
-            Needs NVRTC; no GPU is needed.
+            Needs NVRTC; no GPU is needed. Exits 1 when the cache cannot be written (every variant must end up in it).
             """) { ablations, probes, jobs, filter }.WithExamples(
             "flashattn warmup",
             "flashattn warmup --ablations --probes --jobs 16",
             "flashattn warmup --filter 'fwd bf16'");
         CommandActions.Set(command, (p, context) =>
         {
+            // The folder the default compiler will use, checked before NVRTC and before any compile: warmup exists to fill it.
+            if (!KernelDiskCache.CreateDefault().CanWrite(out string? cacheProblem))
+                throw new CliException($"{cacheProblem}; warmup would cache nothing (set {KernelDiskCache.DirectoryVariable} to a writable folder)", ExitCodes.Failure);
             KernelCompiler compiler;
             try
             {
@@ -42,6 +47,9 @@ internal static class WarmupCommand
             {
                 throw new CliException(e.Message, ExitCodes.DeviceUnavailable);
             }
+            var cache = compiler.Cache ?? throw new CliException("the kernel compiler has no disk cache; warmup would cache nothing", ExitCodes.Failure);
+            // Damaged entries replaced, directories in an entry's place, writes that failed: each said once, as it happens.
+            compiler.Warning = message => context.Warn(message);
             string? text = p.GetValue(filter);
             var entries = KernelCatalog.All()
                 .Concat(p.GetValue(ablations) ? LabCatalog.Ablations() : [])
@@ -75,8 +83,10 @@ internal static class WarmupCommand
             double warmSeconds = wall.Elapsed.TotalSeconds;
 
             // Load every entry back from disk with a fresh compiler (its memory cache is empty): the cost a new process pays.
-            var fresh = new KernelCompiler(compiler.Compiler, compiler.Architecture, compiler.Cache);
-            // The label column as wide as the longest label, so nothing that sets variants apart is cut.
+            // An entry that is not on disk is not loaded (that would compile it again): it is counted as missing.
+            var fresh = new KernelCompiler(compiler.Compiler, compiler.Architecture, cache) { Warning = compiler.Warning };
+            var missing = new List<string>();
+            // The label column as wide as the longest label: so nothing that sets variants apart is cut.
             int width = Math.Max("variant".Length, entries.Max(e => e.Label.Length));
             context.Out.WriteLine($"{"variant".PadRight(width)} {"origin",-9} {"compile s",9} {"load ms",8} {"regs",5} {"spill B",8}");
             var compileTimes = new List<double>();
@@ -84,6 +94,11 @@ internal static class WarmupCommand
             for (int i = 0; i < entries.Count; i++)
             {
                 if (results[i] is null) continue;
+                if (cache.TryRead(results[i].CacheKey, out _) is null)
+                {
+                    missing.Add(entries[i].Label);
+                    continue;
+                }
                 var loaded = fresh.GetOrCompile(entries[i].Spec);
                 var ptxas = PtxasInfo.Parse(results[i].Log);
                 var info = ptxas.Count > 0 ? ptxas[0] : null;
@@ -97,9 +112,11 @@ internal static class WarmupCommand
                         context.Warn($"{entries[i].Label}: {line.Trim()}");
             }
             context.Out.WriteLine(
-                FormattableString.Invariant($"{entries.Count - failures.Count} of {entries.Count} variants ready in {warmSeconds:F1} s wall ({parallel} parallel)") +
+                FormattableString.Invariant($"{entries.Count - failures.Count - missing.Count} of {entries.Count} variants ready in the cache in {warmSeconds:F1} s wall ({parallel} parallel)") +
                 (compileTimes.Count > 0 ? FormattableString.Invariant($"; cold compile {compileTimes.Average():F2} s per variant (max {compileTimes.Max():F2} s)") : "; nothing needed compiling") +
                 (loadTimes.Count > 0 ? FormattableString.Invariant($"; cached load {loadTimes.Average():F1} ms per variant") : ""));
+            if (missing.Count > 0)
+                throw new CliException($"{missing.Count} of {entries.Count} variants are not in the kernel cache {cache.Directory} (first: {missing[0]}); see the warnings above", ExitCodes.Failure);
             return failures.Count == 0 ? ExitCodes.Ok : ExitCodes.Failure;
         });
         return command;

@@ -167,24 +167,32 @@ public static class NpyFile
 
     private static string FirstLine(string message) => message.Split('\n')[0].Trim();
 
-    /// <summary>The subset of Python literals a .npy header uses: dicts, tuples/lists, strings, ints, True/False/None.</summary>
+    /// <summary>
+    /// The subset of Python literals a .npy header uses: dicts, tuples/lists, strings, ints, True/False/None. Nesting is
+    /// limited to <see cref="MaxDepth"/> levels, so a crafted header cannot exhaust the stack.
+    /// </summary>
     private ref struct PyLiteralParser(string text)
     {
+        /// <summary>Deepest nesting accepted: a plain header nests 2 levels (the dict, the shape), a structured dtype a few more.</summary>
+        public const int MaxDepth = 32;
+
         private readonly string _text = text;
         private int _pos;
+        private int _depth;
 
         public object? ParseValue()
         {
             SkipSpace();
             if (_pos >= _text.Length) throw new FormatException("unexpected end");
             char c = _text[_pos];
-            switch (c)
+            if (c is '{' or '(' or '[')
             {
-                case '{': return ParseDict();
-                case '(': return ParseSequence('(', ')');
-                case '[': return ParseSequence('[', ']');
-                case '\'' or '"': return ParseString();
+                if (++_depth > MaxDepth) throw new FormatException($"nested more than {MaxDepth} levels deep at offset {_pos}");
+                object value = c == '{' ? ParseDict() : c == '(' ? ParseSequence('(', ')') : ParseSequence('[', ']');
+                _depth--;
+                return value;
             }
+            if (c is '\'' or '"') return ParseString();
             if (c == '-' || char.IsAsciiDigit(c)) return ParseInt();
             if (char.IsAsciiLetter(c))
             {

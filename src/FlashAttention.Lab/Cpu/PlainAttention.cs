@@ -79,6 +79,47 @@ public static unsafe class PlainAttention
         }
     }
 
+    /// <summary>
+    /// How far this implementation's results in <paramref name="type"/> may lie from exact attention on the same
+    /// inputs: <c>(8·u + 4·√n·2⁻²⁴) · max(1, m)</c>, where u is the type's unit roundoff (2⁻²⁴ float, 2⁻¹¹ Half, 2⁻⁸
+    /// BFloat16), n the longest float32 sum behind a result and m the largest |result|. The tolerance rule allows a fast
+    /// kernel twice the plain error; checking the plain error against this bound first keeps a wrong float64 reference
+    /// from widening that allowance (a plain error above the bound means the reference, or this code, is wrong).
+    /// </summary>
+    /// <remarks>
+    /// The terms: a result is formed from at most four operands rounded to T (scores, P, dP or dS, the result), and a
+    /// softmax turns a score's absolute error into at most twice that relative error of P, so roundings to T cost a few
+    /// units of u at the result's scale (8 leaves room for scores up to about 2); float32 sums of n terms err like
+    /// √n·2⁻²⁴ in practice (Higham and Mary, "A new approach to probabilistic rounding error analysis", SIAM J. Sci.
+    /// Comput. 41(5), 2019), and 4 covers the larger magnitude of the summed terms than of their sum.
+    /// </remarks>
+    /// <param name="type">Element type the plain implementation ran in.</param>
+    /// <param name="longestSum">Longest float32 sum: max(head dim, keys, query rows × GQA group), the last for dK and dV.</param>
+    /// <param name="largestMagnitude">Largest |result| of the quantity (finite values only).</param>
+    public static double ErrorBound(DataType type, long longestSum, double largestMagnitude)
+    {
+        double u = type switch
+        {
+            DataType.Float32 => Math.ScaleB(1, -24),
+            DataType.Float16 => Math.ScaleB(1, -11),
+            DataType.BFloat16 => Math.ScaleB(1, -8),
+            _ => throw new ArgumentOutOfRangeException(nameof(type), type, "the plain implementation runs in Float32, Float16 or BFloat16"),
+        };
+        ArgumentOutOfRangeException.ThrowIfNegative(longestSum);
+        return (8 * u + 4 * Math.Sqrt(longestSum) * Math.ScaleB(1, -24)) * Math.Max(1, largestMagnitude);
+    }
+
+    /// <summary>
+    /// <see cref="ErrorBound(DataType, long, double)"/> for a problem's shape: n = max(head dim, seqlen_k, seqlen_q × group)
+    /// (the longest lengths for varlen batches) and m the largest finite |x| of <paramref name="result"/>.
+    /// </summary>
+    public static double ErrorBound(DataType type, int headDim, int seqLenQ, int seqLenK, int groupSize, ReadOnlySpan<float> result)
+    {
+        double m = 0;
+        foreach (float x in result) if (float.IsFinite(x)) m = Math.Max(m, Math.Abs(x));
+        return ErrorBound(type, Math.Max(Math.Max(headDim, seqLenK), (long)seqLenQ * groupSize), m);
+    }
+
     private static float Round<T>(float x) where T : unmanaged => ElementConvert.RoundTo<T>(x);
     private static float Load<T>(T* p, int c) where T : unmanaged => ElementConvert.ToSingle(p[c]);
 

@@ -15,7 +15,9 @@ public sealed record VerifyRow(VerifyCase Case, string Quantity, double Error, d
 /// (NaN) first so an element the kernel failed to write shows as an infinite error. The rule is FlashAttention's own:
 /// the GPU's largest absolute error against the float64 reference must be at most twice that of a plain
 /// implementation in the same precision (<see cref="PlainAttention"/>), plus ε = the element type's rounding step at
-/// 0.3 (2⁻⁹ for bfloat16, 2⁻¹² for float16).
+/// 0.3 (2⁻⁹ for bfloat16, 2⁻¹² for float16). The plain error must itself lie within
+/// <see cref="PlainAttention.ErrorBound(DataType, long, double)"/>, so a wrong reference fails the case rather than
+/// widening the allowance.
 /// </summary>
 public static class GpuAttentionVerifier
 {
@@ -108,8 +110,10 @@ public static class GpuAttentionVerifier
             plainErr = Math.Max(plainErr, Difference(plain[i], reference[i], ref ignored));
         }
         double tol = 2 * plainErr + eps;
-        string? note = unwritten > 0 ? $"{unwritten} elements NaN (unwritten or invalid)" : null;
-        return new VerifyRow(c, quantity, err, plainErr, tol, err <= tol && unwritten == 0, note);
+        double plainBound = PlainAttention.ErrorBound(c.Type, c.HeadDim, c.SeqLenQ, c.SeqLenK, c.HeadsQ / c.HeadsK, plain);
+        string? note = unwritten > 0 ? $"{unwritten} elements NaN (unwritten or invalid)"
+            : plainErr > plainBound ? $"plain error above its bound {plainBound:G3}: the CPU reference is wrong" : null;
+        return new VerifyRow(c, quantity, err, plainErr, tol, err <= tol && unwritten == 0 && plainErr <= plainBound, note);
     }
 
     // Both −∞ (a row that sees no key) count as equal; NaN or a single infinity is an infinite error.

@@ -101,10 +101,9 @@ public class BenchCommandTests : IDisposable
         result.AssertOneLineError(ExitCodes.DeviceUnavailable, "--device cuda", "available: cpu");
     }
 
-    [Fact]
+    [FlashAttention.Tests.Cuda.WithoutGpuFact]
     public void CudaOnAMachineWithoutAGpuSaysWhatIsMissing()
     {
-        if (FlashAttention.Cuda.CudaEnvironment.Probe().IsUsable) return; // a GPU machine: nothing missing to report
         var result = _h.Run("bench", "--device", "cuda");
         result.AssertOneLineError(ExitCodes.DeviceUnavailable, "--device cuda: not usable here:");
     }

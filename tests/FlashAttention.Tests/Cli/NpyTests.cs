@@ -113,6 +113,67 @@ public class NpyTests : IDisposable
         Assert.DoesNotContain('\n', e.Message);
     }
 
+    /// <summary>A header whose shape is a tuple nested <paramref name="depth"/> levels deep, in format 2.0 (4-byte header length).</summary>
+    internal static byte[] NestedHeaderFile(int depth) =>
+        RawFile(2, "{'descr': '<f4', 'fortran_order': False, 'shape': " + new string('(', depth) + new string(')', depth) + ", }", []);
+
+    [Fact]
+    public void A_header_nested_forty_thousand_levels_deep_is_refused_in_one_line()
+    {
+        // Recursing once per level would overflow the stack (a crash no handler catches); the parser stops at 32.
+        string path = _h.PathOf("nested.npy");
+        File.WriteAllBytes(path, NestedHeaderFile(40_000));
+        var e = Assert.Throws<NpyFormatException>(() => NpyFile.Read(path));
+        Assert.Contains("malformed header (nested more than 32 levels deep", e.Message);
+        Assert.DoesNotContain('\n', e.Message);
+        // At the limit itself the nesting is accepted (and then refused for what it is: a shape that is no tuple of integers).
+        File.WriteAllBytes(path, NestedHeaderFile(31));
+        Assert.Contains("'shape' must be a tuple of integers", Assert.Throws<NpyFormatException>(() => NpyFile.Read(path)).Message);
+    }
+
+    [Fact]
+    public void Run_with_a_deeply_nested_header_exits_2_with_one_line()
+    {
+        File.WriteAllBytes(_h.PathOf("q.npy"), NestedHeaderFile(40_000));
+        _h.Run("run", "--q", _h.PathOf("q.npy"), "--k", _h.PathOf("q.npy"), "--v", _h.PathOf("q.npy"), "--out", _h.PathOf("o.npy"))
+            .AssertOneLineError(2, "q.npy", "nested more than 32 levels deep");
+        Assert.False(File.Exists(_h.PathOf("o.npy")));
+    }
+
+    [Fact]
+    public void Any_damage_to_a_header_is_an_npy_error()
+    {
+        // Random edits of a valid file (bytes replaced by header syntax or anything, bytes cut out, the file cut short):
+        // each read succeeds or raises NpyFormatException, never anything else (which the CLI would report as a crash).
+        byte[] valid = RawFile(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", new byte[24]);
+        const string syntax = "{}()[]'\",:-0123456789LTFNe \\";
+        var rng = new Random(23);
+        for (int trial = 0; trial < 3000; trial++)
+        {
+            var bytes = new List<byte>(valid);
+            for (int edit = rng.Next(1, 4); edit > 0; edit--)
+            {
+                int at = rng.Next(bytes.Count);
+                switch (rng.Next(4))
+                {
+                    case 0: bytes[at] = (byte)syntax[rng.Next(syntax.Length)]; break;
+                    case 1: bytes[at] = (byte)rng.Next(256); break;
+                    case 2: bytes.RemoveAt(at); break;
+                    default: bytes.RemoveRange(at, bytes.Count - at); break;
+                }
+                if (bytes.Count == 0) break;
+            }
+            try
+            {
+                NpyFile.Read(new MemoryStream([.. bytes]), "fuzzed.npy");
+            }
+            catch (NpyFormatException e)
+            {
+                Assert.DoesNotContain('\n', e.Message);
+            }
+        }
+    }
+
     [Fact]
     public void MissingFileIsAnNpyError()
     {

@@ -233,10 +233,9 @@ public class RunCommandTests : IDisposable
     [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "link", SetLastError = true)]
     private static extern int HardLink(string existing, string created);
 
-    [Fact]
+    [FlashAttention.Tests.Cuda.WithoutGpuFact]
     public void GpuWithoutAUsableGpuSaysWhyAndWritesNothing()
     {
-        if (FlashAttention.Cuda.CudaEnvironment.Probe().IsUsable) return; // a GPU machine: nothing missing to report
         WriteInputs(descr: "<f2");
         RunExpectingError(3, ["--device", "cuda"], "--device cuda: not usable here");
     }

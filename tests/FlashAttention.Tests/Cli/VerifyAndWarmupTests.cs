@@ -37,17 +37,15 @@ public sealed class VerifyAndWarmupTests : IDisposable
         Assert.All(checks, l => Assert.Contains("causal", l));
     }
 
-    [Fact]
+    [FlashAttention.Tests.Cuda.WithoutGpuFact]
     public void Verify_on_cuda_without_a_gpu_exits_with_three()
     {
-        if (FlashAttention.Cuda.CudaEnvironment.Probe().IsUsable) return; // a GPU machine: the check would run
         _h.Run("verify", "--device", "cuda").AssertOneLineError(ExitCodes.DeviceUnavailable, "--device cuda: not usable here:");
     }
 
-    [Fact]
+    [FlashAttention.Tests.Cuda.WithoutNvrtcFact]
     public void Warmup_without_nvrtc_says_what_to_install()
     {
-        if (FlashAttention.Cuda.CudaEnvironment.Probe().NvrtcFound) return; // NVRTC present: warmup would compile
         _h.Run("warmup").AssertOneLineError(ExitCodes.DeviceUnavailable, "NVRTC");
     }
 }

@@ -20,6 +20,19 @@ internal sealed record AttentionCase(string Name, int Batch, int SeqQ, int SeqK,
     public bool IsVarlen => CuQ is not null;
     public override string ToString() => Name;
 
+    /// <summary>The longest query sequence (dense: seqlen_q).</summary>
+    public int MaxSeqQ => IsVarlen ? CuQ!.Zip(CuQ.Skip(1), (a, b) => b - a).DefaultIfEmpty(0).Max() : SeqQ;
+
+    /// <summary>The longest key sequence (dense: seqlen_k).</summary>
+    public int MaxSeqK => IsVarlen ? CuK!.Zip(CuK.Skip(1), (a, b) => b - a).DefaultIfEmpty(0).Max() : SeqK;
+
+    /// <summary>
+    /// The plain implementation's error bound for a quantity of this case in T
+    /// (<see cref="PlainAttention.ErrorBound(DataType, int, int, int, int, ReadOnlySpan{float})"/>).
+    /// </summary>
+    public double PlainBound<T>(float[] plainResult) =>
+        PlainAttention.ErrorBound(DataTypes.Of<T>()!.Value, Dim, MaxSeqQ, MaxSeqK, HeadsQ / HeadsK, plainResult);
+
     public static AttentionCase Varlen(string name, int[] cuQ, int[] cuK, int headsQ, int headsK, int dim, AttentionOptions options,
         Layout layout = Layout.Contiguous)
         => new(name, cuQ.Length - 1, 0, 0, headsQ, headsK, dim, options, layout, cuQ, cuK);
@@ -77,6 +90,12 @@ internal sealed class CaseTensors<T> where T : unmanaged
 /// <summary>Which code path computes: the public API (the widest vector width this machine accelerates) or a forced width.</summary>
 public enum Engine { Public, Width512, Width256, Width128 }
 
+/// <summary>How the CPU backward sums dQ: from how many slabs, and whether the slabs run as separate items with partials.</summary>
+public sealed record BackwardScheme(int Slabs, bool SlabsAsItems)
+{
+    public override string ToString() => $"{Slabs} slab{(Slabs == 1 ? "" : "s")}, {(SlabsAsItems ? "partials" : "whole pairs")}";
+}
+
 /// <summary>Runs the engine, the float64 reference and the plain same-precision implementation on a case.</summary>
 internal static unsafe class CaseRunner
 {
@@ -118,10 +137,10 @@ internal static unsafe class CaseRunner
     }
 
     /// <summary>Backward from t.O / t.Lse (which the caller filled with a forward) into t.DQ/DK/DV.</summary>
-    public static void Backward<T>(CaseTensors<T> t, Engine engine = Engine.Public, int? chunks = null) where T : unmanaged
+    public static void Backward<T>(CaseTensors<T> t, Engine engine = Engine.Public, BackwardScheme? scheme = null) where T : unmanaged
     {
         var c = t.Case;
-        if (engine == Engine.Public && chunks is null)
+        if (engine == Engine.Public && scheme is null)
         {
             if (c.IsVarlen)
                 Attention.BackwardVarlen(t.Q.ReadOnly, t.K.ReadOnly, t.V.ReadOnly, t.O.ReadOnly, t.DO.ReadOnly, t.Lse.ReadOnly, c.CuQ, c.CuK,
@@ -147,14 +166,30 @@ internal static unsafe class CaseRunner
             var p = c.IsVarlen
                 ? AttentionValidation.BackwardVarlen(L[0], L[1], L[2], L[3], L[4], L[5], L[6], L[7], L[8], c.CuQ, c.CuK, c.Options)
                 : AttentionValidation.Backward(L[0], L[1], L[2], L[3], L[4], L[5], L[6], L[7], L[8], c.Options);
-            int n = chunks ?? CpuFlashAttention.BackwardChunks(p, Environment.ProcessorCount);
+            int slabs = scheme?.Slabs ?? CpuFlashAttention.QueryGradientSlabs(p);
+            bool asItems = scheme?.SlabsAsItems ?? CpuFlashAttention.SlabsAsItems(p, slabs, Environment.ProcessorCount);
             switch (engine)
             {
                 case Engine.Public:
-                case Engine.Width512: CpuFlashAttention.Backward<T, Simd512>(p, pq, pk, pv, po, pg, pl, pdq, pdk, pdv, n); break;
-                case Engine.Width256: CpuFlashAttention.Backward<T, Simd256>(p, pq, pk, pv, po, pg, pl, pdq, pdk, pdv, n); break;
-                case Engine.Width128: CpuFlashAttention.Backward<T, Simd128>(p, pq, pk, pv, po, pg, pl, pdq, pdk, pdv, n); break;
+                case Engine.Width512: CpuFlashAttention.Backward<T, Simd512>(p, pq, pk, pv, po, pg, pl, pdq, pdk, pdv, slabs, asItems); break;
+                case Engine.Width256: CpuFlashAttention.Backward<T, Simd256>(p, pq, pk, pv, po, pg, pl, pdq, pdk, pdv, slabs, asItems); break;
+                case Engine.Width128: CpuFlashAttention.Backward<T, Simd128>(p, pq, pk, pv, po, pg, pl, pdq, pdk, pdv, slabs, asItems); break;
             }
+        }
+    }
+
+    /// <summary>The validated forward problem of a case (geometry and options only; the tensors are pinned just for the check).</summary>
+    public static AttentionProblem Problem<T>(CaseTensors<T> t) where T : unmanaged
+    {
+        var c = t.Case;
+        var q = t.Q.ReadOnly; var k = t.K.ReadOnly; var v = t.V.ReadOnly; var o = t.O.Span;
+        fixed (T* pq = &q.GetPinnableReference(), pk = &k.GetPinnableReference(), pv = &v.GetPinnableReference(), po = &o.GetPinnableReference())
+        {
+            var lq = TensorSpanLayout.Of("query", q, pq); var lk = TensorSpanLayout.Of("key", k, pk); var lv = TensorSpanLayout.Of("value", v, pv);
+            var lo = TensorSpanLayout.Of("output", o, po);
+            return c.IsVarlen
+                ? AttentionValidation.ForwardVarlen(lq, lk, lv, lo, null, c.CuQ, c.CuK, c.Options)
+                : AttentionValidation.Forward(lq, lk, lv, lo, null, c.Options);
         }
     }
 
@@ -207,8 +242,8 @@ internal static unsafe class CaseRunner
         var plain = PlainForward(t);
         double eps = TestTensors.Epsilon<T>();
         double[] o = t.O.ToDoubles(), lse = t.Lse.ToDoubles();
-        TestTensors.AssertWithinRule($"{c.Name} O", o, TestTensors.ToDoubles(plain.Output), reference.Output, eps);
-        TestTensors.AssertWithinRule($"{c.Name} LSE", lse, TestTensors.ToDoubles(plain.LogSumExp), reference.LogSumExp, eps);
+        TestTensors.AssertWithinRule($"{c.Name} O", o, TestTensors.ToDoubles(plain.Output), reference.Output, eps, c.PlainBound<T>(plain.Output));
+        TestTensors.AssertWithinRule($"{c.Name} LSE", lse, TestTensors.ToDoubles(plain.LogSumExp), reference.LogSumExp, eps, c.PlainBound<T>(plain.LogSumExp));
 
         // Rows that see no key: LSE −∞ (MaxError demands matching infinities) and O exactly 0.
         int d = c.Dim, hq = c.HeadsQ;
@@ -227,14 +262,14 @@ internal static unsafe class CaseRunner
     /// Backward check: forward with the engine, poison the gradients, run the backward, every element written, and
     /// dQ, dK, dV within the rule against the float64 analytic gradients.
     /// </summary>
-    public static void CheckBackward<T>(AttentionCase c, Engine engine = Engine.Public, int? chunks = null) where T : unmanaged
+    public static void CheckBackward<T>(AttentionCase c, Engine engine = Engine.Public, BackwardScheme? scheme = null) where T : unmanaged
     {
         var t = CaseTensors<T>.Create(c, Seed(c.Name));
         Forward(t);
         TestTensors.Poison(t.DQ);
         TestTensors.Poison(t.DK);
         TestTensors.Poison(t.DV);
-        Backward(t, engine, chunks);
+        Backward(t, engine, scheme);
         TestTensors.AssertFullyWritten(t.DQ, "queryGradient");
         TestTensors.AssertFullyWritten(t.DK, "keyGradient");
         TestTensors.AssertFullyWritten(t.DV, "valueGradient");
@@ -242,9 +277,9 @@ internal static unsafe class CaseRunner
         var reference = ReferenceBackward(t);
         var plain = PlainBackward(t);
         double eps = TestTensors.Epsilon<T>(gradient: true);
-        TestTensors.AssertWithinRule($"{c.Name} dQ", t.DQ.ToDoubles(), TestTensors.ToDoubles(plain.Query), reference.Query, eps);
-        TestTensors.AssertWithinRule($"{c.Name} dK", t.DK.ToDoubles(), TestTensors.ToDoubles(plain.Key), reference.Key, eps);
-        TestTensors.AssertWithinRule($"{c.Name} dV", t.DV.ToDoubles(), TestTensors.ToDoubles(plain.Value), reference.Value, eps);
+        TestTensors.AssertWithinRule($"{c.Name} dQ", t.DQ.ToDoubles(), TestTensors.ToDoubles(plain.Query), reference.Query, eps, c.PlainBound<T>(plain.Query));
+        TestTensors.AssertWithinRule($"{c.Name} dK", t.DK.ToDoubles(), TestTensors.ToDoubles(plain.Key), reference.Key, eps, c.PlainBound<T>(plain.Key));
+        TestTensors.AssertWithinRule($"{c.Name} dV", t.DV.ToDoubles(), TestTensors.ToDoubles(plain.Value), reference.Value, eps, c.PlainBound<T>(plain.Value));
     }
 
     /// <summary>A seed per case name, stable across runs and machines (string.GetHashCode is randomised per process).</summary>

@@ -1,3 +1,4 @@
+using FlashAttention.Cpu;
 using FlashAttention.Numerics;
 
 namespace FlashAttention.Tests.Cpu;
@@ -5,8 +6,8 @@ namespace FlashAttention.Tests.Cpu;
 /// <summary>
 /// CpuFlashAttention's backward against the float64 reference's analytic gradients, under the same rule as the
 /// forward (the reference's gradients are themselves checked against finite differences in
-/// <see cref="ReferenceGradientTests"/>). Both dQ schemes are run on every machine: one chunk per (batch, key head)
-/// owning its dQ, and several chunks with dQ partials reduced in order.
+/// GradientCheckTests). Both dQ schemes run on every machine: one item per
+/// (batch, key head) walking its slabs, and the slabs as separate items with partials reduced in slab order.
 /// </summary>
 public class CpuBackwardTests
 {
@@ -48,39 +49,61 @@ public class CpuBackwardTests
     [MemberData(nameof(LowPrecisionCases))]
     public void BFloat16_matches_reference(string name) => CaseRunner.CheckBackward<BFloat16>(Cases[name]);
 
-    public static TheoryData<string, Engine, int> SchemeCases() => new()
+    public static TheoryData<string, Engine, int, bool> SchemeCases() => new()
     {
-        // One chunk per (batch, key head): each task owns its float32 dQ.
-        { "b1_s128_gqa8to1_d64_causal", Engine.Public, 1 },
-        { "varlen_empty_seqs_gqa2to1_d64_causal", Engine.Public, 1 },
-        // Several chunks: dQ partials summed in chunk order; more chunks than some sequences have key tiles.
-        { "b1_sq129_sk200_gqa4to1_d80_window_softcap", Engine.Public, 3 },
-        { "varlen_empty_seqs_gqa2to1_d64_causal", Engine.Public, 4 },
-        { "b2_sq300_sk129_h2_d96_causal_masked_rows", Engine.Width256, 2 },
-        { "b1_sq129_sk200_gqa4to1_d80_window_softcap", Engine.Width128, 1 },
-        { "b1_s129_h2_d7_softcap", Engine.Width256, 1 },
+        // One slab: each whole (batch, key head) item owns its float32 dQ.
+        { "b1_s128_gqa8to1_d64_causal", Engine.Public, 1, false },
+        { "varlen_empty_seqs_gqa2to1_d64_causal", Engine.Public, 1, false },
+        // Several slabs, as separate items with partials or walked by one item per pair; more slabs than some
+        // sequences have key tiles.
+        { "b1_sq129_sk200_gqa4to1_d80_window_softcap", Engine.Public, 3, true },
+        { "b1_sq129_sk200_gqa4to1_d80_window_softcap", Engine.Public, 3, false },
+        { "varlen_empty_seqs_gqa2to1_d64_causal", Engine.Public, 4, true },
+        { "varlen_empty_seqs_gqa2to1_d64_causal", Engine.Public, 4, false },
+        { "b2_sq300_sk129_h2_d96_causal_masked_rows", Engine.Width256, 2, true },
+        { "b1_sq129_sk200_gqa4to1_d80_window_softcap", Engine.Width128, 1, false },
+        { "b1_s129_h2_d7_softcap", Engine.Width256, 2, false },
     };
 
     [Theory]
     [MemberData(nameof(SchemeCases))]
-    public void Both_dQ_schemes_and_every_width_match_reference(string name, Engine engine, int chunks)
-        => CaseRunner.CheckBackward<float>(Cases[name], engine, chunks);
+    public void Every_dQ_scheme_and_every_width_match_reference(string name, Engine engine, int slabs, bool slabsAsItems)
+        => CaseRunner.CheckBackward<float>(Cases[name], engine, new BackwardScheme(slabs, slabsAsItems));
+
+    private static byte[] GradientBits(AttentionCase c, BackwardScheme? scheme)
+    {
+        var t = CaseTensors<float>.Create(c, 9);
+        CaseRunner.Forward(t);
+        CaseRunner.Backward(t, Engine.Public, scheme);
+        return [.. t.DQ.Data.Concat(t.DK.Data).Concat(t.DV.Data).SelectMany(BitConverter.GetBytes)];
+    }
 
     [Theory]
-    [InlineData(1)]
-    [InlineData(3)]
-    public void Backward_is_deterministic(int chunks)
+    [InlineData("b1_sq129_sk200_gqa4to1_d80_window_softcap", 3)]
+    [InlineData("varlen_empty_seqs_gqa2to1_d64_causal", 4)]
+    [InlineData("b2_sq300_sk129_h2_d96_causal_masked_rows", 2)]
+    public void Both_dQ_schemes_give_the_same_bits(string name, int slabs)
     {
-        var c = Cases["b1_sq129_sk200_gqa4to1_d80_window_softcap"];
-        byte[]? first = null;
-        for (int run = 0; run < 3; run++)
-        {
-            var t = CaseTensors<float>.Create(c, 9);
-            CaseRunner.Forward(t);
-            CaseRunner.Backward(t, Engine.Public, chunks);
-            byte[] bits = [.. t.DQ.Data.Concat(t.DK.Data).Concat(t.DV.Data).SelectMany(BitConverter.GetBytes)];
-            if (first is null) first = bits;
-            else Assert.Equal(first, bits);
-        }
+        var c = Cases[name];
+        byte[] walked = GradientBits(c, new BackwardScheme(slabs, SlabsAsItems: false));
+        Assert.Equal(walked, GradientBits(c, new BackwardScheme(slabs, SlabsAsItems: true)));
+        Assert.Equal(walked, GradientBits(c, new BackwardScheme(slabs, SlabsAsItems: false))); // and again: no state carried over
+    }
+
+    [Fact]
+    public void The_slab_count_depends_on_the_problem_and_the_scheme_on_the_cores()
+    {
+        // Batch 2 × 2 key heads = 4 pairs: 1 core walks each pair's slabs in one item, 8 cores run the slabs as items;
+        // the public call takes whichever this machine's core count picks, and all three agree bit for bit.
+        var c = Cases["b2_sq300_sk129_h2_d96_causal_masked_rows"];
+        var t = CaseTensors<float>.Create(c, 9);
+        var p = CaseRunner.Problem(t);
+        int slabs = CpuFlashAttention.QueryGradientSlabs(p);
+        Assert.Equal(3, slabs); // one per key tile (⌈129 / 64⌉ = 3): fewer than the 32 / 4 pairs the target asks for
+        Assert.False(CpuFlashAttention.SlabsAsItems(p, slabs, cores: 1));
+        Assert.True(CpuFlashAttention.SlabsAsItems(p, slabs, cores: 8));
+        byte[] publicCall = GradientBits(c, null);
+        Assert.Equal(publicCall, GradientBits(c, new BackwardScheme(slabs, CpuFlashAttention.SlabsAsItems(p, slabs, cores: 1))));
+        Assert.Equal(publicCall, GradientBits(c, new BackwardScheme(slabs, CpuFlashAttention.SlabsAsItems(p, slabs, cores: 8))));
     }
 }

@@ -151,14 +151,19 @@ internal static class TestTensors
 
     /// <summary>
     /// The tolerance rule: the fast result's error against float64 ≤ 2 × the plain same-precision implementation's
-    /// error + epsilon, where epsilon is <paramref name="epsilon"/> × max(1, max |reference|).
+    /// error + epsilon, where epsilon is <paramref name="epsilon"/> × max(1, max |reference|). The plain error must itself
+    /// stay within <paramref name="plainBound"/> (<see cref="PlainAttention.ErrorBound(DataType, long, double)"/>), so a
+    /// wrong reference fails here instead of widening the allowance.
     /// </summary>
-    public static void AssertWithinRule(string what, double[] fast, double[] plain, double[] reference, double epsilon)
+    public static void AssertWithinRule(string what, double[] fast, double[] plain, double[] reference, double epsilon, double plainBound)
     {
         double errFast = MaxError(fast, reference);
         double errPlain = MaxError(plain, reference);
         double bound = 2 * errPlain + epsilon * Math.Max(1, MaxAbs(reference));
-        if (Environment.GetEnvironmentVariable("FA_TEST_LOG") is { } log) File.AppendAllText(log, $"{what}\t{errFast:E2}\t{errPlain:E2}\t{MaxAbs(reference):E2}\t{errFast / bound:F3}\n");
+        if (Environment.GetEnvironmentVariable("FA_TEST_LOG") is { } log)
+            File.AppendAllText(log, $"{what}\t{errFast:E2}\t{errPlain:E2}\t{plainBound:E2}\t{errPlain / plainBound:F3}\t{errFast / bound:F3}\n");
+        Assert.True(errPlain <= plainBound,
+            $"{what}: the plain implementation's error {errPlain:E3} against the float64 reference exceeds its bound {plainBound:E3}: the reference (or the plain code) is wrong");
         Assert.True(errFast <= bound,
             $"{what}: error {errFast:E3} against float64 exceeds 2 × plain error {errPlain:E3} + ε·max(1,|ref|) = {bound:E3}");
     }

@@ -103,11 +103,10 @@ public sealed class GpuSmokeTests : IDisposable
         Assert.Equal(0xC0FFEEu, words[32]);
     }
 
-    [HopperFact]
+    [HopperWithParameterInfoFact]
     public void Wrong_arguments_are_refused_when_the_driver_reports_parameter_sizes()
     {
         var kernel = new KernelModuleCache(Device, NewCompiler()).GetKernel(SelftestKernels.Axpy, "axpy<float>");
-        if (kernel.ParameterSizes(4) is null) return; // driver older than 12.4: nothing to check
         Assert.Equal([4, 8, 8, 4], kernel.ParameterSizes(4));
         var e = Assert.Throws<ArgumentException>(() => kernel.Launch(new LaunchConfig(1, 32), new KernelArguments().Add(2.5).Add(0UL).Add(0UL).Add(1)));
         Assert.Contains("axpy<float> takes 4 parameter(s) of sizes [4, 8, 8, 4]", e.Message);

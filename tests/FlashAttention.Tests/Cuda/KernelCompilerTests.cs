@@ -69,6 +69,22 @@ public class KernelCompilerTests
     }
 
     [Fact]
+    public void A_directory_in_an_entrys_place_is_reported_each_time_the_kernel_is_compiled()
+    {
+        using var dir = new TempDirectory();
+        var fake = new FakeKernelCompiler();
+        var cache = new KernelDiskCache(dir.Path);
+        var (_, key) = new KernelCompiler(fake, "sm_90a", cache, Sources()).Prepare(Spec);
+        Directory.CreateDirectory(cache.PathFor(key));
+
+        var warnings = new List<string>();
+        var module = new KernelCompiler(fake, "sm_90a", cache, Sources()) { Warning = warnings.Add }.GetOrCompile(Spec);
+        Assert.Equal(KernelOrigin.Compiled, module.Origin);
+        Assert.Contains(warnings, w => w.Contains("is a directory, not a file"));
+        Assert.Contains(warnings, w => w.Contains("a directory is in its place"));
+    }
+
+    [Fact]
     public void An_entry_without_a_wanted_lowered_name_is_recompiled()
     {
         using var dir = new TempDirectory();

@@ -157,6 +157,78 @@ public class KernelDiskCacheTests
         Assert.Equal((0L, 0), cache.Measure());
     }
 
+    [Fact]
+    public void A_directory_in_an_entrys_place_is_reported_on_read_and_on_write_and_left_alone()
+    {
+        using var dir = new TempDirectory();
+        var cache = new KernelDiskCache(dir.Path);
+        string path = cache.PathFor(Key);
+        Directory.CreateDirectory(path);
+        File.WriteAllText(Path.Join(path, "someone's file"), "x");
+
+        Assert.Null(cache.TryRead(Key, out var readProblem));
+        Assert.Contains("is a directory, not a file", readProblem);
+        Assert.False(cache.TryWrite(Entry(Key), out var writeProblem));
+        Assert.Contains("a directory is in its place", writeProblem);
+        Assert.True(File.Exists(Path.Join(path, "someone's file")), "the directory's contents must be left alone");
+        Assert.Empty(Directory.GetFiles(dir.Path, "*.tmp"));
+    }
+
+    [Fact]
+    public void A_writable_folder_passes_the_probe_and_keeps_no_probe_file()
+    {
+        using var dir = new TempDirectory();
+        var cache = new KernelDiskCache(Path.Join(dir.Path, "to", "be", "created"));
+        Assert.True(cache.CanWrite(out var problem), problem);
+        Assert.Empty(Directory.GetFileSystemEntries(cache.Directory));
+    }
+
+    [Fact]
+    public void A_file_in_the_folders_place_or_on_its_path_fails_the_probe()
+    {
+        using var dir = new TempDirectory();
+        string file = Path.Join(dir.Path, "a-file");
+        File.WriteAllText(file, "not a folder");
+        Assert.False(new KernelDiskCache(file).CanWrite(out var problem));
+        Assert.Contains("a file is in the folder's place", problem);
+        Assert.False(new KernelDiskCache(Path.Join(file, "cache")).CanWrite(out problem));
+        Assert.Contains("cannot be created", problem);
+        Assert.False(new KernelDiskCache(Path.Join(file, "cache")).TryWrite(Entry(Key), out problem));
+        Assert.Contains("cannot write cache entry", problem);
+    }
+
+    [UnprivilegedFact]
+    public void A_read_only_folder_fails_the_probe()
+    {
+        using var dir = new TempDirectory();
+        string folder = Path.Join(dir.Path, "read-only");
+        Directory.CreateDirectory(folder);
+        File.SetUnixFileMode(folder, UnixFileMode.UserRead | UnixFileMode.UserExecute);
+        try
+        {
+            Assert.False(new KernelDiskCache(folder).CanWrite(out var problem));
+            Assert.Contains("permission denied", problem);
+        }
+        finally
+        {
+            File.SetUnixFileMode(folder, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        }
+    }
+
+    [Fact]
+    public void Warnings_are_written_once_each()
+    {
+        var writer = new StringWriter();
+        var warn = DistinctWarnings.To(writer);
+        warn("cannot write cache entry /x: permission denied");
+        warn("cannot write cache entry /x: permission denied");
+        warn("cache entry /y is damaged (bad magic); deleted, recompiling");
+        Assert.Equal(
+            "warning: FlashAttention kernel cache: cannot write cache entry /x: permission denied\n" +
+            "warning: FlashAttention kernel cache: cache entry /y is damaged (bad magic); deleted, recompiling\n",
+            writer.ToString().ReplaceLineEndings("\n"));
+    }
+
     private static byte[] Flip(byte[] bytes, int index)
     {
         bytes[index] ^= 0xFF;

@@ -22,6 +22,20 @@ internal sealed class FakeLibraryProbe : ILibraryProbe
     }
 }
 
+/// <summary>
+/// A fact for machines where the loader finds no NVRTC under its bare names (no FLASHATTN_NVRTC, no CUDA folders): it
+/// checks what such a machine is told.
+/// </summary>
+public sealed class WithoutNvrtcOnTheLoaderPathFactAttribute : FactAttribute
+{
+    public WithoutNvrtcOnTheLoaderPathFactAttribute()
+    {
+        var (api, error) = NvrtcApi.Load(new FakeLibraryProbe());
+        if (api is not null) Skip = "the loader finds an NVRTC by its bare name; this checks what a machine without one is told";
+        else if (error!.Reason != CudaUnavailableReason.NvrtcNotFound) Skip = $"the loader finds an unusable NVRTC ({error.Reason}); this checks the not-found message";
+    }
+}
+
 public class LibrarySearchTests
 {
     [Fact]
@@ -141,10 +155,9 @@ public class LibrarySearchTests
         Assert.DoesNotContain('\n', error.Message);
     }
 
-    [Fact]
+    [LinuxFact]
     public void A_library_that_is_not_nvrtc_is_reported_with_the_missing_exports()
     {
-        if (!OperatingSystem.IsLinux()) return;
         var probe = new FakeLibraryProbe();
         probe.Environment["FLASHATTN_NVRTC"] = "libc.so.6"; // loads everywhere on Linux, exports no nvrtc* symbol
         var (api, error) = NvrtcApi.Load(probe);
@@ -154,13 +167,12 @@ public class LibrarySearchTests
         Assert.Contains("needs NVRTC 12.0 or newer", error.Message);
     }
 
-    [Fact]
+    [WithoutNvrtcOnTheLoaderPathFact]
     public void Missing_nvrtc_message_says_what_to_install()
     {
-        // Only meaningful where no NVRTC is installed (CI); on the GPU machine NVRTC is found and this has nothing to check.
         var (api, error) = NvrtcApi.Load(new FakeLibraryProbe());
-        if (api is not null) return;
-        if (error!.Reason != CudaUnavailableReason.NvrtcNotFound) return;
+        Assert.Null(api);
+        Assert.Equal(CudaUnavailableReason.NvrtcNotFound, error!.Reason);
         Assert.StartsWith("NVRTC not found: install the CUDA toolkit 12.x/13.x or the nvidia-cuda-nvrtc wheel, or set FLASHATTN_NVRTC=/path/libnvrtc.so", error.Message);
         Assert.DoesNotContain('\n', error.Message);
     }

@@ -13,7 +13,8 @@ namespace FlashAttention.Cuda.Compiler;
 internal sealed class KernelCompiler
 {
 
-    private static readonly Lazy<KernelCompiler> LazyDefault = new(() => new KernelCompiler(new NvrtcCompiler(), CudaDevice.HopperArchitecture, KernelDiskCache.CreateDefault()));
+    private static readonly Lazy<KernelCompiler> LazyDefault = new(() =>
+        new KernelCompiler(new NvrtcCompiler(), CudaDevice.HopperArchitecture, KernelDiskCache.CreateDefault()) { Warning = DistinctWarnings.To(Console.Error) });
 
     [ThreadStatic] private static bool t_obtainedHere; // set by Obtain, which Lazy runs on the calling thread
 
@@ -51,7 +52,10 @@ internal sealed class KernelCompiler
     /// <summary>A folder where every compiled or cache-loaded cubin is also written as a plain .cubin (for cuobjdump) with its log; null for none (the lab sets it, process-wide).</summary>
     public static string? DumpDirectory { get; set; }
 
-    /// <summary>Receives non-fatal problems (a damaged cache entry replaced, a cache folder that cannot be written). Null: ignored.</summary>
+    /// <summary>
+    /// Receives non-fatal problems (a damaged cache entry replaced, a directory in an entry's place, a cache folder that
+    /// cannot be written). Null: ignored. The <see cref="Default"/> compiler writes each distinct one to standard error.
+    /// </summary>
     public Action<string>? Warning { get; set; }
 
     /// <summary>
@@ -186,5 +190,22 @@ internal sealed class KernelCompiler
         {
             Warning?.Invoke($"cannot dump {module.Spec} to {folder}: {e.Message}");
         }
+    }
+}
+
+/// <summary>
+/// The default compiler's warnings: one line per distinct message, so that a cache that cannot be written is seen
+/// (every process would otherwise compile again in silence) without repeating itself per call.
+/// </summary>
+internal static class DistinctWarnings
+{
+    /// <summary>A sink writing each distinct message once to <paramref name="writer"/>, as <c>warning: FlashAttention kernel cache: …</c>.</summary>
+    public static Action<string> To(TextWriter writer)
+    {
+        var seen = new ConcurrentDictionary<string, bool>(StringComparer.Ordinal);
+        return message =>
+        {
+            if (seen.TryAdd(message, true)) writer.WriteLine("warning: FlashAttention kernel cache: " + message);
+        };
     }
 }

@@ -72,6 +72,20 @@ internal sealed class KernelDiskCache
     {
         problem = null;
         string path = PathFor(key);
+        if (System.IO.Directory.Exists(path))
+        {
+            problem = $"cache entry {path} is a directory, not a file; remove it (until then this kernel is compiled anew in every process)";
+            return null;
+        }
+        var info = new FileInfo(path);
+        if (!info.Exists) return null;
+        // An empty entry is damaged; a FIFO or device also reports 0 bytes, and opening one could block: neither is read.
+        if (info.Length == 0)
+        {
+            problem = $"cache entry {path} is damaged (0 bytes: empty, or not a regular file); deleted, recompiling";
+            TryDelete(path);
+            return null;
+        }
         byte[] bytes;
         try
         {
@@ -123,11 +137,44 @@ internal sealed class KernelDiskCache
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            problem = $"cannot write cache entry {final}: {e.Message}";
+            problem = System.IO.Directory.Exists(final)
+                ? $"cannot write cache entry {final}: a directory is in its place; remove it"
+                : $"cannot write cache entry {final}: {WriteFailure(e)}";
             TryDelete(temp);
             return false;
         }
     }
+
+    /// <summary>
+    /// Whether entries can be written here: creates the folder if needed and writes and deletes a probe file, so a
+    /// read-only, immutable or missing-and-uncreatable folder (or a file in its place) is found before any compile.
+    /// </summary>
+    public bool CanWrite(out string? problem)
+    {
+        problem = null;
+        string probe = Path.Join(Directory, $".probe.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
+        try
+        {
+            System.IO.Directory.CreateDirectory(Directory);
+            using (new FileStream(probe, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1, FileOptions.DeleteOnClose)) { }
+            return true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            problem = $"the kernel cache folder {Directory} cannot be written: {WriteFailure(e)}";
+            TryDelete(probe);
+            return false;
+        }
+    }
+
+    // Why a write into the folder failed, without the temporary file's name that .NET's messages carry.
+    private string WriteFailure(Exception e) => e switch
+    {
+        _ when File.Exists(Directory) => "a file is in the folder's place",
+        DirectoryNotFoundException => "the folder cannot be created (a part of its path is missing or is a file)",
+        UnauthorizedAccessException => "permission denied (a read-only or immutable folder?)",
+        _ => e.Message.Split(" : '")[0].TrimEnd('.'),
+    };
 
     /// <summary>Total bytes and number of entries in the folder (0, 0 when it does not exist).</summary>
     public (long Bytes, int Entries) Measure()
