@@ -2,7 +2,7 @@ namespace FlashAttention.Cuda.Variants;
 
 /// <summary>
 /// The one seam between the product and the lab: which kernel variant a launcher runs and how it schedules tiles. The
-/// library runs the default tables (<see cref="ForwardVariants"/>, <see cref="BackwardVariants"/>); the lab (the CLI's
+/// library runs the default tables (<see cref="ForwardVariants"/>, <see cref="BackwardVariants"/>, <see cref="DecodeVariants"/>); the lab (the CLI's
 /// tuning overrides and ablations, tests, experiment scripts) installs a subclass for a scope. Launchers read
 /// <see cref="Current"/> and nothing else: no environment variable reaches a launch.
 /// </summary>
@@ -33,6 +33,14 @@ internal class VariantPolicy
     public virtual BackwardVariant Backward(int headDim, bool softcap) => BackwardVariants.For(headDim, softcap);
 
     public virtual IEnumerable<BackwardVariant> BackwardVariantsOf(int headDim) => BackwardVariants.All(headDim);
+
+    /// <summary>The decode variant for a head dim (KV-cache attention and the forward's decode-shaped calls).</summary>
+    public virtual DecodeVariant Decode(int headDim) => DecodeVariants.For(headDim);
+
+    public virtual IEnumerable<DecodeVariant> DecodeVariantsOf(int headDim) => DecodeVariants.All(headDim);
+
+    /// <summary>Splits of each key range for the decode kernel (<see cref="DecodeVariants.Splits"/>).</summary>
+    public virtual int DecodeSplits(long units, int keyBlocks, int slots) => DecodeVariants.Splits(units, keyBlocks, slots);
 
     /// <summary>
     /// Whether the forward hands tiles out from a counter (as CTAs come free) rather than by a fixed stride: tiles of
