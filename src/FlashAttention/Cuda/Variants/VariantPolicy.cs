@@ -39,6 +39,9 @@ internal class VariantPolicy
 
     public virtual IEnumerable<DecodeVariant> DecodeVariantsOf(int headDim) => DecodeVariants.All(headDim);
 
+    /// <summary>Whether the plain forward runs this problem on the decode kernel (<see cref="DecodeVariants.TakesForward"/>).</summary>
+    public virtual bool ForwardTakesDecode(AttentionProblem p) => DecodeVariants.TakesForward(p);
+
     /// <summary>Splits of each key range for the decode kernel (<see cref="DecodeVariants.Splits"/>).</summary>
     public virtual int DecodeSplits(long units, int keyBlocks, int slots) => DecodeVariants.Splits(units, keyBlocks, slots);
 
