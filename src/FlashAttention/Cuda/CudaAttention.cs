@@ -54,8 +54,8 @@ public static class CudaAttention
     /// <paramref name="checkDeviceInputs"/> a small kernel checks exactly that first and the call waits for it: a violation
     /// throws <see cref="AttentionArgumentException"/> naming the entry, with nothing written (for tests and debugging;
     /// it costs a synchronisation). Without it the kernels still never touch memory outside the tensors given: a sequence
-    /// whose length breaks the contract is neither read nor written, and a page outside the pool reads as zeros and is
-    /// not written to.
+    /// whose length breaks the contract is neither read nor written, and a page outside the pool is neither written
+    /// (the append skips that token) nor read (page 0 is read in its place: that sequence's output is unspecified).
     /// </remarks>
     /// <param name="query">(batch, seqlen_q, heads_q, head_dim).</param>
     /// <param name="keyCache">(batch, capacity, heads_k, head_dim), or with <paramref name="pageTable"/> (num_pages, page_size, heads_k, head_dim).</param>

@@ -125,6 +125,28 @@ public class KvCacheValidationTests
             Output = T(Bf, 5, B, Sq, Hq, 96), NewKeys = T(Bf, 7, B, 1, Hk, 96), NewValues = T(Bf, 8, B, 1, Hk, 96) }, "KV-cache kernels support head_dim 64, 128, 256");
     }
 
+    [Fact]
+    public void Every_verify_case_is_a_call_the_host_accepts()
+    {
+        foreach (var c in KvCacheGrids.Cases())
+        {
+            var s = c.Shape;
+            var call = new Call
+            {
+                Query = T(c.Type, 1, s.QueryShape), KeyCache = T(c.Type, 2, s.CacheShape), ValueCache = T(c.Type, 3, s.CacheShape),
+                SeqLens = T(DataType.Int32, 4, s.Batch), Output = T(c.Type, 5, s.QueryShape), Lse = T(DataType.Float32, 6, s.LseShape),
+                NewKeys = s.SeqLenNew > 0 ? T(c.Type, 7, s.NewShape) : null, NewValues = s.SeqLenNew > 0 ? T(c.Type, 8, s.NewShape) : null,
+                PageTable = s.Paged ? T(DataType.Int32, 9, s.PageTableShape) : null, MaxCacheSeqLen = c.MaxCacheSeqLen,
+            };
+            var kv = call.Validate();
+            Assert.Equal(c.DeclaredMaximum, kv.MaxCacheSeqLen);
+            // The lengths keep the contract (the faults break it on the device only), and leave a key for the page fault to sit on.
+            Assert.All(c.CacheLens, len => Assert.InRange(len, 0, c.DeclaredMaximum));
+            if (c.Fault == KvCacheFault.PageOutsidePool) Assert.True(c.CacheLens[^1] + c.SeqLenNew > 0, c.ToString());
+            Assert.InRange(c.Splits ?? 1, 1, DecodeVariants.MaxSplits);
+        }
+    }
+
     [Theory]
     [InlineData(16, 64, 16)]
     [InlineData(48, 64, 16)]

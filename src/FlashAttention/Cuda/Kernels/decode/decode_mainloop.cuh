@@ -71,8 +71,12 @@ __device__ __forceinline__ void decode_producer(const DecodeParams& p, const Dec
       const int index = t / p.page_size;
       page = p.page_table[u.batch * p.page_table_stride + index];
       row = t % p.page_size;
-      // A page outside the pool is read as zeros by the copy engine; the checked mode reports it before any launch.
-      if (!page_in_contract(page, p.num_pages)) record_error(p.error, kErrorPage, u.batch, index, page);
+      // A page outside the pool breaks the contract (the checked mode reports it before any launch): page 0 is read
+      // instead, so that the output of that sequence is unspecified but no access leaves the pool.
+      if (!page_in_contract(page, p.num_pages)) {
+        record_error(p.error, kErrorPage, u.batch, index, page);
+        page = 0;
+      }
     }
     const int live = (u.keys - n * Cfg::kBlockN + p.box_rows - 1) / p.box_rows;
     const uint32_t bytes = (uint32_t)(live < boxes ? live : boxes) * box_bytes * Cfg::kSlabs;

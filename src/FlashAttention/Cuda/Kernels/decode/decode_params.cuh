@@ -4,9 +4,8 @@
 //
 // Device-resident inputs follow a contract the host cannot see without a synchronisation: 0 <= seqlens[b] <=
 // max_seqlen, and every page-table entry a sequence uses lies in [0, num_pages). The kernels guard it cheaply: a
-// sequence whose length breaks it is neither read nor written, a page entry that breaks it is never written through
-// (TMA reads of it are out of bounds, which read zeros), and the first violation is recorded in `error` for the
-// launcher's checked mode.
+// sequence whose length breaks it is neither read nor written, a page entry that breaks it is neither written through
+// nor read (page 0 is read in its place), and the first violation is recorded in `error`.
 #pragma once
 #include "common/ptx.cuh"
 
