@@ -14,7 +14,10 @@ public class KvCacheValidationTests
     private const DataType Bf = DataType.BFloat16;
     private const int B = 3, Sq = 1, Hq = 8, Hk = 2, D = 128, Pages = 40, PageSize = 16, MaxPages = 9;
 
-    private static DeviceTensor T(DataType type, long slot, params long[] shape) => DeviceTensor.Contiguous((nint)(slot << 32), type, shape);
+    private static DeviceTensor T(DataType type, long slot, params long[] shape) => DeviceTensor.Contiguous(Slot(slot), type, shape);
+
+    // A fake device address per tensor, 4 GB apart: never dereferenced, never overlapping.
+    private static nint Slot(long slot, long offset = 0) => (nint)((slot << 32) + offset);
 
     /// <summary>A valid paged call's tensors, each at its own fake address; tests replace one.</summary>
     private sealed record Call
@@ -90,11 +93,11 @@ public class KvCacheValidationTests
     {
         Rejected("cacheSeqLens", new Call { SeqLens = T(Bf, 4, B) }, "Int32");
         Rejected("cacheSeqLens", new Call { SeqLens = T(DataType.Int32, 4, B + 1) }, $"({B}) (batch)");
-        Rejected("cacheSeqLens", new Call { SeqLens = new DeviceTensor((nint)(4L << 32), DataType.Int32, [B], [2]) }, "stride 1");
+        Rejected("cacheSeqLens", new Call { SeqLens = new DeviceTensor(Slot(4), DataType.Int32, [B], [2]) }, "stride 1");
         Rejected("pageTable", new Call { PageTable = T(DataType.Int32, 9, B + 1, MaxPages) }, "(batch, max_pages)");
         Rejected("pageTable", new Call { PageTable = T(DataType.Int32, 9, B * MaxPages) }, "rank 2");
-        Rejected("pageTable", new Call { PageTable = new DeviceTensor((nint)(9L << 32), DataType.Int32, [B, MaxPages], [2 * MaxPages, 2]) }, "last stride 1");
-        Rejected("cacheSeqLens", new Call { SeqLens = new DeviceTensor((nint)((4L << 32) + 2), DataType.Int32, [B], [1]) }, "4-byte aligned");
+        Rejected("pageTable", new Call { PageTable = new DeviceTensor(Slot(9), DataType.Int32, [B, MaxPages], [2 * MaxPages, 2]) }, "last stride 1");
+        Rejected("cacheSeqLens", new Call { SeqLens = new DeviceTensor(Slot(4, 2), DataType.Int32, [B], [1]) }, "4-byte aligned");
     }
 
     [Fact]
@@ -110,7 +113,7 @@ public class KvCacheValidationTests
     public void Written_tensors_may_not_share_memory_with_what_is_read()
     {
         // Appending writes the caches: the output may not overlap them.
-        Rejected("keyCache", new Call { Output = new DeviceTensor((nint)(2L << 32), Bf, [B, Sq, Hq, D], DeviceTensor.ContiguousStrides([B, Sq, Hq, D])) },
+        Rejected("keyCache", new Call { Output = new DeviceTensor(Slot(2), Bf, [B, Sq, Hq, D], DeviceTensor.ContiguousStrides([B, Sq, Hq, D])) },
             "must not share memory with output");
         Rejected("output", new Call { Output = T(Bf, 1, B, Sq, Hq, D) }, "must not share memory with query");
     }
