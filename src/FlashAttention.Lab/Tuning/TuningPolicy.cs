@@ -21,6 +21,9 @@ internal sealed class TuningPolicy : VariantPolicy
     /// <summary><c>off</c>: the plain forward keeps its own kernel for decode-shaped calls (to time the two side by side).</summary>
     public const string DecodeRoutingVariable = "FLASHATTN_FWD_DECODE";
 
+    /// <summary><c>off</c>: the decode family's kernels launch after the kernel before them has completed (no programmatic dependent launch).</summary>
+    public const string DecodePdlVariable = "FLASHATTN_DECODE_PDL";
+
     internal IReadOnlyDictionary<int, ForwardVariant> ForwardOverrides { get; init; } = new Dictionary<int, ForwardVariant>();
     internal IReadOnlyDictionary<int, Func<BackwardVariant, BackwardVariant>> BackwardOverrides { get; init; } = new Dictionary<int, Func<BackwardVariant, BackwardVariant>>();
     public ForwardAblation Ablation { get; init; } = ForwardAblation.None;
@@ -32,11 +35,13 @@ internal sealed class TuningPolicy : VariantPolicy
     public int? DecodeSplitCount { get; init; }
     /// <summary>False: decode-shaped forward calls keep the forward kernel.</summary>
     public bool ForwardDecodeRouting { get; init; } = true;
+    /// <summary>False: no programmatic dependent launch for the decode family.</summary>
+    public bool DecodePdl { get; init; } = true;
 
     /// <summary>Whether anything differs from the library's own policy.</summary>
     public bool IsDefault => ForwardOverrides.Count == 0 && BackwardOverrides.Count == 0 && Ablation == ForwardAblation.None
                              && ForceDynamicSchedule is null && SectionBytes is null && DecodeOverrides.Count == 0 && DecodeSplitCount is null
-                             && ForwardDecodeRouting;
+                             && ForwardDecodeRouting && DecodePdl;
 
     /// <summary>The policy the lab's environment variables describe (<see cref="VariantOverrides"/>, <see cref="ScheduleVariable"/>, <see cref="SectionVariable"/>).</summary>
     public static TuningPolicy FromEnvironment() => Parse(Environment.GetEnvironmentVariable);
@@ -65,12 +70,15 @@ internal sealed class TuningPolicy : VariantPolicy
             var text when int.TryParse(text, out int n) && n >= 1 && n <= DecodeVariants.MaxSplits => n,
             var text => throw new ArgumentException($"{DecodeSplitsVariable}: expected a split count from 1 to {DecodeVariants.MaxSplits}, got '{text}'"),
         },
-        ForwardDecodeRouting = variable(DecodeRoutingVariable) switch
-        {
-            null or "" or "on" => true,
-            "off" => false,
-            var other => throw new ArgumentException($"{DecodeRoutingVariable}: expected 'on' or 'off', got '{other}'"),
-        },
+        ForwardDecodeRouting = OnOff(variable(DecodeRoutingVariable), DecodeRoutingVariable),
+        DecodePdl = OnOff(variable(DecodePdlVariable), DecodePdlVariable),
+    };
+
+    private static bool OnOff(string? text, string name) => text switch
+    {
+        null or "" or "on" => true,
+        "off" => false,
+        var other => throw new ArgumentException($"{name}: expected 'on' or 'off', got '{other}'"),
     };
 
     /// <summary>This policy with an ablation laid over its forward variants.</summary>
@@ -83,7 +91,7 @@ internal sealed class TuningPolicy : VariantPolicy
     {
         ForwardOverrides = ForwardOverrides, BackwardOverrides = BackwardOverrides, Ablation = ablation,
         ForceDynamicSchedule = ForceDynamicSchedule, SectionBytes = SectionBytes, DecodeOverrides = DecodeOverrides,
-        DecodeSplitCount = splits, ForwardDecodeRouting = ForwardDecodeRouting,
+        DecodeSplitCount = splits, ForwardDecodeRouting = ForwardDecodeRouting, DecodePdl = DecodePdl,
     };
 
     public override ForwardVariant Forward(int headDim, int seqLenK, bool keysCutFromRight)
@@ -104,6 +112,8 @@ internal sealed class TuningPolicy : VariantPolicy
     public override int DecodeSplits(long units, int keyBlocks, int slots) => DecodeSplitCount ?? base.DecodeSplits(units, keyBlocks, slots);
 
     public override bool ForwardTakesDecode(AttentionProblem p) => ForwardDecodeRouting && base.ForwardTakesDecode(p);
+
+    public override bool DecodeProgrammaticLaunch => DecodePdl && base.DecodeProgrammaticLaunch;
 
     public override bool DynamicSchedule(bool unequalTiles) => ForceDynamicSchedule ?? base.DynamicSchedule(unequalTiles);
 

@@ -9,7 +9,9 @@ namespace FlashAttention.Cuda.Launchers;
 /// the splits' partial results (common/combine.cuh). The plain forward's decode-shaped calls run the decode kernel on
 /// their K and V as a contiguous cache every sequence of which is full. In checked mode the cache's device-resident
 /// lengths and page table are checked by a kernel of their own first, and a violation throws before anything is
-/// written; otherwise the kernels' guards keep every access inside the tensors given.
+/// written; otherwise the kernels' guards keep every access inside the tensors given. The kernels launch as programmatic
+/// dependents of the kernel before them (<see cref="VariantPolicy.DecodeProgrammaticLaunch"/>): each waits for it
+/// (<c>griddepcontrol.wait</c>) before touching memory, so only their launch overlaps its tail.
 /// </summary>
 internal static class FlashDecodeLauncher
 {
@@ -39,7 +41,8 @@ internal static class FlashDecodeLauncher
         {
             var append = DecodeEntry(p.Type, variant).Append;
             cache.GetKernel(append.Spec, append.NameExpression)
-                .Launch(new LaunchConfig(p.Batch * kv.SeqLenNew, 128, 0, stream), new KernelArguments().Add(cacheArgs));
+                .Launch(new LaunchConfig(p.Batch * kv.SeqLenNew, 128, 0, stream, ProgrammaticDependency: VariantPolicy.Current.DecodeProgrammaticLaunch),
+                    new KernelArguments().Add(cacheArgs));
         }
         if (p.SeqLenQ == 0) return;
         Attend(kv, variant, q, kCache, vCache, (nint)seqLens.Address, pageTable is { } pt ? (nint)pt.Address : 0, o, lse, scratch, stream, device);
@@ -109,7 +112,8 @@ internal static class FlashDecodeLauncher
             .Add(AttentionTensorMaps.Tokens(kCache, (uint)boxRows, device))
             .Add(AttentionTensorMaps.Tokens(vCache, (uint)boxRows, device));
         long grid = (long)p.Batch * p.HeadsK * mBlocks * splits;
-        kernel.Launch(new LaunchConfig((int)grid, DecodeVariant.Threads, variant.SharedMemoryBytes, stream), arguments);
+        bool dependent = policy.DecodeProgrammaticLaunch;
+        kernel.Launch(new LaunchConfig((int)grid, DecodeVariant.Threads, variant.SharedMemoryBytes, stream, ProgrammaticDependency: dependent), arguments);
         if (splits == 1) return;
 
         var combine = new CombineParams
@@ -121,8 +125,8 @@ internal static class FlashDecodeLauncher
             SeqLens = seqLens, MaxSeqLen = kv.MaxCacheSeqLen,
         };
         cache.GetKernel(entry.Combine.Spec, entry.Combine.NameExpression)
-            .Launch(new LaunchConfig((int)((rowsTotal + CombineRowsPerBlock - 1) / CombineRowsPerBlock), 32 * CombineRowsPerBlock, 0, stream),
-                new KernelArguments().Add(combine));
+            .Launch(new LaunchConfig((int)((rowsTotal + CombineRowsPerBlock - 1) / CombineRowsPerBlock), 32 * CombineRowsPerBlock, 0, stream,
+                ProgrammaticDependency: dependent), new KernelArguments().Add(combine));
     }
 
     /// <summary>Rows the combine kernel merges per CTA (<c>kCombineRowsPerBlock</c>: a warp each).</summary>

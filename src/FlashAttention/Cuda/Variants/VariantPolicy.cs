@@ -42,6 +42,12 @@ internal class VariantPolicy
     /// <summary>Whether the plain forward runs this problem on the decode kernel (<see cref="DecodeVariants.TakesForward"/>).</summary>
     public virtual bool ForwardTakesDecode(AttentionProblem p) => DecodeVariants.TakesForward(p);
 
+    /// <summary>
+    /// Whether the decode family's kernels launch as programmatic dependents of the kernel before them (their launch and
+    /// prologue under its tail; each waits for it before touching memory). Not yet measured on a GPU.
+    /// </summary>
+    public virtual bool DecodeProgrammaticLaunch => true;
+
     /// <summary>Splits of each key range for the decode kernel (<see cref="DecodeVariants.Splits"/>).</summary>
     public virtual int DecodeSplits(long units, int keyBlocks, int slots) => DecodeVariants.Splits(units, keyBlocks, slots);
 

@@ -6,6 +6,7 @@
 #pragma once
 #include "common/ptx.cuh"
 #include "common/numeric.cuh"
+#include "common/grid_dependency.cuh"
 #include "common/warp.cuh"
 
 namespace fa {
@@ -35,6 +36,7 @@ struct CombineParams {
 
 constexpr int kCombineMaxParts = 128;
 constexpr int kCombineRowsPerBlock = 4;  // one warp per row
+constexpr int kCombineBatch = 8;         // parts whose loads are issued together
 
 // The merged log-sum-exp of a warp's row (every lane gets it) and, in weights[i], each part's exp(lseᵢ − lse): 0 for
 // an empty part, all 0 when every part is empty. Natural-log inputs and output.
@@ -100,6 +102,7 @@ __global__ void __launch_bounds__(32 * kCombineRowsPerBlock)
 flash_combine_kernel(const __grid_constant__ CombineParams p) {
   constexpr int kPerLane = kHeadDim / 32;
   __shared__ float weights[kCombineRowsPerBlock][kCombineMaxParts];
+  wait_prior_grids();  // the parts come from the grid before
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t rows = (int64_t)p.batch * p.seqlen_q * p.heads_q;
   const int64_t row = (int64_t)blockIdx.x * kCombineRowsPerBlock + warp;
@@ -111,13 +114,25 @@ flash_combine_kernel(const __grid_constant__ CombineParams p) {
   float acc[kPerLane];
 #pragma unroll
   for (int c = 0; c < kPerLane; ++c) acc[c] = 0.f;
-  for (int i = 0; i < p.num_parts; ++i) {
-    const float w = weights[warp][i];
-    if (w == 0.f) continue;  // an empty part: nothing to read
-    float part[kPerLane];
-    load_floats(p.o_partial + (i * rows + row) * kHeadDim + lane * kPerLane, part);
+  // Eight parts' loads in flight before their sums: one after another, each would wait out the L2's latency. An empty
+  // part holds O = 0 and weighs 0, so it is read like the others rather than branched around.
+  const float* part_row = p.o_partial + row * kHeadDim + lane * kPerLane;
+  const int64_t part_stride = rows * kHeadDim;
+  int i = 0;
+  for (; i + kCombineBatch <= p.num_parts; i += kCombineBatch) {
+    float part[kCombineBatch][kPerLane];
 #pragma unroll
-    for (int c = 0; c < kPerLane; ++c) acc[c] += w * part[c];
+    for (int u = 0; u < kCombineBatch; ++u) load_floats(part_row + (i + u) * part_stride, part[u]);
+#pragma unroll
+    for (int u = 0; u < kCombineBatch; ++u)
+#pragma unroll
+      for (int c = 0; c < kPerLane; ++c) acc[c] += weights[warp][i + u] * part[u][c];
+  }
+  for (; i < p.num_parts; ++i) {
+    float part[kPerLane];
+    load_floats(part_row + i * part_stride, part);
+#pragma unroll
+    for (int c = 0; c < kPerLane; ++c) acc[c] += weights[warp][i] * part[c];
   }
   store_packed<E>(reinterpret_cast<uint16_t*>(p.o) + b * p.o_stride_b + s * p.o_stride_s + h * p.o_stride_h + lane * kPerLane, acc);
   if (p.lse != nullptr && lane == 0) p.lse[b * p.lse_stride_b + h * p.lse_stride_h + s * p.lse_stride_s] = lse;

@@ -12,6 +12,7 @@
 #include "decode/decode_mainloop.cuh"
 #include "decode/decode_params.cuh"
 #include "common/combine.cuh"
+#include "common/grid_dependency.cuh"
 
 namespace fa {
 
@@ -23,12 +24,6 @@ flash_decode_kernel(const __grid_constant__ DecodeParams p, const __grid_constan
   uint8_t* smem_ptr = smem_aligned_1024_ptr(smem_raw);
   const DecodeBarriers<Cfg> bars{smem + Cfg::kOffBar};
 
-  DecodeUnit u;
-  if (!decode_unit<Cfg>(p, u)) {
-    // The sequence's length breaks the contract: nothing of it is read or written (one CTA of it records why).
-    if (threadIdx.x == 0 && u.split == 0 && u.head_k == 0 && u.m_block == 0) record_error(p.error, kErrorLength, u.batch, 0, u.cached);
-    return;
-  }
   if (threadIdx.x == 0) {
     for (int s = 0; s < Cfg::kStages; ++s) {
       mbar_init(bars.full_k(s), 1);
@@ -37,16 +32,25 @@ flash_decode_kernel(const __grid_constant__ DecodeParams p, const __grid_constan
       mbar_init(bars.empty_v(s), 1);
     }
     fence_barrier_init();
+  } else if (threadIdx.x == 32) {
+    tma_prefetch(&tma_k);
+    tma_prefetch(&tma_v);
   }
   block_sync();
+  // Up to here only shared memory and the parameters: the rest waits for the append (or whatever ran before).
+  wait_prior_grids();
+
+  DecodeUnit u;
+  if (!decode_unit<Cfg>(p, u)) {
+    // The sequence's length breaks the contract: nothing of it is read or written (one CTA of it records why).
+    if (threadIdx.x == 0 && u.split == 0 && u.head_k == 0 && u.m_block == 0) record_error(p.error, kErrorLength, u.batch, 0, u.cached);
+    return;
+  }
 
   const int warp = warp_uniform((int)threadIdx.x / 32);
   if (warp == Cfg::kConsumerThreads / 32) {
-    if (lane_id() == 0) {
-      tma_prefetch(&tma_k);
-      tma_prefetch(&tma_v);
-    }
     decode_producer<Cfg>(p, u, &tma_k, &tma_v, smem, bars);
+    allow_dependents();
   } else {
     const int thread = (int)threadIdx.x;
     const DecodeRows rows = decode_rows<Cfg>(p, u, thread);
@@ -59,6 +63,7 @@ flash_decode_kernel(const __grid_constant__ DecodeParams p, const __grid_constan
     softmax.reset();
     const DecodeMainloop<Cfg> mainloop{p, u, bars, smem, smem_ptr, thread};
     mainloop.run(q, rows, o, softmax);
+    allow_dependents();  // the combine's CTAs may launch while the epilogues write their parts
     decode_epilogue<Cfg>(p, u, rows, thread, o, softmax);
   }
 }

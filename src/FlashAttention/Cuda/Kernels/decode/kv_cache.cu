@@ -2,6 +2,7 @@
 // it) and the check of the device-resident lengths and page table that the launcher's checked mode runs first.
 // Name expressions (Cuda/Launchers/KernelCatalog.cs): fa::kv_append_kernel<fa::bf16_t, 128>, fa::kv_check_kernel.
 #include "decode/decode_params.cuh"
+#include "common/grid_dependency.cuh"
 
 namespace fa {
 
@@ -10,6 +11,8 @@ namespace fa {
 // the capacity, and the guard holds seqlens[b] to max_seqlen, so the position is inside the cache.
 template <typename E, int kHeadDim>
 __global__ void __launch_bounds__(128) kv_append_kernel(const __grid_constant__ KvCacheParams p) {
+  wait_prior_grids();   // the lengths, the new tokens and the cache may come from the grid before
+  allow_dependents();   // the attention's CTAs may launch now: they wait for this grid before reading the cache
   const int b = blockIdx.x / p.seqlen_new, j = blockIdx.x % p.seqlen_new;
   const int len = p.seqlens[b];
   if (!seqlen_in_contract(len, p.max_seqlen)) {
