@@ -55,7 +55,7 @@ internal static class VerifyCommand
             string? text = p.GetValue(filter);
             bool Matches(object c) => text is null || c.ToString()!.Contains(text, StringComparison.OrdinalIgnoreCase);
             var cases = new List<VerifyCase>();
-            if (onlyDecode) cases.AddRange(VerifyGrids.DecodeShaped());
+            if (onlyDecode) cases.AddRange(VerifyGrids.DecodeShaped(p.GetValue(quick)));
             if (fwd) cases.AddRange(chosen == "cuda" ? VerifyGrids.Forward(p.GetValue(quick)) : CpuVerifier.ForwardGrid(p.GetValue(quick)));
             if (bwd) cases.AddRange(chosen == "cuda" ? VerifyGrids.Backward(p.GetValue(quick)) : CpuVerifier.BackwardGrid(p.GetValue(quick)));
             cases = cases.Where(Matches).ToList();
