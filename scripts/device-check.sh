@@ -2,7 +2,7 @@
 # The GPU checks, run on the device machine (see CONTRIBUTING.md): publish the AOT binary here first
 # (scripts/publish-device.sh), then through the device tool with carry ["artifacts/device"]:
 #   bash scripts/device-check.sh info warmup sass verify-quick verify-fwd verify-bwd sanitize interleaved
-#   bash scripts/device-check.sh warmup verify-decode sanitize-decode bench-decode example-decode pack
+#   bash scripts/device-check.sh warmup verify-decode example-decode   (then: warmup sanitize-decode; warmup bench-decode bench-decode-forward pack)
 # Each stage writes a log under $OUT (the device tool brings back at most 8 files) and goes on after a failure; hangs
 # are cut by per-stage timeouts. The last lines printed are a summary. One-off studies live in scripts/experiments/.
 set -u
@@ -65,16 +65,17 @@ for stage in "$@"; do
       # the decode family: its probes, the KV-cache grid (contiguous/paged, append, splits, broken contracts), decode-shaped forwards
       run verify-decode 400 verify.log "$B" verify --device cuda --decode ;;
     sanitize-decode)
-      run memcheck-decode 400 sanitize.log compute-sanitizer --tool memcheck "$B" verify --device cuda --decode --quick
-      run racecheck-decode 400 sanitize.log compute-sanitizer --tool racecheck "$B" verify --device cuda --decode --quick ;;
+      run memcheck-decode 270 sanitize.log compute-sanitizer --tool memcheck "$B" verify --device cuda --decode --quick
+      run racecheck-decode 270 sanitize.log compute-sanitizer --tool racecheck "$B" verify --device cuda --decode --quick ;;
     bench-decode)
-      # ours (contiguous, pages of 16 and 256, appending) beside cuDNN and FlashAttention-2 case by case on the decode grid;
-      # then the plain forward on the issue's decode shapes with and without its routing to the decode kernel
-      run bench-decode 480 bench.log python3 $PEERS --decode --grid decode --append --interleave-ours "$B" --ours-json "$OUT/ours-decode.json" --json "$OUT/peers-decode.json"
+      # ours (contiguous, pages of 16 and 256, appending) beside cuDNN and FlashAttention-2 case by case on the decode grid
+      run bench-decode 480 bench.log python3 $PEERS --decode --grid decode --append --interleave-ours "$B" --ours-json "$OUT/ours-decode.json" --json "$OUT/peers-decode.json" ;;
+    bench-decode-forward)
+      # the plain forward on the issue's decode shapes, with and without its routing to the decode kernel
       for shape in "1 4096" "8 8192" "64 32768"; do
         read -r b k <<<"$shape"
-        run "forward-decode-b$b" 120 bench.log "$B" bench --device cuda --forward --batch "$b" --heads 32 --heads-k 8 --hdim 128 --seqlen 1 --seqlen-k "$k" --json "$OUT/forward-decode-b$b.json"
-        run "forward-unrouted-b$b" 120 bench.log env FLASHATTN_FWD_DECODE=off "$B" bench --device cuda --forward --batch "$b" --heads 32 --heads-k 8 --hdim 128 --seqlen 1 --seqlen-k "$k" --json "$OUT/forward-unrouted-b$b.json"
+        run "forward-decode-b$b" 90 bench.log "$B" bench --device cuda --forward --batch "$b" --heads 32 --heads-k 8 --hdim 128 --seqlen 1 --seqlen-k "$k" --json "$OUT/forward-decode-b$b.json"
+        run "forward-unrouted-b$b" 90 bench.log env FLASHATTN_FWD_DECODE=off "$B" bench --device cuda --forward --batch "$b" --heads 32 --heads-k 8 --hdim 128 --seqlen 1 --seqlen-k "$k" --json "$OUT/forward-unrouted-b$b.json"
       done ;;
     example-decode)
       # the generation loop (published beside the CLI by publish-device.sh): greedy tokens against the CPU's, tokens/s
