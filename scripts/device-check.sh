@@ -2,6 +2,7 @@
 # The GPU checks, run on the device machine (see CONTRIBUTING.md): publish the AOT binary here first
 # (scripts/publish-device.sh), then through the device tool with carry ["artifacts/device"]:
 #   bash scripts/device-check.sh info warmup sass verify-quick verify-fwd verify-bwd sanitize interleaved
+#   bash scripts/device-check.sh warmup verify-decode example-decode   (then: warmup sanitize-decode; warmup bench-decode bench-decode-forward pack)
 # Each stage writes a log under $OUT (the device tool brings back at most 8 files) and goes on after a failure; hangs
 # are cut by per-stage timeouts. The last lines printed are a summary. One-off studies live in scripts/experiments/.
 set -u
@@ -71,6 +72,25 @@ for stage in "$@"; do
       # the issue's grouped-query shape (b1, 64 query / 8 KV heads, d128) at 8k and 32k, ours beside cuDNN FP8
       run fp8-gqa 300 bench.log python3 bench/peers/jax_fp8_peers.py --batch 1 --heads 64 --heads-k 8 --hdim 128 --seqlen 8192 32768 --interleave-ours "$B" --ours-json "$OUT/ours-fp8-gqa.json" --json "$OUT/peers-fp8-gqa.json" ;;
     accuracy-gpu) run accuracy-gpu 300 bench.log "$B" accuracy --device cuda --json "$OUT/accuracy-gpu.json" ;;
+    verify-decode)
+      # the decode family: its probes, the KV-cache grid (contiguous/paged, append, splits, broken contracts), decode-shaped forwards
+      run verify-decode 400 verify.log "$B" verify --device cuda --decode ;;
+    sanitize-decode)
+      run memcheck-decode 270 sanitize.log compute-sanitizer --tool memcheck "$B" verify --device cuda --decode --quick
+      run racecheck-decode 270 sanitize.log compute-sanitizer --tool racecheck "$B" verify --device cuda --decode --quick ;;
+    bench-decode)
+      # ours (contiguous, pages of 16 and 256, appending) beside cuDNN and FlashAttention-2 case by case on the decode grid
+      run bench-decode 480 bench.log python3 $PEERS --decode --grid decode --append --interleave-ours "$B" --ours-json "$OUT/ours-decode.json" --json "$OUT/peers-decode.json" ;;
+    bench-decode-forward)
+      # the plain forward on the issue's decode shapes, with and without its routing to the decode kernel
+      for shape in "1 4096" "8 8192" "64 32768"; do
+        read -r b k <<<"$shape"
+        run "forward-decode-b$b" 90 bench.log "$B" bench --device cuda --forward --batch "$b" --heads 32 --heads-k 8 --hdim 128 --seqlen 1 --seqlen-k "$k" --json "$OUT/forward-decode-b$b.json"
+        run "forward-unrouted-b$b" 90 bench.log env FLASHATTN_FWD_DECODE=off "$B" bench --device cuda --forward --batch "$b" --heads 32 --heads-k 8 --hdim 128 --seqlen 1 --seqlen-k "$k" --json "$OUT/forward-unrouted-b$b.json"
+      done ;;
+    example-decode)
+      # the generation loop (published beside the CLI by publish-device.sh): greedy tokens against the CPU's, tokens/s
+      run example-decode 300 verify.log artifacts/device/examples/GpuDecode ;;
     bench) run bench 480 bench.log "$B" bench --device cuda --grid paper --json "$OUT/ours.json" ;;
     peers)
       run peers-fwd 300 bench.log python3 $PEERS --grid paper --json "$OUT/peers.json" --ours "$OUT/ours.json"

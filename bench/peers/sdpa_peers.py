@@ -14,6 +14,15 @@ head_dim) views, so every implementation reads the same memory layout.
 With --interleave-ours, our binary times each case right beside the peers (which goes first alternates from case
 to case), so ours and theirs meet the GPU in the same state: clocks and temperature drift over a grid, and a grid
 of ours followed by a grid of theirs compares different moments.
+
+--decode times decoding against a KV cache: --seqlen-q queries (default 1) per sequence attend to --kv-len keys,
+GQA with --heads/--heads-k (enable_gqa; a backend without GQA gets K and V expanded to the query heads, noted in the
+row). Sets of K/V rotate through more than twice L2, as flashattn bench --decode rotates its caches. With
+--interleave-ours our binary times the same shape with each of --page-sizes (0: contiguous) and, with --append, also
+appending a token per call:
+
+    python3 bench/peers/sdpa_peers.py --decode --grid decode --interleave-ours artifacts/device/flashattn \
+        --ours-json ours-decode.json --json peers-decode.json
 """
 import argparse
 import datetime
@@ -40,8 +49,21 @@ def paper_grid(hdims, causals):
                 yield dict(batch=16384 // s, seqlen=s, heads=2048 // d, hdim=d, causal=causal)
 
 
+# The decode grid of flashattn bench --grid decode: (batch, cached tokens), 32/8 heads, d128, one query.
+DECODE_GRID = [(1, 4096), (8, 8192), (64, 32768), (1, 8192), (1, 32768), (8, 32768)]
+
+
+def decode_grid():
+    for b, kv in DECODE_GRID:
+        yield dict(batch=b, seqlen=1, seqlen_k=kv, heads=32, heads_k=8, hdim=128, causal=False)
+
+
+def kv_bytes(case, elem=2):
+    return 2.0 * case["batch"] * case["seqlen_k"] * case["heads_k"] * case["hdim"] * elem
+
+
 def flops(case, backward):
-    f = 4.0 * case["batch"] * case["heads"] * case["seqlen"] * case["seqlen"] * case["hdim"]
+    f = 4.0 * case["batch"] * case["heads"] * case["seqlen"] * case.get("seqlen_k", case["seqlen"]) * case["hdim"]
     if case["causal"]:
         f /= 2
     return f * (2.5 if backward else 1.0)
@@ -118,8 +140,67 @@ def print_comparison(ours, peer_rows):
 
 
 def print_row(name, row):
+    extra = ""
+    if row.get("kv_tbps") is not None:
+        page = row.get("page_size")
+        extra = f" kv {row['seqlen_k']:>6} {row['kv_tbps']:6.2f} TB/s" + (
+            "" if page is None else f" {'contiguous' if page == 0 else f'page{page}'}{' +' + str(row['append_length']) if row.get('append_length') else ''}")
     print(f"{name:6} {row['direction']:3} {row['mask']:6} {row['batch']:>3} {row['seqlen_q']:>6} {row['heads_q']:>3} "
-          f"{row['head_dim']:>4} {row['time_ms_median']:9.3f} {row['tflops']:8.1f}", flush=True)
+          f"{row['head_dim']:>4} {row['time_ms_median']:9.3f} {row['tflops']:8.1f}{extra}", flush=True)
+
+
+def run_ours_decode(binary, case, dtype, page_size, append, warmup, repeats, json_path, timing):
+    """Our `flashattn bench --decode` on one case and page size (a separate process); returns its rows."""
+    cmd = [binary, "bench", "--device", "cuda", "--decode", "--batch", str(case["batch"]), "--heads", str(case["heads"]),
+           "--heads-k", str(case["heads_k"]), "--seqlen", str(case["seqlen"]), "--kv-len", str(case["seqlen_k"]),
+           "--hdim", str(case["hdim"]), "--page-size", str(page_size), "--warmup", str(warmup), "--repeats", str(repeats),
+           "--timing", timing, "--json", json_path]
+    if append:
+        cmd.append("--append")
+    if dtype:
+        cmd += ["--dtype", dtype]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited with {done.returncode}: {done.stderr.strip() or done.stdout.strip()}")
+    with open(json_path) as fh:
+        return [r for r in json.load(fh)["rows"] if r.get("implementation") == "flashattn"]
+
+
+def run_decode_case(case, backend, dtype, warmup, repeats, timing):
+    """SDPA on a decode shape: q (b, heads, seqlen_q, d) against k/v (b, heads_k, seqlen_k, d) views of (b, s, h, d)
+    tensors, rotated over sets that span more than twice L2. Returns (times, calls per sample, note)."""
+    b, sq, sk, h, hk, d = case["batch"], case["seqlen"], case["seqlen_k"], case["heads"], case["heads_k"], case["hdim"]
+    l2 = getattr(torch.cuda.get_device_properties(0), "L2_cache_size", 50 << 20)
+    set_bytes = kv_bytes(case, torch.finfo(dtype).bits // 8) + 2 * b * sq * h * d * 2
+    sets = max(1, min(8, math.ceil(2 * l2 / set_bytes)))
+    free, _ = torch.cuda.mem_get_info()
+    while sets > 1 and sets * set_bytes > free / 2:
+        sets -= 1
+    gen = torch.Generator(device="cuda").manual_seed(1234)
+    data = []
+    for _ in range(sets):
+        q = torch.randn(b, sq, h, d, device="cuda", dtype=dtype, generator=gen).transpose(1, 2)
+        k = torch.randn(b, sk, hk, d, device="cuda", dtype=dtype, generator=gen).transpose(1, 2)
+        v = torch.randn(b, sk, hk, d, device="cuda", dtype=dtype, generator=gen).transpose(1, 2)
+        data.append((q, k, v))
+    note = ""
+    with sdpa_kernel([BACKENDS[backend]]):
+        try:
+            F.scaled_dot_product_attention(*data[0], enable_gqa=hk != h)
+            expand = False
+        except (RuntimeError, TypeError) as e:  # no GQA in this backend (or this torch): K and V expanded to the query heads
+            expand = True
+            note = f"; K/V expanded to {h} heads (no GQA: {str(e).splitlines()[0][:80]})"
+            data = [(q, k.repeat_interleave(h // hk, dim=1), v.repeat_interleave(h // hk, dim=1)) for q, k, v in data]
+        index = [0]
+
+        def fn():
+            q, k, v = data[index[0] % sets]
+            index[0] += 1
+            return F.scaled_dot_product_attention(q, k, v) if expand else F.scaled_dot_product_attention(q, k, v, enable_gqa=hk != h)
+
+        times, per_sample = time_ms(fn, warmup, repeats, timing)
+    return times, per_sample, f"{sets} rotated K/V sets{note}"
 
 
 def run_ours(binary, case, dtype, backward, warmup, repeats, json_path, timing, device="cuda"):
@@ -155,7 +236,13 @@ def run_case(case, backend, dtype, backward, warmup, repeats, timing):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--grid", choices=["paper"], help="the FlashAttention-3 paper grid (16k tokens, hidden 2048)")
+    ap.add_argument("--grid", choices=["paper", "decode"], help="the FlashAttention-3 paper grid (16k tokens, hidden 2048), or with --decode flashattn bench's decode grid")
+    ap.add_argument("--decode", action="store_true", help="decode against a KV cache: --seqlen-q queries per sequence, --kv-len keys")
+    ap.add_argument("--kv-len", type=int, nargs="+", default=[4096], help="--decode: keys per sequence")
+    ap.add_argument("--seqlen-q", type=int, default=1, help="--decode: queries per sequence")
+    ap.add_argument("--heads-k", type=int, help="--decode: KV heads (default: --heads / 4)")
+    ap.add_argument("--page-sizes", type=int, nargs="+", default=[0, 16, 256], help="--decode with --interleave-ours: our cache layouts (0: contiguous)")
+    ap.add_argument("--append", action="store_true", help="--decode with --interleave-ours: also time ours appending a token per call (pages of 16)")
     ap.add_argument("--seqlen", type=int, default=4096)
     ap.add_argument("--hdim", type=int, nargs="+", default=[64, 128, 256])
     ap.add_argument("--heads", type=int)
@@ -179,6 +266,11 @@ def main():
         ap.error("--ours-json goes with --interleave-ours")
     if args.ours and args.interleave_ours:
         ap.error("--ours compares with an earlier run of ours; --interleave-ours times ours in this one: give one")
+
+    if args.decode or args.grid == "decode":
+        if args.backward:
+            ap.error("--decode times the forward pass")
+        return decode_main(args)
 
     causals = [True] if args.causal else [False] if args.full else [False, True]
     if args.grid == "paper":
@@ -233,6 +325,75 @@ def main():
     if args.ours_json:
         with open(args.ours_json, "w") as fh:
             json.dump({"schema_version": 1, "note": "flashattn bench, one case at a time, interleaved with the peers by "
+                       "bench/peers/sdpa_peers.py " + " ".join(sys.argv[1:]), "rows": ours_rows}, fh, indent=1)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"schema_version": 1, "note": "bench/peers/sdpa_peers.py " + " ".join(sys.argv[1:]), "rows": rows}, fh, indent=1)
+
+
+def decode_main(args):
+    """The decode counterpart of main(): SDPA's backends (and ours, interleaved) on KV-cache shapes."""
+    if args.grid == "decode":
+        cases = list(decode_grid())
+    else:
+        heads = args.heads or 32
+        cases = [dict(batch=args.batch or 1, seqlen=args.seqlen_q, seqlen_k=kv, heads=heads, heads_k=args.heads_k or max(1, heads // 4),
+                      hdim=d, causal=False) for d in args.hdim for kv in args.kv_len]
+    props = torch.cuda.get_device_properties(0)
+    driver = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                            capture_output=True, text=True).stdout.strip().splitlines()
+    commit = os.environ.get("FLASHATTN_COMMIT") or subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip() or "unknown"
+    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    dtype = DTYPES[args.dtype]
+    rows, ours_rows = [], []
+    case_json = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"flashattn-case-{os.getpid()}.json")
+    print(f"{props.name}: decode, {args.dtype}, {args.timing}")
+    print(f"{'impl':6} {'dir':3} {'mask':6} {'b':>3} {'s':>6} {'h':>3} {'d':>4} {'ms':>9} {'TFLOP/s':>8}")
+    for index, case in enumerate(cases):
+        order = list(args.backends)
+        if args.interleave_ours:
+            order = ["ours"] + order if index % 2 == 0 else order + ["ours"]
+        for backend in order:
+            if backend == "ours":
+                layouts = [(page, 0) for page in args.page_sizes] + ([(16, 1)] if args.append else [])
+                for page, append in layouts:
+                    for r in run_ours_decode(args.interleave_ours, case, args.dtype, page, append, args.warmup, args.repeats, case_json, args.timing):
+                        ours_rows.append(r)
+                        print_row("ours", r)
+                continue
+            try:
+                times, per_sample, note = run_decode_case(case, backend, dtype, args.warmup, args.repeats, args.timing)
+            except RuntimeError as e:
+                print(f"{backend:6} skipped {case}: {str(e).splitlines()[0]}", file=sys.stderr)
+                continue
+            med = statistics.median(times)
+            f = flops(case, False)
+            row = {
+                "implementation": backend, "device": "cuda", "device_name": props.name,
+                "sm_count": props.multi_processor_count, "compute_capability": f"{props.major}.{props.minor}",
+                "driver_version": driver[0] if driver else None, "commit": commit, "date": now,
+                "dtype": args.dtype, "batch": case["batch"], "seqlen_q": case["seqlen"], "seqlen_k": case["seqlen_k"],
+                "heads_q": case["heads"], "heads_k": case["heads_k"], "head_dim": case["hdim"], "mask": "full", "direction": "fwd",
+                "time_ms_median": med, "time_ms_min": min(times), "time_ms_max": max(times),
+                "flops": f, "tflops": f / med / 1e9, "repeats": len(times), "timing": args.timing, "calls_per_sample": per_sample,
+                "kv_cache": True, "kv_bytes": kv_bytes(case), "kv_tbps": kv_bytes(case) / (med * 1e-3) / 1e12,
+                "notes": f"torch {torch.__version__}, CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}, {note}",
+            }
+            rows.append(row)
+            print_row(backend, row)
+    if ours_rows:
+        print(f"\n{'b':>3} {'keys':>6} {'layout':>12} {'ours us':>8} " + " ".join(f"{n + ' us':>9} {'ratio':>6}" for n in args.backends))
+        for r in ours_rows:
+            peers = {p["implementation"]: p for p in rows if (p["batch"], p["seqlen_q"], p["heads_q"], p["heads_k"], p["head_dim"]) ==
+                     (r["batch"], r["seqlen_q"], r["heads_q"], r["heads_k"], r["head_dim"]) and p["seqlen_k"] == r["seqlen_k"] - (r.get("append_length") or 0)}
+            layout = ("contiguous" if r.get("page_size") == 0 else f"page{r.get('page_size')}") + (" +1" if r.get("append_length") else "")
+            cells = " ".join(f"{peers[n]['time_ms_median'] * 1e3:9.1f} {peers[n]['time_ms_median'] / r['time_ms_median']:6.2f}" if n in peers else f"{'-':>9} {'-':>6}"
+                             for n in args.backends)
+            print(f"{r['batch']:>3} {r['seqlen_k']:>6} {layout:>12} {r['time_ms_median'] * 1e3:8.1f} {cells}")
+    if args.ours_json:
+        with open(args.ours_json, "w") as fh:
+            json.dump({"schema_version": 1, "note": "flashattn bench --decode, one case at a time, interleaved with the peers by "
                        "bench/peers/sdpa_peers.py " + " ".join(sys.argv[1:]), "rows": ours_rows}, fh, indent=1)
     if args.json:
         with open(args.json, "w") as fh:

@@ -17,7 +17,7 @@ internal static class LabCatalog
             return entry with { Label = $"{entry.Label} ({a.Name})" };
         });
 
-    internal static IEnumerable<KernelCatalog.Entry> Probes() => PrimitiveProbes.Entries();
+    internal static IEnumerable<KernelCatalog.Entry> Probes() => PrimitiveProbes.Entries().Concat(DecodeProbes.Entries());
 
     /// <summary>Every kernel: the library's catalogue, the ablations and the probes.</summary>
     internal static IEnumerable<KernelCatalog.Entry> Everything() => KernelCatalog.All().Concat(Ablations()).Concat(Probes());

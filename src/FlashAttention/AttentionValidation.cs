@@ -63,6 +63,105 @@ internal static partial class AttentionValidation
         return WithGradients(Build(g, options, q, k, v, o, lse, cuQ, cuK), dO, dq, dk, dv);
     }
 
+    /// <summary>
+    /// Attention against a KV cache: q (B,Sq,Hq,D); the caches (B, capacity, Hk, D), or with a page table
+    /// (B, max_pages) int32 a pool (num_pages, page_size, Hk, D); cacheSeqLens (B) int32; optional new keys and values
+    /// (B, Snew, Hk, D) appended first; o like q, lse (B,Hq,Sq) float32 or absent. The device-resident lengths and page
+    /// entries are the kernels' to guard; what the host can check is checked here: shapes, types, the page size, and
+    /// that the declared maximum length plus the append fits the cache.
+    /// </summary>
+    public static KvCacheProblem ForwardWithKvCache(in TensorLayout q, in TensorLayout kCache, in TensorLayout vCache,
+        in TensorLayout cacheSeqLens, TensorLayout? pageTable, TensorLayout? kNew, TensorLayout? vNew, in TensorLayout o,
+        TensorLayout? lse, AttentionOptions? options, int? maxCacheSeqLen)
+    {
+        bool paged = pageTable is not null;
+        ExpectRank(q, 4, "(batch, seqlen_q, heads_q, head_dim)");
+        ExpectRank(kCache, 4, paged ? "(num_pages, page_size, heads_k, head_dim) with a page table" : "(batch, capacity, heads_k, head_dim)");
+        var g = new Geometry(q.Type, ToInt(q, 0, "batch"), ToInt(q, 1, "seqlen_q"), 0, ToInt(q, 2, "heads_q"),
+            ToInt(kCache, 2, "heads_k"), ToInt(q, 3, "head_dim"));
+        CheckHeadsAndDim(q, kCache, g.HeadsQ, g.HeadsK, g.HeadDim, dimIndex: 3);
+        ExpectType(kCache, g.Type);
+        ExpectLike(vCache, kCache, "keyCache");
+        ExpectInts(cacheSeqLens, [g.Batch], "(batch)");
+        if (g.Batch > 1 && cacheSeqLens.Strides[0] != 1)
+            throw Fail(cacheSeqLens, $"expected contiguous lengths (stride 1); got strides {cacheSeqLens.StrideText}");
+
+        int capacity, pageSize = 0, numPages, maxPages = 0;
+        if (pageTable is { } table)
+        {
+            if (table.Rank != 2) throw Fail(table, $"expected rank 2 (batch, max_pages); got rank {table.Rank} with shape {table.ShapeText}");
+            ExpectInts(table, [g.Batch, table.Lengths[1]], "(batch, max_pages)");
+            if (table.Lengths[1] > 1 && table.Strides[1] != 1)
+                throw Fail(table, $"expected each row's entries to be contiguous (last stride 1); got strides {table.StrideText}");
+            pageSize = ToInt(kCache, 1, "page_size");
+            if (pageSize < 16 || pageSize % 16 != 0)
+                throw Fail(kCache, $"pages of {pageSize} tokens (dimension 1 of {kCache.ShapeText}): the kernels take pages of a multiple of 16 tokens");
+            numPages = ToInt(kCache, 0, "num_pages");
+            maxPages = ToInt(table, 1, "max_pages");
+            long pagedCapacity = (long)maxPages * pageSize;
+            if (pagedCapacity > int.MaxValue)
+                throw Fail(table, $"{maxPages} pages of {pageSize} tokens per sequence = {pagedCapacity} tokens exceeds {int.MaxValue}");
+            capacity = (int)pagedCapacity;
+        }
+        else
+        {
+            if (kCache.Lengths[0] != g.Batch)
+                throw Fail(kCache, $"expected batch {g.Batch} (the batch of query {q.ShapeText}); got shape {kCache.ShapeText} (a paged cache needs pageTable)");
+            capacity = ToInt(kCache, 1, "capacity");
+            numPages = g.Batch;
+        }
+
+        int seqLenNew = 0;
+        if ((kNew is null) != (vNew is null))
+        {
+            string missing = kNew is null ? "newKeys" : "newValues", given = kNew is null ? "newValues" : "newKeys";
+            throw new AttentionArgumentException(missing, $"{missing}: expected together with {given} (both appended, or neither); got only {given}");
+        }
+        if (kNew is { } kn && vNew is { } vn)
+        {
+            ExpectRank(kn, 4, "(batch, seqlen_new, heads_k, head_dim)");
+            if (kn.Lengths[0] != g.Batch || kn.Lengths[2] != g.HeadsK || kn.Lengths[3] != g.HeadDim)
+                throw Fail(kn, $"expected shape ({g.Batch}, seqlen_new, {g.HeadsK}, {g.HeadDim}) (batch of query, heads and head dim of keyCache); got {kn.ShapeText}");
+            ExpectType(kn, g.Type);
+            ExpectLike(vn, kn, "newKeys");
+            seqLenNew = ToInt(kn, 1, "seqlen_new");
+            if (seqLenNew > capacity)
+                throw Fail(kn, $"appends {seqLenNew} tokens per sequence; the cache holds {capacity}");
+        }
+        int maxLen = maxCacheSeqLen ?? capacity - seqLenNew;
+        if (maxLen < 0 || maxLen > capacity - seqLenNew)
+            throw new AttentionArgumentException("maxCacheSeqLen",
+                $"maxCacheSeqLen: expected 0 … {capacity - seqLenNew} (the cache holds {capacity} tokens per sequence" +
+                (seqLenNew > 0 ? $" and {seqLenNew} are appended" : "") + $"); got {maxLen}");
+
+        ExpectLike(o, q, "query");
+        if (lse is { } l) ExpectLse(l, [g.Batch, g.HeadsQ, g.SeqQ], "(batch, heads_q, seqlen_q)");
+        // The caches are written when new keys are appended: then they are outputs too.
+        var inputs = new List<TensorLayout> { q, cacheSeqLens };
+        if (pageTable is { } pt) inputs.Add(pt);
+        if (kNew is { } k2 && vNew is { } v2) { inputs.Add(k2); inputs.Add(v2); }
+        var outputs = new List<TensorLayout> { o };
+        if (lse is { } l2) outputs.Add(l2);
+        if (seqLenNew > 0) { outputs.Add(kCache); outputs.Add(vCache); }
+        else { inputs.Add(kCache); inputs.Add(vCache); }
+        ExpectOutputs(inputs.ToArray(), outputs.ToArray());
+
+        var attention = Build(g with { SeqK = maxLen + seqLenNew }, options, q, kCache, vCache, o, lse, cuQ: null, cuK: null);
+        return new KvCacheProblem
+        {
+            Attention = attention,
+            SeqLenNew = seqLenNew,
+            MaxCacheSeqLen = maxLen,
+            Capacity = capacity,
+            PageSize = pageSize,
+            NumPages = numPages,
+            MaxPages = maxPages,
+            PageTableStride = pageTable is { } t2 ? t2.Strides[0] : 0,
+            NewK = kNew is { } k3 ? Strides(k3, varlen: false) : default,
+            NewV = vNew is { } v3 ? Strides(v3, varlen: false) : default,
+        };
+    }
+
     private readonly record struct Geometry(DataType Type, int Batch, int SeqQ, int SeqK, int HeadsQ, int HeadsK, int HeadDim);
 
     private static Geometry DenseGeometry(in TensorLayout q, in TensorLayout k, in TensorLayout v)
@@ -218,6 +317,16 @@ internal static partial class AttentionValidation
         if (!t.Lengths.AsSpan().SequenceEqual(model.Lengths))
             throw Fail(t, $"expected shape {model.ShapeText} (that of {modelName}); got {t.ShapeText}");
         ExpectType(t, model.Type);
+    }
+
+    private static void ExpectInts(in TensorLayout t, long[] lengths, string layout)
+    {
+        if (t.Type != DataType.Int32)
+            throw Fail(t, $"expected element type Int32; got {t.Type}");
+        if (t.Rank != lengths.Length || !t.Lengths.AsSpan().SequenceEqual(lengths))
+            throw Fail(t, $"expected shape ({string.Join(", ", lengths)}) {layout}; got {t.ShapeText}");
+        foreach (long s in t.Strides)
+            if (s < 0) throw Fail(t, $"expected non-negative strides; got {t.StrideText}");
     }
 
     private static void ExpectLse(in TensorLayout lse, long[] lengths, string layout)

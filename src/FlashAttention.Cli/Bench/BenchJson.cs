@@ -91,6 +91,16 @@ public sealed class BenchRow
     public double? BandwidthTbps { get; set; }
     /// <summary>With <see cref="BandwidthTbps"/>: a large device-to-device copy's TB/s (read + write) measured in the same run, the ceiling.</summary>
     public double? CopyTbps { get; set; }
+    /// <summary>Decode rows: attention against a KV cache (ours: ForwardWithKvCache; peers: the same shape as plain attention).</summary>
+    public bool? KvCache { get; set; }
+    /// <summary>Decode rows of ours: tokens per page, 0 for a contiguous cache.</summary>
+    public int? PageSize { get; set; }
+    /// <summary>Decode rows of ours: tokens appended per sequence by each call (included in seqlen_k).</summary>
+    public int? AppendLength { get; set; }
+    /// <summary>Decode rows: bytes of keys and values a call reads (2·B·seqlen_k·heads_k·head_dim·element size).</summary>
+    public double? KvBytes { get; set; }
+    /// <summary>Decode rows: kv_bytes / median time, TB/s.</summary>
+    public double? KvTbps { get; set; }
     /// <summary>Other implementations' numbers on the same case (filled by <c>bench --compare</c>).</summary>
     public List<PeerResult>? Peers { get; set; }
 

@@ -11,9 +11,25 @@ public enum BenchDirection
     Backward,
 }
 
-/// <summary>One problem to time. FLOPs follow FlashAttention's convention (<see cref="FlopCount"/>).</summary>
-public sealed record BenchCase(int Batch, int SeqLenQ, int SeqLenK, int HeadsQ, int HeadsK, int HeadDim, DataType Type, bool Causal, BenchDirection Direction)
+/// <summary>
+/// A decode case: attention against a KV cache (<c>CudaAttention.ForwardWithKvCache</c>) whose sequences all hold
+/// <see cref="CacheLength"/> tokens, contiguous (<see cref="PageSize"/> 0) or in pages scattered over a pool, with
+/// <see cref="AppendLength"/> new tokens per sequence appended in place by each call.
+/// </summary>
+public sealed record KvCacheBench(int CacheLength, int PageSize, int AppendLength)
 {
+    /// <summary>"contiguous" or "page16", and "+1" with an append.</summary>
+    public string Label => (PageSize > 0 ? $"page{PageSize}" : "contiguous") + (AppendLength > 0 ? $" +{AppendLength}" : "");
+}
+
+/// <summary>One problem to time. FLOPs follow FlashAttention's convention (<see cref="FlopCount"/>).</summary>
+/// <param name="KvCache">Set for a decode case; its keys are the cached tokens plus the appended ones (<see cref="SeqLenK"/>).</param>
+public sealed record BenchCase(int Batch, int SeqLenQ, int SeqLenK, int HeadsQ, int HeadsK, int HeadDim, DataType Type, bool Causal, BenchDirection Direction,
+    KvCacheBench? KvCache = null)
+{
+    /// <summary>Bytes of keys and values one call must read: a decode call's floor of memory traffic.</summary>
+    public double KvBytes => 2.0 * Batch * SeqLenK * HeadsK * HeadDim * DataTypes.SizeOf(Type);
+
     /// <summary>4·B·H·Sq·Sk·D, halved for causal, ×2.5 for backward.</summary>
     public double Flops => Direction == BenchDirection.Forward
         ? FlopCount.Forward(Batch, HeadsQ, SeqLenQ, SeqLenK, HeadDim, Causal)
@@ -30,7 +46,7 @@ public sealed record BenchCase(int Batch, int SeqLenQ, int SeqLenK, int HeadsQ, 
     /// <summary>Compact shape: <c>b1 h8 s2048 d128</c> (with <c>h8/2</c> for GQA and <c>s512x2048</c> when Sq ≠ Sk).</summary>
     public string Shape => BenchNames.Shape(Batch, HeadsQ, HeadsK, SeqLenQ, SeqLenK, HeadDim);
 
-    public override string ToString() => $"{DirectionName} {Mask} {DtypeName} {Shape}";
+    public override string ToString() => $"{DirectionName} {Mask} {DtypeName} {Shape}" + (KvCache is { } kv ? $" kv {kv.Label}" : "");
 }
 
 /// <summary>How GPU calls are timed (the CPU engine's calls are synchronous: a stopwatch around each).</summary>

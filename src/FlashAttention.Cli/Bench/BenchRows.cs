@@ -45,6 +45,11 @@ public static class BenchRows
             CallsPerSample = m.Timing is null ? null : m.CallsPerSample,
             Flops = c.Flops,
             Tflops = Math.Round(flopsPerSecond / 1e12, 6),
+            KvCache = c.KvCache is null ? null : true,
+            PageSize = c.KvCache?.PageSize,
+            AppendLength = c.KvCache?.AppendLength,
+            KvBytes = c.KvCache is null ? null : c.KvBytes,
+            KvTbps = c.KvCache is null ? null : Math.Round(c.KvBytes / (m.MedianMs * 1e-3) / 1e12, 4),
         };
     }
 

@@ -15,6 +15,7 @@ public static class BenchTable
         bool allCpu = rows.All(r => r.Device == "cpu");
         bool anyPeak = rows.Any(r => r.PercentOfPeak is not null);
         bool anyPeers = rows.Any(r => r.Peers is { Count: > 0 });
+        bool anyKv = rows.Any(r => r.KvTbps is not null);
         string unit = allCpu ? "GFLOP/s" : "TFLOP/s";
 
         var table = new Table().Border(TableBorder.Rounded);
@@ -25,6 +26,7 @@ public static class BenchTable
         table.AddColumn(new TableColumn("median ms").RightAligned());
         table.AddColumn(new TableColumn("min–max ms").RightAligned());
         table.AddColumn(new TableColumn(unit).RightAligned());
+        if (anyKv) table.AddColumn(new TableColumn("KV TB/s").RightAligned());
         if (anyPeak) table.AddColumn(new TableColumn("% peak").RightAligned());
         if (anyPeers)
         {
@@ -39,11 +41,13 @@ public static class BenchTable
                 r.Direction,
                 r.Mask,
                 r.Dtype,
-                BenchNames.Shape(r.Batch, r.HeadsQ, r.HeadsK, r.SeqlenQ, r.SeqlenK, r.HeadDim),
+                BenchNames.Shape(r.Batch, r.HeadsQ, r.HeadsK, r.SeqlenQ, r.SeqlenK, r.HeadDim) +
+                    (r.PageSize is int page ? (page > 0 ? $" page{page}" : " contiguous") + (r.AppendLength is > 0 ? $" +{r.AppendLength}" : "") : ""),
                 Ms(r.TimeMsMedian),
                 $"{Ms(r.TimeMsMin)}–{Ms(r.TimeMsMax)}",
                 "[bold]" + Speed(r.Tflops, allCpu) + "[/]",
             };
+            if (anyKv) cells.Add(r.KvTbps is double kv ? kv.ToString("F2", CultureInfo.InvariantCulture) : "");
             if (anyPeak) cells.Add(r.PercentOfPeak is double p ? p.ToString("F1", CultureInfo.InvariantCulture) + "%" : "");
             if (anyPeers)
             {

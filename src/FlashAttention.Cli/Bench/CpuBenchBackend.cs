@@ -35,6 +35,11 @@ public sealed class CpuBenchBackend : IBenchBackend
     public bool Supports(BenchCase benchCase, out string reason)
     {
         reason = "";
+        if (benchCase.KvCache is not null)
+        {
+            reason = "the KV-cache cases time the GPU's CudaAttention.ForwardWithKvCache (--device cuda)";
+            return false;
+        }
         if (benchCase.Type is DataType.Float32 or DataType.Float16 or DataType.BFloat16) return true;
         reason = $"the CPU engine takes fp32, fp16 or bf16; got {DataTypes.ShortName(benchCase.Type)}";
         return false;

@@ -84,6 +84,10 @@ public sealed class CudaBenchBackend : IBenchBackend, IDisposable
             reason = $"the GPU kernels take bf16, fp16 or fp8; got {DataTypes.ShortName(c.Type)}";
         else if (Array.IndexOf(dims, c.HeadDim) < 0)
             reason = $"the GPU {(c.Direction == BenchDirection.Forward ? "forward" : "backward")} kernels support head dim {string.Join(", ", dims)}; got {c.HeadDim}";
+        else if (c.KvCache is { } kv && (kv.PageSize < 0 || kv.PageSize % 16 != 0))
+            reason = $"pages of a multiple of 16 tokens, or 0 for a contiguous cache; got {kv.PageSize}";
+        else if (c.KvCache is not null && (c.Direction == BenchDirection.Backward || Ablation is not null || Deterministic))
+            reason = "the KV-cache call is a forward pass of the default kernels";
         else if (Ablation is not null && c.Direction == BenchDirection.Backward)
             reason = "the ablation variants are forward kernels";
         else if (Ablation is not null && LabSetup.CurrentTuning.WithAblation(Ablation).Forward(c.HeadDim, c.SeqLenK, c.Causal) == LabSetup.CurrentTuning.Forward(c.HeadDim, c.SeqLenK, c.Causal))
@@ -138,6 +142,7 @@ public sealed class CudaBenchBackend : IBenchBackend, IDisposable
 
     public BenchMeasurement Run(BenchCase c, BenchSettings s, Action<string>? progress, CancellationToken ct)
     {
+        if (c.KvCache is not null) return RunKvCache(c, s, progress, ct);
         // The ablation reaches the kernel through the one seam: a policy installed for this case.
         using var ablation = Ablation is null ? null : VariantPolicy.Install(LabSetup.CurrentTuning.WithAblation(Ablation));
         var device = _device ??= CudaDevice.Get(0);
@@ -191,56 +196,124 @@ public sealed class CudaBenchBackend : IBenchBackend, IDisposable
                         set.DQ!.Tensor, set.DK!.Tensor, set.DV!.Tensor, options, stream);
             }
 
-            int call = 0;
-            for (int i = 0; i < s.Warmup; i++) Call(inputs[call++ % sets]);
-            stream.Synchronize();
-            using var start = new CudaEvent(device);
-            using var end = new CudaEvent(device);
+            return Measure(c, s, i => Call(inputs[i % sets]), stream, device, ct,
+                bytesMoved: fp8 && Fp8 == Fp8Timing.Quantiser ? inputs[0].Fp8!.QuantiserBytes : null);
+        }
+        finally
+        {
+            foreach (var set in inputs) set.Dispose();
+        }
+    }
 
-            // One lone call from an idle stream (host queueing included).
-            double TimeLoneCall(out double hostMs)
-            {
-                var set = inputs[call++ % sets];
-                start.Record(stream);
-                long queued = Stopwatch.GetTimestamp();
-                Call(set);
-                hostMs = Stopwatch.GetElapsedTime(queued).TotalMilliseconds;
-                end.Record(stream);
-                end.Synchronize();
-                return CudaEvent.ElapsedMilliseconds(start, end);
-            }
+    /// <summary>
+    /// Times <paramref name="call"/> (given the call's index, to rotate input sets): warm-up, then samples of calls queued
+    /// back to back behind a lead call, or lone calls, as <see cref="BenchSettings.Timing"/> says.
+    /// </summary>
+    private static BenchMeasurement Measure(BenchCase c, BenchSettings s, Action<int> call, CudaStream stream, CudaDevice device, CancellationToken ct,
+        double? bytesMoved = null)
+    {
+        int next = 0;
+        for (int i = 0; i < s.Warmup; i++) call(next++);
+        stream.Synchronize();
+        using var start = new CudaEvent(device);
+        using var end = new CudaEvent(device);
 
-            int perSample = 1;
-            if (s.Timing == BenchTiming.BackToBack)
+        // One lone call from an idle stream (host queueing included).
+        double TimeLoneCall(out double hostMs)
+        {
+            int index = next++;
+            start.Record(stream);
+            long queued = Stopwatch.GetTimestamp();
+            call(index);
+            hostMs = Stopwatch.GetElapsedTime(queued).TotalMilliseconds;
+            end.Record(stream);
+            end.Synchronize();
+            return CudaEvent.ElapsedMilliseconds(start, end);
+        }
+
+        int perSample = 1;
+        if (s.Timing == BenchTiming.BackToBack)
+        {
+            // The batch size from the fastest of three lone calls (the same rule as bench/peers/sdpa_peers.py).
+            double fastest = double.MaxValue;
+            for (int i = 0; i < 3; i++) fastest = Math.Min(fastest, TimeLoneCall(out _));
+            perSample = BenchSettings.CallsPerSample(fastest);
+        }
+        var times = new double[s.Repeats];
+        var hostTimes = new double[s.Repeats];
+        for (int i = 0; i < s.Repeats; i++)
+        {
+            ct.ThrowIfCancellationRequested();
+            if (s.Timing == BenchTiming.PerCall)
             {
-                // The batch size from the fastest of three lone calls (the same rule as bench/peers/sdpa_peers.py).
-                double fastest = double.MaxValue;
-                for (int i = 0; i < 3; i++) fastest = Math.Min(fastest, TimeLoneCall(out _));
-                perSample = BenchSettings.CallsPerSample(fastest);
+                times[i] = TimeLoneCall(out hostTimes[i]);
+                continue;
             }
-            var times = new double[s.Repeats];
-            var hostTimes = new double[s.Repeats];
-            for (int i = 0; i < s.Repeats; i++)
+            // A lead call, untimed, keeps the GPU busy while the sample's calls are queued behind it: the events
+            // then bracket GPU work only, as long as queueing a call takes less time than running one.
+            call(next++);
+            start.Record(stream);
+            long queued = Stopwatch.GetTimestamp();
+            for (int j = 0; j < perSample; j++) call(next++);
+            hostTimes[i] = Stopwatch.GetElapsedTime(queued).TotalMilliseconds / perSample;
+            end.Record(stream);
+            end.Synchronize();
+            times[i] = CudaEvent.ElapsedMilliseconds(start, end) / perSample;
+        }
+        return new BenchMeasurement(c, times, hostTimes, s.Timing, perSample, BytesMoved: bytesMoved);
+    }
+
+    /// <summary>
+    /// A decode case: every sequence holds the cached tokens (its length on the device), the cache contiguous or in pages
+    /// handed out in random order over the pool; each call attends with ForwardWithKvCache (appending first when the case
+    /// says so, always at the same position). Sets of caches rotate through more than twice L2 (up to 8 sets: a decode
+    /// step's cache would not sit in L2 between steps of a real model); bench/peers/sdpa_peers.py --decode does the same.
+    /// </summary>
+    private BenchMeasurement RunKvCache(BenchCase c, BenchSettings s, Action<string>? progress, CancellationToken ct)
+    {
+        var kv = c.KvCache!;
+        var device = _device ??= CudaDevice.Get(0);
+        int capacity = kv.CacheLength + kv.AppendLength;
+        int maxPages = kv.PageSize > 0 ? (capacity + kv.PageSize - 1) / kv.PageSize : 0;
+        long[] qShape = [c.Batch, c.SeqLenQ, c.HeadsQ, c.HeadDim], lseShape = [c.Batch, c.HeadsQ, c.SeqLenQ];
+        long[] cacheShape = kv.PageSize > 0 ? [(long)c.Batch * maxPages, kv.PageSize, c.HeadsK, c.HeadDim] : [c.Batch, capacity, c.HeadsK, c.HeadDim];
+        long[] newShape = [c.Batch, kv.AppendLength, c.HeadsK, c.HeadDim];
+        long setBytes = 2 * Elements(cacheShape) * 2 + 2 * Elements(qShape) * 2;
+        long rotate = 2L * Math.Max(device.L2CacheBytes, 50 << 20);
+        var (free, _) = device.GetMemoryInfo();
+        int sets = (int)Math.Clamp((rotate + setBytes - 1) / setBytes, 1, 8);
+        while (sets > 1 && sets * setBytes > free / 2) sets--;
+
+        var pool = Pool(c.Type, s.Seed);
+        var rng = new Random(s.Seed);
+        var inputs = new List<KvCacheSet>();
+        using var stream = new CudaStream(device);
+        var options = new AttentionOptions { Causal = c.Causal };
+        try
+        {
+            progress?.Invoke($"{sets} cache set{(sets > 1 ? "s" : "")} of {setBytes / (1 << 20)} MiB");
+            for (int i = 0; i < sets; i++)
             {
-                ct.ThrowIfCancellationRequested();
-                if (s.Timing == BenchTiming.PerCall)
-                {
-                    times[i] = TimeLoneCall(out hostTimes[i]);
-                    continue;
-                }
-                // A lead call, untimed, keeps the GPU busy while the sample's calls are queued behind it: the events
-                // then bracket GPU work only, as long as queueing a call takes less time than running one.
-                Call(inputs[call++ % sets]);
-                start.Record(stream);
-                long queued = Stopwatch.GetTimestamp();
-                for (int j = 0; j < perSample; j++) Call(inputs[call++ % sets]);
-                hostTimes[i] = Stopwatch.GetElapsedTime(queued).TotalMilliseconds / perSample;
-                end.Record(stream);
-                end.Synchronize();
-                times[i] = CudaEvent.ElapsedMilliseconds(start, end) / perSample;
+                var set = new KvCacheSet(device, c.Type, qShape, cacheShape, newShape, lseShape, c.Batch, maxPages);
+                set.Q.Upload(pool, i * 7919L);
+                set.K.Upload(pool, i * 7919L + 104729);
+                set.V.Upload(pool, i * 7919L + 1299709);
+                set.NewK?.Upload(pool, i * 7919L + 15485863);
+                set.NewV?.Upload(pool, i * 7919L + 32452843);
+                set.Lens.Upload(Enumerable.Repeat(kv.CacheLength, c.Batch).ToArray());
+                // Pages in random order over the pool, as a serving loop's allocator leaves them after a while.
+                set.PageTable?.Upload(Enumerable.Range(0, c.Batch * maxPages).OrderBy(_ => rng.Next()).ToArray());
+                inputs.Add(set);
             }
-            return new BenchMeasurement(c, times, hostTimes, s.Timing, perSample,
-                BytesMoved: fp8 && Fp8 == Fp8Timing.Quantiser ? inputs[0].Fp8!.QuantiserBytes : null);
+            void Call(KvCacheSet set) => CudaAttention.ForwardWithKvCache(set.Q.Tensor, set.K.Tensor, set.V.Tensor, set.Lens, set.O.Tensor, set.Lse,
+                options, set.NewK?.Tensor, set.NewV?.Tensor, set.PageTable is null ? null : (DeviceTensor)set.PageTable, maxCacheSeqLen: kv.CacheLength,
+                stream: stream, device: device);
+            // Once checked: the lengths and pages the timed calls use keep the contract.
+            var first = inputs[0];
+            CudaAttention.ForwardWithKvCache(first.Q.Tensor, first.K.Tensor, first.V.Tensor, first.Lens, first.O.Tensor, first.Lse, options,
+                first.NewK?.Tensor, first.NewV?.Tensor, first.PageTable is null ? null : (DeviceTensor)first.PageTable, kv.CacheLength,
+                checkDeviceInputs: true, stream: stream, device: device);
+            return Measure(c, s, i => Call(inputs[i % sets]), stream, device, ct);
         }
         finally
         {
@@ -355,4 +428,41 @@ public sealed class CudaBenchBackend : IBenchBackend, IDisposable
     }
 
     public void Dispose() { }
+
+    private sealed class KvCacheSet : IDisposable
+    {
+        public readonly DeviceArray Q, K, V, O;
+        public readonly DeviceArray? NewK, NewV;
+        public readonly CudaTensor<int> Lens;
+        public readonly CudaTensor<int>? PageTable;
+        private readonly DeviceBuffer _lse;
+        private readonly long[] _lseShape;
+
+        public KvCacheSet(CudaDevice device, DataType type, long[] qShape, long[] cacheShape, long[] newShape, long[] lseShape, int batch, int maxPages)
+        {
+            Q = new(device, type, qShape);
+            K = new(device, type, cacheShape);
+            V = new(device, type, cacheShape);
+            O = new(device, type, qShape);
+            if (newShape[1] > 0)
+            {
+                NewK = new(device, type, newShape);
+                NewV = new(device, type, newShape);
+            }
+            Lens = new CudaTensor<int>(device, null, batch);
+            if (maxPages > 0) PageTable = new CudaTensor<int>(device, null, batch, maxPages);
+            _lseShape = lseShape;
+            _lse = new DeviceBuffer(lseShape.Aggregate(1L, (a, b) => a * b) * 4, device);
+        }
+
+        public DeviceTensor Lse => DeviceTensor.Contiguous(_lse.Pointer, DataType.Float32, _lseShape);
+
+        public void Dispose()
+        {
+            foreach (var a in new[] { Q, K, V, O, NewK, NewV }) a?.Dispose();
+            Lens.Dispose();
+            PageTable?.Dispose();
+            _lse.Dispose();
+        }
+    }
 }

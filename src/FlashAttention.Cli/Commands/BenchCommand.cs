@@ -26,8 +26,12 @@ internal static class BenchCommand
     {
         string devices = string.Join('|', backends.Select(b => b.Device).Distinct());
         var device = new Option<string?>("--device") { Description = $"Where to run: {devices}. Default: the first usable of {string.Join(", ", backends.Select(b => b.Device))}." };
-        var grid = new Option<string?>("--grid") { Description = "A named grid of cases instead of one shape: 'paper' (FlashAttention-3's: 16k tokens, hidden 2048, seqlen 512…16k, head dim 64/128/256, full and causal). --seqlen, --hdim and --causal (or --causal false: the full cases) narrow it." };
-        grid.AcceptOnlyFromAmong("paper");
+        var grid = new Option<string?>("--grid") { Description = "A named grid of cases instead of one shape: 'paper' (FlashAttention-3's: 16k tokens, hidden 2048, seqlen 512…16k, head dim 64/128/256, full and causal; --seqlen, --hdim and --causal (or --causal false: the full cases) narrow it) or 'decode' (one query per sequence against a KV cache, 32/8 heads, d128: b1 4k, b8 8k, b64 32k, b1 8k, b1 32k, b8 32k, each contiguous and in pages of 16 and 256 tokens, and with pages of 16 appending a token; --kv-len and --page-size narrow it)." };
+        grid.AcceptOnlyFromAmong("paper", "decode");
+        var decode = new Option<bool>("--decode") { Description = "Time attention against a KV cache (CudaAttention.ForwardWithKvCache): --seqlen queries per sequence (default 1) against --kv-len cached tokens, the cache contiguous or paged (--page-size), with --append. Forward only; the table adds the keys and values read per second." };
+        var kvLen = new Option<int[]>("--kv-len") { Description = "--decode: cached tokens per sequence (default 4096); several values time each.", AllowMultipleArgumentsPerToken = true };
+        var pageSize = new Option<int[]>("--page-size") { Description = "--decode: tokens per page, a multiple of 16, or 0 for a contiguous cache (default 0); several values time each.", AllowMultipleArgumentsPerToken = true };
+        var append = new Option<bool>("--append") { Description = "--decode: each call first appends one new token per sequence to the cache in place." };
         var seqLen = new Option<int[]>("--seqlen") { Description = $"Sequence length(s), query and key (default {Defaults.SeqLen}).", AllowMultipleArgumentsPerToken = true };
         var seqLenK = new Option<int?>("--seqlen-k") { Description = "Key length when it differs from the query length." };
         var headDim = new Option<int[]>("--hdim") { Description = $"Head dim(s) (default {Defaults.HeadDim}).", AllowMultipleArgumentsPerToken = true };
@@ -58,12 +62,15 @@ internal static class BenchCommand
             """)
         {
             device, grid, seqLen, seqLenK, headDim, heads, headsK, batch, causal, dtype, forward, backward, warmup, repeats, timing, json, compare, seed, peak, ablation, deterministic,
+            decode, kvLen, pageSize, append,
         }.WithExamples(
             "flashattn bench",
             "flashattn bench --device cpu --seqlen 4096 --hdim 128 --heads 8",
             "flashattn bench --seqlen 512 1024 2048 --hdim 64 128 --causal --forward --json cpu.json",
             "flashattn bench --device cuda --grid paper --dtype bf16 --json h100.json --compare bench/peers/h100.json",
-            "flashattn bench --device cuda --seqlen 8192 --hdim 128 --heads 16 --batch 2 --forward --ablation");
+            "flashattn bench --device cuda --seqlen 8192 --hdim 128 --heads 16 --batch 2 --forward --ablation",
+            "flashattn bench --device cuda --decode --batch 8 --heads 32 --heads-k 8 --kv-len 8192 --page-size 0 16 256",
+            "flashattn bench --device cuda --grid decode --json decode.json");
 
         CommandActions.Set(command, (p, context) =>
         {
@@ -79,8 +86,48 @@ internal static class BenchCommand
             foreach (int s in seqLens ?? []) Positive("--seqlen", s);
             foreach (int d in headDims ?? []) Positive("--hdim", d);
 
+            int[]? kvLens = NonEmpty(p.GetValue(kvLen)), pageSizes = NonEmpty(p.GetValue(pageSize));
+            bool decoding = p.GetValue(decode) || p.GetValue(grid) is "decode";
+            if (!decoding && (kvLens is not null || pageSizes is not null || p.GetValue(append)))
+                throw new CliException("--kv-len, --page-size and --append describe a KV cache; add --decode (or --grid decode)");
+            if (decoding)
+            {
+                foreach (int k in kvLens ?? []) Positive("--kv-len", k);
+                foreach (int page in pageSizes ?? [])
+                    if (page < 0 || page % 16 != 0) throw new CliException($"--page-size: expected 0 (contiguous) or a multiple of 16; got {page}");
+                if (p.GetValue(backward) || p.GetValue(ablation) || p.GetValue(deterministic))
+                    throw new CliException("--decode: the KV-cache call is a forward pass; leave out --backward, --ablation and --deterministic");
+                if (p.GetValue(seqLenK) is not null) throw new CliException("--decode: the keys are --kv-len (plus the appended token); leave out --seqlen-k");
+                directions = [BenchDirection.Forward];
+            }
+
             IReadOnlyList<BenchCase> cases;
-            if (p.GetValue(grid) is "paper")
+            if (p.GetValue(grid) is "decode")
+            {
+                if (p.GetValue(batch) is not null || p.GetValue(heads) is not null || p.GetValue(headsK) is not null || seqLens is not null || headDims is not null || p.GetValue(append))
+                    throw new CliException("--grid decode sets batch, heads, head dim and the append itself; use --kv-len and --page-size to narrow it");
+                cases = BenchGrid.Decode(type, kvLens, pageSizes);
+                if (cases.Count == 0)
+                    throw new CliException($"--grid decode: no case left after --kv-len/--page-size; the grid has cache lengths {string.Join(", ", BenchGrid.DecodeShapes.Select(x => x.CacheLength).Distinct())} and page sizes {string.Join(", ", BenchGrid.DecodePageSizes)}");
+            }
+            else if (decoding)
+            {
+                int b = Positive("--batch", p.GetValue(batch) ?? 1);
+                int h = Positive("--heads", p.GetValue(heads) ?? 32);
+                int hk = Positive("--heads-k", p.GetValue(headsK) ?? (p.GetValue(heads) is null ? 8 : h));
+                if (h % hk != 0) throw new CliException($"--heads-k: expected a divisor of --heads = {h}; got {hk}");
+                var list = new List<BenchCase>();
+                foreach (int d in headDims ?? [Defaults.HeadDim])
+                foreach (int sq in seqLens ?? [1])
+                foreach (int k in kvLens ?? [4096])
+                foreach (int page in pageSizes ?? [0])
+                {
+                    var c = BenchGrid.DecodeCase(type, b, sq, h, hk, d, k, page, p.GetValue(append) ? 1 : 0);
+                    list.Add(c with { Causal = p.GetValue(causal) });
+                }
+                cases = list;
+            }
+            else if (p.GetValue(grid) is "paper")
             {
                 if (p.GetValue(batch) is not null || p.GetValue(heads) is not null || p.GetValue(headsK) is not null || p.GetValue(seqLenK) is not null)
                     throw new CliException("--grid paper sets batch, heads and lengths itself; use --seqlen, --hdim and --causal to narrow it");

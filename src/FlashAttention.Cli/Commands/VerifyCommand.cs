@@ -11,9 +11,9 @@ namespace FlashAttention.Cli.Commands;
 
 /// <summary>
 /// <c>flashattn verify</c>: checks the kernels against the CPU's float64 reference on fresh random inputs. On the GPU,
-/// first the device primitives (TMA swizzle, wgmma descriptors and fragments) one by one, then every attention case of
-/// the grid, forward and backward; one line per checked quantity with the error, the bound and PASS/FAIL. Exits 4 when
-/// anything fails.
+/// first the device primitives (TMA swizzle, wgmma descriptors and fragments, the decode family's pieces) one by one,
+/// then every attention case of the grid, forward and backward, then the KV-cache cases; one line per checked quantity
+/// with the error, the bound and PASS/FAIL. Exits 4 when anything fails.
 /// </summary>
 internal static class VerifyCommand
 {
@@ -23,6 +23,7 @@ internal static class VerifyCommand
         device.AcceptOnlyFromAmong("cuda", "cpu");
         var forward = new Option<bool>("--forward") { Description = "Forward cases only." };
         var backward = new Option<bool>("--backward") { Description = "Backward cases only." };
+        var decode = new Option<bool>("--decode") { Description = "The decode family only: its probes, the KV-cache cases (contiguous and paged, append, splits, broken contracts) and the forward cases it takes (seqlen_q ≤ 16)." };
         var quick = new Option<bool>("--quick") { Description = "A few small cases (e.g. under compute-sanitizer)." };
         var noProbes = new Option<bool>("--no-probes") { Description = "Skip the primitive checks (and the per-stream state check)." };
         var seed = new Option<int?>("--seed") { Description = "Seed of the random inputs (default: fresh each run)." };
@@ -31,9 +32,10 @@ internal static class VerifyCommand
             Check the attention kernels against the float64 CPU reference on fresh random inputs, outputs poisoned (NaN)
             first. Rule (FlashAttention's): the largest absolute error must be at most 2x that of a plain implementation in
             the same precision, plus the element type's rounding step at 0.3. Exit code 4 when any check fails.
-            """) { device, forward, backward, quick, noProbes, seed, filter }.WithExamples(
+            """) { device, forward, backward, decode, quick, noProbes, seed, filter }.WithExamples(
             "flashattn verify --device cuda",
             "flashattn verify --device cuda --backward",
+            "flashattn verify --device cuda --decode",
             "flashattn verify --device cuda --quick --no-probes",
             "flashattn verify --device cpu --quick");
         CommandActions.Set(command, (p, context) =>
@@ -42,16 +44,26 @@ internal static class VerifyCommand
             string chosen = p.GetValue(device) ?? (env.IsUsable ? "cuda" : "cpu");
             if (chosen == "cuda" && !env.IsUsable)
                 throw new CliException($"--device cuda: not usable here: {env.UnavailableMessage}", ExitCodes.DeviceUnavailable);
-            bool fwd = p.GetValue(forward) || !p.GetValue(backward), bwd = p.GetValue(backward) || !p.GetValue(forward);
+            bool onlyDecode = p.GetValue(decode);
+            if (onlyDecode && (p.GetValue(forward) || p.GetValue(backward)))
+                throw new CliException("--decode: the decode family's checks stand alone; leave out --forward and --backward");
+            if (onlyDecode && chosen != "cuda")
+                throw new CliException("--decode: the decode family's checks are GPU checks (--device cuda)");
+            bool any = p.GetValue(forward) || p.GetValue(backward) || onlyDecode;
+            bool fwd = p.GetValue(forward) || !any, bwd = p.GetValue(backward) || !any, kv = chosen == "cuda" && (onlyDecode || !any);
             int baseSeed = p.GetValue(seed) ?? Random.Shared.Next();
             string? text = p.GetValue(filter);
+            bool Matches(object c) => text is null || c.ToString()!.Contains(text, StringComparison.OrdinalIgnoreCase);
             var cases = new List<VerifyCase>();
+            if (onlyDecode) cases.AddRange(VerifyGrids.DecodeShaped(p.GetValue(quick)));
             if (fwd) cases.AddRange(chosen == "cuda" ? VerifyGrids.Forward(p.GetValue(quick)).Concat(VerifyGrids.Fp8(p.GetValue(quick))) : CpuVerifier.ForwardGrid(p.GetValue(quick)));
             if (bwd) cases.AddRange(chosen == "cuda" ? VerifyGrids.Backward(p.GetValue(quick)) : CpuVerifier.BackwardGrid(p.GetValue(quick)));
-            var matching = cases.Where(c => text is null || c.ToString().Contains(text, StringComparison.OrdinalIgnoreCase)).ToList();
+            var allKv = kv ? KvCacheGrids.Cases(p.GetValue(quick)).ToList() : [];
+            var matching = cases.Where(Matches).ToList();
+            var kvCases = allKv.Where(Matches).ToList();
             // A filter that selects nothing is a mistyped filter, not a pass.
-            if (matching.Count == 0 && cases.Count > 0)
-                throw new CliException($"--filter '{text}': matches none of the {cases.Count} cases; expected text from a case's description, such as '{cases[0]}'");
+            if (matching.Count == 0 && kvCases.Count == 0 && cases.Count + allKv.Count > 0)
+                throw new CliException($"--filter '{text}': matches none of the {cases.Count + allKv.Count} cases; expected text from a case's description, such as '{(cases.Count > 0 ? cases[0] : allKv[0])}'");
             cases = matching;
 
             int passed = 0, failed = 0;
@@ -60,7 +72,9 @@ internal static class VerifyCommand
             if (chosen == "cuda" && !p.GetValue(noProbes))
             {
                 var gpu = CudaDevice.Get(env.SupportedDeviceOrdinal ?? 0);
-                foreach (var r in PrimitiveProbes.RunAll(gpu, baseSeed).Concat(RunStreamChecks(gpu, baseSeed)))
+                var probes = onlyDecode ? RunDecodeProbes(gpu, baseSeed)
+                    : PrimitiveProbes.RunAll(gpu, baseSeed).Concat(RunDecodeProbes(gpu, baseSeed)).Concat(RunStreamChecks(gpu, baseSeed));
+                foreach (var r in probes)
                 {
                     Count(r.Passed, ref passed, ref failed);
                     context.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
@@ -88,10 +102,41 @@ internal static class VerifyCommand
                         $"{(r.Passed ? "PASS" : "FAIL")}  {c,-58} {r.Quantity,-6} error {r.Error,9:G3}  plain {r.PlainError,9:G3}  tol {r.Tolerance,9:G3}{(r.Note is null ? "" : "  " + r.Note)}"));
                 }
             }
+            for (int i = 0; i < kvCases.Count; i++)
+            {
+                var c = kvCases[i];
+                List<KvCacheRow> rows;
+                try
+                {
+                    rows = GpuKvCacheVerifier.Run(c, CudaDevice.Get(env.SupportedDeviceOrdinal ?? 0), baseSeed + cases.Count + i);
+                }
+                catch (Exception e) when (e is CudaException or AttentionArgumentException)
+                {
+                    rows = [new KvCacheRow(c, "run", double.PositiveInfinity, 0, 0, false, CliContext.OneLine(e.Message))];
+                }
+                foreach (var r in rows)
+                {
+                    Count(r.Passed, ref passed, ref failed);
+                    context.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                        $"{(r.Passed ? "PASS" : "FAIL")}  {c,-58} {r.Quantity,-9} error {r.Error,9:G3}  plain {r.PlainError,9:G3}  tol {r.Tolerance,9:G3}{(r.Note is null ? "" : "  " + r.Note)}"));
+                }
+            }
             context.Out.WriteLine($"{passed} passed, {failed} failed, {clock.Elapsed.TotalSeconds:F1} s");
             return failed == 0 ? ExitCodes.Ok : ExitCodes.CheckFailed;
         });
         return command;
+    }
+
+    private static List<ProbeResult> RunDecodeProbes(CudaDevice gpu, int seed)
+    {
+        try
+        {
+            return DecodeProbes.RunAll(gpu, seed);
+        }
+        catch (CudaException e)
+        {
+            return [new ProbeResult("decode", CliContext.OneLine(e.Message), double.PositiveInfinity, 0, false)];
+        }
     }
 
     private static List<ProbeResult> RunStreamChecks(CudaDevice gpu, int seed)

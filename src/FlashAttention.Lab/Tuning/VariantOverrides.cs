@@ -10,7 +10,9 @@ namespace FlashAttention.Lab.Tuning;
 ///   w2/w3 consumer warpgroups, seq/ov/chain the loop (sequential, intra-warpgroup overlap, P·V chained with the next S),
 ///   pp/nopp ping-pong, own/alias/o2 O's staging (own buffer, Q's buffer, two passes), qregs/noqregs Q in registers;</item>
 /// <item>backward, <c>FLASHATTN_BWD_CONFIG="128:s3,keys;64:m64"</c>: sN stages, keys/columns how dQ is split, bulk/atomic
-///   how it is added, overlapdv/nooverlapdv, splitsdp/nosplitsdp (d256), m64/m128 queries per step (m128: d64).</item>
+///   how it is added, overlapdv/nooverlapdv, splitsdp/nosplitsdp (d256), m64/m128 queries per step (m128: d64);</item>
+/// <item>decode, <c>FLASHATTN_DECODE_CONFIG="128:n128,s2,c1;256:qregs"</c>: nN keys per block, sN K/V stages, cN CTAs per
+///   SM, qregs/qsmem where Q lives.</item>
 /// </list>
 /// Shapes the kernels cannot take fail to compile with the header's static_assert naming the rule.
 /// </summary>
@@ -19,6 +21,7 @@ internal static class VariantOverrides
     public const string ForwardVariable = "FLASHATTN_FWD_CONFIG";
     public const string BackwardVariable = "FLASHATTN_BWD_CONFIG";
     public const string Fp8Variable = "FLASHATTN_FP8_CONFIG";
+    public const string DecodeVariable = "FLASHATTN_DECODE_CONFIG";
 
     /// <summary>FP8, <c>FLASHATTN_FP8_CONFIG="128:n256,pe4;256:q1,own"</c>: nN keys per block, sN stages, qN Q buffers, peK one column group in K with polynomial exponentials (pe0: none), pp/nopp, own/o2.</summary>
     internal static Dictionary<int, Fp8Variant> ParseFp8(string? text)
@@ -48,6 +51,7 @@ internal static class VariantOverrides
         }
         return result;
     }
+
 
     internal static Dictionary<int, ForwardVariant> ParseForward(string? text)
     {
@@ -101,6 +105,30 @@ internal static class VariantOverrides
                 _ => throw new ArgumentException($"{BackwardVariable}: unknown field '{f}' in '{entry}'"),
             })).ToArray();
             result[headDim] = v => edits.Aggregate(v, (acc, edit) => edit(acc));
+        }
+        return result;
+    }
+
+    internal static Dictionary<int, DecodeVariant> ParseDecode(string? text)
+    {
+        var result = new Dictionary<int, DecodeVariant>();
+        foreach (var (headDim, fields, entry) in Entries(text, DecodeVariable))
+        {
+            var v = DecodeVariants.For(headDim);
+            foreach (string f in fields)
+                v = f switch
+                {
+                    _ when Number(f, "n") is int n => v with { BlockN = n },
+                    _ when Number(f, "s") is int st => v with { Stages = st },
+                    _ when Number(f, "c") is int c => v with { CtasPerSm = c },
+                    "qregs" => v with { QSource = QSource.Registers },
+                    "qsmem" => v with { QSource = QSource.SharedMemory },
+                    _ => throw new ArgumentException($"{DecodeVariable}: unknown field '{f}' in '{entry}'"),
+                };
+            int limit = v.CtasPerSm <= 1 ? 232448 : 233472 / v.CtasPerSm - 1024;
+            if (v.SharedMemoryBytes > limit)
+                throw new ArgumentException($"{DecodeVariable}: '{entry}' needs {v.SharedMemoryBytes} bytes of shared memory, more than {limit} for {v.CtasPerSm} CTA(s) per SM");
+            result[headDim] = v;
         }
         return result;
     }

@@ -101,19 +101,26 @@ public static class GpuAttentionVerifier
 
     private static VerifyRow Compare(VerifyCase c, string quantity, double[] got, double[] reference, float[] plain, double eps)
     {
+        var (err, plainErr, tol, unwritten) = Measure(got, reference, plain, eps);
+        double plainBound = PlainAttention.ErrorBound(c.Type, c.HeadDim, c.SeqLenQ, c.SeqLenK, c.HeadsQ / c.HeadsK, plain);
+        string? note = unwritten > 0 ? $"{unwritten} elements NaN (unwritten or invalid)"
+            : plainErr > plainBound ? $"plain error above its bound {plainBound:G3}: the CPU reference is wrong" : null;
+        return new VerifyRow(c, quantity, err, plainErr, tol, err <= tol && unwritten == 0 && plainErr <= plainBound, note);
+    }
+
+    /// <summary>The tolerance rule on one quantity: the largest errors of the GPU's and the plain results against float64, the bound, and how many GPU elements are NaN.</summary>
+    internal static (double Error, double PlainError, double Tolerance, int Unwritten) Measure(IReadOnlyList<double> got, IReadOnlyList<double> reference,
+        IReadOnlyList<float> plain, double eps)
+    {
         double err = 0, plainErr = 0;
         int unwritten = 0;
-        for (int i = 0; i < reference.Length; i++)
+        for (int i = 0; i < reference.Count; i++)
         {
             err = Math.Max(err, Difference(got[i], reference[i], ref unwritten));
             int ignored = 0;
             plainErr = Math.Max(plainErr, Difference(plain[i], reference[i], ref ignored));
         }
-        double tol = 2 * plainErr + eps;
-        double plainBound = PlainAttention.ErrorBound(c.Type, c.HeadDim, c.SeqLenQ, c.SeqLenK, c.HeadsQ / c.HeadsK, plain);
-        string? note = unwritten > 0 ? $"{unwritten} elements NaN (unwritten or invalid)"
-            : plainErr > plainBound ? $"plain error above its bound {plainBound:G3}: the CPU reference is wrong" : null;
-        return new VerifyRow(c, quantity, err, plainErr, tol, err <= tol && unwritten == 0 && plainErr <= plainBound, note);
+        return (err, plainErr, 2 * plainErr + eps, unwritten);
     }
 
     // Both −∞ (a row that sees no key) count as equal; NaN or a single infinity is an infinite error.
@@ -124,7 +131,7 @@ public static class GpuAttentionVerifier
         return Math.Abs(got - reference);
     }
 
-    private static double[] ToDouble<T>(T[] a) where T : unmanaged
+    internal static double[] ToDouble<T>(T[] a) where T : unmanaged
     {
         var r = new double[a.Length];
         for (int i = 0; i < a.Length; i++) r[i] = ElementConvert.ToSingle(a[i]);

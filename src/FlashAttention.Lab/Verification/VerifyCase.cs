@@ -86,6 +86,27 @@ public static class VerifyGrids
         yield return new(bf, 1, 500, 900, 4, 4, 64, Causal: true, WindowLeft: 200);
         yield return new(bf, 1, 400, 400, 4, 4, 128, Causal: false, Softcap: 30f);
         yield return new(DataType.Float16, 1, 600, 600, 4, 2, 256, Causal: true, Softcap: 15f);
+        // Decode-shaped calls (seqlen_q ≤ 16) run the decode kernel: query heads packed per KV head, key ranges split
+        foreach (var c in DecodeShaped()) yield return c;
+    }
+
+    /// <summary>
+    /// Forward cases the decode kernel takes (<c>DecodeVariants.TakesForward</c>): few query rows, long and short key
+    /// ranges. <paramref name="quick"/> keeps two small ones (for compute-sanitizer runs).
+    /// </summary>
+    public static IEnumerable<VerifyCase> DecodeShaped(bool quick = false)
+    {
+        var bf = DataType.BFloat16;
+        yield return new(bf, 1, 2, 700, 8, 2, 128, Causal: true);
+        yield return new(DataType.Float16, 2, 1, 300, 4, 4, 64, Causal: false);
+        if (quick) yield break;
+        yield return new(bf, 2, 1, 4096, 32, 8, 128, Causal: true);
+        yield return new(bf, 1, 16, 3000, 16, 4, 128, Causal: true);
+        yield return new(DataType.Float16, 3, 4, 1000, 8, 1, 64, Causal: false);
+        yield return new(bf, 1, 7, 5000, 8, 8, 256, Causal: true);
+        yield return new(bf, 4, 2, 130, 16, 16, 128, Causal: false, WindowLeft: 40, WindowRight: 0);
+        yield return new(bf, 1, 16, 10, 8, 2, 128, Causal: true);     // more queries than keys: rows that see nothing
+        yield return new(DataType.Float16, 2, 1, 2049, 4, 2, 256, Causal: false, Softcap: 20f);
     }
 
     /// <summary>

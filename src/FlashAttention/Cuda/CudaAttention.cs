@@ -74,6 +74,61 @@ public static class CudaAttention
     }
 
     /// <summary>
+    /// Attention against a KV cache, as FlashAttention's <c>flash_attn_with_kvcache</c>: the query (seqlen_q ≥ 1 new tokens
+    /// per sequence) attends to each sequence's cached keys and values, after <paramref name="newKeys"/> and
+    /// <paramref name="newValues"/> (when given) have been written into the cache in place at positions
+    /// <c>cacheSeqLens[b]</c> … <c>cacheSeqLens[b] + seqlen_new − 1</c>. Sequence <c>b</c> then has
+    /// <c>cacheSeqLens[b] + seqlen_new</c> keys; its query rows sit at its last seqlen_q positions (the causal mask's
+    /// bottom-right alignment). <paramref name="cacheSeqLens"/> is not updated: the caller advances it.
+    /// The cache is contiguous, (batch, capacity, heads_k, head_dim), or paged: a pool (num_pages, page_size, heads_k,
+    /// head_dim) with pages of any multiple of 16 tokens and <paramref name="pageTable"/> (batch, max_pages) int32 naming
+    /// the pool page that holds tokens <c>i·page_size</c> … of sequence <c>b</c> at <c>pageTable[b, i]</c>.
+    /// Decode-shaped calls (few query rows, long caches) split each key range across the SMs and merge the parts.
+    /// </summary>
+    /// <remarks>
+    /// The lengths and the page table live on the device, where the host cannot read them without waiting for the
+    /// stream. Everything else is checked before anything runs. They must satisfy <c>0 ≤ cacheSeqLens[b] ≤ maxCacheSeqLen</c>
+    /// and every page-table entry a sequence's keys occupy (after the append) must lie in <c>0 … num_pages − 1</c>. With
+    /// <paramref name="checkDeviceInputs"/> a small kernel checks exactly that first and the call waits for it: a violation
+    /// throws <see cref="AttentionArgumentException"/> naming the entry, with nothing written (for tests and debugging;
+    /// it costs a synchronisation). Without it the kernels still never touch memory outside the tensors given: a sequence
+    /// whose length breaks the contract is neither read nor written, and a page outside the pool is neither written
+    /// (the append skips that token) nor read (page 0 is read in its place: that sequence's output is unspecified).
+    /// </remarks>
+    /// <param name="query">(batch, seqlen_q, heads_q, head_dim).</param>
+    /// <param name="keyCache">(batch, capacity, heads_k, head_dim), or with <paramref name="pageTable"/> (num_pages, page_size, heads_k, head_dim).</param>
+    /// <param name="valueCache">Same shape as <paramref name="keyCache"/>.</param>
+    /// <param name="cacheSeqLens">(batch) int32, contiguous: keys cached per sequence before the append.</param>
+    /// <param name="output">(batch, seqlen_q, heads_q, head_dim), written in full.</param>
+    /// <param name="logSumExp">(batch, heads_q, seqlen_q) float32, or null.</param>
+    /// <param name="options">Scale, mask, softcap.</param>
+    /// <param name="newKeys">(batch, seqlen_new, heads_k, head_dim) appended before attention, or null (with <paramref name="newValues"/>).</param>
+    /// <param name="newValues">Same shape as <paramref name="newKeys"/>.</param>
+    /// <param name="pageTable">(batch, max_pages) int32, rows contiguous, for a paged cache; null for a contiguous one.</param>
+    /// <param name="maxCacheSeqLen">The largest <c>cacheSeqLens[b]</c> of this call; null for the most the cache allows
+    /// (capacity − seqlen_new). A tighter bound lets the key range be split for the lengths actually present.</param>
+    /// <param name="checkDeviceInputs">Check the device-resident lengths and page table first and wait for the result.</param>
+    /// <param name="stream">Stream to run on; null for the default stream.</param>
+    /// <param name="device">GPU; null for device 0.</param>
+    public static void ForwardWithKvCache(DeviceTensor query, DeviceTensor keyCache, DeviceTensor valueCache, DeviceTensor cacheSeqLens,
+        DeviceTensor output, DeviceTensor? logSumExp = null, AttentionOptions? options = null, DeviceTensor? newKeys = null,
+        DeviceTensor? newValues = null, DeviceTensor? pageTable = null, int? maxCacheSeqLen = null, bool checkDeviceInputs = false,
+        CudaStream? stream = null, CudaDevice? device = null)
+    {
+        var (q, kc, vc, o) = (query.ToLayout("query"), keyCache.ToLayout("keyCache"), valueCache.ToLayout("valueCache"), output.ToLayout("output"));
+        var lens = cacheSeqLens.ToLayout("cacheSeqLens");
+        TensorLayout? lse = logSumExp?.ToLayout("logSumExp"), table = pageTable?.ToLayout("pageTable");
+        TensorLayout? kn = newKeys?.ToLayout("newKeys"), vn = newValues?.ToLayout("newValues");
+        var problem = AttentionValidation.ForwardWithKvCache(q, kc, vc, lens, table, kn, vn, o, lse, options, maxCacheSeqLen);
+        var tensors = new List<TensorLayout> { q, kc, vc, o };
+        if (kn is { } k2 && vn is { } v2) { tensors.Add(k2); tensors.Add(v2); }
+        GpuRequirements.Check(problem.Attention, DecodeVariants.HeadDims, "KV-cache", [.. tensors]);
+        GpuRequirements.CheckKvCache(problem, lens, table);
+        var gpu = stream?.Device ?? device ?? CudaDevice.Get(0);
+        FlashDecodeLauncher.Launch(problem, q, kc, vc, lens, table, kn, vn, o, lse, checkDeviceInputs, stream, gpu);
+    }
+
+    /// <summary>
     /// Backward pass: gradients of query, key and value from the forward's output and log-sum-exp and the output
     /// gradient. With GQA, key/value gradients sum over the query heads sharing a key head. Set
     /// <see cref="AttentionOptions.Deterministic"/> for bitwise-reproducible gradients (dQ added in a fixed order).
@@ -120,7 +175,7 @@ internal static class GpuRequirements
     {
         var first = tensors[0];
         if (p.Type is not (DataType.BFloat16 or DataType.Float16))
-            throw new AttentionArgumentException(first.Name, $"{first.Name}: the GPU kernels take BFloat16 or Float16 elements; got {p.Type} (use the CPU engine, Attention.{(direction == "forward" ? "Forward" : "Backward")}, for Float32)");
+            throw new AttentionArgumentException(first.Name, $"{first.Name}: the GPU kernels take BFloat16 or Float16 elements; got {p.Type} (use the CPU engine, Attention.{(direction == "backward" ? "Backward" : "Forward")}, for Float32)");
         if (Array.IndexOf(headDims, p.HeadDim) < 0)
             throw new AttentionArgumentException(first.Name, $"{first.Name}: the GPU {direction} kernels support head_dim {string.Join(", ", headDims)}; got {p.HeadDim}");
         if (p.IsVarlen)
@@ -140,5 +195,19 @@ internal static class GpuRequirements
                 if (t.Lengths[i] > 1 && t.Strides[i] % 8 != 0)
                     throw new AttentionArgumentException(t.Name, $"{t.Name}: the GPU kernels need strides that are multiples of 8 elements (16 bytes); got strides {t.StrideText}");
         }
+    }
+
+    /// <summary>What the decode kernels need of a KV-cache call beyond the shared checks: aligned int32 tensors, grids they can index.</summary>
+    public static void CheckKvCache(KvCacheProblem kv, in TensorLayout seqLens, TensorLayout? pageTable)
+    {
+        foreach (var t in pageTable is { } pt ? new[] { seqLens, pt } : [seqLens])
+            if (t.Address % 4 != 0)
+                throw new AttentionArgumentException(t.Name, $"{t.Name}: the GPU kernels need a 4-byte aligned address for int32 elements; got 0x{t.Address:x}");
+        var p = kv.Attention;
+        // The decode grid indexes (sequence, KV head, m-block) units with int32 (splits multiply them only while they
+        // are fewer than the SMs hold); the append's, appended tokens.
+        long units = (long)p.Batch * p.HeadsK * ((p.SeqLenQ * (long)p.GroupSize + DecodeVariant.BlockM - 1) / DecodeVariant.BlockM);
+        if (units > int.MaxValue || (long)p.Batch * kv.SeqLenNew > int.MaxValue)
+            throw new AttentionArgumentException("query", $"query: batch {p.Batch} × heads_k {p.HeadsK} × query blocks is too large for the GPU kernels' grids (at most {int.MaxValue} units of work)");
     }
 }

@@ -142,6 +142,63 @@ public class BenchCommandTests : IDisposable
     }
 
     [Fact]
+    public void DecodeModeTimesKvCacheCasesAndReportsTheBytesRead()
+    {
+        string json = _h.PathOf("decode.json");
+        var gpu = new FakeBackend("cuda");
+        var result = Run([gpu], "bench", "--decode", "--batch", "8", "--kv-len", "8192", "--page-size", "0", "16", "--append", "--json", json);
+        Assert.True(result.ExitCode == 0, result.Err);
+        Assert.Equal(2, gpu.Ran.Count);
+        Assert.All(gpu.Ran, c =>
+        {
+            Assert.Equal((8, 1, 8193, 32, 8, 128, BenchDirection.Forward), (c.Batch, c.SeqLenQ, c.SeqLenK, c.HeadsQ, c.HeadsK, c.HeadDim, c.Direction));
+            Assert.Equal((8192, 1), (c.KvCache!.CacheLength, c.KvCache.AppendLength));
+        });
+        Assert.Equal([0, 16], gpu.Ran.Select(c => c.KvCache!.PageSize));
+        Assert.Contains("KV TB/s", result.Out);
+        Assert.Contains("page16 +1", result.Out);
+        var row = BenchJson.Load(json).Rows.Single(r => r.PageSize == 16);
+        Assert.Equal((true, 1), (row.KvCache, row.AppendLength));
+        Assert.Equal(2.0 * 8 * 8193 * 8 * 128 * 2, row.KvBytes);
+        Assert.Equal(row.KvBytes!.Value / (row.TimeMsMedian * 1e-3) / 1e12, row.KvTbps!.Value, 3);
+    }
+
+    [Fact]
+    public void DecodeGridHasTheIssuesShapesAndNarrows()
+    {
+        var cases = BenchGrid.Decode(DataType.BFloat16);
+        Assert.Equal(BenchGrid.DecodeShapes.Length * (BenchGrid.DecodePageSizes.Length + 1), cases.Count);
+        Assert.All(cases, c => Assert.Equal((1, 32, 8, 128, false), (c.SeqLenQ, c.HeadsQ, c.HeadsK, c.HeadDim, c.Causal)));
+        Assert.Contains(cases, c => c.Batch == 64 && c.KvCache!.CacheLength == 32768 && c.KvCache.PageSize == 0);
+        var gpu = new FakeBackend("cuda");
+        var result = Run([gpu], "bench", "--grid", "decode", "--kv-len", "4096", "--page-size", "16");
+        Assert.True(result.ExitCode == 0, result.Err);
+        Assert.Equal([0, 1], gpu.Ran.Select(c => c.KvCache!.AppendLength));  // b1 4k, pages of 16, without and with the append
+    }
+
+    [Theory]
+    [InlineData("--page-size 24", "--page-size: expected 0 (contiguous) or a multiple of 16; got 24")]
+    [InlineData("--kv-len 0", "--kv-len: expected a positive integer")]
+    [InlineData("--backward", "leave out --backward")]
+    [InlineData("--seqlen-k 100", "leave out --seqlen-k")]
+    public void DecodeModeRefusesWhatItCannotTime(string extra, string message)
+    {
+        var result = Run([new FakeBackend("cuda")], ["bench", "--decode", .. extra.Split(' ')]);
+        Assert.Equal(2, result.ExitCode);
+        Assert.Contains(message, result.Err);
+    }
+
+    [Fact]
+    public void KvCacheOptionsNeedDecode()
+    {
+        var result = Run([new FakeBackend("cuda")], "bench", "--kv-len", "4096");
+        Assert.Equal(2, result.ExitCode);
+        Assert.Contains("add --decode", result.Err);
+        Assert.False(new CpuBenchBackend().Supports(BenchGrid.Decode(DataType.BFloat16)[0], out string why));
+        Assert.Contains("--device cuda", why);
+    }
+
+    [Fact]
     public void JsonRowsCarryTheContextAndRoundTrip()
     {
         string json = _h.PathOf("out.json");

@@ -43,6 +43,13 @@ public sealed class VerifyAndWarmupTests : IDisposable
         _h.Run("verify", "--device", "cuda").AssertOneLineError(ExitCodes.DeviceUnavailable, "--device cuda: not usable here:");
     }
 
+    [Fact]
+    public void Verify_decode_is_a_gpu_check_that_stands_alone()
+    {
+        _h.Run("verify", "--device", "cpu", "--decode").AssertOneLineError(ExitCodes.InvalidInput, "--decode: the decode family's checks are GPU checks");
+        _h.Run("verify", "--device", "cpu", "--decode", "--forward").AssertOneLineError(ExitCodes.InvalidInput, "leave out --forward and --backward");
+    }
+
     [FlashAttention.Tests.Cuda.WithoutNvrtcFact]
     public void Warmup_without_nvrtc_says_what_to_install()
     {

@@ -106,6 +106,8 @@ public unsafe class KernelArgumentsTests
         Assert.Equal(72, sizeof(CuLaunchAttribute));
         Assert.Equal(8, (int)Marshal.OffsetOf<CuLaunchAttribute>(nameof(CuLaunchAttribute.ClusterDimX)));
         Assert.Equal(16, (int)Marshal.OffsetOf<CuLaunchAttribute>(nameof(CuLaunchAttribute.ClusterDimZ)));
+        Assert.Equal(8, (int)Marshal.OffsetOf<CuLaunchAttribute>(nameof(CuLaunchAttribute.ProgrammaticStreamSerializationAllowed)));
+        Assert.Equal(6, CuLaunchAttributeId.ProgrammaticStreamSerialization);
         // CUlaunchConfig: 7 uints (28) + pad to 32, stream at 32, attrs at 40, numAttrs at 48, size 56.
         Assert.Equal(56, sizeof(CuLaunchConfig));
         Assert.Equal(24, (int)Marshal.OffsetOf<CuLaunchConfig>(nameof(CuLaunchConfig.SharedMemBytes)));

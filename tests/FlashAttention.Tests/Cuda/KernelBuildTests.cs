@@ -85,7 +85,8 @@ public sealed class KernelBuildTests
             .Where(b => defaults.Contains(b.Entry.Spec))
             .SelectMany(b => PtxasInfo.Parse(b.Module.Log).Where(i => i.Spills).Select(i => $"{b.Entry.Label}: {i.SpillStoreBytes} bytes stored, {i.SpillLoadBytes} loaded"))
             .ToArray();
-        Assert.True(defaults.Count >= 12, $"only {defaults.Count} d64/d128 default variants found");
+        Assert.True(defaults.Count >= 16, $"only {defaults.Count} d64/d128 default variants found");
+        Assert.Contains(KernelCatalog.All(), e => e.Label.StartsWith("decode bf16 d128 ", StringComparison.Ordinal) && defaults.Contains(e.Spec));
         Assert.True(spilled.Length == 0, string.Join('\n', spilled));
     }
 
@@ -97,20 +98,62 @@ public sealed class KernelBuildTests
         var forward = ForwardVariants.HeadDims.SelectMany(ForwardVariants.All)
             .Concat(ForwardAblation.PaperTable.Select(a => a.Apply(ForwardVariants.For(128, ForwardVariants.LongKeysFrom, false))));
         var backward = BackwardVariants.HeadDims.SelectMany(BackwardVariants.All);
+        var decode = DecodeVariants.HeadDims.SelectMany(DecodeVariants.All);
         var checks = forward.Select(v => Check(v.NameExpression(DataType.BFloat16), v.SharedMemoryBytes, "fwd " + v))
             .Concat(backward.Select(v => Check(v.NameExpression(DataType.BFloat16), v.SharedMemoryBytes, "bwd " + v)))
             .Concat(Fp8Variants.HeadDims.Select(Fp8Variants.For).Select(v => Check(v.NameExpression(DataType.BFloat16), v.SharedMemoryBytes, "fp8 " + v)))
+            .Concat(decode.Select(v => Check(v.NameExpression(DataType.BFloat16), v.SharedMemoryBytes, "decode " + v)))
             .ToList();
-        string source = "#include \"fwd/fwd_config.cuh\"\n#include \"bwd/bwd_config.cuh\"\n#include \"fp8/fp8_config.cuh\"\n" + string.Join("\n", checks) +
+        string source = "#include \"fwd/fwd_config.cuh\"\n#include \"bwd/bwd_config.cuh\"\n#include \"fp8/fp8_config.cuh\"\n#include \"decode/decode_config.cuh\"\n" + string.Join("\n", checks) +
                         "\n__global__ void smem_checks() {}\n";
         var sources = new CompositeKernelSources(new InMemoryKernelSources(new Dictionary<string, string> { ["smem_checks.cu"] = source }), EmbeddedKernelSources.Instance);
         var compiler = new KernelCompiler(new NvrtcCompiler(), CudaDevice.HopperArchitecture, cache: null);
         var e = Record.Exception(() => compiler.GetOrCompile(new KernelSpec("smem_checks.cu", ["smem_checks"], KernelCatalog.Options, sources)));
         Assert.True(e is null, (e as KernelCompilationException)?.Log ?? e?.Message);
-        Assert.True(checks.Count >= 14, $"only {checks.Count} checks");
+        Assert.True(checks.Count >= 17, $"only {checks.Count} checks");
 
         // fa::flash_fwd_kernel<fa::FwdConfig<…>> → fa::FwdConfig<…>::kSmemBytes
         static string Check(string kernelName, int bytes, string label)
             => $"static_assert({kernelName[(kernelName.IndexOf('<') + 1)..^1]}::kSmemBytes == {bytes}, \"{label}: the C# record says {bytes} bytes\");";
+    }
+
+    [NvrtcFact]
+    public void Parameter_structs_match_their_host_mirrors_field_by_field()
+    {
+        // The i-th field of the header's struct sits at the i-th explicit offset of the C# mirror, and the sizes agree:
+        // a field added, dropped or moved on one side only fails here instead of as a kernel reading the wrong bytes.
+        (string Header, string Struct, Type Mirror)[] structs =
+        [
+            ("fwd/fwd_params.cuh", "FwdParams", typeof(FwdParams)),
+            ("bwd/bwd_params.cuh", "BwdParams", typeof(BwdParams)),
+            ("bwd/bwd_params.cuh", "BwdAuxParams", typeof(BwdAuxParams)),
+            ("decode/decode_params.cuh", "DecodeParams", typeof(DecodeParams)),
+            ("decode/decode_params.cuh", "KvCacheParams", typeof(KvCacheParams)),
+            ("common/combine.cuh", "CombineParams", typeof(CombineParams)),
+        ];
+        var checks = new List<string>();
+        foreach (var (header, name, mirror) in structs)
+        {
+            string body = System.Text.RegularExpressions.Regex.Match(KernelSources.StripComments(KernelSources.Load(header)),
+                $@"struct {name} \{{(?<body>[^}}]*)\}};").Groups["body"].Value;
+            // Declarations such as "int64_t o_stride_b, o_stride_s, o_stride_h;" name several fields.
+            var fields = body.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                .SelectMany(d => d.Split(',').Select(part => System.Text.RegularExpressions.Regex.Match(part, @"(\w+)\s*$").Groups[1].Value))
+                .ToList();
+            var offsets = mirror.GetFields(System.Reflection.BindingFlags.Instance | System.Reflection.BindingFlags.Public)
+                .Select(f => f.GetCustomAttributes(typeof(System.Runtime.InteropServices.FieldOffsetAttribute), false).Cast<System.Runtime.InteropServices.FieldOffsetAttribute>().Single().Value)
+                .Order().ToList();
+            Assert.True(fields.Count == offsets.Count, $"{name}: {fields.Count} fields in {header}, {offsets.Count} in {mirror.Name}");
+            // __INTADDR__ is the front end's offsetof (NVRTC has neither <cstddef> nor __builtin_offsetof).
+            checks.AddRange(fields.Select((f, i) => $"static_assert((unsigned long long)__INTADDR__(&((fa::{name}*)0)->{f}) == {offsets[i]}, \"{name}.{f}: the mirror puts it at {offsets[i]}\");"));
+            int size = System.Runtime.InteropServices.Marshal.SizeOf(mirror);
+            checks.Add($"static_assert(sizeof(fa::{name}) == {size}, \"{name}: the mirror is {size} bytes\");");
+        }
+        string source = string.Concat(structs.Select(s => s.Header).Distinct().Select(h => $"#include \"{h}\"\n")) + string.Join("\n", checks) +
+                        "\n__global__ void param_checks() {}\n";
+        var sources = new CompositeKernelSources(new InMemoryKernelSources(new Dictionary<string, string> { ["param_checks.cu"] = source }), EmbeddedKernelSources.Instance);
+        var compiler = new KernelCompiler(new NvrtcCompiler(), CudaDevice.HopperArchitecture, cache: null);
+        var e = Record.Exception(() => compiler.GetOrCompile(new KernelSpec("param_checks.cu", ["param_checks"], KernelCatalog.Options, sources)));
+        Assert.True(e is null, (e as KernelCompilationException)?.Log ?? e?.Message);
     }
 }

@@ -15,6 +15,9 @@ public class LauncherTests
         Assert.Equal(104, Unsafe.SizeOf<FwdParams>());
         Assert.Equal(152, Unsafe.SizeOf<BwdParams>());
         Assert.Equal(192, Unsafe.SizeOf<BwdAuxParams>());
+        Assert.Equal(232, Unsafe.SizeOf<DecodeParams>());
+        Assert.Equal(192, Unsafe.SizeOf<KvCacheParams>());
+        Assert.Equal(112, Unsafe.SizeOf<CombineParams>());
     }
 
     [Fact]
@@ -33,6 +36,18 @@ public class LauncherTests
         byte* ab = (byte*)&a;
         Assert.Equal(152, (int)((byte*)&a.LseLog2 - ab));
         Assert.Equal(184, (int)((byte*)&a.NumMBlocks - ab));
+        var d = new DecodeParams();
+        byte* db = (byte*)&d;
+        Assert.Equal(88, (int)((byte*)&d.SeqLens - db));
+        Assert.Equal(176, (int)((byte*)&d.Lse - db));
+        Assert.Equal(224, (int)((byte*)&d.Error - db));
+        var kv = new KvCacheParams();
+        byte* kb = (byte*)&kv;
+        Assert.Equal(120, (int)((byte*)&kv.KCache - kb));
+        Assert.Equal(184, (int)((byte*)&kv.Error - kb));
+        var c = new CombineParams();
+        byte* cb = (byte*)&c;
+        Assert.Equal(96, (int)((byte*)&c.SeqLens - cb));
     }
 }
 

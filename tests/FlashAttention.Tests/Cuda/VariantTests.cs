@@ -19,13 +19,14 @@ public partial class VariantTests
     [InlineData("fwd/fwd_config.cuh", "FwdVariant", typeof(ForwardVariant))]
     [InlineData("bwd/bwd_config.cuh", "BwdVariant", typeof(BackwardVariant))]
     [InlineData("fp8/fp8_config.cuh", "Fp8Variant", typeof(Fp8Variant))]
+    [InlineData("decode/decode_config.cuh", "DecodeVariant", typeof(DecodeVariant))]
     public void Records_and_name_expressions_have_the_kernel_structs_fields_in_order(string header, string cppStruct, Type record)
     {
         // The header's fields, in declaration order.
         string text = KernelSources.Load(header);
         var body = Regex.Match(text, $@"struct {cppStruct} \{{(?<body>[^}}]*)\}};").Groups["body"].Value;
         var cppFields = Regex.Matches(KernelSources.StripComments(body), @"\b(?:int|bool|\w+)\s+(?<name>\w+);").Select(m => m.Groups["name"].Value).ToList();
-        Assert.True(cppFields.Count >= 6, $"{cppStruct}: parsed {cppFields.Count} fields from {header}");
+        Assert.True(cppFields.Count >= 5, $"{cppStruct}: parsed {cppFields.Count} fields from {header}");
 
         // The record's positional parameters, in order, as snake_case.
         var ctor = record.GetConstructors().OrderByDescending(c => c.GetParameters().Length).First();
@@ -35,7 +36,8 @@ public partial class VariantTests
         // The designators the name expression writes, in order: every field, none left to a default.
         string expression = record == typeof(ForwardVariant) ? ForwardVariants.For(128, 4096, false).NameExpression(DataType.BFloat16)
             : record == typeof(BackwardVariant) ? BackwardVariants.For(128, false).NameExpression(DataType.BFloat16)
-            : Fp8Variants.For(128).NameExpression(DataType.BFloat16);
+            : record == typeof(Fp8Variant) ? Fp8Variants.For(128).NameExpression(DataType.BFloat16)
+            : DecodeVariants.For(128).NameExpression(DataType.BFloat16);
         var designators = Regex.Matches(expression, @"\.(?<name>\w+) =").Select(m => m.Groups["name"].Value).ToList();
         Assert.Equal(cppFields, designators);
     }
@@ -54,6 +56,62 @@ public partial class VariantTests
         foreach (var name in Enum.GetNames<OutputStaging>()) Assert.Contains($"  k{name} = {(int)Enum.Parse<OutputStaging>(name)},", fwd);
         foreach (var name in Enum.GetNames<DqSplit>()) Assert.Contains($"  k{name} = {(int)Enum.Parse<DqSplit>(name)},", bwd);
         foreach (var name in Enum.GetNames<DqAdd>()) Assert.Contains($"  k{name} = {(int)Enum.Parse<DqAdd>(name)},", bwd);
+        string decode = KernelSources.Load("decode/decode_config.cuh");
+        foreach (var name in Enum.GetNames<QSource>()) Assert.Contains($"  k{name} = {(int)Enum.Parse<QSource>(name)},", decode);
+    }
+
+    [Fact]
+    public void Decode_table_fits_its_ctas_per_sm_and_keeps_q_in_registers_below_d256()
+    {
+        foreach (int d in DecodeVariants.HeadDims)
+        {
+            var v = DecodeVariants.For(d);
+            Assert.Equal(d, v.HeadDim);
+            Assert.Equal(d < 256, v.QSource == QSource.Registers);
+            // 228 KB per SM with 1 KB reserved per CTA; 227 KB for a lone CTA.
+            int limit = v.CtasPerSm == 1 ? 232448 : 233472 / v.CtasPerSm - 1024;
+            Assert.InRange(v.SharedMemoryBytes, 1, limit);
+            Assert.Equal(0, v.BlockN % 16);
+            Assert.Equal([v], DecodeVariants.All(d));
+        }
+        Assert.Equal("d128 64x64 stages 3 Q-in-registers 2/SM", DecodeVariants.For(128).ToString());
+        Assert.Contains("96", Assert.Throws<ArgumentOutOfRangeException>(() => DecodeVariants.For(96)).Message);
+    }
+
+    // (units = sequences × KV heads × m-blocks, key blocks per unit, CTA slots = SMs × CTAs per SM) → splits; 132 SMs, 2 CTAs each.
+    [Theory]
+    [InlineData(8, 64, 264, 28)]     // b1 4k keys, 8 KV heads, d128 (64-key blocks): the smallest count within 85% of 33's full wave
+    [InlineData(8, 512, 264, 29)]    // b1 32k
+    [InlineData(64, 128, 264, 4)]    // b8 8k: four splits fill 256 of 264 slots
+    [InlineData(512, 512, 264, 1)]   // b64 32k: the units alone fill the GPU
+    [InlineData(212, 512, 264, 1)]   // from 80% of the slots no split
+    [InlineData(8, 3, 264, 1)]       // too few blocks to give two splits two blocks each
+    [InlineData(8, 4, 264, 2)]
+    [InlineData(1, 10000, 264, 109)] // the smallest within 85% of 128, the combine's limit
+    [InlineData(0, 64, 264, 1)]
+    public void Decode_splits_fill_the_gpu_with_whole_waves(long units, int keyBlocks, int slots, int expected)
+    {
+        int splits = DecodeVariants.Splits(units, keyBlocks, slots);
+        Assert.Equal(expected, splits);
+        Assert.InRange(splits, 1, Math.Min(DecodeVariants.MaxSplits, slots));
+        if (splits > 1) Assert.True(keyBlocks / splits >= DecodeVariants.MinBlocksPerSplit, "each split keeps its minimum of blocks");
+    }
+
+    [Fact]
+    public void The_forward_routes_few_query_rows_to_the_decode_kernel()
+    {
+        static AttentionProblem P(int sq, int d, bool varlen = false) => new()
+        {
+            Type = DataType.BFloat16, Batch = 1, SeqLenQ = sq, SeqLenK = 4096, HeadsQ = 32, HeadsK = 8, HeadDim = d, Scale = 0.1f,
+            Softcap = 0, Causal = false, WindowLeft = -1, WindowRight = -1, Deterministic = false,
+            CuSeqLensQ = varlen ? [0, sq] : null, CuSeqLensK = varlen ? [0, 4096] : null,
+            Q = default, K = default, V = default, O = default, Lse = default,
+        };
+        Assert.True(DecodeVariants.TakesForward(P(1, 128)));
+        Assert.True(DecodeVariants.TakesForward(P(DecodeVariants.ForwardRoutingMaxSeqLenQ, 64)));
+        Assert.False(DecodeVariants.TakesForward(P(DecodeVariants.ForwardRoutingMaxSeqLenQ + 1, 128)));
+        Assert.False(DecodeVariants.TakesForward(P(1, 96)));
+        Assert.False(DecodeVariants.TakesForward(P(1, 128, varlen: true)));
     }
 
     [Fact]

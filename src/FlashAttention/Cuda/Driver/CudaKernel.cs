@@ -23,7 +23,12 @@ public readonly record struct Dim3(uint X, uint Y = 1, uint Z = 1)
 /// <param name="DynamicSharedBytes">Dynamic shared memory per block; above 48 KB the kernel is opted in automatically.</param>
 /// <param name="Stream">Stream to queue on; null for the legacy default stream.</param>
 /// <param name="Cluster">Thread-block cluster shape (Hopper); null or (1,1,1) for none. Grid dimensions must be multiples of it.</param>
-internal readonly record struct LaunchConfig(Dim3 Grid, Dim3 Block, int DynamicSharedBytes = 0, CudaStream? Stream = null, Dim3? Cluster = null);
+/// <param name="ProgrammaticDependency">
+/// Programmatic dependent launch (Hopper): the grid may start while the kernel before it in the stream finishes; the
+/// kernel must execute <c>griddepcontrol.wait</c> before it touches memory that earlier work writes or reads.
+/// </param>
+internal readonly record struct LaunchConfig(Dim3 Grid, Dim3 Block, int DynamicSharedBytes = 0, CudaStream? Stream = null, Dim3? Cluster = null,
+    bool ProgrammaticDependency = false);
 
 /// <summary>A loaded cubin: kernels are looked up by (lowered) name; unloaded on <see cref="Dispose"/>.</summary>
 internal sealed unsafe class CudaModule : IDisposable
@@ -203,23 +208,36 @@ internal sealed unsafe class CudaKernel
         int result;
         string call;
         var cluster = config.Cluster ?? new Dim3(1);
-        if (cluster.Volume > 1)
+        if (cluster.Volume > 1 || config.ProgrammaticDependency)
         {
-            if (config.Grid.X % cluster.X != 0 || config.Grid.Y % cluster.Y != 0 || config.Grid.Z % cluster.Z != 0)
-                throw new ArgumentException($"{DisplayName}: grid {config.Grid} must be a multiple of the cluster shape {cluster}");
-            CuLaunchAttribute attribute = default;
-            attribute.Id = CuLaunchAttributeId.ClusterDimension;
-            attribute.ClusterDimX = cluster.X;
-            attribute.ClusterDimY = cluster.Y;
-            attribute.ClusterDimZ = cluster.Z;
+            var attributes = stackalloc CuLaunchAttribute[2];
+            uint used = 0;
+            if (cluster.Volume > 1)
+            {
+                if (config.Grid.X % cluster.X != 0 || config.Grid.Y % cluster.Y != 0 || config.Grid.Z % cluster.Z != 0)
+                    throw new ArgumentException($"{DisplayName}: grid {config.Grid} must be a multiple of the cluster shape {cluster}");
+                attributes[used] = default;
+                attributes[used].Id = CuLaunchAttributeId.ClusterDimension;
+                attributes[used].ClusterDimX = cluster.X;
+                attributes[used].ClusterDimY = cluster.Y;
+                attributes[used].ClusterDimZ = cluster.Z;
+                used++;
+            }
+            if (config.ProgrammaticDependency)
+            {
+                attributes[used] = default;
+                attributes[used].Id = CuLaunchAttributeId.ProgrammaticStreamSerialization;
+                attributes[used].ProgrammaticStreamSerializationAllowed = 1;
+                used++;
+            }
             var launch = new CuLaunchConfig
             {
                 GridDimX = config.Grid.X, GridDimY = config.Grid.Y, GridDimZ = config.Grid.Z,
                 BlockDimX = config.Block.X, BlockDimY = config.Block.Y, BlockDimZ = config.Block.Z,
                 SharedMemBytes = (uint)config.DynamicSharedBytes,
                 Stream = stream,
-                Attrs = &attribute,
-                NumAttrs = 1,
+                Attrs = attributes,
+                NumAttrs = used,
             };
             result = api.cuLaunchKernelEx(&launch, Handle, pointers, null);
             call = nameof(api.cuLaunchKernelEx);
@@ -233,7 +251,7 @@ internal sealed unsafe class CudaKernel
         if (config.Stream is not null) config.Stream.LastLaunch = DisplayName;
         if (result != 0)
             throw api.Error(result, call, $"launching {DisplayName} with grid {config.Grid}, block {config.Block}, {config.DynamicSharedBytes} bytes of dynamic shared memory"
-                + (cluster.Volume > 1 ? $", cluster {cluster}" : ""));
+                + (cluster.Volume > 1 ? $", cluster {cluster}" : "") + (config.ProgrammaticDependency ? ", programmatic dependent launch" : ""));
     }
 
     private void EnsureSharedMemory(int dynamicBytes)

@@ -44,16 +44,19 @@ internal static class CuLaunchAttributeId
 {
     public const int ClusterDimension = 4;
     public const int ClusterSchedulingPolicyPreference = 5;
+    public const int ProgrammaticStreamSerialization = 6;
 }
 
 /// <summary>
 /// <c>CUlaunchAttribute</c>: a 4-byte id, 4 bytes of padding, then the 64-byte <c>CUlaunchAttributeValue</c> union
-/// (72 bytes in all). Only the cluster-dimension member (three <c>unsigned int</c>s at the start of the union) is used.
+/// (72 bytes in all). Two members of the union are used: the cluster dimension (three <c>unsigned int</c>s at its start)
+/// and <c>programmaticStreamSerializationAllowed</c> (an <c>int</c> at its start).
 /// </summary>
 [StructLayout(LayoutKind.Explicit, Size = 72)]
 internal struct CuLaunchAttribute
 {
     [FieldOffset(0)] public int Id;
+    [FieldOffset(8)] public int ProgrammaticStreamSerializationAllowed;
     [FieldOffset(8)] public uint ClusterDimX;
     [FieldOffset(12)] public uint ClusterDimY;
     [FieldOffset(16)] public uint ClusterDimZ;

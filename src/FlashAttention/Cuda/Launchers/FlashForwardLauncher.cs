@@ -5,7 +5,8 @@ namespace FlashAttention.Cuda.Launchers;
 /// <summary>
 /// Launches the FlashAttention-3 forward kernel (fwd/flash_fwd.cu) for a validated problem: takes the variant from the
 /// <see cref="VariantPolicy"/>, builds the TMA maps of Q, K, V and O, fills <see cref="FwdParams"/>, and launches a
-/// persistent grid of at most one CTA per SM over the (query block, head, batch) tiles.
+/// persistent grid of at most one CTA per SM over the (query block, head, batch) tiles. Decode-shaped problems (a few
+/// query rows) go to the decode kernel instead (<see cref="FlashDecodeLauncher"/>).
 /// </summary>
 internal static class FlashForwardLauncher
 {
@@ -14,6 +15,13 @@ internal static class FlashForwardLauncher
     {
         if (p.Batch == 0 || p.SeqLenQ == 0) return;
         var policy = VariantPolicy.Current;
+        if (policy.ForwardTakesDecode(p))
+        {
+            // Few query rows: a 128-row tile would hold at most 16 live ones; the decode kernel packs a KV head's query
+            // heads into one tile and splits the keys across the SMs.
+            FlashDecodeLauncher.LaunchDense(p, q, k, v, o, lse, stream, device);
+            return;
+        }
         var config = policy.Forward(p.HeadDim, p.SeqLenK, keysCutFromRight: p.WindowRight >= 0);
         var entry = KernelCatalog.ForwardEntry(p.Type, config);
         var kernel = Compiler.KernelModuleCache.For(device).GetKernel(entry.Spec, entry.NameExpression);

@@ -15,6 +15,9 @@ internal static class KernelCatalog
     public const string BackwardSource = "bwd/flash_bwd.cu";
     public const string Fp8Source = "fp8/fp8_fwd.cu";
     public const string QuantizeSource = "fp8/fp8_quantize.cu";
+    public const string DecodeSource = "decode/flash_decode.cu";
+    public const string KvCacheSource = "decode/kv_cache.cu";
+    public const string KvCheckExpression = "fa::kv_check_kernel";
 
     // ptxas -v puts registers and spills of each kernel into the log; line info serves compute-sanitizer and ncu.
     public static readonly CompileOptions Options = CompileOptions.Default with { PtxasVerbose = true, LineInfo = true };
@@ -45,6 +48,14 @@ internal static class KernelCatalog
                 yield return pre;
                 yield return post;
             }
+            foreach (int d in DecodeVariants.HeadDims)
+            {
+                var variants = policy.DecodeVariantsOf(d).ToArray();
+                foreach (var v in variants) yield return DecodeEntry(type, v).Main;
+                var (_, combine, append) = DecodeEntry(type, variants[0]);  // one combine and one append per head dim
+                yield return combine;
+                yield return append;
+            }
         }
         foreach (int d in Fp8Variants.HeadDims)
         {
@@ -57,6 +68,7 @@ internal static class KernelCatalog
             }
             yield return QuantizeVtEntry(DataType.Float8E4M3, d, Fp8Variants.TransposeBlock);
         }
+        yield return KvCheckEntry;
     }
 
     private static readonly ConcurrentDictionary<string, Entry> Named = new(StringComparer.Ordinal);
@@ -82,6 +94,23 @@ internal static class KernelCatalog
     // instead of on every call.
     private static readonly ConcurrentDictionary<(DataType, ForwardVariant), Entry> ForwardEntries = new();
     private static readonly ConcurrentDictionary<(DataType, BackwardVariant), (Entry Main, Entry Pre, Entry Post)> BackwardEntries = new();
+
+    private static readonly ConcurrentDictionary<(DataType, DecodeVariant), (Entry Main, Entry Combine, Entry Append)> DecodeEntries = new();
+
+    /// <summary>The decode variant's kernel, the combine of its splits and the KV-cache append at its head dim.</summary>
+    public static (Entry Main, Entry Combine, Entry Append) DecodeEntry(DataType type, DecodeVariant v)
+        => DecodeEntries.GetOrAdd((type, v), key =>
+        {
+            var (t, d) = key;
+            string main = d.NameExpression(t), combine = d.CombineExpression(t), append = d.AppendExpression(t);
+            string name = DataTypes.ShortName(t);
+            return (new Entry($"decode {name} {d}", Spec(DecodeSource, main), main),
+                    new Entry($"combine {name} d{d.HeadDim}", Spec(DecodeSource, combine), combine),
+                    new Entry($"kv-append {name} d{d.HeadDim}", Spec(KvCacheSource, append), append));
+        });
+
+    /// <summary>The check of a KV cache's device-resident lengths and page table (the checked mode's first launch).</summary>
+    public static readonly Entry KvCheckEntry = new("kv-check", Spec(KvCacheSource, KvCheckExpression), KvCheckExpression);
 
     /// <summary>The forward variant's entry (labelled as <c>flashattn warmup</c> lists it).</summary>
     public static Entry ForwardEntry(DataType type, ForwardVariant v)

@@ -129,3 +129,106 @@ internal unsafe struct QuantizeParams
     [FieldOffset(68)] public int Rotate;
     [FieldOffset(72)] public fixed uint Signs[8];
 }
+
+/// <summary>Mirror of <c>fa::DecodeParams</c> (232 bytes): the decode kernel (decode/decode_params.cuh).</summary>
+[StructLayout(LayoutKind.Explicit, Size = 232)]
+internal struct DecodeParams
+{
+    [FieldOffset(0)] public int Batch;
+    [FieldOffset(4)] public int SeqLenQ;
+    [FieldOffset(8)] public int HeadsQ;
+    [FieldOffset(12)] public int HeadsK;
+    [FieldOffset(16)] public int Group;
+    [FieldOffset(20)] public int Rows;
+    [FieldOffset(24)] public int NumMBlocks;
+    [FieldOffset(28)] public int NumSplits;
+    [FieldOffset(32)] public int SeqLenK;
+    [FieldOffset(36)] public int SeqLenNew;
+    [FieldOffset(40)] public int MaxSeqLen;
+    [FieldOffset(44)] public int WindowLeft;
+    [FieldOffset(48)] public int WindowRight;
+    [FieldOffset(52)] public int PageSize;
+    [FieldOffset(56)] public int BoxRows;
+    [FieldOffset(60)] public int NumPages;
+    [FieldOffset(64)] public int MaxPages;
+    [FieldOffset(68)] public int HasSoftcap;
+    [FieldOffset(72)] public float SoftcapPremul;
+    [FieldOffset(76)] public float ScoreScale;
+    [FieldOffset(80)] public float ScoreScaleLog2;
+    [FieldOffset(84)] public int Reserved;
+    [FieldOffset(88)] public nint SeqLens;
+    [FieldOffset(96)] public nint PageTable;
+    [FieldOffset(104)] public long PageTableStride;
+    [FieldOffset(112)] public nint Q;
+    [FieldOffset(120)] public long QStrideB;
+    [FieldOffset(128)] public long QStrideS;
+    [FieldOffset(136)] public long QStrideH;
+    [FieldOffset(144)] public nint O;
+    [FieldOffset(152)] public long OStrideB;
+    [FieldOffset(160)] public long OStrideS;
+    [FieldOffset(168)] public long OStrideH;
+    [FieldOffset(176)] public nint Lse;
+    [FieldOffset(184)] public long LseStrideB;
+    [FieldOffset(192)] public long LseStrideH;
+    [FieldOffset(200)] public long LseStrideS;
+    [FieldOffset(208)] public nint OPartial;
+    [FieldOffset(216)] public nint LsePartial;
+    [FieldOffset(224)] public nint Error;
+}
+
+/// <summary>Mirror of <c>fa::KvCacheParams</c> (192 bytes): the KV-cache append and check kernels (decode/decode_params.cuh).</summary>
+[StructLayout(LayoutKind.Explicit, Size = 192)]
+internal struct KvCacheParams
+{
+    [FieldOffset(0)] public int Batch;
+    [FieldOffset(4)] public int SeqLenNew;
+    [FieldOffset(8)] public int HeadsK;
+    [FieldOffset(12)] public int MaxSeqLen;
+    [FieldOffset(16)] public int PageSize;
+    [FieldOffset(20)] public int NumPages;
+    [FieldOffset(24)] public int MaxPages;
+    [FieldOffset(28)] public int Reserved;
+    [FieldOffset(32)] public nint SeqLens;
+    [FieldOffset(40)] public nint PageTable;
+    [FieldOffset(48)] public long PageTableStride;
+    [FieldOffset(56)] public nint KNew;
+    [FieldOffset(64)] public long KNewStrideB;
+    [FieldOffset(72)] public long KNewStrideS;
+    [FieldOffset(80)] public long KNewStrideH;
+    [FieldOffset(88)] public nint VNew;
+    [FieldOffset(96)] public long VNewStrideB;
+    [FieldOffset(104)] public long VNewStrideS;
+    [FieldOffset(112)] public long VNewStrideH;
+    [FieldOffset(120)] public nint KCache;
+    [FieldOffset(128)] public long KCacheStrideB;
+    [FieldOffset(136)] public long KCacheStrideS;
+    [FieldOffset(144)] public long KCacheStrideH;
+    [FieldOffset(152)] public nint VCache;
+    [FieldOffset(160)] public long VCacheStrideB;
+    [FieldOffset(168)] public long VCacheStrideS;
+    [FieldOffset(176)] public long VCacheStrideH;
+    [FieldOffset(184)] public nint Error;
+}
+
+/// <summary>Mirror of <c>fa::CombineParams</c> (112 bytes): the merge of partial results through their LSE (common/combine.cuh).</summary>
+[StructLayout(LayoutKind.Explicit, Size = 112)]
+internal struct CombineParams
+{
+    [FieldOffset(0)] public int NumParts;
+    [FieldOffset(4)] public int Batch;
+    [FieldOffset(8)] public int SeqLenQ;
+    [FieldOffset(12)] public int HeadsQ;
+    [FieldOffset(16)] public nint OPartial;
+    [FieldOffset(24)] public nint LsePartial;
+    [FieldOffset(32)] public nint O;
+    [FieldOffset(40)] public long OStrideB;
+    [FieldOffset(48)] public long OStrideS;
+    [FieldOffset(56)] public long OStrideH;
+    [FieldOffset(64)] public nint Lse;
+    [FieldOffset(72)] public long LseStrideB;
+    [FieldOffset(80)] public long LseStrideH;
+    [FieldOffset(88)] public long LseStrideS;
+    [FieldOffset(96)] public nint SeqLens;
+    [FieldOffset(104)] public int MaxSeqLen;
+    [FieldOffset(108)] public int Reserved;
+}

@@ -2,7 +2,7 @@ namespace FlashAttention.Cuda.Variants;
 
 /// <summary>
 /// The one seam between the product and the lab: which kernel variant a launcher runs and how it schedules tiles. The
-/// library runs the default tables (<see cref="ForwardVariants"/>, <see cref="BackwardVariants"/>); the lab (the CLI's
+/// library runs the default tables (<see cref="ForwardVariants"/>, <see cref="BackwardVariants"/>, <see cref="DecodeVariants"/>); the lab (the CLI's
 /// tuning overrides and ablations, tests, experiment scripts) installs a subclass for a scope. Launchers read
 /// <see cref="Current"/> and nothing else: no environment variable reaches a launch.
 /// </summary>
@@ -36,6 +36,22 @@ internal class VariantPolicy
 
     /// <summary>The FP8 forward variant for a head dim.</summary>
     public virtual Fp8Variant Fp8(int headDim) => Fp8Variants.For(headDim);
+    /// <summary>The decode variant for a head dim (KV-cache attention and the forward's decode-shaped calls).</summary>
+    public virtual DecodeVariant Decode(int headDim) => DecodeVariants.For(headDim);
+
+    public virtual IEnumerable<DecodeVariant> DecodeVariantsOf(int headDim) => DecodeVariants.All(headDim);
+
+    /// <summary>Whether the plain forward runs this problem on the decode kernel (<see cref="DecodeVariants.TakesForward"/>).</summary>
+    public virtual bool ForwardTakesDecode(AttentionProblem p) => DecodeVariants.TakesForward(p);
+
+    /// <summary>
+    /// Whether the decode family's kernels launch as programmatic dependents of the kernel before them (their launch and
+    /// prologue under its tail; each waits for it before touching memory). Not yet measured on a GPU.
+    /// </summary>
+    public virtual bool DecodeProgrammaticLaunch => true;
+
+    /// <summary>Splits of each key range for the decode kernel (<see cref="DecodeVariants.Splits"/>).</summary>
+    public virtual int DecodeSplits(long units, int keyBlocks, int slots) => DecodeVariants.Splits(units, keyBlocks, slots);
 
     /// <summary>
     /// Whether the forward hands tiles out from a counter (as CTAs come free) rather than by a fixed stride: tiles of
