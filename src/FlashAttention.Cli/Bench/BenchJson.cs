@@ -23,6 +23,15 @@ public sealed class BenchFile
 /// <summary>One timed case of one implementation on one device. Every row carries its own context so rows from different files can be merged.</summary>
 public sealed class BenchRow
 {
+    /// <summary>A copy under another implementation name and dtype (the report draws bf16 rows in FP8 charts this way).</summary>
+    internal BenchRow Relabelled(string implementation, string dtype)
+    {
+        var copy = (BenchRow)MemberwiseClone();
+        copy.Implementation = implementation;
+        copy.Dtype = dtype;
+        return copy;
+    }
+
     /// <summary>"flashattn" (ours), or a peer: "cudnn", "fa2", "fa3", "sdpa-math", …</summary>
     public string Implementation { get; set; } = "";
     /// <summary>"cpu" or "cuda".</summary>

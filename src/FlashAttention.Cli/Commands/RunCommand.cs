@@ -27,6 +27,9 @@ internal static class RunCommand
         var scale = new Option<float?>("--scale") { Description = "Softmax scale (default 1/sqrt(head_dim))." };
         var device = new Option<string>("--device") { Description = "cpu (the CPU engine, any element type) or cuda (the Hopper kernels: float16 or bfloat16, head dim 64, 128 or 256).", DefaultValueFactory = _ => "cpu" };
         device.AcceptOnlyFromAmong("cpu", "cuda");
+        var dtype = new Option<string>("--dtype") { Description = "Precision of the matrix products: 'input' (the files' element type) or 'fp8' (with --device cuda: Q, K and V quantised to E4M3 on the GPU, per block of tokens, Q and K rotated first (incoherent processing), and the FP8 kernel; O in the files' 16-bit type).", DefaultValueFactory = _ => "input" };
+        dtype.AcceptOnlyFromAmong("input", "fp8");
+        var noIncoherent = new Option<bool>("--no-incoherent") { Description = "With --dtype fp8: skip the Hadamard rotation of Q and K (the plain block-quantised path)." };
 
         var command = new Command("run", $"""
             Compute attention O = softmax(scale · Q Kᵀ + mask) V on tensors read from NumPy .npy files (CPU engine, or the
@@ -37,10 +40,11 @@ internal static class RunCommand
             q, k and v must share one element type. Nothing is written when anything fails.
             """)
         {
-            q, k, v, output, lse, causal, windowLeft, windowRight, softcap, scale, device,
+            q, k, v, output, lse, causal, windowLeft, windowRight, softcap, scale, device, dtype, noIncoherent,
         }.WithExamples(
             "flashattn run --q q.npy --k k.npy --v v.npy --out o.npy",
             "flashattn run --q q.npy --k k.npy --v v.npy --out o.npy --device cuda --causal   # bf16/fp16 on a Hopper GPU",
+            "flashattn run --q q.npy --k k.npy --v v.npy --out o.npy --device cuda --dtype fp8   # FP8 forward from bf16/fp16 files",
             "flashattn run --q q.npy --k k.npy --v v.npy --out o.npy --lse lse.npy --causal",
             "flashattn run --q q.npy --k k.npy --v v.npy --out o.npy --window-left 256 --window-right 0 --softcap 30",
             "python3 scripts/numpy_attention_check.py      # compare with NumPy's attention on random files");
@@ -59,9 +63,15 @@ internal static class RunCommand
                 WindowRight = p.GetValue(windowRight),
                 Softcap = p.GetValue(softcap),
                 SoftmaxScale = p.GetValue(scale),
+                Precision = p.GetValue(dtype) == "fp8" ? AttentionPrecision.Fp8 : AttentionPrecision.Default,
+                IncoherentProcessing = !p.GetValue(noIncoherent),
             };
 
             bool onGpu = p.GetValue(device) == "cuda";
+            if (options.Precision == AttentionPrecision.Fp8 && !onGpu)
+                throw new CliException("--dtype fp8: the FP8 kernel runs on the GPU; add --device cuda (the CPU engine computes in the files' type)");
+            if (p.GetValue(noIncoherent) && options.Precision != AttentionPrecision.Fp8)
+                throw new CliException("--no-incoherent: applies to --dtype fp8 only");
             CudaDevice? gpu = null;
             if (onGpu)
             {
@@ -103,7 +113,7 @@ internal static class RunCommand
                 switch (query.ElementType)
                 {
                     case NpyElementType.Float32 when gpu is not null:
-                        throw new CliException($"--q {qPath}: dtype '{query.Descr}' (float32); the GPU kernels take float16 or bfloat16 (use --device cpu for float32)");
+                        throw new CliException($"--q {qPath}: dtype '{query.Descr}' (float32); the GPU kernels take float16 or bfloat16{(options.Precision == AttentionPrecision.Fp8 ? " inputs to quantise" : " (use --device cpu for float32)")}");
                     case NpyElementType.Float32: Forward<float>(query, key, value, o, logSumExp, qShape, kShape, vShape, lseShape, batched, options); break;
                     case NpyElementType.Float16 when gpu is not null: ForwardOnGpu<Half>(gpu, query, key, value, o, logSumExp, qShape, kShape, vShape, lseShape, batched, options); break;
                     case NpyElementType.Float16: Forward<Half>(query, key, value, o, logSumExp, qShape, kShape, vShape, lseShape, batched, options); break;
@@ -120,7 +130,7 @@ internal static class RunCommand
                 if (e.ParamName is { } name && files.TryGetValue(name, out string? file) && message.StartsWith(name + ":", StringComparison.Ordinal))
                     message = $"{name} ({file}){message[name.Length..]}";
                 else if (e.ParamName == "options")
-                    message = message.Replace("options.SoftmaxScale", "--scale").Replace("options.Softcap", "--softcap")
+                    message = message.Replace("options.Precision", "--dtype").Replace("options.SoftmaxScale", "--scale").Replace("options.Softcap", "--softcap")
                         .Replace("options.WindowLeft", "--window-left").Replace("options.WindowRight", "--window-right").Replace("Causal = true", "--causal");
                 throw new CliException(message);
             }

@@ -19,7 +19,8 @@ public static class MarkdownReport
         sb.AppendLine($"{g.DeviceName} · {dates} · commit `{commits}` · {g.Unit} (higher is better; FLOPs = 4·B·H·Sq·Sk·D{(g.Mask == "causal" ? ", halved for causal" : "")}{(g.Direction == "bwd" ? ", ×2.5 for backward" : "")}{TimingNote(g)})").AppendLine();
         if (pngFileName is not null) sb.AppendLine($"![{g.DirectionTitle}, head dim {g.HeadDim}, {g.Mask}]({pngFileName})").AppendLine();
         var impls = g.Implementations;
-        var peers = impls.Where(i => i != "flashattn").ToList();
+        // Our other series (FP8 end to end, our bf16 beside FP8) are not peers.
+        var peers = impls.Where(i => !i.StartsWith("flashattn", StringComparison.Ordinal)).ToList();
         bool ratio = impls.Contains("flashattn") && peers.Count > 0;
         sb.Append("| seqlen | batch × heads |");
         foreach (string impl in impls) sb.Append($" {impl} |");

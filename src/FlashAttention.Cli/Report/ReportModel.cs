@@ -78,8 +78,23 @@ public sealed class ChartGroup
         return slug.Trim('-') + "-" + stem;
     }
 
-    /// <summary>Groups rows into charts, ordered by device, dtype, direction (fwd first), mask (full first), head dim.</summary>
-    public static IReadOnlyList<ChartGroup> Build(IEnumerable<SourcedRow> rows) => rows
+    /// <summary>
+    /// Groups rows into charts, ordered by device, dtype, direction (fwd first), mask (full first), head dim. Memory-bound
+    /// rows (the FP8 quantiser's, which carry TB/s and no FLOPs) are left out. An FP8 (e4m3) chart also shows the bf16
+    /// rows of the same device and shape, as "&lt;implementation&gt; bf16", so the gain over 16-bit sits beside the peers.
+    /// </summary>
+    public static IReadOnlyList<ChartGroup> Build(IEnumerable<SourcedRow> rows)
+    {
+        var attention = rows.Where(r => r.Row.BandwidthTbps is null).ToList();
+        var fp8Shapes = attention.Where(r => r.Row.Dtype == "e4m3")
+            .Select(r => (r.Row.DeviceName, r.Row.Direction, r.Row.HeadDim, r.Row.Mask)).ToHashSet();
+        var bf16Beside = attention
+            .Where(r => r.Row.Dtype == "bf16" && fp8Shapes.Contains((r.Row.DeviceName, r.Row.Direction, r.Row.HeadDim, r.Row.Mask)))
+            .Select(r => r with { Row = r.Row.Relabelled(r.Row.Implementation + " bf16", "e4m3") });
+        return Group(attention.Concat(bf16Beside));
+    }
+
+    private static IReadOnlyList<ChartGroup> Group(IEnumerable<SourcedRow> rows) => rows
         .GroupBy(r => (r.Row.DeviceName, r.Row.Dtype, r.Row.Direction, r.Row.HeadDim, r.Row.Mask))
         .Select(g => new ChartGroup
         {

@@ -53,6 +53,24 @@ public class ReportCommandTests : IDisposable
     }
 
     [Fact]
+    public void Fp8ChartsShowOurBf16BesideThePeersAndLeaveOutMemoryBoundRows()
+    {
+        string json = _h.PathOf("fp8.json");
+        string Row(string impl, string dtype, double tflops, string extra = "") =>
+            $$"""{ "implementation": "{{impl}}", "device": "cuda", "device_name": "H200", "dtype": "{{dtype}}", "direction": "fwd", "mask": "full", "batch": 2, "heads_q": 16, "heads_k": 16, "seqlen_q": 8192, "seqlen_k": 8192, "head_dim": 128, "time_ms_median": 1, "tflops": {{tflops}}, "commit": "abc", "date": "2026-12-04T00:00:00Z"{{extra}} }""";
+        File.WriteAllText(json, "{ \"schema_version\": 1, \"rows\": [" + string.Join(",", Row("flashattn", "e4m3", 900), Row("cudnn-fp8", "e4m3", 910),
+            Row("flashattn (fp8 end to end)", "e4m3", 800), Row("flashattn (fp8 quantiser)", "e4m3", 0, ", \"bandwidth_tbps\": 2.3"), Row("flashattn", "bf16", 630)) + "] }");
+        string outDir = _h.PathOf("report");
+        var result = _h.Run("report", json, "--out", outDir);
+        Assert.True(result.ExitCode == 0, result.Err);
+        string table = File.ReadAllText(Path.Combine(outDir, "fwd-e4m3-hdim128-full.md"));
+        Assert.Contains("| seqlen | batch × heads | flashattn | cudnn-fp8 | flashattn (fp8 end to end) | flashattn bf16 | flashattn / best peer |", table);
+        Assert.Contains("| 900 | 910 | 800 | 630 | 0.99× (cudnn-fp8) |", table);
+        Assert.DoesNotContain("quantiser", table);
+        Assert.True(File.Exists(Path.Combine(outDir, "fwd-bf16-hdim128-full.md")));
+    }
+
+    [Fact]
     public void CpuRowsAreChartedInGflops()
     {
         string json = _h.PathOf("cpu.json");

@@ -241,6 +241,21 @@ public class RunCommandTests : IDisposable
     }
 
     [Fact]
+    public void Fp8OnTheCpuOrRotationSwitchesWithoutFp8AreRefusedByName()
+    {
+        WriteInputs(descr: "<f2");
+        RunExpectingError(2, ["--dtype", "fp8"], "--dtype fp8: the FP8 kernel runs on the GPU; add --device cuda");
+        RunExpectingError(2, ["--no-incoherent"], "--no-incoherent: applies to --dtype fp8 only");
+    }
+
+    [FlashAttention.Tests.Cuda.WithoutGpuFact]
+    public void Fp8WithoutAUsableGpuSaysWhyAndWritesNothing()
+    {
+        WriteInputs(descr: "<f2");
+        RunExpectingError(3, ["--device", "cuda", "--dtype", "fp8"], "--device cuda: not usable here");
+    }
+
+    [Fact]
     public void UnknownDeviceIsAUsageError()
     {
         WriteInputs();
