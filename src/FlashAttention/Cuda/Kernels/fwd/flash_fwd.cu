@@ -79,19 +79,7 @@ flash_fwd_kernel(const __grid_constant__ FwdParams p, const __grid_constant__ Tm
   uint8_t* smem_ptr = smem_aligned_1024_ptr(smem_raw);
   const FwdBarriers<Cfg> bars{smem + Cfg::kOffBar};
 
-  if (threadIdx.x == 0) {
-    for (int b = 0; b < Cfg::kQStages; ++b) {
-      mbar_init(bars.full_q(b), 1);
-      mbar_init(bars.empty_q(b), Cfg::kConsumerWGs * 128);  // every consumer thread (fwd_consumer)
-    }
-    for (int s = 0; s < Cfg::kStages; ++s) {
-      mbar_init(bars.full_k(s), 1);
-      mbar_init(bars.empty_k(s), Cfg::kConsumerWGs);
-      mbar_init(bars.full_v(s), 1);
-      mbar_init(bars.empty_v(s), Cfg::kConsumerWGs);
-    }
-    fence_barrier_init();
-  }
+  if (threadIdx.x == 0) bars.init();
   block_sync();
 
   const Mask mask{p.seqlen_q, p.seqlen_k, p.window_left, p.window_right};

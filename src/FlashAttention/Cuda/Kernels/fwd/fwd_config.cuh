@@ -111,6 +111,23 @@ struct FwdBarriers {
   __device__ __forceinline__ uint32_t empty_v(int s) const { return base + kKv + 8 * (3 * Cfg::kStages + s); }
   // Not a barrier: the tile index the producer stores before arriving on full_q(b) (the arrive releases it).
   __device__ __forceinline__ uint32_t tile_slot(int b) const { return base + 8 * Cfg::kNumBars + 4 * b; }
+
+  // By one thread, before the CTA's first sync: a Q buffer is full on the producer's one arrive and empty when every
+  // consumer thread has arrived (the consumers release it thread by thread); a K/V stage is full on the producer's
+  // arrive and empty on one arrive per consumer warpgroup.
+  __device__ __forceinline__ void init() const {
+    for (int b = 0; b < Cfg::kQStages; ++b) {
+      mbar_init(full_q(b), 1);
+      mbar_init(empty_q(b), Cfg::kConsumerWGs * 128);
+    }
+    for (int s = 0; s < Cfg::kStages; ++s) {
+      mbar_init(full_k(s), 1);
+      mbar_init(empty_k(s), Cfg::kConsumerWGs);
+      mbar_init(full_v(s), 1);
+      mbar_init(empty_v(s), Cfg::kConsumerWGs);
+    }
+    fence_barrier_init();
+  }
 };
 
 }  // namespace fa
