@@ -51,6 +51,8 @@ internal sealed class AttentionProblem
     public TokenStrides DV { get; init; }
 
     public bool IsVarlen => CuSeqLensQ is not null;
+    /// <summary>Tensors packed as (tokens, heads, head_dim) whose sequence offsets live on the device (see <see cref="DeviceVarlenProblem"/>).</summary>
+    public bool Packed { get; init; }
     /// <summary>Query heads per key/value head (1 = MHA, HeadsQ = MQA).</summary>
     public int GroupSize => HeadsQ / HeadsK;
     /// <summary>Total query rows over the batch.</summary>

@@ -230,7 +230,7 @@ internal static partial class AttentionValidation
     }
 
     private static AttentionProblem Build(Geometry g, AttentionOptions? options, in TensorLayout q, in TensorLayout k,
-        in TensorLayout v, in TensorLayout o, TensorLayout? lse, int[]? cuQ, int[]? cuK)
+        in TensorLayout v, in TensorLayout o, TensorLayout? lse, int[]? cuQ, int[]? cuK, bool packed = false)
     {
         options ??= AttentionOptions.Default;
         // 1/√d rounded once to float32, as FlashAttention passes head_dim ** -0.5 to its kernels (1f / MathF.Sqrt(d)
@@ -246,9 +246,10 @@ internal static partial class AttentionValidation
             throw new AttentionArgumentException(nameof(options), $"options.WindowRight: expected −1 (unbounded) or ≥ 0; got {options.WindowRight}");
         if (options.Causal && options.WindowRight > 0)
             throw new AttentionArgumentException(nameof(options), $"options.WindowRight: a causal mask sees no key to the right; expected −1 or 0 with Causal = true; got {options.WindowRight}");
-        bool varlen = cuQ is not null;
+        bool varlen = cuQ is not null || packed;
         return new AttentionProblem
         {
+            Packed = packed,
             Type = g.Type,
             Batch = g.Batch,
             SeqLenQ = g.SeqQ,
@@ -276,9 +277,10 @@ internal static partial class AttentionValidation
 
     private static AttentionProblem WithGradients(AttentionProblem p, in TensorLayout dO, in TensorLayout dq, in TensorLayout dk, in TensorLayout dv)
     {
-        bool varlen = p.IsVarlen;
+        bool varlen = p.IsVarlen || p.Packed;
         return new AttentionProblem
         {
+            Packed = p.Packed,
             Type = p.Type, Batch = p.Batch, SeqLenQ = p.SeqLenQ, SeqLenK = p.SeqLenK, HeadsQ = p.HeadsQ, HeadsK = p.HeadsK,
             HeadDim = p.HeadDim, Scale = p.Scale, Softcap = p.Softcap, Causal = p.Causal, WindowLeft = p.WindowLeft,
             WindowRight = p.WindowRight, Deterministic = p.Deterministic, CuSeqLensQ = p.CuSeqLensQ, CuSeqLensK = p.CuSeqLensK,

@@ -24,6 +24,7 @@ internal static class VerifyCommand
         var forward = new Option<bool>("--forward") { Description = "Forward cases only." };
         var backward = new Option<bool>("--backward") { Description = "Backward cases only." };
         var decode = new Option<bool>("--decode") { Description = "The decode family only: its probes, the KV-cache cases (contiguous and paged, append, splits, broken contracts) and the forward cases it takes (seqlen_q ≤ 16)." };
+        var varlen = new Option<bool>("--varlen") { Description = "The variable-length cases only (packed batches with device offsets: lengths 0 and 1, sq ≠ sk, used keys, every mask, deterministic backward, broken contracts)." };
         var quick = new Option<bool>("--quick") { Description = "A few small cases (e.g. under compute-sanitizer)." };
         var noProbes = new Option<bool>("--no-probes") { Description = "Skip the primitive checks (and the per-stream state check)." };
         var seed = new Option<int?>("--seed") { Description = "Seed of the random inputs (default: fresh each run)." };
@@ -32,10 +33,11 @@ internal static class VerifyCommand
             Check the attention kernels against the float64 CPU reference on fresh random inputs, outputs poisoned (NaN)
             first. Rule (FlashAttention's): the largest absolute error must be at most 2x that of a plain implementation in
             the same precision, plus the element type's rounding step at 0.3. Exit code 4 when any check fails.
-            """) { device, forward, backward, decode, quick, noProbes, seed, filter }.WithExamples(
+            """) { device, forward, backward, decode, varlen, quick, noProbes, seed, filter }.WithExamples(
             "flashattn verify --device cuda",
             "flashattn verify --device cuda --backward",
             "flashattn verify --device cuda --decode",
+            "flashattn verify --device cuda --varlen",
             "flashattn verify --device cuda --quick --no-probes",
             "flashattn verify --device cpu --quick");
         CommandActions.Set(command, (p, context) =>
@@ -49,8 +51,14 @@ internal static class VerifyCommand
                 throw new CliException("--decode: the decode family's checks stand alone; leave out --forward and --backward");
             if (onlyDecode && chosen != "cuda")
                 throw new CliException("--decode: the decode family's checks are GPU checks (--device cuda)");
-            bool any = p.GetValue(forward) || p.GetValue(backward) || onlyDecode;
+            bool onlyVarlen = p.GetValue(varlen);
+            if (onlyVarlen && (p.GetValue(forward) || p.GetValue(backward) || onlyDecode))
+                throw new CliException("--varlen: the variable-length checks stand alone; leave out --forward, --backward and --decode");
+            if (onlyVarlen && chosen != "cuda")
+                throw new CliException("--varlen: the variable-length checks are GPU checks (--device cuda); the CPU engine's varlen path is covered by the test suite");
+            bool any = p.GetValue(forward) || p.GetValue(backward) || onlyDecode || onlyVarlen;
             bool fwd = p.GetValue(forward) || !any, bwd = p.GetValue(backward) || !any, kv = chosen == "cuda" && (onlyDecode || !any);
+            bool vl = chosen == "cuda" && (onlyVarlen || !any);
             int baseSeed = p.GetValue(seed) ?? Random.Shared.Next();
             string? text = p.GetValue(filter);
             bool Matches(object c) => text is null || c.ToString()!.Contains(text, StringComparison.OrdinalIgnoreCase);
@@ -59,17 +67,20 @@ internal static class VerifyCommand
             if (fwd) cases.AddRange(chosen == "cuda" ? VerifyGrids.Forward(p.GetValue(quick)).Concat(VerifyGrids.Fp8(p.GetValue(quick))) : CpuVerifier.ForwardGrid(p.GetValue(quick)));
             if (bwd) cases.AddRange(chosen == "cuda" ? VerifyGrids.Backward(p.GetValue(quick)) : CpuVerifier.BackwardGrid(p.GetValue(quick)));
             var allKv = kv ? KvCacheGrids.Cases(p.GetValue(quick)).ToList() : [];
+            var allVarlen = vl ? VarlenGrids.Cases(p.GetValue(quick)).ToList() : [];
             var matching = cases.Where(Matches).ToList();
             var kvCases = allKv.Where(Matches).ToList();
+            var varlenCases = allVarlen.Where(Matches).ToList();
             // A filter that selects nothing is a mistyped filter, not a pass.
-            if (matching.Count == 0 && kvCases.Count == 0 && cases.Count + allKv.Count > 0)
-                throw new CliException($"--filter '{text}': matches none of the {cases.Count + allKv.Count} cases; expected text from a case's description, such as '{(cases.Count > 0 ? cases[0] : allKv[0])}'");
+            int total = cases.Count + allKv.Count + allVarlen.Count;
+            if (matching.Count == 0 && kvCases.Count == 0 && varlenCases.Count == 0 && total > 0)
+                throw new CliException($"--filter '{text}': matches none of the {total} cases; expected text from a case's description, such as '{(cases.Count > 0 ? cases[0] : allKv.Count > 0 ? allKv[0] : allVarlen[0])}'");
             cases = matching;
 
             int passed = 0, failed = 0;
             var clock = Stopwatch.StartNew();
             context.Out.WriteLine($"verify on {chosen}, seed {baseSeed}");
-            if (chosen == "cuda" && !p.GetValue(noProbes))
+            if (chosen == "cuda" && !p.GetValue(noProbes) && !onlyVarlen)
             {
                 var gpu = CudaDevice.Get(env.SupportedDeviceOrdinal ?? 0);
                 var probes = onlyDecode ? RunDecodeProbes(gpu, baseSeed)
@@ -119,6 +130,25 @@ internal static class VerifyCommand
                     Count(r.Passed, ref passed, ref failed);
                     context.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
                         $"{(r.Passed ? "PASS" : "FAIL")}  {c,-58} {r.Quantity,-9} error {r.Error,9:G3}  plain {r.PlainError,9:G3}  tol {r.Tolerance,9:G3}{(r.Note is null ? "" : "  " + r.Note)}"));
+                }
+            }
+            for (int i = 0; i < varlenCases.Count; i++)
+            {
+                var c = varlenCases[i];
+                List<VarlenRow> rows;
+                try
+                {
+                    rows = GpuVarlenVerifier.Run(c, CudaDevice.Get(env.SupportedDeviceOrdinal ?? 0), baseSeed + cases.Count + kvCases.Count + i);
+                }
+                catch (Exception e) when (e is CudaException or AttentionArgumentException)
+                {
+                    rows = [new VarlenRow(c, "run", double.PositiveInfinity, 0, 0, false, CliContext.OneLine(e.Message))];
+                }
+                foreach (var r in rows)
+                {
+                    Count(r.Passed, ref passed, ref failed);
+                    context.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                        $"{(r.Passed ? "PASS" : "FAIL")}  {c,-58} {r.Quantity,-7} error {r.Error,9:G3}  plain {r.PlainError,9:G3}  tol {r.Tolerance,9:G3}{(r.Note is null ? "" : "  " + r.Note)}"));
                 }
             }
             context.Out.WriteLine($"{passed} passed, {failed} failed, {clock.Elapsed.TotalSeconds:F1} s");

@@ -47,6 +47,77 @@ public static class CudaAttention
         FlashForwardLauncher.Launch(problem, q, k, v, o, lse, stream, gpu);
     }
 
+    /// <summary>
+    /// Forward pass over a variable-length batch, as FlashAttention's <c>flash_attn_varlen_func</c>: Q, K, V and O packed
+    /// as (total_tokens, heads, head_dim), sequence <c>b</c> owning query rows <c>cuSeqLensQ[b] … cuSeqLensQ[b+1]−1</c> and
+    /// key rows <c>cuSeqLensK[b] … cuSeqLensK[b+1]−1</c> (the CPU's <see cref="Attention.ForwardVarlen{T}"/> with the offsets
+    /// on the device). Masks apply per sequence (causal: bottom-right, the last query at the last key), GQA/MQA as in
+    /// <see cref="Forward"/>. <paramref name="seqUsedK"/> limits sequence <c>b</c> to its first <c>seqUsedK[b]</c> keys.
+    /// </summary>
+    /// <remarks>
+    /// The offsets live on the device, where the host cannot read them without waiting for the stream; everything else is
+    /// checked before anything runs. They must start at 0, not decrease, end within the packed tensors, and give no
+    /// sequence more queries than <paramref name="maxSeqLenQ"/> or more (used) keys than <paramref name="maxSeqLenK"/>.
+    /// With <paramref name="checkDeviceInputs"/> a small kernel checks exactly that first and the call waits for it: a
+    /// violation throws <see cref="AttentionArgumentException"/> naming the entry, with nothing written. Without it, offsets
+    /// that break the contract make that sequence's output unspecified, and no read or write leaves the tensors. Rows of
+    /// <paramref name="output"/> outside every sequence are not written.
+    /// </remarks>
+    /// <param name="query">(total_q, heads_q, head_dim).</param>
+    /// <param name="key">(total_k, heads_k, head_dim).</param>
+    /// <param name="value">Same shape as <paramref name="key"/>.</param>
+    /// <param name="cuSeqLensQ">(batch + 1) int32, contiguous: the sequences' query offsets.</param>
+    /// <param name="cuSeqLensK">(batch + 1) int32, contiguous: their key offsets.</param>
+    /// <param name="maxSeqLenQ">The longest query sequence (sizes the launch; FlashAttention's <c>max_seqlen_q</c>).</param>
+    /// <param name="maxSeqLenK">The longest key sequence (its used keys with <paramref name="seqUsedK"/>).</param>
+    /// <param name="output">(total_q, heads_q, head_dim).</param>
+    /// <param name="logSumExp">(heads_q, total_q) float32, or null.</param>
+    /// <param name="options">Scale, mask, softcap.</param>
+    /// <param name="seqUsedK">(batch) int32, contiguous: keys each sequence attends to (a prefix of its keys); null for all.</param>
+    /// <param name="checkDeviceInputs">Check the device-resident offsets first and wait for the result.</param>
+    /// <param name="stream">Stream to run on; null for the default stream.</param>
+    /// <param name="device">GPU; null for device 0.</param>
+    public static void ForwardVarlen(DeviceTensor query, DeviceTensor key, DeviceTensor value, DeviceTensor cuSeqLensQ,
+        DeviceTensor cuSeqLensK, int maxSeqLenQ, int maxSeqLenK, DeviceTensor output, DeviceTensor? logSumExp = null,
+        AttentionOptions? options = null, DeviceTensor? seqUsedK = null, bool checkDeviceInputs = false,
+        CudaStream? stream = null, CudaDevice? device = null)
+    {
+        var (q, k, v, o) = (query.ToLayout("query"), key.ToLayout("key"), value.ToLayout("value"), output.ToLayout("output"));
+        var (cuQ, cuK) = (cuSeqLensQ.ToLayout("cuSeqLensQ"), cuSeqLensK.ToLayout("cuSeqLensK"));
+        TensorLayout? lse = logSumExp?.ToLayout("logSumExp"), used = seqUsedK?.ToLayout("seqUsedK");
+        AttentionValidation.ExpectDefaultPrecision(options, "the variable-length forward");
+        var problem = AttentionValidation.ForwardVarlenOnDevice(q, k, v, o, lse, cuQ, cuK, maxSeqLenQ, maxSeqLenK, used, options);
+        GpuRequirements.Check(problem.Attention, ForwardVariants.HeadDims, "forward", q, k, v, o);
+        GpuRequirements.CheckVarlen(problem);
+        var gpu = stream?.Device ?? device ?? CudaDevice.Get(0);
+        FlashVarlenLauncher.Forward(problem, q, k, v, o, lse, checkDeviceInputs, stream, gpu);
+    }
+
+    /// <summary>
+    /// Backward pass over a variable-length batch (the layout and contract of <see cref="ForwardVarlen"/>): gradients of the
+    /// packed query, key and value. Rows of a gradient outside every sequence, and key rows past <c>seqUsedK[b]</c>, are not
+    /// written. <see cref="AttentionOptions.Deterministic"/> gives bitwise-reproducible gradients, as for dense batches.
+    /// </summary>
+    /// <param name="logSumExp">(heads_q, total_q) float32, as <see cref="ForwardVarlen"/> wrote it.</param>
+    public static void BackwardVarlen(DeviceTensor query, DeviceTensor key, DeviceTensor value, DeviceTensor output,
+        DeviceTensor outputGradient, DeviceTensor logSumExp, DeviceTensor cuSeqLensQ, DeviceTensor cuSeqLensK, int maxSeqLenQ,
+        int maxSeqLenK, DeviceTensor queryGradient, DeviceTensor keyGradient, DeviceTensor valueGradient,
+        AttentionOptions? options = null, DeviceTensor? seqUsedK = null, bool checkDeviceInputs = false,
+        CudaStream? stream = null, CudaDevice? device = null)
+    {
+        var (q, k, v, o) = (query.ToLayout("query"), key.ToLayout("key"), value.ToLayout("value"), output.ToLayout("output"));
+        var (dO, lse) = (outputGradient.ToLayout("outputGradient"), logSumExp.ToLayout("logSumExp"));
+        var (dq, dk, dv) = (queryGradient.ToLayout("queryGradient"), keyGradient.ToLayout("keyGradient"), valueGradient.ToLayout("valueGradient"));
+        var (cuQ, cuK) = (cuSeqLensQ.ToLayout("cuSeqLensQ"), cuSeqLensK.ToLayout("cuSeqLensK"));
+        TensorLayout? used = seqUsedK?.ToLayout("seqUsedK");
+        AttentionValidation.ExpectDefaultPrecision(options, "the backward");
+        var problem = AttentionValidation.BackwardVarlenOnDevice(q, k, v, o, dO, lse, dq, dk, dv, cuQ, cuK, maxSeqLenQ, maxSeqLenK, used, options);
+        GpuRequirements.Check(problem.Attention, BackwardVariants.HeadDims, "backward", q, k, v, o, dO, dq, dk, dv);
+        GpuRequirements.CheckVarlen(problem);
+        var gpu = stream?.Device ?? device ?? CudaDevice.Get(0);
+        FlashVarlenLauncher.Backward(problem, q, k, v, o, dO, lse, dq, dk, dv, checkDeviceInputs, stream, gpu);
+    }
+
     /// <summary>Tokens per K/V descale block the FP8 kernel takes a multiple of (a multiple of its key block at every head dim).</summary>
     public const int Fp8KeyBlock = Fp8Variants.KeyBlock;
 
@@ -179,9 +250,10 @@ internal static class GpuRequirements
         if (Array.IndexOf(headDims, p.HeadDim) < 0)
             throw new AttentionArgumentException(first.Name, $"{first.Name}: the GPU {direction} kernels support head_dim {string.Join(", ", headDims)}; got {p.HeadDim}");
         if (p.IsVarlen)
-            throw new AttentionArgumentException("cuSeqLensQ", "cuSeqLensQ: variable-length batches are not supported on the GPU yet; pad to a dense batch or use the CPU engine");
+            throw new AttentionArgumentException("cuSeqLensQ", "cuSeqLensQ: the GPU takes variable-length offsets as device tensors (CudaAttention.ForwardVarlen / BackwardVarlen)");
         // The kernels index (batch, head, query block) tiles with int32; 64 rows is the smaller query block of the two.
-        long queryBlocks = (p.SeqLenQ + 63L) / 64 * p.HeadsQ * p.Batch;
+        // (Variable-length batches: CheckVarlen bounds their tiles by the packed rows.)
+        long queryBlocks = p.Packed ? 0 : (p.SeqLenQ + 63L) / 64 * p.HeadsQ * p.Batch;
         if (queryBlocks > int.MaxValue)
             throw new AttentionArgumentException(first.Name, $"{first.Name}: batch × heads × query blocks of 64 rows is {queryBlocks}; the GPU kernels index at most {int.MaxValue}");
         // The backward's kernels take heads and batches as the y and z of their grids (at most 65535 each).
@@ -195,6 +267,19 @@ internal static class GpuRequirements
                 if (t.Lengths[i] > 1 && t.Strides[i] % 8 != 0)
                     throw new AttentionArgumentException(t.Name, $"{t.Name}: the GPU kernels need strides that are multiples of 8 elements (16 bytes); got strides {t.StrideText}");
         }
+    }
+
+    /// <summary>What the variable-length kernels need beyond <see cref="Check"/>: aligned offsets, tile and row counts int32 can index.</summary>
+    public static void CheckVarlen(DeviceVarlenProblem vp)
+    {
+        foreach (var t in vp.SeqUsedK is { } u ? new[] { vp.CuSeqLensQ, vp.CuSeqLensK, u } : [vp.CuSeqLensQ, vp.CuSeqLensK])
+            if (t.Address % 4 != 0)
+                throw new AttentionArgumentException(t.Name, $"{t.Name}: the GPU kernels need a 4-byte aligned address for int32 elements; got 0x{t.Address:x}");
+        var p = vp.Attention;
+        long tiles = ((long)vp.TotalQ / 64 + p.Batch) * p.HeadsQ;
+        long sideRows = ((long)vp.TotalQ / 128 + p.Batch) * 128 * p.HeadsQ;
+        if (tiles > int.MaxValue || sideRows > int.MaxValue)
+            throw new AttentionArgumentException("query", $"query: {vp.TotalQ} tokens × {p.HeadsQ} heads over {p.Batch} sequences is too large for the GPU kernels (at most {int.MaxValue} tiles and side-buffer rows)");
     }
 
     /// <summary>What the decode kernels need of a KV-cache call beyond the shared checks: aligned int32 tensors, grids they can index.</summary>

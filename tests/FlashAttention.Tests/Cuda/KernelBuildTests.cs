@@ -130,6 +130,7 @@ public sealed class KernelBuildTests
             ("decode/decode_params.cuh", "DecodeParams", typeof(DecodeParams)),
             ("decode/decode_params.cuh", "KvCacheParams", typeof(KvCacheParams)),
             ("common/combine.cuh", "CombineParams", typeof(CombineParams)),
+            ("varlen/varlen_params.cuh", "VarlenPrepareParams", typeof(VarlenPrepareParams)),
         ];
         var checks = new List<string>();
         foreach (var (header, name, mirror) in structs)

@@ -12,9 +12,10 @@ public class LauncherTests
     [Fact]
     public void Kernel_parameter_structs_have_the_sizes_the_header_states()
     {
-        Assert.Equal(104, Unsafe.SizeOf<FwdParams>());
-        Assert.Equal(152, Unsafe.SizeOf<BwdParams>());
-        Assert.Equal(192, Unsafe.SizeOf<BwdAuxParams>());
+        Assert.Equal(176, Unsafe.SizeOf<FwdParams>());
+        Assert.Equal(184, Unsafe.SizeOf<BwdParams>());
+        Assert.Equal(200, Unsafe.SizeOf<BwdAuxParams>());
+        Assert.Equal(80, Unsafe.SizeOf<VarlenPrepareParams>());
         Assert.Equal(232, Unsafe.SizeOf<DecodeParams>());
         Assert.Equal(192, Unsafe.SizeOf<KvCacheParams>());
         Assert.Equal(112, Unsafe.SizeOf<CombineParams>());
@@ -28,14 +29,18 @@ public class LauncherTests
         Assert.Equal(64, (int)((byte*)&f.Lse - fb));
         Assert.Equal(56, (int)((byte*)&f.ScoreScaleLog2 - fb));
         Assert.Equal(96, (int)((byte*)&f.TileCounter - fb));
+        Assert.Equal(104, (int)((byte*)&f.CuSeqLensQ - fb));
+        Assert.Equal(168, (int)((byte*)&f.TotalQ - fb));
         var b = new BwdParams();
         byte* bb = (byte*)&b;
         Assert.Equal(56, (int)((byte*)&b.LseLog2 - bb));
         Assert.Equal(144, (int)((byte*)&b.DvStrideH - bb));
+        Assert.Equal(152, (int)((byte*)&b.CuSeqLensQ - bb));
         var a = new BwdAuxParams();
         byte* ab = (byte*)&a;
         Assert.Equal(152, (int)((byte*)&a.LseLog2 - ab));
         Assert.Equal(184, (int)((byte*)&a.NumMBlocks - ab));
+        Assert.Equal(192, (int)((byte*)&a.CuSeqLensQ - ab));
         var d = new DecodeParams();
         byte* db = (byte*)&d;
         Assert.Equal(88, (int)((byte*)&d.SeqLens - db));

@@ -18,6 +18,8 @@ internal static class KernelCatalog
     public const string DecodeSource = "decode/flash_decode.cu";
     public const string KvCacheSource = "decode/kv_cache.cu";
     public const string KvCheckExpression = "fa::kv_check_kernel";
+    public const string VarlenPrepareSource = "varlen/varlen_prepare.cu";
+    public const string VarlenPrepareExpression = "fa::varlen_prepare_kernel";
 
     // ptxas -v puts registers and spills of each kernel into the log; line info serves compute-sanitizer and ncu.
     public static readonly CompileOptions Options = CompileOptions.Default with { PtxasVerbose = true, LineInfo = true };
@@ -39,11 +41,18 @@ internal static class KernelCatalog
         {
             foreach (int d in ForwardVariants.HeadDims)
                 foreach (var v in policy.ForwardVariantsOf(d))
+                {
                     yield return ForwardEntry(type, v);
+                    yield return ForwardEntry(type, v with { Varlen = true });
+                }
             foreach (int d in BackwardVariants.HeadDims)
             {
                 var variants = policy.BackwardVariantsOf(d).ToArray();
-                foreach (var v in variants) yield return BackwardEntry(type, v).Main;
+                foreach (var v in variants)
+                {
+                    yield return BackwardEntry(type, v).Main;
+                    yield return BackwardEntry(type, v with { Varlen = true }).Main;
+                }
                 var (_, pre, post) = BackwardEntry(type, variants[0]);  // one pre- and post-pass per head dim
                 yield return pre;
                 yield return post;
@@ -69,6 +78,7 @@ internal static class KernelCatalog
             yield return QuantizeVtEntry(DataType.Float8E4M3, d, Fp8Variants.TransposeBlock);
         }
         yield return KvCheckEntry;
+        yield return VarlenPrepareEntry;
     }
 
     private static readonly ConcurrentDictionary<string, Entry> Named = new(StringComparer.Ordinal);
@@ -111,6 +121,9 @@ internal static class KernelCatalog
 
     /// <summary>The check of a KV cache's device-resident lengths and page table (the checked mode's first launch).</summary>
     public static readonly Entry KvCheckEntry = new("kv-check", Spec(KvCacheSource, KvCheckExpression), KvCheckExpression);
+
+    /// <summary>The variable-length batches' check of their offsets and the forward's tile order.</summary>
+    public static readonly Entry VarlenPrepareEntry = new("varlen-prepare", Spec(VarlenPrepareSource, VarlenPrepareExpression), VarlenPrepareExpression);
 
     /// <summary>The forward variant's entry (labelled as <c>flashattn warmup</c> lists it).</summary>
     public static Entry ForwardEntry(DataType type, ForwardVariant v)

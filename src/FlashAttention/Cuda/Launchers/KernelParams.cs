@@ -5,8 +5,8 @@ namespace FlashAttention.Cuda.Launchers;
 // Host mirrors of the kernel parameter structs in Cuda/Kernels/{fwd,bwd,fp8}/*_params.cuh and fp8/fp8_quantize.cu. Offsets are explicit and
 // checked by unit tests against the sizes the header states; change both sides together.
 
-/// <summary>Mirror of <c>fa::FwdParams</c> (104 bytes).</summary>
-[StructLayout(LayoutKind.Explicit, Size = 104)]
+/// <summary>Mirror of <c>fa::FwdParams</c> (176 bytes).</summary>
+[StructLayout(LayoutKind.Explicit, Size = 176)]
 internal struct FwdParams
 {
     [FieldOffset(0)] public int Batch;
@@ -30,10 +30,20 @@ internal struct FwdParams
     [FieldOffset(80)] public long LseStrideH;
     [FieldOffset(88)] public long LseStrideS;
     [FieldOffset(96)] public nint TileCounter;
+    [FieldOffset(104)] public nint CuSeqLensQ;
+    [FieldOffset(112)] public nint CuSeqLensK;
+    [FieldOffset(120)] public nint SeqUsedK;
+    [FieldOffset(128)] public nint TileOrder;
+    [FieldOffset(136)] public nint TileStart;
+    [FieldOffset(144)] public nint O;
+    [FieldOffset(152)] public long OStrideS;
+    [FieldOffset(160)] public long OStrideH;
+    [FieldOffset(168)] public int TotalQ;
+    [FieldOffset(172)] public int TotalK;
 }
 
-/// <summary>Mirror of <c>fa::BwdParams</c> (152 bytes).</summary>
-[StructLayout(LayoutKind.Explicit, Size = 152)]
+/// <summary>Mirror of <c>fa::BwdParams</c> (184 bytes).</summary>
+[StructLayout(LayoutKind.Explicit, Size = 184)]
 internal struct BwdParams
 {
     [FieldOffset(0)] public int Batch;
@@ -62,10 +72,15 @@ internal struct BwdParams
     [FieldOffset(128)] public long DvStrideB;
     [FieldOffset(136)] public long DvStrideS;
     [FieldOffset(144)] public long DvStrideH;
+    [FieldOffset(152)] public nint CuSeqLensQ;
+    [FieldOffset(160)] public nint CuSeqLensK;
+    [FieldOffset(168)] public nint SeqUsedK;
+    [FieldOffset(176)] public int TotalQ;
+    [FieldOffset(180)] public int TotalK;
 }
 
-/// <summary>Mirror of <c>fa::BwdAuxParams</c> (192 bytes): the backward pre- and post-pass.</summary>
-[StructLayout(LayoutKind.Explicit, Size = 192)]
+/// <summary>Mirror of <c>fa::BwdAuxParams</c> (200 bytes): the backward pre- and post-pass.</summary>
+[StructLayout(LayoutKind.Explicit, Size = 200)]
 internal struct BwdAuxParams
 {
     [FieldOffset(0)] public int Batch;
@@ -95,7 +110,28 @@ internal struct BwdAuxParams
     [FieldOffset(168)] public nint DqAccum;
     [FieldOffset(176)] public nint DqSemaphore;
     [FieldOffset(184)] public int NumMBlocks;
-    [FieldOffset(188)] public int Reserved;
+    [FieldOffset(188)] public int TotalQ;
+    [FieldOffset(192)] public nint CuSeqLensQ;
+}
+
+/// <summary>Mirror of <c>fa::VarlenPrepareParams</c> (80 bytes): the variable-length batches' check and tile order (varlen/varlen_prepare.cu).</summary>
+[StructLayout(LayoutKind.Explicit, Size = 80)]
+internal struct VarlenPrepareParams
+{
+    [FieldOffset(0)] public nint CuSeqLensQ;
+    [FieldOffset(8)] public nint CuSeqLensK;
+    [FieldOffset(16)] public nint SeqUsedK;
+    [FieldOffset(24)] public nint TileOrder;
+    [FieldOffset(32)] public nint TileStart;
+    [FieldOffset(40)] public nint Error;
+    [FieldOffset(48)] public int Batch;
+    [FieldOffset(52)] public int TotalQ;
+    [FieldOffset(56)] public int TotalK;
+    [FieldOffset(60)] public int MaxSeqLenQ;
+    [FieldOffset(64)] public int MaxSeqLenK;
+    [FieldOffset(68)] public int BlockM;
+    [FieldOffset(72)] public int Heads;
+    [FieldOffset(76)] public int Reserved;
 }
 
 /// <summary>Mirror of <c>fa::Fp8Params</c> (40 bytes): the FP8 forward's descales.</summary>

@@ -23,7 +23,7 @@ internal enum DqAdd
 /// with the launch geometry and name expressions derived from it.
 /// </summary>
 internal sealed record BackwardVariant(int HeadDim, int Stages, DqSplit DqSplit, bool Softcap, DqAdd DqAdd, bool OverlapDv,
-    bool SplitSdP, int BlockM)
+    bool SplitSdP, int BlockM, bool Varlen = false)
 {
     public const int Threads = 384;
 
@@ -51,7 +51,7 @@ internal sealed record BackwardVariant(int HeadDim, int Stages, DqSplit DqSplit,
     public string NameExpression(DataType type)
         => $"fa::flash_bwd_kernel<fa::BwdConfig<{KernelNames.ElementTag(type)}, fa::BwdVariant{{.head_dim = {HeadDim}, .stages = {Stages}, " +
            $".dq_split = fa::DqSplit::k{DqSplit}, .softcap = {KernelNames.Bool(Softcap)}, .dq_add = fa::DqAdd::k{DqAdd}, " +
-           $".overlap_dv = {KernelNames.Bool(OverlapDv)}, .split_sdp = {KernelNames.Bool(SplitSdP)}, .block_m = {BlockM}}}>>";
+           $".overlap_dv = {KernelNames.Bool(OverlapDv)}, .split_sdp = {KernelNames.Bool(SplitSdP)}, .block_m = {BlockM}, .varlen = {KernelNames.Bool(Varlen)}}}>>";
 
     public string PreprocessExpression(DataType type) => $"fa::flash_bwd_preprocess<{KernelNames.ElementTag(type)}, {HeadDim}>";
     public string PostprocessExpression(DataType type) => $"fa::flash_bwd_postprocess<{KernelNames.ElementTag(type)}, {HeadDim}>";
@@ -59,5 +59,5 @@ internal sealed record BackwardVariant(int HeadDim, int Stages, DqSplit DqSplit,
     /// <summary>What sets this variant apart, for warm-up labels and logs.</summary>
     public override string ToString()
         => $"d{HeadDim} {BlockM}x{BlockN} stages {Stages}{(DqSplit == DqSplit.ByColumns ? " dS-exchange" : "")}{(DqAdd == DqAdd.Bulk ? " dQ-bulk" : " dQ-red")}" +
-           $"{(OverlapDv ? " dV-overlap" : "")}{(SplitSdP ? " split-SdP" : "")}{(Softcap ? " softcap" : "")}";
+           $"{(OverlapDv ? " dV-overlap" : "")}{(SplitSdP ? " split-SdP" : "")}{(Softcap ? " softcap" : "")}{(Varlen ? " varlen" : "")}";
 }

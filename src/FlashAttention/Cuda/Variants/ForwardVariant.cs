@@ -28,7 +28,7 @@ internal enum OutputStaging
 /// with the header's and another compiles every catalogue variant.
 /// </summary>
 internal sealed record ForwardVariant(int HeadDim, int BlockN, int Stages, ForwardLoop Loop, bool PingPong,
-    OutputStaging OStaging, bool WarpSpecialized, int QBuffers, bool QInRegisters, int Consumers)
+    OutputStaging OStaging, bool WarpSpecialized, int QBuffers, bool QInRegisters, int Consumers, bool Varlen = false)
 {
     /// <summary>Query rows per tile: 64 per consumer warpgroup.</summary>
     public int BlockM => 64 * Consumers;
@@ -53,14 +53,14 @@ internal sealed record ForwardVariant(int HeadDim, int BlockN, int Stages, Forwa
         => $"fa::flash_fwd_kernel<fa::FwdConfig<{KernelNames.ElementTag(type)}, fa::FwdVariant{{.head_dim = {HeadDim}, .block_n = {BlockN}, " +
            $".stages = {Stages}, .loop = fa::FwdLoop::k{Loop}, .ping_pong = {KernelNames.Bool(PingPong)}, .o_staging = fa::OStaging::k{OStaging}, " +
            $".warp_specialized = {KernelNames.Bool(WarpSpecialized)}, .q_buffers = {QBuffers}, .q_in_registers = {KernelNames.Bool(QInRegisters)}, " +
-           $".consumers = {Consumers}}}>>";
+           $".consumers = {Consumers}, .varlen = {KernelNames.Bool(Varlen)}}}>>";
 
     /// <summary>What sets the variant apart, for warm-up labels and logs.</summary>
     public override string ToString()
         => $"d{HeadDim} {BlockM}x{BlockN} stages {Stages}{(QBuffers > 1 ? $" q{QBuffers}" : "")}{(WarpSpecialized ? "" : " no-ws")}" +
            $" {Loop switch { ForwardLoop.Overlapped => "overlap", ForwardLoop.Chained => "chained", _ => "sequential" }}" +
            $"{(PingPong ? " ping-pong" : "")}{OStaging switch { OutputStaging.QBuffer => " O-in-Q", OutputStaging.TwoPasses => " O-in-2-passes", _ => "" }}" +
-           $"{(QInRegisters ? " Q-in-registers" : "")}";
+           $"{(QInRegisters ? " Q-in-registers" : "")}{(Varlen ? " varlen" : "")}";
 }
 
 /// <summary>Element tags and literals of the kernels' C++ name expressions.</summary>

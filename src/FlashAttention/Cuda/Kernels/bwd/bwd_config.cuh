@@ -31,6 +31,7 @@ struct BwdVariant {
   bool overlap_dv;  // dS formed while dV = Pᵀ dO still runs
   bool split_sdp;   // d256: one consumer computes Sᵀ, the other dPᵀ
   int block_m;      // queries per step
+  bool varlen;      // packed variable-length batch: per-sequence offsets and masks
 };
 
 template <typename Element_, BwdVariant V>
@@ -44,6 +45,7 @@ struct BwdConfig {
   // Queries per step: 64, or 128 at d64 (FlashAttention-3's d64 tile: twice the GEMM work per step for the same
   // barriers, LSE/D loads and dQ hand-overs). Q and dO still arrive as 64-row TMA boxes.
   static constexpr int kBlockM = V.block_m;
+  static constexpr bool kVarlen = V.varlen;
   static constexpr int kTmaRows = 64;
   static constexpr int kBlockN = kSplitColumns ? 64 : 64 * kConsumerWGs;  // keys per CTA
   static constexpr int kOwnColumns = kSplitColumns ? V.head_dim / 2 : V.head_dim;  // dK/dV columns per consumer

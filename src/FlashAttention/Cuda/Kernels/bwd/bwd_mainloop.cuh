@@ -17,16 +17,41 @@
 #include "common/gemm.cuh"
 #include "common/mask.cuh"
 #include "common/numeric.cuh"
+#include "varlen/varlen_bounds.cuh"
 
 namespace fa {
+
+// The CTA's sequence: where it lies in the tensors (dense batches: batch coordinate `batch` of the tensor maps, rows
+// from 0; packed variable-length batches: coordinate 0, rows from q_row0 / k_row0) and in the side buffers.
+struct BwdSeq {
+  int batch, tma_batch, q_row0, k_row0, seqlen_q, seqlen_k;
+  int64_t side_row0;  // variable-length: the sequence's first row in each head's run of the side buffers
+};
+
+template <class Cfg>
+__device__ __forceinline__ BwdSeq bwd_seq(const BwdParams& p, int batch) {
+  if constexpr (Cfg::kVarlen) {
+    const SeqBounds s = varlen_bounds(p.cu_seqlens_q, p.cu_seqlens_k, p.seqused_k, batch, p.total_q, p.total_k);
+    return BwdSeq{batch, 0, s.q_row0, s.k_row0, s.seqlen_q, s.seqlen_k, varlen_side_row0(s.q_row0, batch)};
+  } else {
+    return BwdSeq{batch, batch, 0, 0, p.seqlen_q, p.seqlen_k, 0};
+  }
+}
+
+// The first row of query head h of the sequence in the side buffers (LSE·log2(e), D, dQ).
+template <class Cfg>
+__device__ __forceinline__ int64_t side_row(const BwdParams& p, const BwdSeq& seq, int h) {
+  if constexpr (Cfg::kVarlen) return (int64_t)h * p.seqlen_q_padded + seq.side_row0;
+  else return ((int64_t)seq.batch * p.heads_q + h) * p.seqlen_q_padded;
+}
 
 // The float32 dQ block (kBlockM queries x 64 columns: one or, at 128 queries per step, two consecutive 64x64
 // blocks) of query block m, columns 64·chunk …, of query head h. Inside a 64x64 block,
 // thread t (0…127) of a consumer warpgroup holds floats 4·(128·g + t) … +3 for g = 0…7: its accumulator registers
 // dq[4g … 4g+3], i.e. rows 16·(t/32) + (t%32)/4 (+8 for the last two) and columns 8g + 2·(t%4) (+1).
 template <class Cfg>
-__device__ __forceinline__ float* dq_block(const BwdParams& p, int batch, int h, int m, int chunk) {
-  const int64_t blocks = (int64_t)(batch * p.heads_q + h) * (p.seqlen_q_padded / Cfg::kBlockM) + m;
+__device__ __forceinline__ float* dq_block(const BwdParams& p, const BwdSeq& seq, int h, int m, int chunk) {
+  const int64_t blocks = side_row<Cfg>(p, seq, h) / Cfg::kBlockM + m;
   return p.dq_accum + (blocks * (Cfg::kHeadDim / 64) + chunk) * (Cfg::kBlockM * 64);
 }
 
@@ -53,9 +78,11 @@ struct BwdSteps {
 // own walk (under a causal mask or a window it starts further down): in increasing order each CTA waited for its
 // predecessor's longer walk, and a causal backward took twice as long as without the ordering. A semaphore per
 // (batch, query head, query block) counts the additions done; this CTA's turn comes when it equals dq_turn.
+// Variable-length batches index them per 64 side-buffer rows, as the pre-pass clears them.
 template <class Cfg>
-__device__ __forceinline__ int* dq_semaphore(const BwdParams& p, int batch, int h, int m) {
-  return p.dq_semaphore + ((int64_t)batch * p.heads_q + h) * (p.seqlen_q_padded / Cfg::kBlockM) + m;
+__device__ __forceinline__ int* dq_semaphore(const BwdParams& p, const BwdSeq& seq, int h, int m) {
+  if constexpr (Cfg::kVarlen) return p.dq_semaphore + (side_row<Cfg>(p, seq, h) + m * Cfg::kBlockM) / 64;
+  else return p.dq_semaphore + side_row<Cfg>(p, seq, h) / Cfg::kBlockM + m;
 }
 template <class Cfg>
 __device__ __forceinline__ int dq_turn(const Mask& mask, int n_block, int m) {
@@ -70,18 +97,18 @@ __device__ __forceinline__ int dq_turn(const Mask& mask, int n_block, int m) {
 // wait is here, off the consumers.
 template <class Cfg>
 __device__ __forceinline__ void bwd_dq_writer(const BwdParams& p, const Mask& mask, uint32_t smem, const BwdBarriers<Cfg>& bars,
-                                              int n_block, int head_k, int batch) {
+                                              int n_block, int head_k, const BwdSeq& seq) {
   const BwdSteps<Cfg> steps(p, mask, n_block, head_k);
   for (int t = 0; t < steps.count; ++t) {
     const int h = steps.head(t), m = steps.block(t);
     const int turn = p.deterministic ? dq_turn<Cfg>(mask, n_block, m) : 0;
     if (p.deterministic)
-      while (ld_acquire_gpu(dq_semaphore<Cfg>(p, batch, h, m)) != turn) {}
+      while (ld_acquire_gpu(dq_semaphore<Cfg>(p, seq, h, m)) != turn) {}
 #pragma unroll
     for (int c = 0; c < Cfg::kConsumerWGs; ++c) {
       mbar_wait(bars.dq_full(c), t & 1);
       // d128: consumer c holds columns 64c …; d64 (split keys): both hold partial sums of the same block.
-      bulk_reduce_add_f32(dq_block<Cfg>(p, batch, h, m, Cfg::kExchangeDs ? c : 0), smem + Cfg::kOffDq + c * Cfg::kDqBlockBytes,
+      bulk_reduce_add_f32(dq_block<Cfg>(p, seq, h, m, Cfg::kExchangeDs ? c : 0), smem + Cfg::kOffDq + c * Cfg::kDqBlockBytes,
                           Cfg::kDqBlockBytes);
       bulk_commit();
       if (p.deterministic) bulk_wait_all();  // complete before the next addition to the same elements is issued
@@ -90,7 +117,7 @@ __device__ __forceinline__ void bwd_dq_writer(const BwdParams& p, const Mask& ma
     if (p.deterministic) {
       fence_proxy_async_global();
       fence_acq_rel_gpu();
-      st_release_gpu(dq_semaphore<Cfg>(p, batch, h, m), turn + 1);
+      st_release_gpu(dq_semaphore<Cfg>(p, seq, h, m), turn + 1);
     }
 #pragma unroll
     for (int c = 0; c < Cfg::kConsumerWGs; ++c) mbar_arrive(bars.dq_empty(c));
@@ -100,18 +127,18 @@ __device__ __forceinline__ void bwd_dq_writer(const BwdParams& p, const Mask& ma
 // The producer's loads: K and V of a key block, and step t's Q, dO, LSE·log2(e) and D (query head h, block m).
 template <class Cfg>
 __device__ __forceinline__ void bwd_load_kv(const TmaMap* tma_k, const TmaMap* tma_v, uint32_t smem, const BwdBarriers<Cfg>& bars,
-                                            int n_block, int head_k, int batch) {
+                                            int n_block, int head_k, const BwdSeq& seq) {
   const int n0 = n_block * Cfg::kBlockN;
   mbar_arrive_expect_tx(bars.kv_full(), 2 * Cfg::kKBytes);
 #pragma unroll
   for (int slab = 0; slab < Cfg::kSlabs; ++slab) {
-    tma_load_4d(smem + Cfg::kOffK + slab * Cfg::kKSlabBytes, tma_k, bars.kv_full(), slab * 64, n0, head_k, batch);
-    tma_load_4d(smem + Cfg::kOffV + slab * Cfg::kKSlabBytes, tma_v, bars.kv_full(), slab * 64, n0, head_k, batch);
+    tma_load_4d(smem + Cfg::kOffK + slab * Cfg::kKSlabBytes, tma_k, bars.kv_full(), slab * 64, seq.k_row0 + n0, head_k, seq.tma_batch);
+    tma_load_4d(smem + Cfg::kOffV + slab * Cfg::kKSlabBytes, tma_v, bars.kv_full(), slab * 64, seq.k_row0 + n0, head_k, seq.tma_batch);
   }
 }
 template <class Cfg>
 __device__ __forceinline__ void bwd_load_step(const BwdParams& p, const TmaMap* tma_q, const TmaMap* tma_do, uint32_t smem,
-                                              const BwdBarriers<Cfg>& bars, int t, int h, int m, int batch) {
+                                              const BwdBarriers<Cfg>& bars, int t, int h, int m, const BwdSeq& seq) {
   const int s = t % Cfg::kStages;
   mbar_wait(bars.empty(s), ((t / Cfg::kStages) & 1) ^ 1);
   mbar_arrive_expect_tx(bars.full(s), Cfg::kStepBytes);
@@ -119,11 +146,12 @@ __device__ __forceinline__ void bwd_load_step(const BwdParams& p, const TmaMap* 
   for (int slab = 0; slab < Cfg::kSlabs; ++slab) {
 #pragma unroll
     for (int r = 0; r < Cfg::kBlockM; r += Cfg::kTmaRows) {  // boxes of 64 rows, one under the other in the slab
-      tma_load_4d(smem + Cfg::kOffQ + s * Cfg::kQBytes + slab * Cfg::kQSlabBytes + r * 128, tma_q, bars.full(s), slab * 64, m * Cfg::kBlockM + r, h, batch);
-      tma_load_4d(smem + Cfg::kOffDO + s * Cfg::kQBytes + slab * Cfg::kQSlabBytes + r * 128, tma_do, bars.full(s), slab * 64, m * Cfg::kBlockM + r, h, batch);
+      const int row = seq.q_row0 + m * Cfg::kBlockM + r;
+      tma_load_4d(smem + Cfg::kOffQ + s * Cfg::kQBytes + slab * Cfg::kQSlabBytes + r * 128, tma_q, bars.full(s), slab * 64, row, h, seq.tma_batch);
+      tma_load_4d(smem + Cfg::kOffDO + s * Cfg::kQBytes + slab * Cfg::kQSlabBytes + r * 128, tma_do, bars.full(s), slab * 64, row, h, seq.tma_batch);
     }
   }
-  const int64_t row0 = ((int64_t)batch * p.heads_q + h) * p.seqlen_q_padded + m * Cfg::kBlockM;
+  const int64_t row0 = side_row<Cfg>(p, seq, h) + m * Cfg::kBlockM;
   bulk_load(smem + Cfg::kOffLse + s * Cfg::kRowBytes, p.lse_log2 + row0, Cfg::kRowBytes, bars.full(s));
   bulk_load(smem + Cfg::kOffD + s * Cfg::kRowBytes, p.dpsum + row0, Cfg::kRowBytes, bars.full(s));
 }
@@ -132,10 +160,10 @@ __device__ __forceinline__ void bwd_load_step(const BwdParams& p, const TmaMap* 
 template <class Cfg>
 __device__ __forceinline__ void bwd_producer(const BwdParams& p, const Mask& mask, const TmaMap* tma_q,
                                              const TmaMap* tma_k, const TmaMap* tma_v, const TmaMap* tma_do,
-                                             uint32_t smem, const BwdBarriers<Cfg>& bars, int n_block, int head_k, int batch) {
+                                             uint32_t smem, const BwdBarriers<Cfg>& bars, int n_block, int head_k, const BwdSeq& seq) {
   const BwdSteps<Cfg> steps(p, mask, n_block, head_k);
-  bwd_load_kv<Cfg>(tma_k, tma_v, smem, bars, n_block, head_k, batch);
-  for (int t = 0; t < steps.count; ++t) bwd_load_step<Cfg>(p, tma_q, tma_do, smem, bars, t, steps.head(t), steps.block(t), batch);
+  bwd_load_kv<Cfg>(tma_k, tma_v, smem, bars, n_block, head_k, seq);
+  for (int t = 0; t < steps.count; ++t) bwd_load_step<Cfg>(p, tma_q, tma_do, smem, bars, t, steps.head(t), steps.block(t), seq);
 }
 
 template <class Cfg>
@@ -150,7 +178,8 @@ struct BwdConsumer {
   uint32_t smem;
   const uint8_t* smem_ptr;  // the same shared memory as a pointer the compiler knows to be shared
   int consumer, thread;
-  int n_block, head_k, batch;
+  int n_block, head_k;
+  BwdSeq seq;
 
   __device__ __forceinline__ int n0() const { return n_block * Cfg::kBlockN; }
   __device__ __forceinline__ int lane() const { return thread % 32; }
@@ -451,7 +480,7 @@ struct BwdConsumer {
     if (!p.deterministic) return 0;
     const int ticket = dq_turn<Cfg>(mask, n_block, m);
     if (thread == 0 && consumer == 0)
-      while (ld_acquire_gpu(dq_semaphore<Cfg>(p, batch, h, m)) != ticket) {}
+      while (ld_acquire_gpu(dq_semaphore<Cfg>(p, seq, h, m)) != ticket) {}
     named_barrier_sync(Cfg::kBarDsReady + 1, 2 * 128);
     if (consumer == 1) named_barrier_sync(Cfg::kBarDsReady + 2, 2 * 128);
     return ticket;
@@ -462,13 +491,13 @@ struct BwdConsumer {
     fence_acq_rel_gpu();
     if (consumer == 0) named_barrier_arrive(Cfg::kBarDsReady + 2, 2 * 128);
     named_barrier_sync(Cfg::kBarDsReady + 3, 2 * 128);
-    if (thread == 0 && consumer == 0) st_release_gpu(dq_semaphore<Cfg>(p, batch, h, m), ticket + 1);
+    if (thread == 0 && consumer == 0) st_release_gpu(dq_semaphore<Cfg>(p, seq, h, m), ticket + 1);
   }
 
   // Adds a 64-query x 64-column block of dQ (columns 64·chunk …) into the float32 buffer. Rows past seqlen_q add
   // zeros (their LSE is +inf, so P = 0) into the buffer's padding.
   __device__ __forceinline__ void dq_add(int h, int m, int chunk, const float (&dq)[32]) const {
-    float* block = dq_block<Cfg>(p, batch, h, m, chunk) + 4 * thread;
+    float* block = dq_block<Cfg>(p, seq, h, m, chunk) + 4 * thread;
 #pragma unroll
     for (int g = 0; g < 8; ++g) red_add4(block + 512 * g, dq[4 * g], dq[4 * g + 1], dq[4 * g + 2], dq[4 * g + 3]);
   }
@@ -495,9 +524,10 @@ struct BwdConsumer {
 #pragma unroll
     for (int hh = 0; hh < 2; ++hh) {
       const int key = key_row0() + 8 * hh;
-      if (key >= p.seqlen_k) continue;
-      uint16_t* dk_row = dk_out + batch * p.dk_stride_b + key * p.dk_stride_s + head_k * p.dk_stride_h + own_column0();
-      uint16_t* dv_row = dv_out + batch * p.dv_stride_b + key * p.dv_stride_s + head_k * p.dv_stride_h + own_column0();
+      if (key >= seq.seqlen_k) continue;
+      const int64_t row = seq.k_row0 + key;
+      uint16_t* dk_row = dk_out + seq.batch * p.dk_stride_b + row * p.dk_stride_s + head_k * p.dk_stride_h + own_column0();
+      uint16_t* dv_row = dv_out + seq.batch * p.dv_stride_b + row * p.dv_stride_s + head_k * p.dv_stride_h + own_column0();
 #pragma unroll
       for (int j = 0; j < kC / 8; ++j) {
         const int col = 8 * j + 2 * (lane() & 3), i = 4 * j + 2 * hh;

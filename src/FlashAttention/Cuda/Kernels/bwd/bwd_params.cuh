@@ -33,7 +33,14 @@ struct BwdParams {
   int64_t dv_stride_b;    // 128
   int64_t dv_stride_s;    // 136
   int64_t dv_stride_h;    // 144
-};                        // 152 bytes
+  // Variable-length batches (BwdVariant::varlen; unused otherwise): tensors packed as (tokens, heads, head_dim), the
+  // side buffers as (heads_q, seqlen_q_padded) runs with each sequence at varlen_side_row0.
+  const int* cu_seqlens_q;  // 152
+  const int* cu_seqlens_k;  // 160
+  const int* seqused_k;     // 168: may be null
+  int total_q;              // 176
+  int total_k;              // 180
+};                          // 184 bytes
 
 // Backward pre- and post-pass (D = rowsum(dO ∘ O), LSE in base 2, zeroing dQ_accum; dQ = scale · dQ_accum).
 struct BwdAuxParams {
@@ -56,7 +63,8 @@ struct BwdAuxParams {
   float* dq_accum;        // 168
   int* dq_semaphore;      // 176
   int num_m_blocks;       // 184
-  int reserved;           // 188
-};                        // 192 bytes
+  int total_q;            // 188: variable-length batches: rows of the packed tensors
+  const int* cu_seqlens_q;  // 192: variable-length batches: (batch + 1) query offsets; null for dense batches
+};                          // 200 bytes
 
 }  // namespace fa

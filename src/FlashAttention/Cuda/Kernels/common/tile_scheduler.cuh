@@ -8,14 +8,22 @@
 
 namespace fa {
 
+// A tile: query block m_block of one (sequence, head), and where that sequence lies in the tensors: dense batches
+// index it by the tensor maps' batch coordinate (tma_batch = batch, rows from 0); packed variable-length batches by
+// rows from q_row0 / k_row0 of batch coordinate 0.
 struct Tile {
   int m_block, head, batch;
+  int tma_batch, q_row0, k_row0, seqlen_q, seqlen_k;
 };
 
-// Params: a kernel's parameters with heads_q, batch, num_m_blocks and longest_first_heads.
+// Params: a kernel's parameters with heads_q, batch, seqlen_q, seqlen_k, num_m_blocks and longest_first_heads.
 template <class Params>
 __device__ __forceinline__ Tile decode_tile(const Params& p, int tile) {
   Tile t;
+  t.q_row0 = 0;
+  t.k_row0 = 0;
+  t.seqlen_q = p.seqlen_q;
+  t.seqlen_k = p.seqlen_k;
   int hb;
   if (p.longest_first_heads > 0) {
     // Causal/local: the last query blocks see the most keys; hand them out first so the tail of the schedule is
@@ -36,6 +44,7 @@ __device__ __forceinline__ Tile decode_tile(const Params& p, int tile) {
   }
   t.head = hb % p.heads_q;
   t.batch = hb / p.heads_q;
+  t.tma_batch = t.batch;
   return t;
 }
 

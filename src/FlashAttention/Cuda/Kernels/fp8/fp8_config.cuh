@@ -38,6 +38,7 @@ struct Fp8Config {
   static constexpr int kBlockN = V.block_n;
   static constexpr int kStages = V.stages;
   static constexpr int kQStages = V.q_buffers;
+  static constexpr bool kVarlen = false;  // dense batches (the shared producer and epilogue ask)
   static constexpr bool kPingPong = V.ping_pong;
   // FP8's GEMMs take half the BF16 time while the softmax's exponentials do not shrink: at d64 and d128 the
   // special-function unit (16 exponentials per clock per SM) bounds the kernel. Some of them then go to the FMA pipe.

@@ -46,7 +46,8 @@ struct Fp8Loader {
     mbar_arrive(bars.full_q(b));
   }
 
-  __device__ __forceinline__ void load_kv(int n_block, int head_k, int batch) {
+  __device__ __forceinline__ void load_kv(int n_block, int head_k, const Tile& t) {
+    const int batch = t.tma_batch;  // dense batches only: rows from 0
     const int s = kv.stage();
     const uint32_t free_parity = kv.phase() ^ 1;
     const int n0 = n_block * Cfg::kBlockN;

@@ -18,7 +18,6 @@ template <class Cfg>
 __device__ __forceinline__ void fwd_consumer(const FwdParams& p, const Mask& mask, const FwdBarriers<Cfg>& bars,
                                              uint32_t smem, uint8_t* smem_ptr, const TmaMap* tma_o, int consumer,
                                              int thread, InlineProducer<Cfg> inline_loads) {
-  const ConsumerMainloop<Cfg> mainloop{p, mask, bars, smem, consumer, thread};
   // The first consumer starts with the tensor cores' turn.
   if (Cfg::kPingPong && consumer == 0) named_barrier_arrive(Cfg::kBarSchedule, 2 * 128);
   PipelineState<Cfg::kStages> kv;
@@ -26,6 +25,7 @@ __device__ __forceinline__ void fwd_consumer(const FwdParams& p, const Mask& mas
   float o[Cfg::kHeadDim / 2];
   OnlineSoftmax<Cfg::kBlockN / 2> softmax;
   NoLoads no_loads;
+  const int num_tiles = fwd_tile_count<Cfg>(p);
   // With a producer the tiles come from it, each index beside its Q (the schedule may be dynamic); without one
   // (ablation) the schedule is the fixed stride.
   for (int tile = blockIdx.x;; tile += gridDim.x) {
@@ -35,12 +35,14 @@ __device__ __forceinline__ void fwd_consumer(const FwdParams& p, const Mask& mas
       mbar_wait(bars.full_q(q_buffer), q_parity);
       tile = warp_uniform(ld_shared_s32(bars.tile_slot(q_buffer)));
     }
-    if (tile >= p.num_tiles) break;
+    if (tile >= num_tiles) break;
     ++q_count;
-    const Tile t = decode_tile(p, tile);
+    const Tile t = fwd_tile<Cfg>(p, tile);
+    const Mask tmask = tile_mask<Cfg>(mask, t);
+    const ConsumerMainloop<Cfg> mainloop{p, tmask, bars, smem, consumer, thread};
     const int m0 = t.m_block * Cfg::kBlockM;
     int n_min, n_max;
-    mask.block_range(m0, Cfg::kBlockM, Cfg::kBlockN, n_min, n_max);
+    tmask.block_range(m0, Cfg::kBlockM, Cfg::kBlockN, n_min, n_max);
 #pragma unroll
     for (int i = 0; i < Cfg::kHeadDim / 2; ++i) o[i] = 0.f;
     softmax.reset();

@@ -32,6 +32,7 @@ struct FwdVariant {
   int q_buffers;         // 2: the next tile's Q loads while the current tile runs
   bool q_in_registers;   // Q as the register A operand of S = Q·Kᵀ
   int consumers;         // consumer warpgroups, 64 query rows each
+  bool varlen;           // packed variable-length batch: per-sequence offsets and masks, a device-built tile order
 };
 
 template <typename Element_, FwdVariant V>
@@ -57,6 +58,7 @@ struct FwdConfig {
   static constexpr bool kOAliasQ = V.o_staging == OStaging::kQBuffer;
   static constexpr int kOPasses = V.o_staging == OStaging::kTwoPasses ? 2 : 1;
   static constexpr int kQStages = V.q_buffers;
+  static constexpr bool kVarlen = V.varlen;
   // Q in registers (ldmatrix once per tile) leaves the shared-memory bandwidth to K, V and the TMA writes, which
   // the SS GEMMs otherwise nearly exhaust; it costs kHeadDim/4 registers per consumer thread.
   static constexpr bool kQInRegs = V.q_in_registers;

@@ -1,6 +1,6 @@
 // Forward epilogue of one consumer warpgroup: normalise O by the row sums, write it as 16-bit values into
 // shared memory in the 128-byte-swizzled layout of the O tensor map, and store it with TMA (rows past the
-// sequence end are clipped by the copy engine). The log-sum-exp goes straight to global memory.
+// tensor's end are clipped by the copy engine). The log-sum-exp goes straight to global memory.
 #pragma once
 #include "fwd/fwd_config.cuh"
 #include "fwd/fwd_params.cuh"
@@ -27,6 +27,22 @@ __device__ __forceinline__ EpilogueRows epilogue_rows(int thread, int consumer, 
   return EpilogueRows{lane, r, (uint32_t)(r * 128 + ((r & 7) << 4) + (lane & 3) * 4), t.m_block * Cfg::kBlockM + consumer * 64};
 }
 
+// A variable-length batch's last query block may end inside the next sequence's rows, which a TMA store would
+// overwrite: there the warpgroup copies its staged rows that belong to the sequence, 16 bytes a thread at a time.
+template <class Cfg>
+__device__ __forceinline__ void store_rows(const FwdParams& p, const uint8_t* o_wg_ptr, int pass, int rows, const Tile& t,
+                                           int m_row, int thread) {
+  constexpr int kChunks = Cfg::kOSlabs * 8;  // 16-byte pieces of a row in one pass
+  for (int i = thread; i < rows * kChunks; i += 128) {
+    const int row = i / kChunks, slab = (i % kChunks) / 8, chunk = i % 8;
+    const int64_t token = (int64_t)t.q_row0 + m_row + row;
+    if (token >= p.total_q) break;
+    const uint4_t v = *reinterpret_cast<const uint4_t*>(o_wg_ptr + slab * Cfg::kQSlabBytes + row * 128 + ((chunk ^ (row & 7)) << 4));
+    *reinterpret_cast<uint4_t*>(reinterpret_cast<uint16_t*>(p.o) + token * p.o_stride_s + t.head * p.o_stride_h +
+                                (pass * Cfg::kOSlabs + slab) * 64 + chunk * 8) = v;
+  }
+}
+
 // Softmax: OnlineSoftmax, or the FP8 kernel's ScaledOnlineSoftmax (both finalize to 1/rowsum and the LSE).
 template <class Cfg, class Softmax>
 __device__ __forceinline__ void fwd_epilogue(const FwdParams& p, const TmaMap* tma_o, uint32_t smem, uint8_t* smem_ptr,
@@ -43,6 +59,8 @@ __device__ __forceinline__ void fwd_epilogue(const FwdParams& p, const TmaMap* t
   const int bar = Cfg::kBarEpilogue + consumer;
 
   const auto [lane, r, row_off, m_row] = epilogue_rows<Cfg>(thread, consumer, t);
+  const int rows_here = t.seqlen_q - m_row;  // this warpgroup's rows inside the sequence: ≤ 0 … ≥ 64
+  const bool by_rows = Cfg::kVarlen && rows_here < 64;
 #pragma unroll
   for (int pass = 0; pass < Cfg::kOPasses; ++pass) {
     if (thread == 0) bulk_wait_read_all();  // the previous store (pass or tile) has finished reading this buffer
@@ -56,10 +74,12 @@ __device__ __forceinline__ void fwd_epilogue(const FwdParams& p, const TmaMap* t
     }
     fence_proxy_async_smem();
     named_barrier_sync(bar, 128);
-    if (thread == 0) {
+    if (by_rows) {
+      store_rows<Cfg>(p, o_wg_ptr, pass, rows_here, t, m_row, thread);
+    } else if (thread == 0) {
 #pragma unroll
       for (int slab = 0; slab < Cfg::kOSlabs; ++slab)
-        tma_store_4d(tma_o, o_wg + slab * Cfg::kQSlabBytes, (pass * Cfg::kOSlabs + slab) * 64, m_row, t.head, t.batch);
+        tma_store_4d(tma_o, o_wg + slab * Cfg::kQSlabBytes, (pass * Cfg::kOSlabs + slab) * 64, t.q_row0 + m_row, t.head, t.tma_batch);
       bulk_commit();
     }
   }
@@ -67,8 +87,8 @@ __device__ __forceinline__ void fwd_epilogue(const FwdParams& p, const TmaMap* t
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       const int row = m_row + r + 8 * h;
-      if (row < p.seqlen_q)
-        p.lse[t.batch * p.lse_stride_b + t.head * p.lse_stride_h + row * p.lse_stride_s] = lse[h];
+      if (row < t.seqlen_q)
+        p.lse[t.batch * p.lse_stride_b + t.head * p.lse_stride_h + (t.q_row0 + row) * p.lse_stride_s] = lse[h];
     }
   }
 }

@@ -10,6 +10,7 @@
 #include "common/numeric.cuh"
 #include "common/softmax.cuh"
 #include "common/tile_scheduler.cuh"
+#include "fwd/fwd_varlen.cuh"
 
 namespace fa {
 
@@ -34,7 +35,8 @@ struct FwdLoader {
     mbar_arrive_expect_tx(bars.full_q(b), Cfg::kQBytes);
 #pragma unroll
     for (int slab = 0; slab < Cfg::kSlabs; ++slab)
-      tma_load_4d(smem + Cfg::kOffQ + b * Cfg::kQBytes + slab * Cfg::kQSlabBytes, tma_q, bars.full_q(b), slab * 64, m0, t.head, t.batch);
+      tma_load_4d(smem + Cfg::kOffQ + b * Cfg::kQBytes + slab * Cfg::kQSlabBytes, tma_q, bars.full_q(b), slab * 64,
+                  t.q_row0 + m0, t.head, t.tma_batch);
     ++q_count;
   }
 
@@ -46,7 +48,8 @@ struct FwdLoader {
     mbar_arrive(bars.full_q(b));
   }
 
-  __device__ __forceinline__ void load_kv(int n_block, int head_k, int batch) {
+  __device__ __forceinline__ void load_kv(int n_block, int head_k, const Tile& t) {
+    const int row = t.k_row0 + n_block * Cfg::kBlockN;
     const int s = kv.stage();
     const uint32_t free_parity = kv.phase() ^ 1;  // the first lap finds every stage free
     mbar_wait(bars.empty_k(s), free_parity);
@@ -54,13 +57,13 @@ struct FwdLoader {
 #pragma unroll
     for (int slab = 0; slab < Cfg::kSlabs; ++slab)
       tma_load_4d(smem + Cfg::kOffK + s * Cfg::kKBytes + slab * Cfg::kKSlabBytes, tma_k, bars.full_k(s),
-                  slab * 64, n_block * Cfg::kBlockN, head_k, batch);
+                  slab * 64, row, head_k, t.tma_batch);
     mbar_wait(bars.empty_v(s), free_parity);
     mbar_arrive_expect_tx(bars.full_v(s), Cfg::kKBytes);
 #pragma unroll
     for (int slab = 0; slab < Cfg::kSlabs; ++slab)
       tma_load_4d(smem + Cfg::kOffV + s * Cfg::kKBytes + slab * Cfg::kKSlabBytes, tma_v, bars.full_v(s),
-                  slab * 64, n_block * Cfg::kBlockN, head_k, batch);
+                  slab * 64, row, head_k, t.tma_batch);
     ++kv.count;
   }
 };
@@ -70,18 +73,19 @@ struct FwdLoader {
 template <class Cfg, class Loader>
 __device__ __forceinline__ void fwd_producer(const FwdParams& p, const Mask& mask, Loader& loader) {
   const TileDispenser dispenser{p.tile_counter};
+  const int num_tiles = fwd_tile_count<Cfg>(p);
   int tile = blockIdx.x;
-  while (tile < p.num_tiles) {
+  while (tile < num_tiles) {
     const int next = dispenser.next(tile);  // drawn now, needed after this tile's loads: the atomic's latency hides
-    const Tile t = decode_tile(p, tile);
+    const Tile t = fwd_tile<Cfg>(p, tile);
     const int m0 = t.m_block * Cfg::kBlockM;
     int n_min, n_max;
-    mask.block_range(m0, Cfg::kBlockM, Cfg::kBlockN, n_min, n_max);
+    tile_mask<Cfg>(mask, t).block_range(m0, Cfg::kBlockM, Cfg::kBlockN, n_min, n_max);
     loader.load_q(t, m0, tile);
-    for (int n = n_max; n >= n_min; --n) loader.load_kv(n, t.head / p.group, t.batch);
+    for (int n = n_max; n >= n_min; --n) loader.load_kv(n, t.head / p.group, t);
     tile = next;
   }
-  loader.finish(p.num_tiles);
+  loader.finish(num_tiles);
   dispenser.retire();
 }
 
@@ -90,20 +94,21 @@ __device__ __forceinline__ void fwd_producer(const FwdParams& p, const Mask& mas
 template <class Cfg>
 struct InlineProducer {
   FwdLoader<Cfg>* loader;  // null on every thread but the loading one
-  int n_max = 0, n_min = 0, head_k = 0, batch = 0, next = 0;
+  int n_max = 0, n_min = 0, head_k = 0, next = 0;
+  Tile tile{};
 
   __device__ __forceinline__ void begin_tile(const FwdParams& p, const Tile& t, int m0, int n_min_, int n_max_) {
     if (loader == nullptr) return;
     n_min = n_min_;
     n_max = n_max_;
     head_k = t.head / p.group;
-    batch = t.batch;
+    tile = t;
     next = 0;
     loader->load_q(t, m0, 0);  // the slot is not read without warp specialisation
-    while (next < Cfg::kStages && n_max - next >= n_min) loader->load_kv(n_max - next++, head_k, batch);
+    while (next < Cfg::kStages && n_max - next >= n_min) loader->load_kv(n_max - next++, head_k, tile);
   }
   __device__ __forceinline__ void block_consumed() {
-    if (loader != nullptr && n_max - next >= n_min) loader->load_kv(n_max - next++, head_k, batch);
+    if (loader != nullptr && n_max - next >= n_min) loader->load_kv(n_max - next++, head_k, tile);
   }
 };
 
@@ -312,7 +317,7 @@ struct ConsumerMainloop {
                                       float (&o)[Cfg::kHeadDim / 2], OnlineSoftmax<Cfg::kBlockN / 2>& softmax,
                                       Loads& loads) const {
     if constexpr (Cfg::kConsumerWGs == 3 && !Cfg::kIntraWgOverlap && !Cfg::kChainPvS) {
-      if (m0 + consumer * 64 >= p.seqlen_q) {
+      if (m0 + consumer * 64 >= mask.seqlen_q) {
         pass_idle(n_min, n_max, kv, loads);
         release_q(q_buffer);
         schedule_pass();

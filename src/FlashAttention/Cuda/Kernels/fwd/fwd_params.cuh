@@ -27,6 +27,18 @@ struct FwdParams {
   int64_t lse_stride_h;  // 80
   int64_t lse_stride_s;  // 88
   int* tile_counter;     // 96: null = static schedule; else {next tile - gridDim.x, CTAs done}, zero at launch and left zero
-};                       // 104 bytes
+  // Variable-length batches (FwdVariant::varlen; unused otherwise): Q, K, V, O packed as (tokens, heads, head_dim);
+  // batch counts sequences, seqlen_q/seqlen_k are the longest, the LSE is (heads_q, total_q).
+  const int* cu_seqlens_q;  // 104: (batch + 1) token offsets of the sequences' queries
+  const int* cu_seqlens_k;  // 112: (batch + 1) token offsets of their keys
+  const int* seqused_k;     // 120: (batch) keys each sequence attends to (a prefix of its keys), or null for all
+  const int* tile_order;    // 128: (batch) sequences in the order their tiles are handed out (longest first)
+  const int* tile_start;    // 136: (batch + 1) first tile of each sequence of tile_order; [batch] = the tile count
+  void* o;                  // 144: O, for the rows of a sequence's last query block (stored row by row)
+  int64_t o_stride_s;       // 152 (elements)
+  int64_t o_stride_h;       // 160
+  int total_q;              // 168: rows of the packed Q and O
+  int total_k;              // 172: rows of the packed K and V
+};                          // 176 bytes
 
 }  // namespace fa
