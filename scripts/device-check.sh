@@ -3,6 +3,7 @@
 # (scripts/publish-device.sh), then through the device tool with carry ["artifacts/device"]:
 #   bash scripts/device-check.sh info warmup sass verify-quick verify-fwd verify-bwd sanitize interleaved
 #   bash scripts/device-check.sh warmup verify-decode example-decode   (then: warmup sanitize-decode; warmup bench-decode bench-decode-forward pack)
+#   bash scripts/device-check.sh warmup verify-varlen sanitize-varlen verify-bwd
 # Each stage writes a log under $OUT (the device tool brings back at most 8 files) and goes on after a failure; hangs
 # are cut by per-stage timeouts. The last lines printed are a summary. One-off studies live in scripts/experiments/.
 set -u
@@ -72,6 +73,10 @@ for stage in "$@"; do
       # the grouped-query shape (b1, 64 query / 8 KV heads, d128) at 8k and 32k, ours beside cuDNN FP8
       run fp8-gqa 300 bench.log python3 bench/peers/jax_fp8_peers.py --batch 1 --heads 64 --heads-k 8 --hdim 128 --seqlen 8192 32768 --interleave-ours "$B" --ours-json "$OUT/ours-fp8-gqa.json" --json "$OUT/peers-fp8-gqa.json" ;;
     accuracy-gpu) run accuracy-gpu 300 bench.log "$B" accuracy --device cuda --json "$OUT/accuracy-gpu.json" ;;
+    verify-varlen) run verify-varlen 300 verify.log "$B" verify --device cuda --varlen ;;
+    sanitize-varlen)
+      run memcheck-varlen 300 sanitize.log compute-sanitizer --tool memcheck "$B" verify --device cuda --varlen --quick
+      run racecheck-varlen 300 sanitize.log compute-sanitizer --tool racecheck "$B" verify --device cuda --varlen --quick ;;
     verify-decode)
       # the decode family: its probes, the KV-cache grid (contiguous/paged, append, splits, broken contracts), decode-shaped forwards
       run verify-decode 400 verify.log "$B" verify --device cuda --decode ;;

@@ -161,9 +161,9 @@ public static class GpuVarlenVerifier
             try
             {
                 if (!c.Backward)
-                    CudaAttention.ForwardVarlen(gq, gk, gv, gCuQ, gCuK, devMaxQ, maxK, gO, gLse, options, gUsed, checkDeviceInputs: true, device: device);
+                    CudaAttention.ForwardVarlen(gq, gk, gv, gCuQ, gCuK, devMaxQ, maxK, gO, gLse, options, Used(gUsed), checkDeviceInputs: true, device: device);
                 else
-                    CudaAttention.BackwardVarlen(gq, gk, gv, gq, gq, gLse, gCuQ, gCuK, devMaxQ, maxK, g, gdk, gdv, options, gUsed, checkDeviceInputs: true, device: device);
+                    CudaAttention.BackwardVarlen(gq, gk, gv, gq, gq, gLse, gCuQ, gCuK, devMaxQ, maxK, g, gdk, gdv, options, Used(gUsed), checkDeviceInputs: true, device: device);
             }
             catch (AttentionArgumentException e) { refused = e.Message; }
             device.Synchronize();
@@ -176,7 +176,7 @@ public static class GpuVarlenVerifier
             return rows;
         }
 
-        CudaAttention.ForwardVarlen(gq, gk, gv, gCuQ, gCuK, maxQ, maxK, gO, gLse, options, gUsed, c.CheckInputs, device: device);
+        CudaAttention.ForwardVarlen(gq, gk, gv, gCuQ, gCuK, maxQ, maxK, gO, gLse, options, Used(gUsed), c.CheckInputs, device: device);
         device.Synchronize();
 
         // The reference: queries of the sequences only, each sequence's used keys packed.
@@ -213,7 +213,7 @@ public static class GpuVarlenVerifier
         void Backward()
         {
             foreach (var t in new[] { gdQ, gdK, gdV }) t.Buffer.Fill(0xFF);
-            CudaAttention.BackwardVarlen(gq, gk, gv, gO, gdO, gLse, gCuQ, gCuK, maxQ, maxK, gdQ, gdK, gdV, options, gUsed, c.CheckInputs, device: device);
+            CudaAttention.BackwardVarlen(gq, gk, gv, gO, gdO, gLse, gCuQ, gCuK, maxQ, maxK, gdQ, gdK, gdV, options, Used(gUsed), c.CheckInputs, device: device);
             device.Synchronize();
         }
         Backward();
@@ -237,6 +237,9 @@ public static class GpuVarlenVerifier
         }
         return rows;
     }
+
+    // (CudaTensor's conversion to DeviceTensor dereferences it: a null tensor must stay a null DeviceTensor?)
+    private static DeviceTensor? Used(CudaTensor<int>? t) => t is null ? null : (DeviceTensor)t;
 
     private static bool IsPoison<T>(T x) where T : unmanaged => float.IsNaN(ElementConvert.ToSingle(x));
 
