@@ -132,9 +132,12 @@ internal static class BenchCommand
                     (p.GetValue(batch) is not null, "--batch", "the batch is the number of sequences"),
                     (p.GetValue(ablation), "--ablation", "the ablation variants are dense forward kernels"),
                     (type == DataType.Float8E4M3, "--dtype fp8", "the varlen kernels take bf16 or fp16"),
-                    (backend.Device == "cpu", "--device cpu", "--varlen times the GPU's varlen kernels; use --device cuda"),
                 })
                     if (given) throw new CliException($"{option}: not with --varlen ({why})");
+                if (backend.Device == "cpu")
+                    throw new CliException(p.GetValue(device) is null
+                        ? "--varlen: times the GPU's varlen kernels, and no GPU is usable here (the default device fell back to cpu)"
+                        : "--device cpu: not with --varlen (--varlen times the GPU's varlen kernels; use --device cuda)");
                 if (explicitLens is not null && varlenDrawn)
                     throw new CliException("--seqlens: not with --varlen-count/--varlen-min/--varlen-max; give the lengths or draw them, not both");
                 int[] lengths;
