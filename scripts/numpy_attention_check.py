@@ -10,6 +10,7 @@ Needs NumPy (Debian: apt-get update && apt-get install -y python3-numpy, then ru
     /usr/bin/python3 scripts/numpy_attention_check.py --flashattn artifacts/device/flashattn --keep /tmp/npy-check
     python3 scripts/numpy_attention_check.py --flashattn artifacts/device/flashattn --device cuda   # the GPU kernels
     python3 scripts/numpy_attention_check.py --flashattn artifacts/device/flashattn --device cuda --fp8   # run --dtype fp8
+    python3 scripts/numpy_attention_check.py --flashattn artifacts/device/flashattn --device cuda --cu-seqlens   # packed varlen
 """
 import argparse, os, shlex, subprocess, sys, tempfile
 import numpy as np
@@ -136,6 +137,63 @@ def run_case(flashattn, workdir, dtype, name, shape, rank, opts, rng, device="cp
           f"(tol {tol:.1e})  max|lse-numpy| = {err_lse:.3e}")
     return ok
 
+VARLEN_CASES = [
+    # name, query lengths, key lengths (None: the queries' offsets serve both, --cu-seqlens-q alone), hq, hk, d, options
+    ("varlen causal GQA 4:1", [37, 0, 129, 300, 1], None, 8, 2, 128, {"causal": True}),
+    ("varlen keys apart full", [50, 17, 200], [80, 17, 150], 4, 4, 64, {}),
+    ("varlen causal Sq>Sk d256", [64, 130], [40, 130], 2, 2, 256, {"causal": True}),
+    ("varlen window", [100, 257], None, 2, 1, 64, {"window": (32, 8)}),
+]
+
+def run_varlen_case(flashattn, workdir, dtype, name, q_lens, k_lens, hq, hk, d, opts, rng, device):
+    """run --cu-seqlens-q/-k on packed (total, heads, d) files against float64 NumPy attention per sequence."""
+    cu_q = np.concatenate([[0], np.cumsum(q_lens)]).astype(np.int32)
+    cu_k = cu_q if k_lens is None else np.concatenate([[0], np.cumsum(k_lens)]).astype(np.int32)
+    q = rng.standard_normal((cu_q[-1], hq, d), dtype=np.float32)
+    k = rng.standard_normal((cu_k[-1], hk, d), dtype=np.float32)
+    v = rng.standard_normal((cu_k[-1], hk, d), dtype=np.float32)
+    if dtype == "float32":
+        files = (q, k, v); widen = lambda x: x
+    elif dtype == "float16":
+        files = tuple(t.astype(np.float16) for t in (q, k, v)); widen = lambda x: x.astype(np.float32)
+    else:
+        files = tuple(to_bf16_bits(t) for t in (q, k, v)); widen = from_bf16_bits
+    paths = {label: os.path.join(workdir, f"{label}.npy") for label in ("q", "k", "v", "cu_q", "cu_k")}
+    for label, arr in zip(("q", "k", "v", "cu_q", "cu_k"), files + (cu_q, cu_k)):
+        np.save(paths[label], arr)
+    out, lse_path = os.path.join(workdir, "o.npy"), os.path.join(workdir, "lse.npy")
+    for p in (out, lse_path):
+        if os.path.exists(p): os.remove(p)
+    cmd = flashattn + ["run", "--q", paths["q"], "--k", paths["k"], "--v", paths["v"], "--out", out, "--lse", lse_path,
+                       "--device", device, "--cu-seqlens-q", paths["cu_q"]]
+    if k_lens is not None: cmd += ["--cu-seqlens-k", paths["cu_k"]]
+    if opts.get("causal"): cmd.append("--causal")
+    if "window" in opts: cmd += ["--window-left", str(opts["window"][0]), "--window-right", str(opts["window"][1])]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        print(f"FAIL {dtype:8} {name}: flashattn exited {r.returncode}: {r.stderr.strip()}")
+        return False
+    o, lse = np.load(out), np.load(lse_path)
+    if o.dtype != files[0].dtype or o.shape != q.shape or lse.shape != (hq, cu_q[-1]):
+        print(f"FAIL {dtype:8} {name}: got O {o.dtype} {o.shape}, LSE {lse.shape}; expected {files[0].dtype} {q.shape}, {(hq, cu_q[-1])}")
+        return False
+    qq, kk, vv = (widen(f) for f in files)
+    ref_o, ref_lse = np.zeros(q.shape), np.zeros((hq, cu_q[-1]))
+    for b in range(len(q_lens)):
+        sq, sk = slice(cu_q[b], cu_q[b + 1]), slice(cu_k[b], cu_k[b + 1])
+        if cu_q[b + 1] == cu_q[b]:
+            continue
+        ob, lb = attention(qq[None, sq], kk[None, sk], vv[None, sk], opts.get("causal", False), opts.get("window", (-1, -1)))
+        ref_o[sq], ref_lse[:, sq] = ob[0], lb[0]
+    err_o = float(np.max(np.abs(widen(o).astype(np.float64) - ref_o)))
+    finite = np.isfinite(ref_lse)
+    err_lse = float(np.max(np.abs(lse[finite].astype(np.float64) - ref_lse[finite]))) if finite.any() else 0.0
+    tol, lse_tol = (TOLERANCE_CUDA if device == "cuda" else TOLERANCE)[dtype], LSE_TOLERANCE[device]
+    ok = err_o <= tol and err_lse <= lse_tol and np.array_equal(np.isfinite(lse), finite)
+    print(f"{'ok  ' if ok else 'FAIL'} {device:4} {dtype:8} {name:26} {len(q_lens)} seqs, {cu_q[-1]}x{cu_k[-1]} tokens  max|O-numpy| = {err_o:.3e} "
+          f"(tol {tol:.1e})  max|lse-numpy| = {err_lse:.3e}")
+    return ok
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--flashattn", default=f"dotnet run --project {shlex.quote(os.path.join(REPO, 'src', 'FlashAttention.Cli'))} -c Release --",
@@ -144,7 +202,10 @@ def main():
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where flashattn run computes (cuda: float16 and bfloat16 only)")
     ap.add_argument("--fp8", action="store_true", help="with --device cuda: flashattn run --dtype fp8 (quantised on the GPU, the FP8 kernel)")
+    ap.add_argument("--cu-seqlens", action="store_true", help="packed variable-length cases (run --cu-seqlens-q/-k), checked per sequence")
     args = ap.parse_args()
+    if args.fp8 and args.cu_seqlens:
+        ap.error("--cu-seqlens: the variable-length kernels compute in the files' 16-bit type; leave out --fp8")
     if args.fp8 and args.device != "cuda":
         ap.error("--fp8: the FP8 kernel runs on the GPU; add --device cuda")
     flashattn = shlex.split(args.flashattn)
@@ -154,6 +215,12 @@ def main():
     print(f"numpy {np.__version__}; files in {workdir}")
     ok = True
     dtypes = ("float16", "bf16-u2", "bf16-V2") if args.device == "cuda" else ("float32", "float16", "bf16-u2", "bf16-V2")
+    if args.cu_seqlens:
+        for dtype in (d for d in dtypes if d != "bf16-V2"):
+            for case in VARLEN_CASES:
+                ok &= run_varlen_case(flashattn, workdir, dtype, *case, rng, args.device)
+        print("all cases match NumPy" if ok else "MISMATCH")
+        return 0 if ok else 1
     for dtype in dtypes:
         for name, shape, rank, opts in (CASES_CUDA if args.device == "cuda" else CASES):
             if args.fp8 and "softcap" in opts:  # the FP8 kernel has no softcap (refused by name): the window alone

@@ -23,12 +23,26 @@ appending a token per call:
 
     python3 bench/peers/sdpa_peers.py --decode --grid decode --interleave-ours artifacts/device/flashattn \
         --ours-json ours-decode.json --json peers-decode.json
+
+--varlen times one packed variable-length batch: lengths from --seqlens, or drawn with Python's random.seed(--seed)
+and random.randint(--varlen-min, --varlen-max) --varlen-count times (defaults 0, 64…4096, 64: 147,624 tokens; the
+total is printed). Peers: PyTorch's FlashAttention-2 varlen op (torch.ops.aten._flash_attention_forward/_backward on
+(total, heads, d) tensors with int32 cu_seqlens on the device; implementation "fa2", rows with "seqlens"), SDPA on
+nested jagged tensors ("sdpa-nested", skipped with a note where this torch cannot), and, unless --no-dense, dense
+cuDNN/FA2 SDPA at the mean length (batch = count, seqlen = round(total / count)). With --interleave-ours our binary
+times the exact same lengths (`bench --varlen --seqlens ...`, and its dense row at the mean). .NET draws other lengths
+from the same seed, which is why the list is passed:
+
+    python3 bench/peers/sdpa_peers.py --varlen --causal --hdim 128 --heads 16 --interleave-ours artifacts/device/flashattn \
+        --ours-json ours-varlen.json --json peers-varlen.json
 """
 import argparse
 import datetime
+import itertools
 import json
 import math
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -234,6 +248,213 @@ def run_case(case, backend, dtype, backward, warmup, repeats, timing):
         return time_ms(fn, warmup, repeats, timing)
 
 
+def varlen_lengths(args):
+    """The sequence lengths: --seqlens as given, or drawn as the issue's workload is (random.seed, randint)."""
+    if args.seqlens:
+        return list(args.seqlens)
+    random.seed(args.seed)
+    return [random.randint(args.varlen_min, args.varlen_max) for _ in range(args.varlen_count)]
+
+
+def varlen_flops(lengths, heads, hdim, causal, backward):
+    # FlashAttention's count per sequence (4·H·s²·D, halved for causal, ×2.5 backward), summed.
+    return sum(4.0 * heads * s * s * hdim / (2 if causal else 1) for s in lengths) * (2.5 if backward else 1.0)
+
+
+def rotated_sets(set_bytes, cap=4):
+    """Input sets to rotate so that no call finds its inputs in L2: more than twice L2, at most half the free memory."""
+    l2 = getattr(torch.cuda.get_device_properties(0), "L2_cache_size", 50 << 20)
+    sets = max(1, min(cap, math.ceil(2 * l2 / set_bytes)))
+    free, _ = torch.cuda.mem_get_info()
+    while sets > 1 and sets * set_bytes > free / 2:
+        sets -= 1
+    return sets
+
+
+def run_fa2_varlen(lengths, case, dtype, backward, warmup, repeats, timing):
+    """PyTorch's FlashAttention-2 varlen op on packed (total, heads, d) tensors, int32 offsets on the device.
+    Returns (times, calls per sample, note); raises RuntimeError/TypeError where this torch's op differs."""
+    h, d, causal = case["heads"], case["hdim"], case["causal"]
+    total, longest = sum(lengths), max(lengths)
+    cu = torch.tensor([0] + list(itertools.accumulate(lengths)), device="cuda", dtype=torch.int32)
+    set_bytes = total * h * d * 2 * (8 if backward else 4)
+    sets = rotated_sets(set_bytes)
+    gen = torch.Generator(device="cuda").manual_seed(1234)
+    fwd = torch.ops.aten._flash_attention_forward
+    data = []
+    for _ in range(sets):
+        q, k, v = (torch.randn(total, h, d, device="cuda", dtype=dtype, generator=gen) for _ in range(3))
+        # (output, logsumexp, rng_state or philox_seed, unused or philox_offset, debug mask)
+        res = fwd(q, k, v, cu, cu, longest, longest, 0.0, causal, False)
+        data.append((q, k, v, res, torch.randn_like(res[0]) if backward else None))
+    index = [0]
+    if not backward:
+        def fn():
+            q, k, v, _, _ = data[index[0] % sets]
+            index[0] += 1
+            return fwd(q, k, v, cu, cu, longest, longest, 0.0, causal, False)
+    else:
+        bwd = torch.ops.aten._flash_attention_backward
+        q, k, v, res, grad = data[0]
+        bwd(grad, q, k, v, res[0], res[1], cu, cu, longest, longest, 0.0, causal, res[2], res[3])  # the signature, tried once
+
+        def fn():
+            q, k, v, res, grad = data[index[0] % sets]
+            index[0] += 1
+            return bwd(grad, q, k, v, res[0], res[1], cu, cu, longest, longest, 0.0, causal, res[2], res[3])
+    times, per_sample = time_ms(fn, warmup, repeats, timing)
+    return times, per_sample, f"torch.ops.aten._flash_attention_{'backward' if backward else 'forward'} (FlashAttention-2 varlen), {sets} rotated input sets"
+
+
+def run_nested_varlen(lengths, case, dtype, backward, warmup, repeats, timing):
+    """SDPA on nested jagged tensors (B, heads, j, d): PyTorch's own varlen route. Raises where this torch cannot."""
+    h, d, causal = case["heads"], case["hdim"], case["causal"]
+    gen = torch.Generator(device="cuda").manual_seed(1234)
+
+    def jagged():
+        parts = [torch.randn(s, h, d, device="cuda", dtype=dtype, generator=gen) for s in lengths]
+        return torch.nested.nested_tensor(parts, layout=torch.jagged, requires_grad=backward)
+    q, k, v = jagged(), jagged(), jagged()
+    qt, kt, vt = (x.transpose(1, 2) for x in (q, k, v))
+    if not backward:
+        fn = lambda: F.scaled_dot_product_attention(qt, kt, vt, is_causal=causal)
+    else:
+        out = F.scaled_dot_product_attention(qt, kt, vt, is_causal=causal)
+        grad = torch.randn_like(out)
+        fn = lambda: torch.autograd.grad(out, (q, k, v), grad, retain_graph=True)
+    fn()
+    times, per_sample = time_ms(fn, warmup, repeats, timing)
+    return times, per_sample, "F.scaled_dot_product_attention on torch.nested jagged tensors, one input set"
+
+
+def run_ours_varlen(binary, lengths, case, dtype, backward, warmup, repeats, json_path, timing, dense):
+    """Our `flashattn bench --varlen` on the exact lengths (and, unless dense is False, its dense row at the mean)."""
+    cmd = [binary, "bench", "--device", "cuda", "--varlen", "--seqlens", *map(str, lengths), "--heads", str(case["heads"]),
+           "--hdim", str(case["hdim"]), "--backward" if backward else "--forward", "--warmup", str(warmup),
+           "--repeats", str(repeats), "--timing", timing, "--json", json_path]
+    if not dense:
+        cmd.append("--no-dense")
+    if dtype:
+        cmd += ["--dtype", dtype]
+    if case["causal"]:
+        cmd.append("--causal")
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        shown = " ".join(cmd[:6]) + f" <{len(lengths)} lengths> " + " ".join(cmd[6 + len(lengths):])
+        raise RuntimeError(f"{shown} exited with {done.returncode}: {done.stderr.strip() or done.stdout.strip()}")
+    with open(json_path) as fh:
+        return [r for r in json.load(fh)["rows"] if r.get("implementation") == "flashattn"]
+
+
+def print_varlen_comparison(ours_rows, rows):
+    """Per case: ours varlen, ours dense at the mean, FA2 varlen, nested SDPA, dense SDPA peers, and the ratios."""
+    def find(impl, varlen, direction, mask, d):
+        for r in ours_rows + rows:
+            if (r["implementation"], r["direction"], r["mask"], r["head_dim"]) == (impl, direction, mask, d) and bool(r.get("seqlens")) == varlen:
+                return r
+        return None
+    cases = sorted({(r["direction"], r["mask"], r["head_dim"]) for r in ours_rows + rows})
+    cols = [("ours", "flashattn", True), ("ours dense", "flashattn", False), ("fa2 varlen", "fa2", True),
+            ("nested", "sdpa-nested", True), ("cudnn dense", "cudnn", False), ("fa2 dense", "fa2", False)]
+    print(f"\n{'dir':3} {'mask':6} {'d':>4} " + " ".join(f"{c[0]:>11}" for c in cols) + f" {'ours/fa2 vl':>11} {'vl/dense':>9}  (TFLOP/s)")
+    for direction, mask, d in cases:
+        got = {name: find(impl, varlen, direction, mask, d) for name, impl, varlen in cols}
+        cells = " ".join(f"{got[c[0]]['tflops']:11.1f}" if got[c[0]] else f"{'-':>11}" for c in cols)
+        ratio = lambda a, b: f"{got[a]['tflops'] / got[b]['tflops']:.2f}" if got[a] and got[b] and got[b]["tflops"] > 0 else "-"
+        print(f"{direction:3} {mask:6} {d:>4} {cells} {ratio('ours', 'fa2 varlen'):>11} {ratio('ours', 'ours dense'):>9}")
+
+
+def varlen_main(args):
+    """The variable-length counterpart of main(): FA2's varlen op, nested SDPA and dense SDPA at the mean (and ours)."""
+    lengths = varlen_lengths(args)
+    if not lengths or min(lengths) < 1:
+        sys.exit("--varlen: expected positive sequence lengths")
+    total, count = sum(lengths), len(lengths)
+    mean = int(total / count + 0.5)  # half away from zero, as flashattn bench rounds the dense comparison
+    how = "given" if args.seqlens else f"random.seed({args.seed}), randint({args.varlen_min}, {args.varlen_max}) x {count}"
+    print(f"varlen: {count} sequences ({how}), {min(lengths)}…{max(lengths)} tokens, {total} in all, mean {mean}")
+    causals = [True] if args.causal else [False] if args.full else [False, True]
+    cases = [dict(heads=args.heads or 2048 // d, hdim=d, causal=c) for d in args.hdim for c in causals]
+    dtype = DTYPES[args.dtype]
+    props = torch.cuda.get_device_properties(0)
+    driver = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                            capture_output=True, text=True).stdout.strip().splitlines()
+    commit = os.environ.get("FLASHATTN_COMMIT") or subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip() or "unknown"
+    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    versions = f"torch {torch.__version__}, CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}"
+    rows, ours_rows = [], []
+    case_json = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"flashattn-case-{os.getpid()}.json")
+    print(f"{props.name}: varlen, {args.dtype}, {args.timing}, {'bwd' if args.backward else 'fwd'}")
+    print(f"{'impl':6} {'dir':3} {'mask':6} {'b':>3} {'s':>6} {'h':>3} {'d':>4} {'ms':>9} {'TFLOP/s':>8}")
+
+    def row(impl, case, times, per_sample, batch, seqlen, f, note, varlen):
+        med = statistics.median(times)
+        r = {
+            "implementation": impl, "device": "cuda", "device_name": props.name,
+            "sm_count": props.multi_processor_count, "compute_capability": f"{props.major}.{props.minor}",
+            "driver_version": driver[0] if driver else None, "commit": commit, "date": now,
+            "dtype": args.dtype, "batch": batch, "seqlen_q": seqlen, "seqlen_k": seqlen,
+            "heads_q": case["heads"], "heads_k": case["heads"], "head_dim": case["hdim"],
+            "mask": "causal" if case["causal"] else "full", "direction": "bwd" if args.backward else "fwd",
+            "time_ms_median": med, "time_ms_min": min(times), "time_ms_max": max(times),
+            "flops": f, "tflops": f / med / 1e9, "repeats": len(times), "timing": args.timing, "calls_per_sample": per_sample,
+            "notes": f"{versions}, {note}",
+        }
+        if varlen:
+            r["seqlens"] = lengths
+        return r
+
+    peers = ["fa2-varlen", "sdpa-nested"] + ([] if args.no_dense else list(args.backends))
+    for index, case in enumerate(cases):
+        order = list(peers)
+        if args.interleave_ours:
+            order = ["ours"] + order if index % 2 == 0 else order + ["ours"]
+        for peer in order:
+            if peer == "ours":
+                for r in run_ours_varlen(args.interleave_ours, lengths, case, args.dtype, args.backward, args.warmup, args.repeats,
+                                         case_json, args.timing, dense=not args.no_dense):
+                    ours_rows.append(r)
+                    print_row("ours", r)
+                continue
+            try:
+                if peer == "fa2-varlen":
+                    times, per_sample, note = run_fa2_varlen(lengths, case, dtype, args.backward, args.warmup, args.repeats, args.timing)
+                    r = row("fa2", case, times, per_sample, count, max(lengths), varlen_flops(lengths, case["heads"], case["hdim"], case["causal"], args.backward), note, True)
+                elif peer == "sdpa-nested":
+                    times, per_sample, note = run_nested_varlen(lengths, case, dtype, args.backward, args.warmup, args.repeats, args.timing)
+                    r = row("sdpa-nested", case, times, per_sample, count, max(lengths), varlen_flops(lengths, case["heads"], case["hdim"], case["causal"], args.backward), note, True)
+                else:
+                    dense = dict(batch=count, seqlen=mean, heads=case["heads"], hdim=case["hdim"], causal=case["causal"])
+                    times, per_sample = run_case(dense, peer, dtype, args.backward, args.warmup, args.repeats, args.timing)
+                    r = row(peer, case, times, per_sample, count, mean, flops(dense, args.backward), f"dense SDPA at the mean length of {count} sequences", False)
+            except (RuntimeError, TypeError, ValueError, AttributeError, NotImplementedError) as e:  # an op this torch lacks or names otherwise
+                print(f"{peer:6} skipped {case}: {type(e).__name__}: {(str(e).splitlines() or [''])[0][:160]}", file=sys.stderr)
+                torch.cuda.empty_cache()
+                continue
+            rows.append(r)
+            print_row(r["implementation"] + ("" if r.get("seqlens") else "*"), r)
+            torch.cuda.empty_cache()
+    print("(* dense at the mean length)")
+    if args.ours or args.interleave_ours:
+        earlier = args.ours
+        if earlier:
+            with open(earlier) as fh:
+                doc = json.load(fh)
+            ours_rows = doc["rows"] if isinstance(doc, dict) else doc
+            # Only rows of this workload: varlen rows with these lengths, dense rows at the mean.
+            ours_rows = [r for r in ours_rows if r.get("implementation") == "flashattn" and
+                         (r.get("seqlens") == lengths or (not r.get("seqlens") and (r["batch"], r["seqlen_q"]) == (count, mean)))]
+        print_varlen_comparison(ours_rows, rows)
+    if args.ours_json:
+        with open(args.ours_json, "w") as fh:
+            json.dump({"schema_version": 1, "note": "flashattn bench --varlen, one case at a time, interleaved with the peers by "
+                       "bench/peers/sdpa_peers.py " + " ".join(sys.argv[1:]), "rows": ours_rows}, fh, indent=1)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"schema_version": 1, "note": "bench/peers/sdpa_peers.py " + " ".join(sys.argv[1:]), "rows": rows}, fh, indent=1)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--grid", choices=["paper", "decode"], help="the FlashAttention-3 paper grid (16k tokens, hidden 2048), or with --decode flashattn bench's decode grid")
@@ -243,6 +464,13 @@ def main():
     ap.add_argument("--heads-k", type=int, help="--decode: KV heads (default: --heads / 4)")
     ap.add_argument("--page-sizes", type=int, nargs="+", default=[0, 16, 256], help="--decode with --interleave-ours: our cache layouts (0: contiguous)")
     ap.add_argument("--append", action="store_true", help="--decode with --interleave-ours: also time ours appending a token per call (pages of 16)")
+    ap.add_argument("--varlen", action="store_true", help="one packed variable-length batch: FA2's varlen op, nested SDPA, dense SDPA at the mean length")
+    ap.add_argument("--seqlens", type=int, nargs="+", help="--varlen: the sequences' lengths (instead of drawing them)")
+    ap.add_argument("--varlen-count", type=int, default=64, help="--varlen: sequences to draw")
+    ap.add_argument("--varlen-min", type=int, default=64, help="--varlen: shortest length drawn")
+    ap.add_argument("--varlen-max", type=int, default=4096, help="--varlen: longest length drawn")
+    ap.add_argument("--seed", type=int, default=0, help="--varlen: random.seed of the draw")
+    ap.add_argument("--no-dense", action="store_true", help="--varlen: leave out the dense SDPA (and our dense) rows at the mean length")
     ap.add_argument("--seqlen", type=int, default=4096)
     ap.add_argument("--hdim", type=int, nargs="+", default=[64, 128, 256])
     ap.add_argument("--heads", type=int)
@@ -266,6 +494,17 @@ def main():
         ap.error("--ours-json goes with --interleave-ours")
     if args.ours and args.interleave_ours:
         ap.error("--ours compares with an earlier run of ours; --interleave-ours times ours in this one: give one")
+
+    if args.varlen:
+        if args.decode or args.grid or args.batch:
+            ap.error("--varlen: not with --decode, --grid or --batch (the batch is the number of sequences)")
+        if args.seqlens and (args.varlen_count, args.varlen_min, args.varlen_max) != (64, 64, 4096):
+            ap.error("--seqlens: not with --varlen-count/--varlen-min/--varlen-max")
+        if args.varlen_min > args.varlen_max or args.varlen_min < 1 or args.varlen_count < 1:
+            ap.error("--varlen-min/--varlen-max/--varlen-count: expected 1 <= min <= max and count >= 1")
+        return varlen_main(args)
+    if args.seqlens or args.no_dense:
+        ap.error("--seqlens and --no-dense go with --varlen")
 
     if args.decode or args.grid == "decode":
         if args.backward:

@@ -110,11 +110,17 @@ public sealed class BenchRow
     public double? KvBytes { get; set; }
     /// <summary>Decode rows: kv_bytes / median time, TB/s.</summary>
     public double? KvTbps { get; set; }
+    /// <summary>
+    /// Variable-length rows: each sequence's length (queries and keys alike), packed one after another; <see cref="Batch"/>
+    /// is their count and <see cref="SeqlenQ"/>/<see cref="SeqlenK"/> the longest. Absent on dense rows.
+    /// </summary>
+    public List<int>? Seqlens { get; set; }
     /// <summary>Other implementations' numbers on the same case (filled by <c>bench --compare</c>).</summary>
     public List<PeerResult>? Peers { get; set; }
 
     /// <summary>The shape, mask, dtype, direction, device kind and (GPU) timing mode: rows with equal keys are comparable.</summary>
-    public string CaseKey => string.Join('|', Device, Dtype, Batch, SeqlenQ, SeqlenK, HeadsQ, HeadsK, HeadDim, Mask, WindowLeft, WindowRight, Direction, TimingKey);
+    public string CaseKey => string.Join('|', Device, Dtype, Batch, SeqlenQ, SeqlenK, HeadsQ, HeadsK, HeadDim, Mask, WindowLeft, WindowRight, Direction, TimingKey,
+        Seqlens is null ? "" : "varlen:" + string.Join(',', Seqlens));
 
     /// <summary>The timing mode for matching: GPU rows without one were timed per call; CPU rows have none.</summary>
     public string TimingKey => Device == "cpu" ? "" : Timing ?? "per-call";
@@ -211,6 +217,12 @@ public static class BenchJson
         Require(row.Direction is "fwd" or "bwd", $"\"direction\" must be \"fwd\" or \"bwd\"; got \"{row.Direction}\"");
         Require(double.IsFinite(row.TimeMsMedian) && row.TimeMsMedian > 0, $"\"time_ms_median\" must be > 0; got {row.TimeMsMedian}");
         Require(double.IsFinite(row.Tflops) && row.Tflops >= 0, $"\"tflops\" must be ≥ 0; got {row.Tflops}");
+        if (row.Seqlens is { } lens)
+        {
+            Require(lens.Count == row.Batch, $"\"seqlens\" must hold \"batch\" = {row.Batch} lengths; got {lens.Count}");
+            Require(lens.All(l => l > 0), "\"seqlens\" must hold positive integers");
+            Require(lens.Max() == row.SeqlenQ, $"\"seqlen_q\" must be the longest of \"seqlens\" ({lens.Max()}); got {row.SeqlenQ}");
+        }
         // "device" is the kind ("cpu" or "cuda"); a file that puts the GPU's name there (and no "device_name") is read as cuda.
         if (row.Device is not ("cpu" or "cuda"))
         {

@@ -24,16 +24,33 @@ public sealed record KvCacheBench(int CacheLength, int PageSize, int AppendLengt
 
 /// <summary>One problem to time. FLOPs follow FlashAttention's convention (<see cref="FlopCount"/>).</summary>
 /// <param name="KvCache">Set for a decode case; its keys are the cached tokens plus the appended ones (<see cref="SeqLenK"/>).</param>
+/// <param name="SeqLens">
+/// Set for a variable-length case (<c>CudaAttention.ForwardVarlen</c>): each sequence's length, queries and keys alike,
+/// packed one after another; <see cref="Batch"/> is their count and <see cref="SeqLenQ"/>/<see cref="SeqLenK"/> the longest.
+/// </param>
 public sealed record BenchCase(int Batch, int SeqLenQ, int SeqLenK, int HeadsQ, int HeadsK, int HeadDim, DataType Type, bool Causal, BenchDirection Direction,
-    KvCacheBench? KvCache = null)
+    KvCacheBench? KvCache = null, IReadOnlyList<int>? SeqLens = null)
 {
+    /// <summary>A variable-length case over <paramref name="seqLens"/> (query length = key length per sequence).</summary>
+    public static BenchCase Varlen(IReadOnlyList<int> seqLens, int headsQ, int headsK, int headDim, DataType type, bool causal, BenchDirection direction)
+    {
+        int longest = seqLens.Max();
+        return new BenchCase(seqLens.Count, longest, longest, headsQ, headsK, headDim, type, causal, direction, SeqLens: seqLens.ToArray());
+    }
+
+    /// <summary>Query (and key) rows of the packed tensors: the lengths' sum for a varlen case, batch × seqlen otherwise.</summary>
+    public long TotalTokens => SeqLens is { } lens ? lens.Sum(l => (long)l) : (long)Batch * SeqLenQ;
+
+
     /// <summary>Bytes of keys and values one call must read: a decode call's floor of memory traffic.</summary>
     public double KvBytes => 2.0 * Batch * SeqLenK * HeadsK * HeadDim * DataTypes.SizeOf(Type);
 
-    /// <summary>4·B·H·Sq·Sk·D, halved for causal, ×2.5 for backward.</summary>
-    public double Flops => Direction == BenchDirection.Forward
-        ? FlopCount.Forward(Batch, HeadsQ, SeqLenQ, SeqLenK, HeadDim, Causal)
-        : FlopCount.Backward(Batch, HeadsQ, SeqLenQ, SeqLenK, HeadDim, Causal);
+    /// <summary>4·B·H·Sq·Sk·D, halved for causal, ×2.5 for backward; a varlen case sums 4·H·s²·D over its sequences.</summary>
+    public double Flops => SeqLens is { } lens
+        ? lens.Sum(s => Direction == BenchDirection.Forward ? FlopCount.Forward(1, HeadsQ, s, s, HeadDim, Causal) : FlopCount.Backward(1, HeadsQ, s, s, HeadDim, Causal))
+        : Direction == BenchDirection.Forward
+            ? FlopCount.Forward(Batch, HeadsQ, SeqLenQ, SeqLenK, HeadDim, Causal)
+            : FlopCount.Backward(Batch, HeadsQ, SeqLenQ, SeqLenK, HeadDim, Causal);
 
     /// <summary>"full" or "causal" (the JSON's mask names; "window" is reserved for sliding windows).</summary>
     public string Mask => Causal ? "causal" : "full";
@@ -43,10 +60,39 @@ public sealed record BenchCase(int Batch, int SeqLenQ, int SeqLenK, int HeadsQ, 
 
     public string DtypeName => DataTypes.ShortName(Type);
 
-    /// <summary>Compact shape: <c>b1 h8 s2048 d128</c> (with <c>h8/2</c> for GQA and <c>s512x2048</c> when Sq ≠ Sk).</summary>
-    public string Shape => BenchNames.Shape(Batch, HeadsQ, HeadsK, SeqLenQ, SeqLenK, HeadDim);
+    /// <summary>
+    /// Compact shape: <c>b1 h8 s2048 d128</c> (with <c>h8/2</c> for GQA and <c>s512x2048</c> when Sq ≠ Sk), or for a varlen
+    /// case <c>varlen 64 seqs 64…4096 (147624 tok) h16 d128</c>.
+    /// </summary>
+    public string Shape => SeqLens is { } lens ? BenchNames.VarlenShape(lens, HeadsQ, HeadsK, HeadDim) : BenchNames.Shape(Batch, HeadsQ, HeadsK, SeqLenQ, SeqLenK, HeadDim);
 
     public override string ToString() => $"{DirectionName} {Mask} {DtypeName} {Shape}" + (KvCache is { } kv ? $" kv {kv.Label}" : "");
+}
+
+/// <summary>Sequence lengths of a variable-length bench case.</summary>
+public static class VarlenLengths
+{
+    /// <summary>
+    /// <paramref name="count"/> lengths drawn uniformly from [<paramref name="min"/>, <paramref name="max"/>] by
+    /// <c>new Random(seed)</c>: the same seed gives the same lengths on every machine and .NET version (the seeded
+    /// generator's sequence is fixed). Python's <c>random</c> draws other numbers from the same seed, so the peer script
+    /// passes its lengths to ours with <c>--seqlens</c>.
+    /// </summary>
+    public static int[] Draw(int count, int min, int max, int seed)
+    {
+        var rng = new Random(seed);
+        var lengths = new int[count];
+        for (int i = 0; i < count; i++) lengths[i] = rng.Next(min, max + 1);
+        return lengths;
+    }
+
+    /// <summary>The dense comparison of a varlen case: as many sequences, all of the mean length (the same tokens, give or take rounding).</summary>
+    public static BenchCase DenseAtMean(BenchCase varlen)
+    {
+        var lens = varlen.SeqLens ?? throw new ArgumentException("not a varlen case", nameof(varlen));
+        int mean = (int)Math.Round((double)varlen.TotalTokens / lens.Count, MidpointRounding.AwayFromZero);
+        return varlen with { SeqLenQ = mean, SeqLenK = mean, SeqLens = null };
+    }
 }
 
 /// <summary>How GPU calls are timed (the CPU engine's calls are synchronous: a stopwatch around each).</summary>
@@ -141,6 +187,9 @@ public static class BenchNames
 
     public static string Shape(int batch, int headsQ, int headsK, int seqQ, int seqK, int headDim)
         => $"b{batch} h{headsQ}{(headsK != headsQ ? "/" + headsK : "")} s{seqQ}{(seqK != seqQ ? "x" + seqK : "")} d{headDim}";
+
+    public static string VarlenShape(IReadOnlyList<int> seqLens, int headsQ, int headsK, int headDim)
+        => $"varlen {seqLens.Count} seqs {seqLens.Min()}…{seqLens.Max()} ({seqLens.Sum(l => (long)l)} tok) h{headsQ}{(headsK != headsQ ? "/" + headsK : "")} d{headDim}";
 
     /// <summary>512 → "512", 2048 → "2k", 16384 → "16k", 1000 → "1000".</summary>
     public static string SeqLen(int s) => s >= 1024 && s % 1024 == 0 ? (s / 1024).ToString(CultureInfo.InvariantCulture) + "k" : s.ToString(CultureInfo.InvariantCulture);

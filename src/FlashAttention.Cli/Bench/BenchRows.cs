@@ -50,6 +50,7 @@ public static class BenchRows
             AppendLength = c.KvCache?.AppendLength,
             KvBytes = c.KvCache is null ? null : c.KvBytes,
             KvTbps = c.KvCache is null ? null : Math.Round(c.KvBytes / (m.MedianMs * 1e-3) / 1e12, 4),
+            Seqlens = c.SeqLens?.ToList(),
         };
     }
 

@@ -41,7 +41,7 @@ public static class BenchTable
                 r.Direction,
                 r.Mask,
                 r.Dtype,
-                BenchNames.Shape(r.Batch, r.HeadsQ, r.HeadsK, r.SeqlenQ, r.SeqlenK, r.HeadDim) +
+                (r.Seqlens is { Count: > 0 } lens ? BenchNames.VarlenShape(lens, r.HeadsQ, r.HeadsK, r.HeadDim) : BenchNames.Shape(r.Batch, r.HeadsQ, r.HeadsK, r.SeqlenQ, r.SeqlenK, r.HeadDim)) +
                     (r.PageSize is int page ? (page > 0 ? $" page{page}" : " contiguous") + (r.AppendLength is > 0 ? $" +{r.AppendLength}" : "") : ""),
                 Ms(r.TimeMsMedian),
                 $"{Ms(r.TimeMsMin)}–{Ms(r.TimeMsMax)}",

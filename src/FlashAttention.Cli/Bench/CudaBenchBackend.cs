@@ -86,6 +86,10 @@ public sealed class CudaBenchBackend : IBenchBackend, IDisposable
             reason = $"the GPU {(c.Direction == BenchDirection.Forward ? "forward" : "backward")} kernels support head dim {string.Join(", ", dims)}; got {c.HeadDim}";
         else if (c.KvCache is { } kv && (kv.PageSize < 0 || kv.PageSize % 16 != 0))
             reason = $"pages of a multiple of 16 tokens, or 0 for a contiguous cache; got {kv.PageSize}";
+        else if (c.SeqLens is not null && Ablation is not null)
+            reason = "the ablation variants are dense forward kernels";
+        else if (c.SeqLens is not null && Deterministic && c.Direction == BenchDirection.Forward)
+            reason = "the deterministic mode concerns the backward pass";
         else if (c.KvCache is not null && (c.Direction == BenchDirection.Backward || Ablation is not null || Deterministic))
             reason = "the KV-cache call is a forward pass of the default kernels";
         else if (Ablation is not null && c.Direction == BenchDirection.Backward)
@@ -143,6 +147,7 @@ public sealed class CudaBenchBackend : IBenchBackend, IDisposable
     public BenchMeasurement Run(BenchCase c, BenchSettings s, Action<string>? progress, CancellationToken ct)
     {
         if (c.KvCache is not null) return RunKvCache(c, s, progress, ct);
+        if (c.SeqLens is not null) return RunVarlen(c, s, progress, ct);
         // The ablation reaches the kernel through the one seam: a policy installed for this case.
         using var ablation = Ablation is null ? null : VariantPolicy.Install(LabSetup.CurrentTuning.WithAblation(Ablation));
         var device = _device ??= CudaDevice.Get(0);
@@ -313,6 +318,67 @@ public sealed class CudaBenchBackend : IBenchBackend, IDisposable
             CudaAttention.ForwardWithKvCache(first.Q.Tensor, first.K.Tensor, first.V.Tensor, first.Lens, first.O.Tensor, first.Lse, options,
                 first.NewK?.Tensor, first.NewV?.Tensor, first.PageTable is null ? null : (DeviceTensor)first.PageTable, kv.CacheLength,
                 checkDeviceInputs: true, stream: stream, device: device);
+            return Measure(c, s, i => Call(inputs[i % sets]), stream, device, ct);
+        }
+        finally
+        {
+            foreach (var set in inputs) set.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// A variable-length case: the sequences packed as (total, heads, d), one set of int32 offsets on the device (queries
+    /// and keys alike), each call CudaAttention.ForwardVarlen or BackwardVarlen with the longest length. Input sets rotate
+    /// through more than twice L2, as for dense cases; the first set's offsets are checked on the device once.
+    /// </summary>
+    private BenchMeasurement RunVarlen(BenchCase c, BenchSettings s, Action<string>? progress, CancellationToken ct)
+    {
+        var lens = c.SeqLens!;
+        var device = _device ??= CudaDevice.Get(0);
+        bool backward = c.Direction == BenchDirection.Backward;
+        long total = c.TotalTokens;
+        long[] qShape = [total, c.HeadsQ, c.HeadDim], kShape = [total, c.HeadsK, c.HeadDim], lseShape = [c.HeadsQ, total];
+        long qBytes = Elements(qShape) * 2, kBytes = Elements(kShape) * 2;
+        long setBytes = 2 * qBytes + 2 * kBytes + (backward ? qBytes : 0);  // q, k, v, o (+ dO)
+        long rotate = 2L * Math.Max(device.L2CacheBytes, 50 << 20);
+        var (free, _) = device.GetMemoryInfo();
+        int sets = (int)Math.Clamp((rotate + setBytes - 1) / setBytes, 1, 4);
+        while (sets > 1 && sets * setBytes > free / 2) sets--;
+
+        var offsets = new int[lens.Count + 1];
+        for (int i = 0; i < lens.Count; i++) offsets[i + 1] = checked(offsets[i] + lens[i]);
+        var pool = Pool(c.Type, s.Seed);
+        var inputs = new List<InputSet>();
+        using var stream = new CudaStream(device);
+        using var cuSeqLens = CudaTensor<int>.FromHost(offsets, [offsets.Length], device);
+        DeviceTensor cu = cuSeqLens;
+        var options = new AttentionOptions { Causal = c.Causal, Deterministic = Deterministic };
+        try
+        {
+            progress?.Invoke($"{sets} input set{(sets > 1 ? "s" : "")} of {setBytes / (1 << 20)} MiB");
+            for (int i = 0; i < sets; i++)
+            {
+                var set = new InputSet(device, c.Type, qShape, kShape, lseShape, backward);
+                set.Q.Upload(pool, i * 7919L);
+                set.K.Upload(pool, i * 7919L + 104729);
+                set.V.Upload(pool, i * 7919L + 1299709);
+                // Once per set, untimed: the offsets checked on the device, and (backward) O and LSE to differentiate.
+                CudaAttention.ForwardVarlen(set.Q.Tensor, set.K.Tensor, set.V.Tensor, cu, cu, c.SeqLenQ, c.SeqLenK, set.O.Tensor, set.Lse,
+                    options, checkDeviceInputs: i == 0, stream: stream, device: device);
+                if (backward) set.DO!.Upload(pool, i * 7919L + 15485863);
+                inputs.Add(set);
+            }
+            stream.Synchronize();
+
+            void Call(InputSet set)
+            {
+                if (!backward)
+                    CudaAttention.ForwardVarlen(set.Q.Tensor, set.K.Tensor, set.V.Tensor, cu, cu, c.SeqLenQ, c.SeqLenK, set.O.Tensor, set.Lse,
+                        options, stream: stream, device: device);
+                else
+                    CudaAttention.BackwardVarlen(set.Q.Tensor, set.K.Tensor, set.V.Tensor, set.O.Tensor, set.DO!.Tensor, set.Lse, cu, cu,
+                        c.SeqLenQ, c.SeqLenK, set.DQ!.Tensor, set.DK!.Tensor, set.DV!.Tensor, options, stream: stream, device: device);
+            }
             return Measure(c, s, i => Call(inputs[i % sets]), stream, device, ct);
         }
         finally

@@ -17,6 +17,10 @@ internal static class BenchCommand
         public const int Heads = 8;
         public const int SeqLen = 2048;
         public const int HeadDim = 128;
+        public const int VarlenCount = 64;
+        public const int VarlenMin = 64;
+        public const int VarlenMax = 4096;
+        public const int VarlenSeed = 0;
     }
 
     public static Command Create() => Create(BenchBackends.All);
@@ -48,21 +52,28 @@ internal static class BenchCommand
         var timing = new Option<string?>("--timing") { Description = "GPU: 'back-to-back' (default: CUDA events around a batch of calls queued behind a running one, per call; the host's queueing hidden as in the FlashAttention-3 paper's timings) or 'per-call' (events around one call from an idle stream: a lone call's latency, host queueing included)." };
         var json = new Option<string?>("--json") { Description = "Write the rows to this JSON file (schema: bench/SCHEMA.md).", HelpName = "FILE" };
         var compare = new Option<string[]>("--compare") { Description = "Peer results (bench JSON, e.g. from bench/peers/) to compare with: the table gains the best peer and the ratio.", HelpName = "FILE", AllowMultipleArgumentsPerToken = true };
-        var seed = new Option<int?>("--seed") { Description = "Seed of the random inputs (default: a fresh one each run)." };
+        var seed = new Option<int?>("--seed") { Description = "Seed of the random inputs (default: a fresh one each run); with --varlen also of the drawn lengths (default 0 for those)." };
         var peak = new Option<double?>("--peak-gflops") { Description = "The CPU's fp32 FMA peak in GFLOP/s, to skip measuring it (see flashattn info)." };
         var deterministic = new Option<bool>("--deterministic") { Description = "GPU backward only: also time the deterministic mode (dQ added in a fixed order, bitwise reproducible gradients), to see what it costs." };
         var ablation = new Option<bool>("--ablation") { Description = "GPU forward only: also time the kernel with each of FlashAttention-3's ideas changed (intra-warpgroup overlap switched to what the d128 kernel does not do by default, no ping-pong, no warp specialisation), as in the paper's ablation table." };
 
+        var varlen = new Option<bool>("--varlen") { Description = "GPU: time the variable-length call (CudaAttention.ForwardVarlen/BackwardVarlen) on one packed batch, query length = key length per sequence, lengths from --seqlens or drawn (--varlen-count, --varlen-min, --varlen-max, --seed; default 64 sequences of 64…4096 tokens, seed 0); FLOPs summed per sequence. Each varlen case is followed by our dense attention at the mean length with as many sequences (the same tokens) unless --no-dense." };
+        var varlenLens = new Option<int[]>("--seqlens") { Description = "--varlen: each sequence's length, e.g. --seqlens 64 1200 4096 (instead of a drawn list).", AllowMultipleArgumentsPerToken = true };
+        var varlenCount = new Option<int?>("--varlen-count") { Description = $"--varlen: sequences to draw (default {Defaults.VarlenCount})." };
+        var varlenMin = new Option<int?>("--varlen-min") { Description = $"--varlen: shortest length drawn (default {Defaults.VarlenMin})." };
+        var varlenMax = new Option<int?>("--varlen-max") { Description = $"--varlen: longest length drawn (default {Defaults.VarlenMax}); lengths are uniform integers from new Random(--seed, default 0)." };
+        var noDense = new Option<bool>("--no-dense") { Description = "--varlen: leave out the dense comparison at the mean length." };
+
         var command = new Command("bench", $"""
             Time attention and print a table: median (min–max) time, GFLOP/s (CPU) or TFLOP/s (GPU), % of the measured
             fp32 FMA peak for CPU rows, and the best peer with our ratio to it when --compare is given.
-            FLOPs are FlashAttention's count: 4·B·H·Sq·Sk·D, half for causal, 2.5× for backward.
+            FLOPs are FlashAttention's count: 4·B·H·Sq·Sk·D, half for causal, 2.5× for backward (--varlen: 4·H·s²·D summed over the sequences).
             Without shape options it runs the built-in problem: b{Defaults.Batch} h{Defaults.Heads} s{Defaults.SeqLen} d{Defaults.HeadDim}, forward and backward
             (fp32 on the CPU). Inputs are fresh standard-normal values, rotated between calls.
             """)
         {
             device, grid, seqLen, seqLenK, headDim, heads, headsK, batch, causal, dtype, forward, backward, warmup, repeats, timing, json, compare, seed, peak, ablation, deterministic,
-            decode, kvLen, pageSize, append,
+            decode, kvLen, pageSize, append, varlen, varlenLens, varlenCount, varlenMin, varlenMax, noDense,
         }.WithExamples(
             "flashattn bench",
             "flashattn bench --device cpu --seqlen 4096 --hdim 128 --heads 8",
@@ -70,7 +81,9 @@ internal static class BenchCommand
             "flashattn bench --device cuda --grid paper --dtype bf16 --json h100.json --compare bench/peers/h100.json",
             "flashattn bench --device cuda --seqlen 8192 --hdim 128 --heads 16 --batch 2 --forward --ablation",
             "flashattn bench --device cuda --decode --batch 8 --heads 32 --heads-k 8 --kv-len 8192 --page-size 0 16 256",
-            "flashattn bench --device cuda --grid decode --json decode.json");
+            "flashattn bench --device cuda --grid decode --json decode.json",
+            "flashattn bench --device cuda --varlen --causal --hdim 128 --heads 16 --json varlen.json",
+            "flashattn bench --device cuda --varlen --seqlens 64 1200 4096 --forward");
 
         CommandActions.Set(command, (p, context) =>
         {
@@ -101,8 +114,62 @@ internal static class BenchCommand
                 directions = [BenchDirection.Forward];
             }
 
+            int[]? explicitLens = NonEmptyKeepingRepeats(p.GetValue(varlenLens));
+            bool varlenDrawn = p.GetValue(varlenCount) is not null || p.GetValue(varlenMin) is not null || p.GetValue(varlenMax) is not null;
+            if (!p.GetValue(varlen) && (explicitLens is not null || varlenDrawn || p.GetValue(noDense)))
+                throw new CliException("--seqlens, --varlen-count, --varlen-min, --varlen-max and --no-dense describe a variable-length batch; add --varlen");
+
             IReadOnlyList<BenchCase> cases;
-            if (p.GetValue(grid) is "decode")
+            if (p.GetValue(varlen))
+            {
+                // The options that set a dense shape or another call, refused by name.
+                foreach (var (given, option, why) in new (bool, string, string)[]
+                {
+                    (p.GetValue(decode), "--decode", "a KV-cache call is not a varlen call"),
+                    (p.GetValue(grid) is not null, "--grid", "the grids are dense shapes"),
+                    (seqLens is not null, "--seqlen", "the lengths are --seqlens or drawn (--varlen-count/--varlen-min/--varlen-max)"),
+                    (p.GetValue(seqLenK) is not null, "--seqlen-k", "each sequence's keys are as many as its queries"),
+                    (p.GetValue(batch) is not null, "--batch", "the batch is the number of sequences"),
+                    (p.GetValue(ablation), "--ablation", "the ablation variants are dense forward kernels"),
+                    (type == DataType.Float8E4M3, "--dtype fp8", "the varlen kernels take bf16 or fp16"),
+                })
+                    if (given) throw new CliException($"{option}: not with --varlen ({why})");
+                if (backend.Device == "cpu")
+                    throw new CliException(p.GetValue(device) is null
+                        ? "--varlen: times the GPU's varlen kernels, and no GPU is usable here (the default device fell back to cpu)"
+                        : "--device cpu: not with --varlen (--varlen times the GPU's varlen kernels; use --device cuda)");
+                if (explicitLens is not null && varlenDrawn)
+                    throw new CliException("--seqlens: not with --varlen-count/--varlen-min/--varlen-max; give the lengths or draw them, not both");
+                int[] lengths;
+                if (explicitLens is not null)
+                {
+                    foreach (int l in explicitLens) Positive("--seqlens", l);
+                    lengths = explicitLens;
+                }
+                else
+                {
+                    int count = Positive("--varlen-count", p.GetValue(varlenCount) ?? Defaults.VarlenCount);
+                    int min = Positive("--varlen-min", p.GetValue(varlenMin) ?? Defaults.VarlenMin);
+                    int max = Positive("--varlen-max", p.GetValue(varlenMax) ?? Defaults.VarlenMax);
+                    if (min > max) throw new CliException($"--varlen-min: expected at most --varlen-max = {max}; got {min}");
+                    lengths = VarlenLengths.Draw(count, min, max, p.GetValue(seed) ?? Defaults.VarlenSeed);
+                }
+                int h = Positive("--heads", p.GetValue(heads) ?? Defaults.Heads);
+                int hk = Positive("--heads-k", p.GetValue(headsK) ?? h);
+                if (h % hk != 0) throw new CliException($"--heads-k: expected a divisor of --heads = {h}; got {hk}");
+                var list = new List<BenchCase>();
+                foreach (var direction in directions)
+                foreach (int d in headDims ?? [Defaults.HeadDim])
+                {
+                    var c = BenchCase.Varlen(lengths, h, hk, d, type, p.GetValue(causal), direction);
+                    list.Add(c);
+                    if (!p.GetValue(noDense)) list.Add(VarlenLengths.DenseAtMean(c));
+                }
+                cases = list;
+                context.Progress($"varlen: {lengths.Length} sequences, {lengths.Min()}…{lengths.Max()} tokens, {lengths.Sum(l => (long)l)} in all" +
+                                 (explicitLens is null ? $" (drawn with seed {p.GetValue(seed) ?? Defaults.VarlenSeed})" : ""));
+            }
+            else if (p.GetValue(grid) is "decode")
             {
                 if (p.GetValue(batch) is not null || p.GetValue(heads) is not null || p.GetValue(headsK) is not null || seqLens is not null || headDims is not null || p.GetValue(append))
                     throw new CliException("--grid decode sets batch, heads, head dim and the append itself; use --kv-len and --page-size to narrow it");
@@ -325,6 +392,9 @@ internal static class BenchCommand
     };
 
     private static int[]? NonEmpty(int[]? values) => values is { Length: > 0 } ? values.Distinct().ToArray() : null;
+
+    // A list of sequence lengths keeps its repeats: two sequences of one length are two sequences.
+    private static int[]? NonEmptyKeepingRepeats(int[]? values) => values is { Length: > 0 } ? values : null;
 
     private static int Positive(string option, int value)
         => value > 0 ? value : throw new CliException($"{option}: expected a positive integer; got {value}");

@@ -21,6 +21,7 @@ internal static class ReportCommand
             Draw paper-style charts from bench JSON files: grouped bars of TFLOP/s (GFLOP/s for CPU data) by sequence length,
             one colour per implementation, one PNG per device × dtype × direction × head dim × mask, each with a Markdown
             table beside it (same name, .md), plus index.md linking them all. Titles name the device, date and commit.
+            Variable-length rows (bench --varlen) are not charted; varlen.md tables them.
             """)
         {
             files, output, ceiling, width, height,
@@ -50,7 +51,9 @@ internal static class ReportCommand
                     string.Join("; ", modes.Select(m => $"{m.Key}: {string.Join(", ", m.Select(r => Path.GetFileName(r.File)).Distinct())}")) +
                     "); chart one timing mode at a time");
 
-            var written = Write(ChartGroup.Build(rows), outDir, ceilingValue, w, h, context.Progress);
+            var varlenRows = rows.Where(r => r.Row.Seqlens is not null).ToList();
+            var groups = ChartGroup.Build(rows);
+            var written = Write(groups, outDir, ceilingValue, w, h, context.Progress, varlenRows);
             foreach (string f in written) context.Out.WriteLine($"wrote {f}");
             return ExitCodes.Ok;
         });
@@ -58,7 +61,8 @@ internal static class ReportCommand
     }
 
     /// <summary>Renders every group; returns the files written (PNGs, their tables, index.md).</summary>
-    public static IReadOnlyList<string> Write(IReadOnlyList<ChartGroup> groups, string outDir, double? ceiling, int width, int height, Action<string>? progress)
+    public static IReadOnlyList<string> Write(IReadOnlyList<ChartGroup> groups, string outDir, double? ceiling, int width, int height, Action<string>? progress,
+        IReadOnlyList<SourcedRow>? varlenRows = null)
     {
         try
         {
@@ -108,6 +112,14 @@ internal static class ReportCommand
         if (groups.Any(g => g.IsSample)) index.AppendLine("> **Contains SAMPLE DATA — made up for tests, not a measurement.**").AppendLine();
         if (overviews.Length > 0) index.Append("## Overview\n\n").Append(overviews);
         index.Append("## Panels\n\n").Append(panels);
+        if (varlenRows is { Count: > 0 })
+        {
+            string varlenPath = Path.Combine(outDir, "varlen.md");
+            string table = MarkdownReport.Varlen(varlenRows);
+            AtomicFile.WriteAllText(varlenPath, table);
+            written.Add(varlenPath);
+            index.AppendLine().Append(table.Replace("## ", "### ", StringComparison.Ordinal)).AppendLine();
+        }
 
         string indexPath = Path.Combine(outDir, "index.md");
         AtomicFile.WriteAllText(indexPath, index.ToString());

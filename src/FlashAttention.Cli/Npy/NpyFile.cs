@@ -44,6 +44,46 @@ public static class NpyFile
     /// <summary>Reads one array from <paramref name="stream"/>; <paramref name="name"/> labels messages.</summary>
     public static NpyArray Read(Stream stream, string name)
     {
+        var (descr, shape, data) = ReadRaw(stream, name, descr =>
+            NpyDescr.Parse(descr, out string? refusal) is { } type ? (NpyDescr.SizeOf(type), null) : (0, refusal));
+        return new NpyArray(descr, shape, data);
+    }
+
+    /// <summary>
+    /// Reads a file of int32 values ('&lt;i4', as <c>np.save(f, x.astype(np.int32))</c> writes them): sequence offsets and
+    /// other indices, which the attention tensors' <see cref="NpyArray"/> does not hold.
+    /// </summary>
+    public static (long[] Shape, int[] Values) ReadInt32(string path)
+    {
+        FileStream stream;
+        try
+        {
+            stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
+        {
+            throw new NpyFormatException(path, $"cannot be opened: {FirstLine(e.Message)}");
+        }
+        using (stream)
+        {
+            try
+            {
+                var (_, shape, data) = ReadRaw(stream, path, descr => descr is "<i4" or "|i4" ? (4, null)
+                    : (0, $"dtype '{descr}'; expected int32 '<i4' (convert with x.astype(np.int32))"));
+                var values = new int[data.Length / 4];
+                for (int i = 0; i < values.Length; i++) values[i] = BinaryPrimitives.ReadInt32LittleEndian(data.AsSpan(4 * i));
+                return (shape, values);
+            }
+            catch (IOException e)
+            {
+                throw new NpyFormatException(path, $"cannot be read: {FirstLine(e.Message)}");
+            }
+        }
+    }
+
+    // The format without the element type: accept says a descr's element size, or why it is refused.
+    private static (string Descr, long[] Shape, byte[] Data) ReadRaw(Stream stream, string name, Func<string, (int Size, string? Refusal)> accept)
+    {
         Span<byte> prefix = stackalloc byte[8];
         int got = ReadUpTo(stream, prefix);
         if (got < 8 || !prefix[..6].SequenceEqual(Magic))
@@ -67,19 +107,20 @@ public static class NpyFile
         var (descr, fortranOrder, shape) = ParseHeader(header, name);
         if (fortranOrder)
             throw new NpyFormatException(name, "is stored in Fortran order (fortran_order: True); expected C order (save np.ascontiguousarray(x))");
-        var type = NpyDescr.Parse(descr, out string? refusal) ?? throw new NpyFormatException(name, refusal!);
+        var (size, refusal) = accept(descr);
+        if (refusal is not null) throw new NpyFormatException(name, refusal);
 
         long count;
         try { count = NpyArray.Count(shape); }
         catch (OverflowException) { throw new NpyFormatException(name, $"shape {NpyArray.ShapeText(shape)} has too many elements"); }
-        long bytes = count * NpyDescr.SizeOf(type);
+        long bytes = count * size;
         if (bytes > Array.MaxLength)
             throw new NpyFormatException(name, $"shape {NpyArray.ShapeText(shape)} holds {bytes} bytes; flashattn reads at most {Array.MaxLength} bytes per file");
         var data = new byte[bytes];
         int read = ReadUpTo(stream, data);
         if (read < bytes)
             throw new NpyFormatException(name, $"truncated data: shape {NpyArray.ShapeText(shape)} of '{descr}' needs {bytes} bytes, the file holds {read}");
-        return new NpyArray(descr, shape, data);
+        return (descr, shape, data);
     }
 
     /// <summary>

@@ -55,5 +55,27 @@ public static class MarkdownReport
         return sb.ToString();
     }
 
+    /// <summary>
+    /// The variable-length rows (<c>seqlens</c> set), one line each, in file order: they have no sequence length to chart
+    /// by, so they are tabled apart (varlen.md), beside the dense rows at their mean length when those are present.
+    /// </summary>
+    public static string Varlen(IReadOnlyList<SourcedRow> rows)
+    {
+        var sb = new StringBuilder("## Variable-length batches\n\n");
+        if (rows.Any(r => r.Sample)) sb.AppendLine("> **SAMPLE DATA — made up for tests, not a measurement.**").AppendLine();
+        sb.AppendLine("FLOPs summed per sequence (4·H·s²·D, halved for causal, ×2.5 for backward); not charted (no single sequence length).").AppendLine();
+        sb.AppendLine("| device | impl | dir | mask | dtype | sequences | tokens | shortest…longest | heads | head dim | median ms | TFLOP/s |");
+        sb.AppendLine("|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|");
+        foreach (var r in rows.Select(x => x.Row))
+        {
+            var lens = r.Seqlens!;
+            sb.AppendLine($"| {r.DeviceName} | {r.Implementation} | {r.Direction} | {r.Mask} | {r.Dtype} | {lens.Count} | {lens.Sum(l => (long)l)} | {lens.Min()}…{lens.Max()} | " +
+                $"{r.HeadsQ}{(r.HeadsK != r.HeadsQ ? "/" + r.HeadsK : "")} | {r.HeadDim} | {r.TimeMsMedian.ToString("G4", CultureInfo.InvariantCulture)} | {Format(r.Tflops)} |");
+        }
+        var files = rows.Select(r => Path.GetFileName(r.File)).Distinct().ToList();
+        sb.AppendLine().AppendLine("Source: " + string.Join(", ", files.Select(f => $"`{f}`")) + ".");
+        return sb.ToString();
+    }
+
     public static string Format(double v) => v.ToString(v >= 100 ? "F0" : v >= 10 ? "F1" : "F2", CultureInfo.InvariantCulture);
 }

@@ -80,12 +80,13 @@ public sealed class ChartGroup
 
     /// <summary>
     /// Groups rows into charts, ordered by device, dtype, direction (fwd first), mask (full first), head dim. Memory-bound
-    /// rows (the FP8 quantiser's, which carry TB/s and no FLOPs) are left out. An FP8 (e4m3) chart also shows the bf16
+    /// rows (the FP8 quantiser's, which carry TB/s and no FLOPs) and variable-length rows are left out. An FP8 (e4m3) chart also shows the bf16
     /// rows of the same device and shape, as "&lt;implementation&gt; bf16", so the gain over 16-bit sits beside the peers.
     /// </summary>
     public static IReadOnlyList<ChartGroup> Build(IEnumerable<SourcedRow> rows)
     {
-        var attention = rows.Where(r => r.Row.BandwidthTbps is null).ToList();
+        // Varlen rows have no single sequence length to stand on an x axis; MarkdownReport.Varlen tables them apart.
+        var attention = rows.Where(r => r.Row.BandwidthTbps is null && r.Row.Seqlens is null).ToList();
         var fp8Shapes = attention.Where(r => r.Row.Dtype == "e4m3")
             .Select(r => (r.Row.DeviceName, r.Row.Direction, r.Row.HeadDim, r.Row.Mask)).ToHashSet();
         var bf16Beside = attention
