@@ -69,6 +69,7 @@ internal static class KernelCatalog
             yield return QuantizeVtEntry(DataType.Float8E4M3, d, Fp8Variants.TransposeBlock);
         }
         yield return KvCheckEntry;
+        foreach (var e in ContextParallel.ContextParallelKernels.All()) yield return e;
     }
 
     private static readonly ConcurrentDictionary<string, Entry> Named = new(StringComparer.Ordinal);
