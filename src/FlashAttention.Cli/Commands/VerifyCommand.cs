@@ -29,11 +29,13 @@ internal static class VerifyCommand
         var noProbes = new Option<bool>("--no-probes") { Description = "Skip the primitive checks (and the per-stream state check)." };
         var seed = new Option<int?>("--seed") { Description = "Seed of the random inputs (default: fresh each run)." };
         var filter = new Option<string?>("--filter") { Description = "Only cases whose description contains this text, e.g. 'd128 causal'." };
+        var contextParallel = new Option<int?>("--context-parallel") { Description = "Context parallelism over N GPUs of this machine (NCCL) against one GPU, alone." };
+        var contextParallelSim = new Option<int?>("--context-parallel-sim") { Description = "Context parallelism with N virtual ranks on GPU 0 (device copies for NCCL) against one GPU, alone." };
         var command = new Command("verify", """
             Check the attention kernels against the float64 CPU reference on fresh random inputs, outputs poisoned (NaN)
             first. Rule (FlashAttention's): the largest absolute error must be at most 2x that of a plain implementation in
             the same precision, plus the element type's rounding step at 0.3. Exit code 4 when any check fails.
-            """) { device, forward, backward, decode, varlen, quick, noProbes, seed, filter }.WithExamples(
+            """) { device, forward, backward, decode, varlen, quick, noProbes, seed, filter, contextParallel, contextParallelSim }.WithExamples(
             "flashattn verify --device cuda",
             "flashattn verify --device cuda --backward",
             "flashattn verify --device cuda --decode",
@@ -46,6 +48,8 @@ internal static class VerifyCommand
             string chosen = p.GetValue(device) ?? (env.IsUsable ? "cuda" : "cpu");
             if (chosen == "cuda" && !env.IsUsable)
                 throw new CliException($"--device cuda: not usable here: {env.UnavailableMessage}", ExitCodes.DeviceUnavailable);
+            if ((p.GetValue(contextParallel) ?? p.GetValue(contextParallelSim)) is int cpRanks)
+                return ContextParallelChecks.Run(context, cpRanks, simulated: p.GetValue(contextParallel) is null, p.GetValue(quick), p.GetValue(seed) ?? Random.Shared.Next(), p.GetValue(filter));
             bool onlyDecode = p.GetValue(decode);
             if (onlyDecode && (p.GetValue(forward) || p.GetValue(backward)))
                 throw new CliException("--decode: the decode family's checks stand alone; leave out --forward and --backward");

@@ -90,6 +90,7 @@ internal sealed unsafe class CudaDriverApi
     public readonly delegate* unmanaged<nint, int> cuEventSynchronize;
     public readonly delegate* unmanaged<float*, nint, nint, int> cuEventElapsedTime;
     public readonly delegate* unmanaged<nint, int> cuEventDestroy_v2;
+    public readonly delegate* unmanaged<nint, nint, uint, int> cuStreamWaitEvent;
 
     // ---- modules, functions, launches
     public readonly delegate* unmanaged<nint*, void*, int> cuModuleLoadData;
@@ -148,6 +149,7 @@ internal sealed unsafe class CudaDriverApi
         cuEventSynchronize = (delegate* unmanaged<nint, int>)r.Required("cuEventSynchronize");
         cuEventElapsedTime = (delegate* unmanaged<float*, nint, nint, int>)r.Required("cuEventElapsedTime", "cuEventElapsedTime_v2");
         cuEventDestroy_v2 = (delegate* unmanaged<nint, int>)r.Required("cuEventDestroy_v2");
+        cuStreamWaitEvent = (delegate* unmanaged<nint, nint, uint, int>)r.Required("cuStreamWaitEvent");
 
         cuModuleLoadData = (delegate* unmanaged<nint*, void*, int>)r.Required("cuModuleLoadData");
         cuModuleUnload = (delegate* unmanaged<nint, int>)r.Required("cuModuleUnload");

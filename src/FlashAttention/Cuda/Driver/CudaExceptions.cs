@@ -7,10 +7,12 @@ public enum CudaApi
     Driver,
     /// <summary>The NVRTC run-time compiler (<c>libnvrtc.so</c>), codes are <c>nvrtcResult</c>.</summary>
     Nvrtc,
+    /// <summary>NCCL (<c>libnccl.so.2</c>), codes are <c>ncclResult_t</c>.</summary>
+    Nccl,
 }
 
 /// <summary>
-/// A CUDA driver or NVRTC call returned an error. The message names the call, the error code's enumerator name and
+/// A CUDA driver, NVRTC or NCCL call returned an error. The message names the call, the error code's enumerator name and
 /// description, and what was being done, e.g.
 /// <c>cuMemAlloc_v2 failed: CUDA_ERROR_OUT_OF_MEMORY (out of memory) allocating 1073741824 bytes</c>.
 /// </summary>
@@ -106,6 +108,10 @@ public enum CudaUnavailableReason
     NoDevice,
     /// <summary>The GPU is not compute capability 9.0 (Hopper).</summary>
     UnsupportedDevice,
+    /// <summary>No NCCL library was found (or the one named by <c>FLASHATTN_NCCL</c> could not be loaded); only multi-GPU calls need it.</summary>
+    NcclNotFound,
+    /// <summary>The NCCL found is older than the library needs (see <c>NcclApi.MinimumVersion</c>) or lacks a function.</summary>
+    NcclTooOld,
 }
 
 /// <summary>

@@ -157,6 +157,14 @@ public sealed unsafe class CudaEvent : IDisposable
         api.Check(api.cuEventRecord(Handle, CudaStream.HandleOf(stream)), nameof(api.cuEventRecord));
     }
 
+    /// <summary>Makes later work on <paramref name="stream"/> wait (on the GPU) for the work queued before this event's last <see cref="Record"/>.</summary>
+    public void MakeWait(CudaStream stream)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        var api = stream.Device.Context.MakeCurrent();
+        api.Check(api.cuStreamWaitEvent(stream.Handle, Handle, 0), nameof(api.cuStreamWaitEvent));
+    }
+
     /// <summary>Waits until the work queued before the event's last <see cref="Record"/> has finished.</summary>
     public void Synchronize()
     {

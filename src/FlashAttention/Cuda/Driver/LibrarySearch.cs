@@ -58,7 +58,7 @@ internal readonly record struct LibraryCandidate(string Path, string Origin, boo
 }
 
 /// <summary>
-/// The places the CUDA driver and NVRTC are looked for, in order. Pure functions of an <see cref="ILibraryProbe"/>:
+/// The places the CUDA driver, NVRTC and NCCL are looked for, in order. Pure functions of an <see cref="ILibraryProbe"/>:
 /// nothing is loaded here, and no program (python, nvcc) is ever run to find a path.
 /// </summary>
 internal static class LibrarySearch
@@ -153,6 +153,51 @@ internal static class LibrarySearch
                 AddFolder(Path.Join(sitePackages, "nvidia", "cuda_nvrtc", "bin"), "python site-packages");
             }
         }
+        return list;
+    }
+
+    /// <summary>Environment variable naming the NCCL library file to use.</summary>
+    public const string NcclVariable = "FLASHATTN_NCCL";
+
+    /// <summary>
+    /// NCCL (Linux only), in this order: <c>$FLASHATTN_NCCL</c> (explicit); <c>libnccl.so.2</c> and <c>libnccl.so</c>
+    /// through the system loader (the distribution's libnccl2 package); <c>$CUDA_HOME</c>/<c>$CUDA_PATH</c> and
+    /// <c>/usr/local/cuda</c> lib folders; the <c>nvidia-nccl-cu13</c>/<c>-cu12</c> wheels' <c>nvidia/nccl/lib</c> in Python
+    /// site-packages (where PyTorch's copy lives). Folder candidates are listed only when the file exists there.
+    /// </summary>
+    public static IReadOnlyList<LibraryCandidate> NcclCandidates(ILibraryProbe probe)
+    {
+        var list = new List<LibraryCandidate>();
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        void Add(LibraryCandidate c)
+        {
+            if (seen.Add(c.Path)) list.Add(c);
+        }
+
+        string? explicitPath = probe.GetEnvironmentVariable(NcclVariable);
+        if (!string.IsNullOrWhiteSpace(explicitPath)) Add(new(explicitPath.Trim(), NcclVariable, IsExplicit: true));
+        if (probe.IsWindows) return list;  // NCCL ships for Linux only
+
+        string[] names = ["libnccl.so.2", "libnccl.so"];
+        foreach (string name in names) Add(new(name, "system loader"));
+        void AddFolder(string folder, string origin)
+        {
+            foreach (string name in names)
+            {
+                string path = Path.Join(folder, name);
+                if (probe.FileExists(path)) Add(new(path, origin));
+            }
+        }
+        foreach (string variable in new[] { "CUDA_HOME", "CUDA_PATH" })
+        {
+            string? root = probe.GetEnvironmentVariable(variable);
+            if (string.IsNullOrWhiteSpace(root)) continue;
+            AddFolder(Path.Join(root.Trim(), "lib64"), variable);
+            AddFolder(Path.Join(root.Trim(), "lib"), variable);
+        }
+        AddFolder("/usr/local/cuda/lib64", "/usr/local/cuda");
+        foreach (string sitePackages in PythonSitePackages(probe))
+            AddFolder(Path.Join(sitePackages, "nvidia", "nccl", "lib"), "python site-packages");
         return list;
     }
 

@@ -79,6 +79,7 @@ internal static class KernelCatalog
         }
         yield return KvCheckEntry;
         yield return VarlenPrepareEntry;
+        foreach (var e in ContextParallel.ContextParallelKernels.All()) yield return e;
     }
 
     private static readonly ConcurrentDictionary<string, Entry> Named = new(StringComparer.Ordinal);
