@@ -77,6 +77,20 @@ for stage in "$@"; do
     sanitize-varlen)
       run memcheck-varlen 300 sanitize.log compute-sanitizer --tool memcheck "$B" verify --device cuda --varlen --quick
       run racecheck-varlen 300 sanitize.log compute-sanitizer --tool racecheck "$B" verify --device cuda --varlen --quick ;;
+    bench-varlen)
+      # the workload (64 sequences, lengths uniform in 64…4096 from Python's random.seed(0)), causal d128 16 heads,
+      # ours (varlen, and dense at the mean length) beside PyTorch's FlashAttention-2 varlen op, case by case
+      run bench-varlen-fwd 200 bench.log python3 "$PEERS" --varlen --causal --hdim 128 --heads 16 --repeats ${REPEATS:-15} \
+        --interleave-ours "$B" --ours-json "$OUT/ours-varlen-fwd.json" --json "$OUT/peers-varlen-fwd.json"
+      run bench-varlen-bwd 200 bench.log python3 "$PEERS" --varlen --causal --hdim 128 --heads 16 --backward --repeats ${REPEATS:-15} \
+        --interleave-ours "$B" --ours-json "$OUT/ours-varlen-bwd.json" --json "$OUT/peers-varlen-bwd.json" ;;
+    bench-varlen-grid)
+      # full and causal at d64/d128/d256 (heads 2048/d), forward and backward
+      run bench-varlen-grid-fwd 240 bench.log python3 "$PEERS" --varlen --hdim 64 128 256 --repeats ${REPEATS:-10} \
+        --interleave-ours "$B" --ours-json "$OUT/ours-varlen-grid-fwd.json" --json "$OUT/peers-varlen-grid-fwd.json"
+      run bench-varlen-grid-bwd 240 bench.log python3 "$PEERS" --varlen --hdim 64 128 256 --backward --repeats ${REPEATS:-10} \
+        --interleave-ours "$B" --ours-json "$OUT/ours-varlen-grid-bwd.json" --json "$OUT/peers-varlen-grid-bwd.json" ;;
+    verify-cp-sim) run verify-cp-sim 120 verify.log "$B" verify --device cuda --context-parallel-sim 2 ;;
     verify-decode)
       # the decode family: its probes, the KV-cache grid (contiguous/paged, append, splits, broken contracts), decode-shaped forwards
       run verify-decode 400 verify.log "$B" verify --device cuda --decode ;;

@@ -168,6 +168,11 @@ internal static unsafe class CaseRunner
                 : AttentionValidation.Backward(L[0], L[1], L[2], L[3], L[4], L[5], L[6], L[7], L[8], c.Options);
             int slabs = scheme?.Slabs ?? CpuFlashAttention.QueryGradientSlabs(p);
             bool asItems = scheme?.SlabsAsItems ?? CpuFlashAttention.SlabsAsItems(p, slabs, Environment.ProcessorCount);
+            // Public with an explicit scheme: the vector width the public call dispatches to on this CPU (its bits are
+            // compared with the public call's; AVX2-only machines run 256-bit vectors).
+            if (engine == Engine.Public)
+                engine = System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated ? Engine.Width512
+                    : System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated ? Engine.Width256 : Engine.Width128;
             switch (engine)
             {
                 case Engine.Public:
