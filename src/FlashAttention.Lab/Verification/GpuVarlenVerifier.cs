@@ -78,7 +78,9 @@ public static class VarlenGrids
         yield return new(DataType.Float16, [300, 130], [300, 130], 4, 4, 256, Causal: true, Softcap: 15f, Backward: true);
         // used keys (a KV cache's filled prefix), rows past the last sequence, the checked mode on valid offsets
         yield return new(bf, [64, 128, 1], [300, 200, 50], 4, 2, 128, Causal: true, UsedK: [250, 0, 49], TrailingRows: 40, CheckInputs: true);
-        yield return new(bf, [200, 90], [300, 120], 4, 4, 64, Causal: false, UsedK: [260, 1], Backward: true, TrailingRows: 17);
+        // (a sequence of 90 queries on one used key has dS = P·(dP − D) ≈ 0 by cancellation: the plain bf16 dK error then
+        // exceeds its bound, flagging the reference; the H200 run of 2026-12-05 call 4 showed it, so two dozen keys here)
+        yield return new(bf, [200, 90], [300, 120], 4, 4, 64, Causal: false, UsedK: [260, 24], Backward: true, TrailingRows: 17);
         yield return new(bf, [1000, 33, 0, 600], [1000, 33, 0, 600], 8, 2, 128, Causal: true, Backward: true, Deterministic: true);
         yield return new(bf, [257, 1, 700], [257, 1, 700], 4, 4, 64, Causal: false, Backward: true, Deterministic: true);
         // broken contracts: refused in checked mode, nothing written
