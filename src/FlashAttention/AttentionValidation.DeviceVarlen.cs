@@ -43,12 +43,7 @@ internal static partial class AttentionValidation
         AttentionOptions? options)
     {
         var g = DeviceVarlenGeometry(q, k, v, cuSeqLensQ, cuSeqLensK, maxSeqLenQ, maxSeqLenK, seqUsedK);
-        ExpectLike(o, q, "query");
-        ExpectLike(dO, q, "query");
-        ExpectLse(lse, [g.HeadsQ, q.Lengths[0]], "(heads_q, total_q)");
-        ExpectLike(dq, q, "query");
-        ExpectLike(dk, k, "key");
-        ExpectLike(dv, k, "key");
+        ExpectBackwardTensors(q, k, o, dO, lse, [g.HeadsQ, q.Lengths[0]], "(heads_q, total_q)", dq, dk, dv);
         ExpectOutputs(Offsets(cuSeqLensQ, cuSeqLensK, seqUsedK, q, k, v, o, dO, lse), [dq, dk, dv]);
         var p = WithGradients(Build(g, options, q, k, v, o, lse, null, null, packed: true), dO, dq, dk, dv);
         return Packed(p, q, k, cuSeqLensQ, cuSeqLensK, seqUsedK);

@@ -37,12 +37,7 @@ internal static partial class AttentionValidation
         in TensorLayout dO, in TensorLayout lse, in TensorLayout dq, in TensorLayout dk, in TensorLayout dv, AttentionOptions? options)
     {
         var g = DenseGeometry(q, k, v);
-        ExpectLike(o, q, "query");
-        ExpectLike(dO, q, "query");
-        ExpectLse(lse, [g.Batch, g.HeadsQ, g.SeqQ], "(batch, heads_q, seqlen_q)");
-        ExpectLike(dq, q, "query");
-        ExpectLike(dk, k, "key");
-        ExpectLike(dv, k, "key");
+        ExpectBackwardTensors(q, k, o, dO, lse, [g.Batch, g.HeadsQ, g.SeqQ], "(batch, heads_q, seqlen_q)", dq, dk, dv);
         ExpectOutputs([q, k, v, o, dO, lse], [dq, dk, dv]);
         return WithGradients(Build(g, options, q, k, v, o, lse, null, null), dO, dq, dk, dv);
     }
@@ -53,12 +48,7 @@ internal static partial class AttentionValidation
         ReadOnlySpan<int> cuSeqLensQ, ReadOnlySpan<int> cuSeqLensK, AttentionOptions? options)
     {
         var g = VarlenGeometry(q, k, v, cuSeqLensQ, cuSeqLensK, out int[] cuQ, out int[] cuK);
-        ExpectLike(o, q, "query");
-        ExpectLike(dO, q, "query");
-        ExpectLse(lse, [g.HeadsQ, q.Lengths[0]], "(heads_q, total_q)");
-        ExpectLike(dq, q, "query");
-        ExpectLike(dk, k, "key");
-        ExpectLike(dv, k, "key");
+        ExpectBackwardTensors(q, k, o, dO, lse, [g.HeadsQ, q.Lengths[0]], "(heads_q, total_q)", dq, dk, dv);
         ExpectOutputs([q, k, v, o, dO, lse], [dq, dk, dv]);
         return WithGradients(Build(g, options, q, k, v, o, lse, cuQ, cuK), dO, dq, dk, dv);
     }
@@ -321,24 +311,31 @@ internal static partial class AttentionValidation
         ExpectType(t, model.Type);
     }
 
-    private static void ExpectInts(in TensorLayout t, long[] lengths, string layout)
+    // The backward's tensors besides q, k and v, in the order their faults are reported: o, dO, the LSE, dq, dk, dv.
+    private static void ExpectBackwardTensors(in TensorLayout q, in TensorLayout k, in TensorLayout o, in TensorLayout dO,
+        in TensorLayout lse, long[] lseLengths, string lseLayout, in TensorLayout dq, in TensorLayout dk, in TensorLayout dv)
     {
-        if (t.Type != DataType.Int32)
-            throw Fail(t, $"expected element type Int32; got {t.Type}");
+        ExpectLike(o, q, "query");
+        ExpectLike(dO, q, "query");
+        ExpectLse(lse, lseLengths, lseLayout);
+        ExpectLike(dq, q, "query");
+        ExpectLike(dk, k, "key");
+        ExpectLike(dv, k, "key");
+    }
+
+    private static void ExpectInts(in TensorLayout t, long[] lengths, string layout) => ExpectExact(t, DataType.Int32, lengths, layout);
+
+    private static void ExpectLse(in TensorLayout lse, long[] lengths, string layout) => ExpectExact(lse, DataType.Float32, lengths, layout);
+
+    // A side tensor whose type and whole shape are fixed by the problem (LSE, sequence offsets, page tables).
+    private static void ExpectExact(in TensorLayout t, DataType type, long[] lengths, string layout)
+    {
+        if (t.Type != type)
+            throw Fail(t, $"expected element type {type}; got {t.Type}");
         if (t.Rank != lengths.Length || !t.Lengths.AsSpan().SequenceEqual(lengths))
             throw Fail(t, $"expected shape ({string.Join(", ", lengths)}) {layout}; got {t.ShapeText}");
         foreach (long s in t.Strides)
             if (s < 0) throw Fail(t, $"expected non-negative strides; got {t.StrideText}");
-    }
-
-    private static void ExpectLse(in TensorLayout lse, long[] lengths, string layout)
-    {
-        if (lse.Type != DataType.Float32)
-            throw Fail(lse, $"expected element type Float32; got {lse.Type}");
-        if (lse.Rank != lengths.Length || !lse.Lengths.AsSpan().SequenceEqual(lengths))
-            throw Fail(lse, $"expected shape ({string.Join(", ", lengths)}) {layout}; got {lse.ShapeText}");
-        foreach (long s in lse.Strides)
-            if (s < 0) throw Fail(lse, $"expected non-negative strides; got {lse.StrideText}");
     }
 
     private static void ExpectOutputs(ReadOnlySpan<TensorLayout> inputs, ReadOnlySpan<TensorLayout> outputs)

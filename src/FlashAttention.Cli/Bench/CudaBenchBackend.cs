@@ -154,12 +154,8 @@ public sealed class CudaBenchBackend : IBenchBackend, IDisposable
         bool backward = c.Direction == BenchDirection.Backward;
         long[] qShape = [c.Batch, c.SeqLenQ, c.HeadsQ, c.HeadDim], kShape = [c.Batch, c.SeqLenK, c.HeadsK, c.HeadDim];
         long[] lseShape = [c.Batch, c.HeadsQ, c.SeqLenQ];
-        long qBytes = Elements(qShape) * 2, kBytes = Elements(kShape) * 2;
-        long setBytes = 2 * qBytes + 2 * kBytes + (backward ? qBytes : 0);  // q, k, v, o (+ dO)
-        long rotate = 2L * Math.Max(device.L2CacheBytes, 50 << 20);
-        var (free, _) = device.GetMemoryInfo();
-        int sets = (int)Math.Clamp((rotate + setBytes - 1) / setBytes, 1, 4);
-        while (sets > 1 && sets * setBytes > free / 2) sets--;
+        long setBytes = AttentionSetBytes(qShape, kShape, backward);
+        int sets = RotatingSets(device, setBytes, most: 4);
 
         bool fp8 = c.Type == DataType.Float8E4M3;
         var inputType = fp8 ? DataType.BFloat16 : c.Type;  // FP8 cases start from bf16, as a caller's activations do
@@ -284,10 +280,7 @@ public sealed class CudaBenchBackend : IBenchBackend, IDisposable
         long[] cacheShape = kv.PageSize > 0 ? [(long)c.Batch * maxPages, kv.PageSize, c.HeadsK, c.HeadDim] : [c.Batch, capacity, c.HeadsK, c.HeadDim];
         long[] newShape = [c.Batch, kv.AppendLength, c.HeadsK, c.HeadDim];
         long setBytes = 2 * Elements(cacheShape) * 2 + 2 * Elements(qShape) * 2;
-        long rotate = 2L * Math.Max(device.L2CacheBytes, 50 << 20);
-        var (free, _) = device.GetMemoryInfo();
-        int sets = (int)Math.Clamp((rotate + setBytes - 1) / setBytes, 1, 8);
-        while (sets > 1 && sets * setBytes > free / 2) sets--;
+        int sets = RotatingSets(device, setBytes, most: 8);
 
         var pool = Pool(c.Type, s.Seed);
         var rng = new Random(s.Seed);
@@ -338,12 +331,8 @@ public sealed class CudaBenchBackend : IBenchBackend, IDisposable
         bool backward = c.Direction == BenchDirection.Backward;
         long total = c.TotalTokens;
         long[] qShape = [total, c.HeadsQ, c.HeadDim], kShape = [total, c.HeadsK, c.HeadDim], lseShape = [c.HeadsQ, total];
-        long qBytes = Elements(qShape) * 2, kBytes = Elements(kShape) * 2;
-        long setBytes = 2 * qBytes + 2 * kBytes + (backward ? qBytes : 0);  // q, k, v, o (+ dO)
-        long rotate = 2L * Math.Max(device.L2CacheBytes, 50 << 20);
-        var (free, _) = device.GetMemoryInfo();
-        int sets = (int)Math.Clamp((rotate + setBytes - 1) / setBytes, 1, 4);
-        while (sets > 1 && sets * setBytes > free / 2) sets--;
+        long setBytes = AttentionSetBytes(qShape, kShape, backward);
+        int sets = RotatingSets(device, setBytes, most: 4);
 
         var offsets = new int[lens.Count + 1];
         for (int i = 0; i < lens.Count; i++) offsets[i + 1] = checked(offsets[i] + lens[i]);
@@ -388,6 +377,26 @@ public sealed class CudaBenchBackend : IBenchBackend, IDisposable
     }
 
     private static long Elements(long[] shape) => shape.Aggregate(1L, (a, b) => a * b);
+
+    // q, k, v and o, and dO for the backward, in 2-byte elements.
+    private static long AttentionSetBytes(long[] qShape, long[] kShape, bool backward)
+    {
+        long qBytes = Elements(qShape) * 2, kBytes = Elements(kShape) * 2;
+        return 2 * qBytes + 2 * kBytes + (backward ? qBytes : 0);
+    }
+
+    /// <summary>
+    /// How many sets of <paramref name="setBytes"/> to rotate through so that together they exceed twice the L2 cache
+    /// (no call finds its inputs in L2): at most <paramref name="most"/>, and no more than half the free memory holds.
+    /// </summary>
+    private static int RotatingSets(CudaDevice device, long setBytes, int most)
+    {
+        long rotate = 2L * Math.Max(device.L2CacheBytes, 50 << 20);
+        var (free, _) = device.GetMemoryInfo();
+        int sets = (int)Math.Clamp((rotate + setBytes - 1) / setBytes, 1, most);
+        while (sets > 1 && sets * setBytes > free / 2) sets--;
+        return sets;
+    }
 
     // One pool of random 16-bit values per type (2^26 elements, 128 MiB), generated once; tensors upload slices of it
     // starting at different offsets, so every tensor holds fresh-looking normal values without regenerating per case.

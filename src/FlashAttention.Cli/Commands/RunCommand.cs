@@ -121,9 +121,8 @@ internal static class RunCommand
                 (int)Math.Min(qShape[1], int.MaxValue), (int)Math.Min(kShape[1], int.MaxValue), (int)Math.Min(qShape[3], int.MaxValue), false);
             if (flops > 5e9)
                 context.Progress($"computing attention: batch {qShape[0]}, seqlen {qShape[1]}×{kShape[1]}, heads {qShape[2]}/{kShape[2]}, head dim {qShape[3]}, {query.ElementType}…");
-            var watch = Stopwatch.StartNew();
             var files = new Dictionary<string, string> { ["query"] = qPath, ["key"] = kPath, ["value"] = vPath, ["output"] = outPath, ["logSumExp"] = lsePath ?? "(lse)" };
-            try
+            double seconds = Timed(files, () =>
             {
                 switch (query.ElementType)
                 {
@@ -137,18 +136,28 @@ internal static class RunCommand
                         else Forward<BFloat16>(query, key, value, o, logSumExp, qShape, kShape, vShape, lseShape, batched, options);
                         break;
                 }
-            }
-            catch (AttentionArgumentException e)
-            {
-                throw Translate(e, files);
-            }
-            double seconds = watch.Elapsed.TotalSeconds;
+            });
             WriteOutputs(context, outPath, o, lsePath, logSumExp);
             context.Out.WriteLine($"attention took {seconds * 1e3:F1} ms on {(gpu is null ? "the CPU" : gpu.Name)}" +
                 (gpu is null ? $" ({flops / seconds / 1e9:F1} GFLOP/s by the full-attention count)" : " (copies and the first call's kernel compile or cache load included; flashattn bench times the kernels)"));
             return ExitCodes.Ok;
         });
         return command;
+    }
+
+    // The attention call's seconds; an argument error names the file or option the argument came from.
+    private static double Timed(Dictionary<string, string> files, Action attention)
+    {
+        var watch = Stopwatch.StartNew();
+        try
+        {
+            attention();
+        }
+        catch (AttentionArgumentException e)
+        {
+            throw Translate(e, files);
+        }
+        return watch.Elapsed.TotalSeconds;
     }
 
     // The library names the argument ("key: expected …"); the message says which file or option that is.
@@ -222,8 +231,7 @@ internal static class RunCommand
             ["query"] = qPath, ["key"] = kPath, ["value"] = vPath, ["output"] = outPath, ["logSumExp"] = lsePath ?? "(lse)",
             ["cuSeqLensQ"] = "--cu-seqlens-q " + cuQPath, ["cuSeqLensK"] = cuKPath is null ? "--cu-seqlens-q " + cuQPath : "--cu-seqlens-k " + cuKPath,
         };
-        var watch = Stopwatch.StartNew();
-        try
+        double seconds = Timed(files, () =>
         {
             switch (query.ElementType)
             {
@@ -237,12 +245,7 @@ internal static class RunCommand
                     else ForwardVarlen<BFloat16>(query, key, value, o, logSumExp, cuQ, cuK, options);
                     break;
             }
-        }
-        catch (AttentionArgumentException e)
-        {
-            throw Translate(e, files);
-        }
-        double seconds = watch.Elapsed.TotalSeconds;
+        });
         WriteOutputs(context, outPath, o, lsePath, logSumExp);
         context.Out.WriteLine($"attention over {cuQ.Length - 1} sequences took {seconds * 1e3:F1} ms on {(gpu is null ? "the CPU" : gpu.Name)}" +
             (gpu is null ? $" ({flops / seconds / 1e9:F1} GFLOP/s by the full-attention count per sequence)" : " (copies and the first call's kernel compile or cache load included; flashattn bench --varlen times the kernels)"));

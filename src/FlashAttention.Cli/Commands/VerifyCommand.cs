@@ -99,62 +99,46 @@ internal static class VerifyCommand
             for (int i = 0; i < cases.Count; i++)
             {
                 var c = cases[i];
-                List<VerifyRow> rows;
-                try
-                {
-                    rows = chosen == "cuda"
-                        ? GpuAttentionVerifier.Run(c, CudaDevice.Get(env.SupportedDeviceOrdinal ?? 0), baseSeed + i)
-                        : CpuVerifier.Run(c, baseSeed + i);
-                }
-                catch (CudaException e)
-                {
-                    rows = [new VerifyRow(c, "run", double.PositiveInfinity, 0, 0, false, CliContext.OneLine(e.Message))];
-                }
-                foreach (var r in rows)
-                {
-                    Count(r.Passed, ref passed, ref failed);
-                    context.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                        $"{(r.Passed ? "PASS" : "FAIL")}  {c,-58} {r.Quantity,-6} error {r.Error,9:G3}  plain {r.PlainError,9:G3}  tol {r.Tolerance,9:G3}{(r.Note is null ? "" : "  " + r.Note)}"));
-                }
+                int caseSeed = baseSeed + i;
+                Check(c, 6, () => (chosen == "cuda"
+                        ? GpuAttentionVerifier.Run(c, CudaDevice.Get(env.SupportedDeviceOrdinal ?? 0), caseSeed)
+                        : CpuVerifier.Run(c, caseSeed)).Select(CheckLine.Of),
+                    e => e is CudaException);
             }
             for (int i = 0; i < kvCases.Count; i++)
             {
                 var c = kvCases[i];
-                List<KvCacheRow> rows;
-                try
-                {
-                    rows = GpuKvCacheVerifier.Run(c, CudaDevice.Get(env.SupportedDeviceOrdinal ?? 0), baseSeed + cases.Count + i);
-                }
-                catch (Exception e) when (e is CudaException or AttentionArgumentException)
-                {
-                    rows = [new KvCacheRow(c, "run", double.PositiveInfinity, 0, 0, false, CliContext.OneLine(e.Message))];
-                }
-                foreach (var r in rows)
-                {
-                    Count(r.Passed, ref passed, ref failed);
-                    context.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                        $"{(r.Passed ? "PASS" : "FAIL")}  {c,-58} {r.Quantity,-9} error {r.Error,9:G3}  plain {r.PlainError,9:G3}  tol {r.Tolerance,9:G3}{(r.Note is null ? "" : "  " + r.Note)}"));
-                }
+                int caseSeed = baseSeed + cases.Count + i;
+                Check(c, 9, () => GpuKvCacheVerifier.Run(c, CudaDevice.Get(env.SupportedDeviceOrdinal ?? 0), caseSeed).Select(CheckLine.Of),
+                    e => e is CudaException or AttentionArgumentException);
             }
             for (int i = 0; i < varlenCases.Count; i++)
             {
                 var c = varlenCases[i];
-                List<VarlenRow> rows;
+                int caseSeed = baseSeed + cases.Count + kvCases.Count + i;
+                Check(c, 7, () => GpuVarlenVerifier.Run(c, CudaDevice.Get(env.SupportedDeviceOrdinal ?? 0), caseSeed).Select(CheckLine.Of),
+                    e => e is CudaException or AttentionArgumentException);
+            }
+            // One case's checked quantities, or a single failed "run" line when it throws what it may; each counted and printed.
+            void Check(object c, int quantityWidth, Func<IEnumerable<CheckLine>> run, Func<Exception, bool> expected)
+            {
+                List<CheckLine> lines;
                 try
                 {
-                    rows = GpuVarlenVerifier.Run(c, CudaDevice.Get(env.SupportedDeviceOrdinal ?? 0), baseSeed + cases.Count + kvCases.Count + i);
+                    lines = run().ToList();
                 }
-                catch (Exception e) when (e is CudaException or AttentionArgumentException)
+                catch (Exception e) when (expected(e))
                 {
-                    rows = [new VarlenRow(c, "run", double.PositiveInfinity, 0, 0, false, CliContext.OneLine(e.Message))];
+                    lines = [new CheckLine("run", double.PositiveInfinity, 0, 0, false, CliContext.OneLine(e.Message))];
                 }
-                foreach (var r in rows)
+                foreach (var r in lines)
                 {
                     Count(r.Passed, ref passed, ref failed);
                     context.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                        $"{(r.Passed ? "PASS" : "FAIL")}  {c,-58} {r.Quantity,-7} error {r.Error,9:G3}  plain {r.PlainError,9:G3}  tol {r.Tolerance,9:G3}{(r.Note is null ? "" : "  " + r.Note)}"));
+                        $"{(r.Passed ? "PASS" : "FAIL")}  {c,-58} {r.Quantity.PadRight(quantityWidth)} error {r.Error,9:G3}  plain {r.PlainError,9:G3}  tol {r.Tolerance,9:G3}{(r.Note is null ? "" : "  " + r.Note)}"));
                 }
             }
+
             context.Out.WriteLine($"{passed} passed, {failed} failed, {clock.Elapsed.TotalSeconds:F1} s");
             return failed == 0 ? ExitCodes.Ok : ExitCodes.CheckFailed;
         });
@@ -183,6 +167,14 @@ internal static class VerifyCommand
         {
             return [new ProbeResult("streams", CliContext.OneLine(e.Message), double.PositiveInfinity, 0, false)];
         }
+    }
+
+    /// <summary>One checked quantity of a case (forward, KV-cache or varlen), as verify prints it.</summary>
+    private readonly record struct CheckLine(string Quantity, double Error, double PlainError, double Tolerance, bool Passed, string? Note)
+    {
+        public static CheckLine Of(VerifyRow r) => new(r.Quantity, r.Error, r.PlainError, r.Tolerance, r.Passed, r.Note);
+        public static CheckLine Of(KvCacheRow r) => new(r.Quantity, r.Error, r.PlainError, r.Tolerance, r.Passed, r.Note);
+        public static CheckLine Of(VarlenRow r) => new(r.Quantity, r.Error, r.PlainError, r.Tolerance, r.Passed, r.Note);
     }
 
     private static void Count(bool ok, ref int passed, ref int failed)

@@ -17,29 +17,7 @@ public static class NpyFile
     private const int MaxHeaderLength = 1 << 20;
 
     /// <summary>Reads a whole <c>.npy</c> file.</summary>
-    public static NpyArray Read(string path)
-    {
-        FileStream stream;
-        try
-        {
-            stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
-        {
-            throw new NpyFormatException(path, $"cannot be opened: {FirstLine(e.Message)}");
-        }
-        using (stream)
-        {
-            try
-            {
-                return Read(stream, path);
-            }
-            catch (IOException e)
-            {
-                throw new NpyFormatException(path, $"cannot be read: {FirstLine(e.Message)}");
-            }
-        }
-    }
+    public static NpyArray Read(string path) => ReadFile(path, stream => Read(stream, path));
 
     /// <summary>Reads one array from <paramref name="stream"/>; <paramref name="name"/> labels messages.</summary>
     public static NpyArray Read(Stream stream, string name)
@@ -53,7 +31,17 @@ public static class NpyFile
     /// Reads a file of int32 values ('&lt;i4', as <c>np.save(f, x.astype(np.int32))</c> writes them): sequence offsets and
     /// other indices, which the attention tensors' <see cref="NpyArray"/> does not hold.
     /// </summary>
-    public static (long[] Shape, int[] Values) ReadInt32(string path)
+    public static (long[] Shape, int[] Values) ReadInt32(string path) => ReadFile(path, stream =>
+    {
+        var (_, shape, data) = ReadRaw(stream, path, descr => descr is "<i4" or "|i4" ? (4, null)
+            : (0, $"dtype '{descr}'; expected int32 '<i4' (convert with x.astype(np.int32))"));
+        var values = new int[data.Length / 4];
+        for (int i = 0; i < values.Length; i++) values[i] = BinaryPrimitives.ReadInt32LittleEndian(data.AsSpan(4 * i));
+        return (shape, values);
+    });
+
+    // Opens the file and reads it with read; a file that cannot be opened or read is an NpyFormatException naming it.
+    private static T ReadFile<T>(string path, Func<Stream, T> read)
     {
         FileStream stream;
         try
@@ -68,11 +56,7 @@ public static class NpyFile
         {
             try
             {
-                var (_, shape, data) = ReadRaw(stream, path, descr => descr is "<i4" or "|i4" ? (4, null)
-                    : (0, $"dtype '{descr}'; expected int32 '<i4' (convert with x.astype(np.int32))"));
-                var values = new int[data.Length / 4];
-                for (int i = 0; i < values.Length; i++) values[i] = BinaryPrimitives.ReadInt32LittleEndian(data.AsSpan(4 * i));
-                return (shape, values);
+                return read(stream);
             }
             catch (IOException e)
             {

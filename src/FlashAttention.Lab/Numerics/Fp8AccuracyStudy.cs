@@ -105,25 +105,12 @@ public static class Fp8AccuracyStudy
         options ??= new AccuracyStudyOptions();
         Check(options);
         var total = Stopwatch.StartNew();
-        int b = options.Batch, s = options.SeqLen, h = options.Heads, d = options.HeadDim;
-        long count = (long)b * s * h * d;
-        var q = new float[count];
-        var k = new float[count];
-        var v = new float[count];
-        var random = new Random(options.Seed);
-        FillOutlierDistribution(q, random, options.OutlierProbability, options.OutlierStdDev);
-        FillOutlierDistribution(k, random, options.OutlierProbability, options.OutlierStdDev);
-        FillOutlierDistribution(v, random, options.OutlierProbability, options.OutlierStdDev);
-        nint[] shape = [b, s, h, d];
-
-        var watch = Stopwatch.StartNew();
-        double[] reference = ReferenceAttention.Forward(new ReadOnlyTensorSpan<float>(q, shape, default),
-            new ReadOnlyTensorSpan<float>(k, shape, default), new ReadOnlyTensorSpan<float>(v, shape, default)).Output;
-        double referenceSeconds = watch.Elapsed.TotalSeconds;
-        log?.Invoke($"float64 reference: {referenceSeconds:F1} s");
+        var (q, k, v) = OutlierInputs(options);
+        nint[] shape = [options.Batch, options.SeqLen, options.Heads, options.HeadDim];
+        var (reference, referenceSeconds) = Reference(q, k, v, shape, log);
 
         var rows = new List<AccuracyStudyRow>();
-        var output = new float[count];
+        var output = new float[q.Length];
         void Add(string method, double? paper, string paperLabel, Action run)
         {
             var w = Stopwatch.StartNew();
@@ -174,6 +161,29 @@ public static class Fp8AccuracyStudy
     private delegate void SpanConverter<TFrom, TTo>(ReadOnlySpan<TFrom> source, Span<TTo> destination);
 
     /// <summary>The checks <see cref="Run"/> makes first (the CLI runs them before printing anything).</summary>
+    /// <summary>Q, K and V of the options' (batch, seq, heads, dim) shape, drawn in that order from the outlier distribution.</summary>
+    internal static (float[] Q, float[] K, float[] V) OutlierInputs(AccuracyStudyOptions options)
+    {
+        long count = (long)options.Batch * options.SeqLen * options.Heads * options.HeadDim;
+        float[] q = new float[count], k = new float[count], v = new float[count];
+        var random = new Random(options.Seed);
+        FillOutlierDistribution(q, random, options.OutlierProbability, options.OutlierStdDev);
+        FillOutlierDistribution(k, random, options.OutlierProbability, options.OutlierStdDev);
+        FillOutlierDistribution(v, random, options.OutlierProbability, options.OutlierStdDev);
+        return (q, k, v);
+    }
+
+    /// <summary>Float64 attention of the inputs, which every method's RMSE is measured against, and the seconds it took (logged).</summary>
+    internal static (double[] Output, double Seconds) Reference(float[] q, float[] k, float[] v, nint[] shape, Action<string>? log)
+    {
+        var watch = Stopwatch.StartNew();
+        double[] reference = ReferenceAttention.Forward(new ReadOnlyTensorSpan<float>(q, shape, default),
+            new ReadOnlyTensorSpan<float>(k, shape, default), new ReadOnlyTensorSpan<float>(v, shape, default)).Output;
+        double seconds = watch.Elapsed.TotalSeconds;
+        log?.Invoke($"float64 reference: {seconds:F1} s");
+        return (reference, seconds);
+    }
+
     internal static void Check(AccuracyStudyOptions o)
     {
         static void Positive(int value, string name)

@@ -17,22 +17,13 @@ public static class Fp8GpuAccuracy
     {
         var total = Stopwatch.StartNew();
         int b = options.Batch, s = options.SeqLen, h = options.Heads, d = options.HeadDim;
-        long count = (long)b * s * h * d;
-        float[] q = new float[count], k = new float[count], v = new float[count];
-        var random = new Random(options.Seed);
-        Fp8AccuracyStudy.FillOutlierDistribution(q, random, options.OutlierProbability, options.OutlierStdDev);
-        Fp8AccuracyStudy.FillOutlierDistribution(k, random, options.OutlierProbability, options.OutlierStdDev);
-        Fp8AccuracyStudy.FillOutlierDistribution(v, random, options.OutlierProbability, options.OutlierStdDev);
+        var (q, k, v) = Fp8AccuracyStudy.OutlierInputs(options);
+        long count = q.Length;
         var (q16, k16, v16) = (ToBf16(q), ToBf16(k), ToBf16(v));
         (q, k, v) = (Widen(q16), Widen(k16), Widen(v16));
         nint[] shape = [b, s, h, d];
         long[] shapeL = [b, s, h, d];
-
-        var watch = Stopwatch.StartNew();
-        double[] reference = ReferenceAttention.Forward(new ReadOnlyTensorSpan<float>(q, shape, default),
-            new ReadOnlyTensorSpan<float>(k, shape, default), new ReadOnlyTensorSpan<float>(v, shape, default)).Output;
-        double referenceSeconds = watch.Elapsed.TotalSeconds;
-        log?.Invoke($"float64 reference: {referenceSeconds:F1} s");
+        var (reference, referenceSeconds) = Fp8AccuracyStudy.Reference(q, k, v, shape, log);
 
         var rows = new List<AccuracyStudyRow>();
         void Add(string method, double? paper, string label, Func<float[]> run)

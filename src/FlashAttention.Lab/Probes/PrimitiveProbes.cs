@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using FlashAttention.Cuda;
 using FlashAttention.Cuda.Compiler;
 using FlashAttention.Cuda.Launchers;
@@ -88,6 +89,62 @@ internal static class PrimitiveProbes
     private static CudaKernel Kernel(CudaDevice device, string name)
         => KernelModuleCache.For(device).GetKernel(ProbeSpec(name), name);
 
+    /// <summary>A device copy of <paramref name="data"/>.</summary>
+    private static DeviceBuffer Upload<T>(T[] data, CudaDevice device) where T : unmanaged
+    {
+        var buffer = new DeviceBuffer((long)data.Length * Unsafe.SizeOf<T>(), device);
+        try
+        {
+            buffer.CopyFrom<T>(data);
+            return buffer;
+        }
+        catch
+        {
+            buffer.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>An output buffer filled with 0xFF bytes (NaN as float32), so that what a kernel leaves unwritten shows.</summary>
+    private static DeviceBuffer Poisoned(long bytes, CudaDevice device)
+    {
+        var buffer = new DeviceBuffer(bytes, device);
+        try
+        {
+            buffer.Fill(0xFF);
+            return buffer;
+        }
+        catch
+        {
+            buffer.Dispose();
+            throw;
+        }
+    }
+
+    private static T[] Download<T>(DeviceBuffer buffer, int count) where T : unmanaged
+    {
+        var values = new T[count];
+        buffer.CopyTo<T>(values);
+        return values;
+    }
+
+    /// <summary>
+    /// The largest error of a rows × cols result over the largest magnitude of <paramref name="expected"/>; a value that
+    /// is not finite (unwritten: NaN) is an infinite error.
+    /// </summary>
+    private static double RelativeError(float[] got, int rows, int cols, Func<int, int, double> expected)
+    {
+        double maxErr = 0, maxRef = 0;
+        for (int i = 0; i < rows; i++)
+            for (int j = 0; j < cols; j++)
+            {
+                double e = expected(i, j);
+                maxRef = Math.Max(maxRef, Math.Abs(e));
+                maxErr = Math.Max(maxErr, double.IsFinite(got[i * cols + j]) ? Math.Abs(got[i * cols + j] - e) : double.PositiveInfinity);
+            }
+        return maxErr / maxRef;
+    }
+
     /// <summary>A (1, rows, 1, cols) token tensor in device memory, as the attention maps see it.</summary>
     private static TensorLayout Layout(DeviceBuffer buffer, DataType t, int batch, int rows, int heads, int cols)
         => DeviceTensor.Contiguous(buffer.Pointer, t, batch, rows, heads, cols).ToLayout("probe");
@@ -97,15 +154,12 @@ internal static class PrimitiveProbes
         const int batch = 2, seq = 100, heads = 3, dim = 128, rows = 64, row0 = 40, head = 1, b = 1;
         var rng = new Random(seed);
         var input = RandomBits(DataType.BFloat16, batch * seq * heads * dim, rng, Normal);
-        using var src = new DeviceBuffer(input.Length * 2L, device);
-        src.CopyFrom<ushort>(input);
-        using var dst = new DeviceBuffer(rows * 64 * 2L, device);
-        dst.Fill(0xFF);
+        using var src = Upload(input, device);
+        using var dst = Poisoned(rows * 64 * 2L, device);
         var map = AttentionTensorMaps.Tokens(Layout(src, DataType.BFloat16, batch, seq, heads, dim), rows, device);
         Kernel(device, SwizzleName).Launch(new LaunchConfig(1, 128, 1024 + rows * 128 + 16),
             new KernelArguments().Add(map).Add(dst.Address).Add(rows).Add(row0).Add(head).Add(b));
-        var got = new ushort[rows * 64];
-        dst.CopyTo<ushort>(got);
+        var got = Download<ushort>(dst, rows * 64);
         int wrong = 0;
         for (int r = 0; r < rows; r++)
             for (int c = 0; c < 64; c++)
@@ -124,30 +178,21 @@ internal static class PrimitiveProbes
         var rng = new Random(seed);
         var q = RandomBits(t, 64 * d, rng, Normal);
         var k = RandomBits(t, n * d, rng, Normal);
-        using var qb = new DeviceBuffer(q.Length * 2L, device);
-        using var kb = new DeviceBuffer(k.Length * 2L, device);
-        using var ob = new DeviceBuffer(64L * n * 4, device);
-        qb.CopyFrom<ushort>(q);
-        kb.CopyFrom<ushort>(k);
-        ob.Fill(0xFF);
+        using var qb = Upload(q, device);
+        using var kb = Upload(k, device);
+        using var ob = Poisoned(64L * n * 4, device);
         var args = new KernelArguments()
             .Add(AttentionTensorMaps.Tokens(Layout(qb, t, 1, 64, 1, d), 64, device))
             .Add(AttentionTensorMaps.Tokens(Layout(kb, t, 1, n, 1, d), (uint)n, device))
             .Add(ob.Address);
         int smem = 1024 + 64 * d * 2 + n * d * 2 + 16;
         Kernel(device, QkName(t, n, d, qInRegisters)).Launch(new LaunchConfig(1, 128, smem), args);
-        var got = new float[64 * n];
-        ob.CopyTo<float>(got);
-        double maxErr = 0, maxRef = 0;
-        for (int i = 0; i < 64; i++)
-            for (int j = 0; j < n; j++)
-            {
-                double s = 0;
-                for (int c = 0; c < d; c++) s += (double)FromBits(t, q[i * d + c]) * FromBits(t, k[j * d + c]);
-                maxRef = Math.Max(maxRef, Math.Abs(s));
-                maxErr = Math.Max(maxErr, double.IsFinite(got[i * n + j]) ? Math.Abs(got[i * n + j] - s) : double.PositiveInfinity);
-            }
-        double rel = maxErr / maxRef;
+        double rel = RelativeError(Download<float>(ob, 64 * n), 64, n, (i, j) =>
+        {
+            double s = 0;
+            for (int c = 0; c < d; c++) s += (double)FromBits(t, q[i * d + c]) * FromBits(t, k[j * d + c]);
+            return s;
+        });
         string proves = qInRegisters
             ? "ldmatrix.x4 of a swizzled tile → register A fragment, wgmma RS with K-major B"
             : "K-major SW128 descriptors, wgmma SS, accumulator layout";
@@ -160,30 +205,21 @@ internal static class PrimitiveProbes
         var p = new float[64 * n];
         for (int i = 0; i < p.Length; i++) p[i] = (float)rng.NextDouble();
         var v = RandomBits(t, n * d, rng, Normal);
-        using var pb = new DeviceBuffer(p.Length * 4L, device);
-        using var vb = new DeviceBuffer(v.Length * 2L, device);
-        using var ob = new DeviceBuffer(64L * d * 4, device);
-        pb.CopyFrom<float>(p);
-        vb.CopyFrom<ushort>(v);
-        ob.Fill(0xFF);
+        using var pb = Upload(p, device);
+        using var vb = Upload(v, device);
+        using var ob = Poisoned(64L * d * 4, device);
         var args = new KernelArguments()
             .Add(pb.Address)
             .Add(AttentionTensorMaps.Tokens(Layout(vb, t, 1, n, 1, d), (uint)n, device))
             .Add(ob.Address);
         int smem = 1024 + n * d * 2 + 16;
         Kernel(device, PvName(t, n, d)).Launch(new LaunchConfig(1, 128, smem), args);
-        var got = new float[64 * d];
-        ob.CopyTo<float>(got);
-        double maxErr = 0, maxRef = 0;
-        for (int i = 0; i < 64; i++)
-            for (int c = 0; c < d; c++)
-            {
-                double o = 0;
-                for (int j = 0; j < n; j++) o += (double)FromBits(t, ToBits(t, p[i * n + j])) * FromBits(t, v[j * d + c]);
-                maxRef = Math.Max(maxRef, Math.Abs(o));
-                maxErr = Math.Max(maxErr, double.IsFinite(got[i * d + c]) ? Math.Abs(got[i * d + c] - o) : double.PositiveInfinity);
-            }
-        double rel = maxErr / maxRef;
+        double rel = RelativeError(Download<float>(ob, 64 * d), 64, d, (i, c) =>
+        {
+            double o = 0;
+            for (int j = 0; j < n; j++) o += (double)FromBits(t, ToBits(t, p[i * n + j])) * FromBits(t, v[j * d + c]);
+            return o;
+        });
         return new ProbeResult($"pv {DataTypes.ShortName(t)} O[64x{d}] = P[64x{n}]·V[{n}x{d}]", "P accumulator → register A fragment (cvt pairs), MN-major SW128 B, wgmma RS",
             rel, 1e-5, rel <= 1e-5);
     }
@@ -209,29 +245,20 @@ internal static class PrimitiveProbes
         var rng = new Random(seed);
         var q = RandomE4M3(64 * d, rng, 8f);
         var k = RandomE4M3(n * d, rng, 8f);
-        using var qb = new DeviceBuffer(q.Length, device);
-        using var kb = new DeviceBuffer(k.Length, device);
-        using var ob = new DeviceBuffer(64L * n * 4, device);
-        qb.CopyFrom<byte>(q);
-        kb.CopyFrom<byte>(k);
-        ob.Fill(0xFF);
+        using var qb = Upload(q, device);
+        using var kb = Upload(k, device);
+        using var ob = Poisoned(64L * n * 4, device);
         var args = new KernelArguments()
             .Add(AttentionTensorMaps.Tokens(Layout(qb, DataType.Float8E4M3, 1, 64, 1, d), 64, device))
             .Add(AttentionTensorMaps.Tokens(Layout(kb, DataType.Float8E4M3, 1, n, 1, d), n, device))
             .Add(ob.Address);
         Kernel(device, Fp8QkName(d)).Launch(new LaunchConfig(1, 128, 1024 + 64 * d + n * d + 16), args);
-        var got = new float[64 * n];
-        ob.CopyTo<float>(got);
-        double maxErr = 0, maxRef = 0;
-        for (int i = 0; i < 64; i++)
-            for (int j = 0; j < n; j++)
-            {
-                double s = 0;
-                for (int c = 0; c < d; c++) s += (double)E4M3(q[i * d + c]) * E4M3(k[j * d + c]);
-                maxRef = Math.Max(maxRef, Math.Abs(s));
-                maxErr = Math.Max(maxErr, double.IsFinite(got[i * n + j]) ? Math.Abs(got[i * n + j] - s) : double.PositiveInfinity);
-            }
-        double rel = maxErr / maxRef;
+        double rel = RelativeError(Download<float>(ob, 64 * n), 64, n, (i, j) =>
+        {
+            double s = 0;
+            for (int c = 0; c < d; c++) s += (double)E4M3(q[i * d + c]) * E4M3(k[j * d + c]);
+            return s;
+        });
         return new ProbeResult($"fp8-qk S[64x{n}] = Q[64x{d}]·K[{n}x{d}]ᵀ e4m3", $"E4M3 TMA boxes, {(d >= 128 ? 128 : 64)}-byte swizzle, K-major descriptors, wgmma k32 SS",
             rel, Fp8Tolerance, rel <= Fp8Tolerance);
     }
@@ -252,29 +279,20 @@ internal static class PrimitiveProbes
         for (int key = 0; key < n; key++)
             for (int c = 0; c < d; c++)
                 vt[c * n + VtPosition(key)] = v[key * d + c];
-        using var pb = new DeviceBuffer(p.Length * 4L, device);
-        using var vb = new DeviceBuffer(vt.Length, device);
-        using var ob = new DeviceBuffer(64L * d * 4, device);
-        pb.CopyFrom<float>(p);
-        vb.CopyFrom<byte>(vt);
-        ob.Fill(0xFF);
+        using var pb = Upload(p, device);
+        using var vb = Upload(vt, device);
+        using var ob = Poisoned(64L * d * 4, device);
         var args = new KernelArguments()
             .Add(pb.Address)
             .Add(AttentionTensorMaps.KeysMajor((nuint)vb.Pointer, n, d, 1, 1, device))
             .Add(ob.Address);
         Kernel(device, Fp8PvName(d)).Launch(new LaunchConfig(1, 128, 1024 + n * d + 16), args);
-        var got = new float[64 * d];
-        ob.CopyTo<float>(got);
-        double maxErr = 0, maxRef = 0;
-        for (int i = 0; i < 64; i++)
-            for (int c = 0; c < d; c++)
-            {
-                double o = 0;
-                for (int key = 0; key < n; key++) o += (double)p[i * n + key] * E4M3(v[key * d + c]);
-                maxRef = Math.Max(maxRef, Math.Abs(o));
-                maxErr = Math.Max(maxErr, double.IsFinite(got[i * d + c]) ? Math.Abs(got[i * d + c] - o) : double.PositiveInfinity);
-            }
-        double rel = maxErr / maxRef;
+        double rel = RelativeError(Download<float>(ob, 64 * d), 64, d, (i, c) =>
+        {
+            double o = 0;
+            for (int key = 0; key < n; key++) o += (double)p[i * n + key] * E4M3(v[key * d + c]);
+            return o;
+        });
         return new ProbeResult($"fp8-pv O[64x{d}] = P[64x{n}]·V[{n}x{d}] e4m3", "P accumulator → E4M3 A registers (no shuffles), permuted Vᵀ, wgmma k32 RS",
             rel, Fp8Tolerance, rel <= Fp8Tolerance);
     }
@@ -296,13 +314,10 @@ internal static class PrimitiveProbes
         var rng = new Random(seed);
         var input = new float[64 * 64];
         for (int i = 0; i < input.Length; i++) input[i] = Normal(rng);
-        using var ib = new DeviceBuffer(input.Length * 4L, device);
-        using var ob = new DeviceBuffer(64L * 64 * 2, device);
-        ib.CopyFrom<float>(input);
-        ob.Fill(0xFF);
+        using var ib = Upload(input, device);
+        using var ob = Poisoned(64L * 64 * 2, device);
         Kernel(device, TransposeName(t)).Launch(new LaunchConfig(1, 128, 1024 + 64 * 128), new KernelArguments().Add(ib.Address).Add(ob.Address));
-        var got = new ushort[64 * 64];
-        ob.CopyTo<ushort>(got);
+        var got = Download<ushort>(ob, 64 * 64);
         int wrong = 0;
         for (int r = 0; r < 64; r++)
             for (int c = 0; c < 64; c++)

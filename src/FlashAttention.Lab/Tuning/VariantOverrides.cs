@@ -24,66 +24,52 @@ internal static class VariantOverrides
     public const string DecodeVariable = "FLASHATTN_DECODE_CONFIG";
 
     /// <summary>FP8, <c>FLASHATTN_FP8_CONFIG="128:n256,pe4;256:q1,own"</c>: nN keys per block, sN stages, qN Q buffers, peK one column group in K with polynomial exponentials (pe0: none), pp/nopp, own/o2.</summary>
-    internal static Dictionary<int, Fp8Variant> ParseFp8(string? text)
-    {
-        var result = new Dictionary<int, Fp8Variant>();
-        foreach (var (headDim, fields, entry) in Entries(text, Fp8Variable))
+    internal static Dictionary<int, Fp8Variant> ParseFp8(string? text) => Parse(text, Fp8Variable, Fp8Variants.For,
+        (v, f) => f switch
         {
-            var v = Fp8Variants.For(headDim);
-            foreach (string f in fields)
-                v = f switch
-                {
-                    _ when Number(f, "n") is int n => v with { BlockN = n },
-                    _ when Number(f, "s") is int st => v with { Stages = st },
-                    _ when Number(f, "q") is int qb => v with { QBuffers = qb },
-                    _ when Number(f, "pe") is int every => v with { PolyExpEvery = every },
-                    "pp" => v with { PingPong = true },
-                    "nopp" => v with { PingPong = false },
-                    "own" => v with { OStaging = OutputStaging.OwnBuffer },
-                    "o2" => v with { OStaging = OutputStaging.TwoPasses },
-                    _ => throw new ArgumentException($"{Fp8Variable}: unknown field '{f}' in '{entry}'"),
-                };
+            _ when Number(f, "n") is int n => v with { BlockN = n },
+            _ when Number(f, "s") is int st => v with { Stages = st },
+            _ when Number(f, "q") is int qb => v with { QBuffers = qb },
+            _ when Number(f, "pe") is int every => v with { PolyExpEvery = every },
+            "pp" => v with { PingPong = true },
+            "nopp" => v with { PingPong = false },
+            "own" => v with { OStaging = OutputStaging.OwnBuffer },
+            "o2" => v with { OStaging = OutputStaging.TwoPasses },
+            _ => null,
+        },
+        (v, entry) =>
+        {
             if (v.BlockN % 128 != 0 || Fp8Variants.KeyBlock % v.BlockN != 0)
                 throw new ArgumentException($"{Fp8Variable}: '{entry}' has a key block of {v.BlockN}; expected 128 or 256 (Vᵀ tiles are 128-key rows, and a K/V descale block of {Fp8Variants.KeyBlock} must hold whole key blocks)");
             if (v.SharedMemoryBytes > 232448)
                 throw new ArgumentException($"{Fp8Variable}: '{entry}' needs {v.SharedMemoryBytes} bytes of shared memory, more than the 232448 a block may have");
-            result[headDim] = v;
-        }
-        return result;
-    }
-
+        });
 
     internal static Dictionary<int, ForwardVariant> ParseForward(string? text)
-    {
-        var result = new Dictionary<int, ForwardVariant>();
-        foreach (var (headDim, fields, entry) in Entries(text, ForwardVariable))
+        => Parse(text, ForwardVariable, headDim => ForwardVariants.For(headDim, ForwardVariants.LongKeysFrom, keysCutFromRight: false),
+        (v, f) => f switch
         {
-            var v = ForwardVariants.For(headDim, ForwardVariants.LongKeysFrom, keysCutFromRight: false);
-            foreach (string f in fields)
-                v = f switch
-                {
-                    _ when Number(f, "n") is int n => v with { BlockN = n },
-                    _ when Number(f, "s") is int st => v with { Stages = st },
-                    _ when Number(f, "q") is int qb => v with { QBuffers = qb },
-                    _ when Number(f, "w") is int w => v with { Consumers = w },
-                    "seq" => v with { Loop = ForwardLoop.Sequential },
-                    "ov" => v with { Loop = ForwardLoop.Overlapped },
-                    "chain" => v with { Loop = ForwardLoop.Chained },
-                    "pp" => v with { PingPong = true },
-                    "nopp" => v with { PingPong = false },
-                    "own" => v with { OStaging = OutputStaging.OwnBuffer },
-                    "alias" => v with { OStaging = OutputStaging.QBuffer },
-                    "o2" => v with { OStaging = OutputStaging.TwoPasses },
-                    "qregs" => v with { QInRegisters = true },
-                    "noqregs" => v with { QInRegisters = false },
-                    _ => throw new ArgumentException($"{ForwardVariable}: unknown field '{f}' in '{entry}'"),
-                };
+            _ when Number(f, "n") is int n => v with { BlockN = n },
+            _ when Number(f, "s") is int st => v with { Stages = st },
+            _ when Number(f, "q") is int qb => v with { QBuffers = qb },
+            _ when Number(f, "w") is int w => v with { Consumers = w },
+            "seq" => v with { Loop = ForwardLoop.Sequential },
+            "ov" => v with { Loop = ForwardLoop.Overlapped },
+            "chain" => v with { Loop = ForwardLoop.Chained },
+            "pp" => v with { PingPong = true },
+            "nopp" => v with { PingPong = false },
+            "own" => v with { OStaging = OutputStaging.OwnBuffer },
+            "alias" => v with { OStaging = OutputStaging.QBuffer },
+            "o2" => v with { OStaging = OutputStaging.TwoPasses },
+            "qregs" => v with { QInRegisters = true },
+            "noqregs" => v with { QInRegisters = false },
+            _ => null,
+        },
+        (v, entry) =>
+        {
             if (v.SharedMemoryBytes > 232448)
                 throw new ArgumentException($"{ForwardVariable}: '{entry}' needs {v.SharedMemoryBytes} bytes of shared memory, more than the 232448 a block may have");
-            result[headDim] = v;
-        }
-        return result;
-    }
+        });
 
     internal static Dictionary<int, Func<BackwardVariant, BackwardVariant>> ParseBackward(string? text)
     {
@@ -109,25 +95,37 @@ internal static class VariantOverrides
         return result;
     }
 
-    internal static Dictionary<int, DecodeVariant> ParseDecode(string? text)
-    {
-        var result = new Dictionary<int, DecodeVariant>();
-        foreach (var (headDim, fields, entry) in Entries(text, DecodeVariable))
+    internal static Dictionary<int, DecodeVariant> ParseDecode(string? text) => Parse(text, DecodeVariable, DecodeVariants.For,
+        (v, f) => f switch
         {
-            var v = DecodeVariants.For(headDim);
-            foreach (string f in fields)
-                v = f switch
-                {
-                    _ when Number(f, "n") is int n => v with { BlockN = n },
-                    _ when Number(f, "s") is int st => v with { Stages = st },
-                    _ when Number(f, "c") is int c => v with { CtasPerSm = c },
-                    "qregs" => v with { QSource = QSource.Registers },
-                    "qsmem" => v with { QSource = QSource.SharedMemory },
-                    _ => throw new ArgumentException($"{DecodeVariable}: unknown field '{f}' in '{entry}'"),
-                };
+            _ when Number(f, "n") is int n => v with { BlockN = n },
+            _ when Number(f, "s") is int st => v with { Stages = st },
+            _ when Number(f, "c") is int c => v with { CtasPerSm = c },
+            "qregs" => v with { QSource = QSource.Registers },
+            "qsmem" => v with { QSource = QSource.SharedMemory },
+            _ => null,
+        },
+        (v, entry) =>
+        {
             int limit = v.CtasPerSm <= 1 ? 232448 : 233472 / v.CtasPerSm - 1024;
             if (v.SharedMemoryBytes > limit)
                 throw new ArgumentException($"{DecodeVariable}: '{entry}' needs {v.SharedMemoryBytes} bytes of shared memory, more than {limit} for {v.CtasPerSm} CTA(s) per SM");
+        });
+
+    /// <summary>
+    /// Every entry of <paramref name="text"/>: its head dim's default variant with the fields applied in order
+    /// (<paramref name="apply"/> gives null for a field it does not know), then checked by <paramref name="check"/>.
+    /// </summary>
+    private static Dictionary<int, TVariant> Parse<TVariant>(string? text, string variable, Func<int, TVariant> defaultFor,
+        Func<TVariant, string, TVariant?> apply, Action<TVariant, string> check) where TVariant : class
+    {
+        var result = new Dictionary<int, TVariant>();
+        foreach (var (headDim, fields, entry) in Entries(text, variable))
+        {
+            var v = defaultFor(headDim);
+            foreach (string f in fields)
+                v = apply(v, f) ?? throw new ArgumentException($"{variable}: unknown field '{f}' in '{entry}'");
+            check(v, entry);
             result[headDim] = v;
         }
         return result;

@@ -75,7 +75,7 @@ public static class Fp8Verifier
             dLse.Buffer.Fill(0xFF);
             CudaAttention.Forward(dq, dk, dv, dOut16, dLse, options, device: device);
             device.Synchronize();
-            rows.Add(Compare(c, "O", ToDouble(dOut16.ToArray()), reference.Output, emulated, GpuAttentionVerifier.Epsilon(c.Type)));
+            rows.Add(Compare(c, "O", GpuAttentionVerifier.ToDouble(dOut16.ToArray()), reference.Output, emulated, GpuAttentionVerifier.Epsilon(c.Type)));
             if (c.SeqLenK > 0) rows.Add(CompareCodes(c, device, q8, k8, v8));
         }
         else
@@ -91,7 +91,7 @@ public static class Fp8Verifier
             CudaAttention.ForwardFp8(new Fp8Tensor(cq, sq, qBlock), new Fp8Tensor(ck, sk, kvBlock), new Fp8Tensor(cv, sv, kvBlock),
                 dOut, dLse, c.Options, device: device);
             device.Synchronize();
-            rows.Add(Compare(c, "O", ToDouble(dOut.ToArray()), reference.Output, emulated, GpuAttentionVerifier.Epsilon(DataType.BFloat16)));
+            rows.Add(Compare(c, "O", GpuAttentionVerifier.ToDouble(dOut.ToArray()), reference.Output, emulated, GpuAttentionVerifier.Epsilon(DataType.BFloat16)));
         }
         rows.Add(Compare(c, "LSE", dLse.ToArray().Select(x => (double)x).ToArray(), reference.LogSumExp, emulatedLse, 1e-2));
         return rows;
@@ -145,35 +145,13 @@ public static class Fp8Verifier
     // As the BF16 rule: the GPU's largest error against the reference within twice the emulation's plus eps.
     private static VerifyRow Compare(VerifyCase c, string quantity, double[] got, double[] reference, float[] emulated, double eps)
     {
-        double err = 0, emuErr = 0;
-        int nan = 0;
-        for (int i = 0; i < reference.Length; i++)
-        {
-            err = Math.Max(err, Difference(got[i], reference[i], ref nan));
-            int ignored = 0;
-            emuErr = Math.Max(emuErr, Difference(emulated[i], reference[i], ref ignored));
-        }
-        double tol = 2 * emuErr + eps;
+        var (err, emuErr, tol, nan) = GpuAttentionVerifier.Measure(got, reference, emulated, eps);
         return new VerifyRow(c, quantity, err, emuErr, tol, err <= tol && nan == 0, nan > 0 ? $"{nan} elements NaN (unwritten or invalid)" : null);
-    }
-
-    private static double Difference(double got, double reference, ref int nan)
-    {
-        if (double.IsNaN(got)) { nan++; return double.PositiveInfinity; }
-        if (double.IsInfinity(got) || double.IsInfinity(reference)) return got == reference ? 0 : double.PositiveInfinity;
-        return Math.Abs(got - reference);
     }
 
     private static float[] ToFloat<T>(T[] a) where T : unmanaged
     {
         var r = new float[a.Length];
-        for (int i = 0; i < a.Length; i++) r[i] = ElementConvert.ToSingle(a[i]);
-        return r;
-    }
-
-    private static double[] ToDouble<T>(T[] a) where T : unmanaged
-    {
-        var r = new double[a.Length];
         for (int i = 0; i < a.Length; i++) r[i] = ElementConvert.ToSingle(a[i]);
         return r;
     }

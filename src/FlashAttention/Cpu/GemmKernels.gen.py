@@ -7,9 +7,19 @@ registers: per step of the reduction it loads NV vectors of one row of B and bro
 """
 SHAPES = [(6, 4), (6, 2), (6, 1)]
 
+def at(v):
+    """The offset of vector v in a row of c or b: '', ' + w', ' + 2 * w', ..."""
+    return "" if v == 0 else " + w" if v == 1 else f" + {v} * w"
+
 def kernel(mr, nv):
     L = []
     a = L.append
+
+    def per_row(indent, statement):
+        """One line per row of the block: statement(r, v) for each of its vectors."""
+        for r in range(mr):
+            a(indent + " ".join(statement(r, v) for v in range(nv)))
+
     a(f"    /// <summary>{mr}x{nv} vectors; rows 1..{mr} (surplus rows alias the last real row: same inputs, same values, same stores).</summary>")
     a(f"    [MethodImpl(MethodImplOptions.AggressiveOptimization)]")
     a(f"    private static void K{mr}x{nv}<TV>(int rows, int depth, float* a, nint aRow, nint aK, float* b, nint ldb, float* c, nint ldc, bool accumulate, float* rowScale)")
@@ -24,8 +34,7 @@ def kernel(mr, nv):
     a("        TV " + ", ".join(accs) + ";")
     a("        if (accumulate)")
     a("        {")
-    for r in range(mr):
-        a("            " + " ".join(f"x{r}{v} = TV.Load(c{r}{'' if v == 0 else f' + {v} * w' if v > 1 else ' + w'});" for v in range(nv)))
+    per_row("            ", lambda r, v: f"x{r}{v} = TV.Load(c{r}{at(v)});")
     a("            if (rowScale != null)")
     a("            {")
     for r in range(mr):
@@ -35,21 +44,19 @@ def kernel(mr, nv):
     a("        }")
     a("        else")
     a("        {")
-    for r in range(mr):
-        a("            " + " ".join(f"x{r}{v} = TV.Zero;" for v in range(nv)))
+    per_row("            ", lambda r, v: f"x{r}{v} = TV.Zero;")
     a("        }")
     a("        nint ka = 0;")
     a("        for (int kk = 0; kk < depth; kk++)")
     a("        {")
-    a("            TV " + ", ".join(f"b{v} = TV.Load(b{'' if v == 0 else ' + w' if v == 1 else f' + {v} * w'})" for v in range(nv)) + ";")
+    a("            TV " + ", ".join(f"b{v} = TV.Load(b{at(v)})" for v in range(nv)) + ";")
     for r in range(mr):
         a(f"            {'TV s' if r == 0 else 's'} = TV.Broadcast(a{r}[ka]);")
         a("            " + " ".join(f"x{r}{v} = TV.Fma(b{v}, s, x{r}{v});" for v in range(nv)))
     a("            ka += aK;")
     a("            b += ldb;")
     a("        }")
-    for r in range(mr):
-        a("        " + " ".join(f"TV.Store(c{r}{'' if v == 0 else ' + w' if v == 1 else f' + {v} * w'}, x{r}{v});" for v in range(nv)))
+    per_row("        ", lambda r, v: f"TV.Store(c{r}{at(v)}, x{r}{v});")
     a("    }")
     return "\n".join(L)
 

@@ -49,26 +49,30 @@ internal static class RingSchedule
             w.State.InputsReady.MakeWait(w.State.CommStream);
         }
 
+        // One ring exchange on the communication streams: every rank sends the slot step t used (of the two in slots) to
+        // the next rank's other slot, once its comm stream has waited for mustFinish; arrived is recorded behind it.
+        void PassOn(int t, Func<Buffers, nint[]> slots, Func<int, long> bytes, Func<RankState, CudaEvent?> mustFinish, Func<RankState, CudaEvent> arrived)
+        {
+            var parts = new List<TransferPart>();
+            var receive = new List<long>();
+            for (int i = 0; i < run.Ranks.Count; i++)
+            {
+                var w = run.Ranks[i];
+                mustFinish(w.State)?.MakeWait(w.State.CommStream);
+                parts.Add(new TransferPart(w.Rank, slots(buffers[i])[t % 2], slots(buffers[i])[(t + 1) % 2], bytes(Source(w.Rank, t)), w.State.CommStream));
+                receive.Add(bytes(Source(w.Rank, t + 1)));
+            }
+            run.Group.Transport.RingExchange(parts, receive);
+            foreach (var w in run.Ranks) arrived(w.State).Record(w.State.CommStream);
+        }
+
         for (int t = 0; t < n; t++)
         {
             // The step's K/V came with the transfer issued last step; wait for it before that event is recorded again.
             if (t > 0)
                 foreach (var w in run.Ranks) w.State.KvArrived.MakeWait(w.Stream);
-            if (t < n - 1)
-            {
-                var parts = new List<TransferPart>();
-                var receive = new List<long>();
-                for (int i = 0; i < run.Ranks.Count; i++)
-                {
-                    var w = run.Ranks[i];
-                    // Receiving overwrites the buffer step t − 1 computed on.
-                    if (t > 0) w.State.ComputeDone.MakeWait(w.State.CommStream);
-                    parts.Add(new TransferPart(w.Rank, buffers[i].Kv[t % 2], buffers[i].Kv[(t + 1) % 2], KvBytes(Source(w.Rank, t)), w.State.CommStream));
-                    receive.Add(KvBytes(Source(w.Rank, t + 1)));
-                }
-                run.Group.Transport.RingExchange(parts, receive);
-                foreach (var w in run.Ranks) w.State.KvArrived.Record(w.State.CommStream);
-            }
+            // Receiving overwrites the buffer step t − 1 computed on.
+            if (t < n - 1) PassOn(t, b => b.Kv, KvBytes, s => t > 0 ? s.ComputeDone : null, s => s.KvArrived);
 
             for (int i = 0; i < run.Ranks.Count; i++)
             {
@@ -80,21 +84,8 @@ internal static class RingSchedule
                 w.State.ComputeDone.Record(w.Stream);
             }
 
-            if (backward && n > 1)
-            {
-                // The dK/dV accumulator of the step's source moves on; after step N − 1 it reaches its owner.
-                var parts = new List<TransferPart>();
-                var receive = new List<long>();
-                for (int i = 0; i < run.Ranks.Count; i++)
-                {
-                    var w = run.Ranks[i];
-                    w.State.GradientsAdded.MakeWait(w.State.CommStream);
-                    parts.Add(new TransferPart(w.Rank, buffers[i].Grad[t % 2], buffers[i].Grad[(t + 1) % 2], GradBytes(Source(w.Rank, t)), w.State.CommStream));
-                    receive.Add(GradBytes(Source(w.Rank, t + 1)));
-                }
-                run.Group.Transport.RingExchange(parts, receive);
-                foreach (var w in run.Ranks) w.State.GradientsArrived.Record(w.State.CommStream);
-            }
+            // The dK/dV accumulator of the step's source moves on; after step N − 1 it reaches its owner.
+            if (backward && n > 1) PassOn(t, b => b.Grad, GradBytes, s => s.GradientsAdded, s => s.GradientsArrived);
         }
 
         for (int i = 0; i < run.Ranks.Count; i++)

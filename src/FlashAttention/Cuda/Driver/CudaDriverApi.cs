@@ -18,17 +18,13 @@ internal sealed unsafe class CudaDriverApi
     /// <summary>The oldest driver the library accepts, as cuDriverGetVersion reports it (1000·major + 10·minor).</summary>
     public const int MinimumDriverVersion = 12000;
 
-    private static readonly Lazy<(CudaDriverApi? Api, CudaUnavailableException? Error)> Loaded = new(() => Load(SystemLibraryProbe.Instance));
+    private static readonly LazyApi<CudaDriverApi> Loaded = new(() => Load(SystemLibraryProbe.Instance));
 
     /// <summary>The loaded and initialised driver; throws <see cref="CudaUnavailableException"/> with the reason when there is none.</summary>
-    public static CudaDriverApi Instance => Loaded.Value.Api ?? throw Loaded.Value.Error!;
+    public static CudaDriverApi Instance => Loaded.Instance;
 
     /// <summary>The driver, or null with the reason; never throws.</summary>
-    public static CudaDriverApi? TryGetInstance(out CudaUnavailableException? error)
-    {
-        (var api, error) = Loaded.Value;
-        return api;
-    }
+    public static CudaDriverApi? TryGetInstance(out CudaUnavailableException? error) => Loaded.TryGet(out error);
 
     /// <summary>The library that was loaded and where it lives.</summary>
     public LoadedLibrary Library { get; }
@@ -240,25 +236,5 @@ internal sealed unsafe class CudaDriverApi
             if (cuGetErrorString(code, &text) == 0 && text is not null && Marshal.PtrToStringUTF8((nint)text) is { Length: > 0 } s) return s;
         }
         return CudaErrorCodes.DriverDescription(code);
-    }
-
-    /// <summary>Looks exports up by name, remembering which are missing.</summary>
-    private sealed class ExportResolver(nint library)
-    {
-        public List<string> MissingRequired { get; } = [];
-        public List<string> MissingOptional { get; } = [];
-
-        /// <summary>The first of <paramref name="names"/> the library exports (later names are older/newer aliases); 0 and noted when none.</summary>
-        public nint Required(params string[] names) => Find(names, MissingRequired);
-
-        public nint Optional(params string[] names) => Find(names, MissingOptional);
-
-        private nint Find(string[] names, List<string> missing)
-        {
-            foreach (string name in names)
-                if (NativeLibrary.TryGetExport(library, name, out nint address)) return address;
-            missing.Add(names[0]);
-            return 0;
-        }
     }
 }

@@ -94,66 +94,44 @@ internal static class LibrarySearch
     /// </summary>
     public static IReadOnlyList<LibraryCandidate> NvrtcCandidates(ILibraryProbe probe)
     {
-        var list = new List<LibraryCandidate>();
-        var seen = new HashSet<string>(StringComparer.Ordinal);
-        void Add(LibraryCandidate c)
+        var list = new CandidateList(probe, NvrtcVariable, probe.IsWindows ? NvrtcWindowsFileNames : NvrtcFileNames);
+        list.AddSystemLoader();
+
+        foreach (var (variable, root) in CudaRoots(probe))
         {
-            if (seen.Add(c.Path)) list.Add(c);
-        }
-
-        string? explicitPath = probe.GetEnvironmentVariable(NvrtcVariable);
-        if (!string.IsNullOrWhiteSpace(explicitPath)) Add(new(explicitPath.Trim(), NvrtcVariable, IsExplicit: true));
-
-        string[] names = probe.IsWindows ? NvrtcWindowsFileNames : NvrtcFileNames;
-        foreach (string name in names) Add(new(name, "system loader"));
-
-        void AddFolder(string folder, string origin)
-        {
-            foreach (string name in names)
-            {
-                string path = Path.Join(folder, name);
-                if (probe.FileExists(path)) Add(new(path, origin));
-            }
-        }
-
-        foreach (string variable in new[] { "CUDA_HOME", "CUDA_PATH" })
-        {
-            string? root = probe.GetEnvironmentVariable(variable);
-            if (string.IsNullOrWhiteSpace(root)) continue;
-            root = root.Trim();
             if (probe.IsWindows)
             {
-                AddFolder(Path.Join(root, "bin"), variable);
-                AddFolder(Path.Join(root, "bin", "x64"), variable);
+                list.AddFolder(Path.Join(root, "bin"), variable);
+                list.AddFolder(Path.Join(root, "bin", "x64"), variable);
                 continue;
             }
-            AddFolder(Path.Join(root, "lib64"), variable);
-            AddFolder(Path.Join(root, "lib"), variable);
-            AddFolder(Path.Join(root, "targets", "x86_64-linux", "lib"), variable);
+            list.AddFolder(Path.Join(root, "lib64"), variable);
+            list.AddFolder(Path.Join(root, "lib"), variable);
+            list.AddFolder(Path.Join(root, "targets", "x86_64-linux", "lib"), variable);
         }
 
         if (!probe.IsWindows)
         {
-            AddFolder("/usr/local/cuda/lib64", "/usr/local/cuda");
-            AddFolder("/usr/local/cuda/targets/x86_64-linux/lib", "/usr/local/cuda");
+            list.AddFolder("/usr/local/cuda/lib64", "/usr/local/cuda");
+            list.AddFolder("/usr/local/cuda/targets/x86_64-linux/lib", "/usr/local/cuda");
             foreach (string versioned in probe.GetDirectories("/usr/local", "cuda-*").OrderByDescending(VersionSortKey, StringComparer.Ordinal))
             {
-                AddFolder(Path.Join(versioned, "lib64"), versioned);
-                AddFolder(Path.Join(versioned, "targets", "x86_64-linux", "lib"), versioned);
+                list.AddFolder(Path.Join(versioned, "lib64"), versioned);
+                list.AddFolder(Path.Join(versioned, "targets", "x86_64-linux", "lib"), versioned);
             }
         }
 
         foreach (string sitePackages in PythonSitePackages(probe))
         {
-            AddFolder(Path.Join(sitePackages, "nvidia", "cu13", "lib"), "python site-packages");
-            AddFolder(Path.Join(sitePackages, "nvidia", "cuda_nvrtc", "lib"), "python site-packages");
+            list.AddFolder(Path.Join(sitePackages, "nvidia", "cu13", "lib"), "python site-packages");
+            list.AddFolder(Path.Join(sitePackages, "nvidia", "cuda_nvrtc", "lib"), "python site-packages");
             if (probe.IsWindows)
             {
-                AddFolder(Path.Join(sitePackages, "nvidia", "cu13", "bin"), "python site-packages");
-                AddFolder(Path.Join(sitePackages, "nvidia", "cuda_nvrtc", "bin"), "python site-packages");
+                list.AddFolder(Path.Join(sitePackages, "nvidia", "cu13", "bin"), "python site-packages");
+                list.AddFolder(Path.Join(sitePackages, "nvidia", "cuda_nvrtc", "bin"), "python site-packages");
             }
         }
-        return list;
+        return list.Candidates;
     }
 
     /// <summary>Environment variable naming the NCCL library file to use.</summary>
@@ -167,38 +145,71 @@ internal static class LibrarySearch
     /// </summary>
     public static IReadOnlyList<LibraryCandidate> NcclCandidates(ILibraryProbe probe)
     {
-        var list = new List<LibraryCandidate>();
-        var seen = new HashSet<string>(StringComparer.Ordinal);
-        void Add(LibraryCandidate c)
-        {
-            if (seen.Add(c.Path)) list.Add(c);
-        }
+        var list = new CandidateList(probe, NcclVariable, ["libnccl.so.2", "libnccl.so"]);
+        if (probe.IsWindows) return list.Candidates;  // NCCL ships for Linux only
 
-        string? explicitPath = probe.GetEnvironmentVariable(NcclVariable);
-        if (!string.IsNullOrWhiteSpace(explicitPath)) Add(new(explicitPath.Trim(), NcclVariable, IsExplicit: true));
-        if (probe.IsWindows) return list;  // NCCL ships for Linux only
-
-        string[] names = ["libnccl.so.2", "libnccl.so"];
-        foreach (string name in names) Add(new(name, "system loader"));
-        void AddFolder(string folder, string origin)
+        list.AddSystemLoader();
+        foreach (var (variable, root) in CudaRoots(probe))
         {
-            foreach (string name in names)
-            {
-                string path = Path.Join(folder, name);
-                if (probe.FileExists(path)) Add(new(path, origin));
-            }
+            list.AddFolder(Path.Join(root, "lib64"), variable);
+            list.AddFolder(Path.Join(root, "lib"), variable);
         }
+        list.AddFolder("/usr/local/cuda/lib64", "/usr/local/cuda");
+        foreach (string sitePackages in PythonSitePackages(probe))
+            list.AddFolder(Path.Join(sitePackages, "nvidia", "nccl", "lib"), "python site-packages");
+        return list.Candidates;
+    }
+
+    /// <summary>The toolkit roots named by <c>$CUDA_HOME</c> and <c>$CUDA_PATH</c>, trimmed, with the variable that named each.</summary>
+    private static IEnumerable<(string Variable, string Root)> CudaRoots(ILibraryProbe probe)
+    {
         foreach (string variable in new[] { "CUDA_HOME", "CUDA_PATH" })
         {
             string? root = probe.GetEnvironmentVariable(variable);
-            if (string.IsNullOrWhiteSpace(root)) continue;
-            AddFolder(Path.Join(root.Trim(), "lib64"), variable);
-            AddFolder(Path.Join(root.Trim(), "lib"), variable);
+            if (!string.IsNullOrWhiteSpace(root)) yield return (variable, root.Trim());
         }
-        AddFolder("/usr/local/cuda/lib64", "/usr/local/cuda");
-        foreach (string sitePackages in PythonSitePackages(probe))
-            AddFolder(Path.Join(sitePackages, "nvidia", "nccl", "lib"), "python site-packages");
-        return list;
+    }
+
+    /// <summary>
+    /// A search list being built: the explicit file from the environment variable first (when set), then each place once,
+    /// in the order added.
+    /// </summary>
+    private sealed class CandidateList
+    {
+        private readonly ILibraryProbe _probe;
+        private readonly string[] _fileNames;
+        private readonly HashSet<string> _seen = new(StringComparer.Ordinal);
+
+        public List<LibraryCandidate> Candidates { get; } = [];
+
+        public CandidateList(ILibraryProbe probe, string explicitVariable, string[] fileNames)
+        {
+            _probe = probe;
+            _fileNames = fileNames;
+            string? explicitPath = probe.GetEnvironmentVariable(explicitVariable);
+            if (!string.IsNullOrWhiteSpace(explicitPath)) Add(new(explicitPath.Trim(), explicitVariable, IsExplicit: true));
+        }
+
+        /// <summary>The bare file names, for the system loader's own search path.</summary>
+        public void AddSystemLoader()
+        {
+            foreach (string name in _fileNames) Add(new(name, "system loader"));
+        }
+
+        /// <summary>The file names in <paramref name="folder"/>, those that exist.</summary>
+        public void AddFolder(string folder, string origin)
+        {
+            foreach (string name in _fileNames)
+            {
+                string path = Path.Join(folder, name);
+                if (_probe.FileExists(path)) Add(new(path, origin));
+            }
+        }
+
+        private void Add(LibraryCandidate c)
+        {
+            if (_seen.Add(c.Path)) Candidates.Add(c);
+        }
     }
 
     /// <summary>

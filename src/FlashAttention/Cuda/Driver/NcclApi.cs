@@ -26,17 +26,13 @@ internal sealed unsafe class NcclApi
     public const int Float32 = 7;
     public const int Sum = 0;
 
-    private static readonly Lazy<(NcclApi? Api, CudaUnavailableException? Error)> Loaded = new(() => Load(SystemLibraryProbe.Instance));
+    private static readonly LazyApi<NcclApi> Loaded = new(() => Load(SystemLibraryProbe.Instance));
 
     /// <summary>The loaded NCCL; throws <see cref="CudaUnavailableException"/> with the reason when there is none.</summary>
-    public static NcclApi Instance => Loaded.Value.Api ?? throw Loaded.Value.Error!;
+    public static NcclApi Instance => Loaded.Instance;
 
     /// <summary>NCCL, or null with the reason; never throws.</summary>
-    public static NcclApi? TryGetInstance(out CudaUnavailableException? error)
-    {
-        (var api, error) = Loaded.Value;
-        return api;
-    }
+    public static NcclApi? TryGetInstance(out CudaUnavailableException? error) => Loaded.TryGet(out error);
 
     /// <summary>The library that was loaded and where it lives.</summary>
     public LoadedLibrary Library { get; }
@@ -67,34 +63,27 @@ internal sealed unsafe class NcclApi
     /// <summary>ncclGetLastError (2.13+): the last failure's detail, for messages.</summary>
     public readonly delegate* unmanaged<nint, byte*> ncclGetLastError;
 
-    private NcclApi(LoadedLibrary library, List<string> missing)
+    private NcclApi(LoadedLibrary library, ExportResolver r)
     {
         Library = library;
-        nint handle = library.Handle;
-        nint Get(string name)
-        {
-            if (NativeLibrary.TryGetExport(handle, name, out nint address)) return address;
-            missing.Add(name);
-            return 0;
-        }
-        ncclGetVersion = (delegate* unmanaged<int*, int>)Get("ncclGetVersion");
-        ncclGetUniqueId = (delegate* unmanaged<NcclUniqueIdBlob*, int>)Get("ncclGetUniqueId");
-        ncclCommInitRank = (delegate* unmanaged<nint*, int, NcclUniqueIdBlob, int, int>)Get("ncclCommInitRank");
-        ncclCommInitAll = (delegate* unmanaged<nint*, int, int*, int>)Get("ncclCommInitAll");
-        ncclCommDestroy = (delegate* unmanaged<nint, int>)Get("ncclCommDestroy");
-        ncclCommAbort = (delegate* unmanaged<nint, int>)Get("ncclCommAbort");
-        ncclCommCount = (delegate* unmanaged<nint, int*, int>)Get("ncclCommCount");
-        ncclCommCuDevice = (delegate* unmanaged<nint, int*, int>)Get("ncclCommCuDevice");
-        ncclCommUserRank = (delegate* unmanaged<nint, int*, int>)Get("ncclCommUserRank");
-        ncclCommGetAsyncError = (delegate* unmanaged<nint, int*, int>)Get("ncclCommGetAsyncError");
-        ncclGroupStart = (delegate* unmanaged<int>)Get("ncclGroupStart");
-        ncclGroupEnd = (delegate* unmanaged<int>)Get("ncclGroupEnd");
-        ncclSend = (delegate* unmanaged<nint, nuint, int, int, nint, nint, int>)Get("ncclSend");
-        ncclRecv = (delegate* unmanaged<nint, nuint, int, int, nint, nint, int>)Get("ncclRecv");
-        ncclAllGather = (delegate* unmanaged<nint, nint, nuint, int, nint, nint, int>)Get("ncclAllGather");
-        ncclReduceScatter = (delegate* unmanaged<nint, nint, nuint, int, int, nint, nint, int>)Get("ncclReduceScatter");
-        ncclGetErrorString = (delegate* unmanaged<int, byte*>)Get("ncclGetErrorString");
-        if (NativeLibrary.TryGetExport(handle, "ncclGetLastError", out nint last)) ncclGetLastError = (delegate* unmanaged<nint, byte*>)last;
+        ncclGetVersion = (delegate* unmanaged<int*, int>)r.Required("ncclGetVersion");
+        ncclGetUniqueId = (delegate* unmanaged<NcclUniqueIdBlob*, int>)r.Required("ncclGetUniqueId");
+        ncclCommInitRank = (delegate* unmanaged<nint*, int, NcclUniqueIdBlob, int, int>)r.Required("ncclCommInitRank");
+        ncclCommInitAll = (delegate* unmanaged<nint*, int, int*, int>)r.Required("ncclCommInitAll");
+        ncclCommDestroy = (delegate* unmanaged<nint, int>)r.Required("ncclCommDestroy");
+        ncclCommAbort = (delegate* unmanaged<nint, int>)r.Required("ncclCommAbort");
+        ncclCommCount = (delegate* unmanaged<nint, int*, int>)r.Required("ncclCommCount");
+        ncclCommCuDevice = (delegate* unmanaged<nint, int*, int>)r.Required("ncclCommCuDevice");
+        ncclCommUserRank = (delegate* unmanaged<nint, int*, int>)r.Required("ncclCommUserRank");
+        ncclCommGetAsyncError = (delegate* unmanaged<nint, int*, int>)r.Required("ncclCommGetAsyncError");
+        ncclGroupStart = (delegate* unmanaged<int>)r.Required("ncclGroupStart");
+        ncclGroupEnd = (delegate* unmanaged<int>)r.Required("ncclGroupEnd");
+        ncclSend = (delegate* unmanaged<nint, nuint, int, int, nint, nint, int>)r.Required("ncclSend");
+        ncclRecv = (delegate* unmanaged<nint, nuint, int, int, nint, nint, int>)r.Required("ncclRecv");
+        ncclAllGather = (delegate* unmanaged<nint, nint, nuint, int, nint, nint, int>)r.Required("ncclAllGather");
+        ncclReduceScatter = (delegate* unmanaged<nint, nint, nuint, int, int, nint, nint, int>)r.Required("ncclReduceScatter");
+        ncclGetErrorString = (delegate* unmanaged<int, byte*>)r.Required("ncclGetErrorString");
+        ncclGetLastError = (delegate* unmanaged<nint, byte*>)r.Optional("ncclGetLastError");
         if (ncclGetVersion == null) return;
         int version;
         if (ncclGetVersion(&version) == 0) Version = version;
@@ -107,36 +96,19 @@ internal sealed unsafe class NcclApi
 
     private const string InstallHint = "install NCCL 2.18 or newer (pip install nvidia-nccl-cu13, or the libnccl2 package), or set " + LibrarySearch.NcclVariable + "=/path/libnccl.so.2";
 
-    /// <summary>
-    /// The first candidate that loads and is new enough. A too-old NCCL is passed over (a newer one may come later in
-    /// the list) and reported only if nothing better is found. Never throws.
-    /// </summary>
+    /// <summary>The first candidate that loads and is new enough (see <see cref="NativeLibraryLoader.LoadFirstUsable"/>); never throws.</summary>
     internal static (NcclApi?, CudaUnavailableException?) Load(ILibraryProbe probe)
     {
         var candidates = LibrarySearch.NcclCandidates(probe);
-        CudaUnavailableException? tooOld = null;
-        foreach (var candidate in candidates)
-        {
-            if (!NativeLibrary.TryLoad(candidate.Path, out nint handle))
-            {
-                if (candidate.IsExplicit)
-                    return (null, new CudaUnavailableException(CudaUnavailableReason.NcclNotFound,
-                        $"NCCL not found: {LibrarySearch.NcclVariable}={candidate.Path} cannot be loaded (missing file or wrong architecture); point it at a libnccl.so.2 of NCCL 2.18 or newer (pip install nvidia-nccl-cu13 puts one in site-packages/nvidia/nccl/lib)"));
-                continue;
-            }
-            var library = new LoadedLibrary { Handle = handle, Candidate = candidate, ResolvedPath = NativeLibraryLoader.ResolveMappedPath(candidate.Path) ?? candidate.Path };
-            var missing = new List<string>();
-            var api = new NcclApi(library, missing);
-            string? problem = missing.Count > 0 ? $"lacks {string.Join(", ", missing)}"
-                : api.Version < MinimumVersion ? $"is version {api.VersionText}"
-                : null;
-            if (problem is null) return (api, null);
-            tooOld ??= new CudaUnavailableException(CudaUnavailableReason.NcclTooOld,
-                $"NCCL at {library.ResolvedPath} {problem}: context parallelism needs NCCL {FormatVersion(MinimumVersion)} or newer; {InstallHint}");
-            if (candidate.IsExplicit) return (null, tooOld);
-        }
-        return (null, tooOld ?? new CudaUnavailableException(CudaUnavailableReason.NcclNotFound,
-            $"NCCL not found: {InstallHint} (searched {candidates.Count} places: {string.Join(", ", candidates.Select(c => c.Path))})"));
+        return NativeLibraryLoader.LoadFirstUsable(candidates,
+            (library, exports) => new NcclApi(library, exports),
+            api => api.Version < MinimumVersion ? $"is version {api.VersionText}" : null,
+            (library, problem) => new CudaUnavailableException(CudaUnavailableReason.NcclTooOld,
+                $"NCCL at {library.ResolvedPath} {problem}: context parallelism needs NCCL {FormatVersion(MinimumVersion)} or newer; {InstallHint}"),
+            candidate => new CudaUnavailableException(CudaUnavailableReason.NcclNotFound,
+                $"NCCL not found: {LibrarySearch.NcclVariable}={candidate.Path} cannot be loaded (missing file or wrong architecture); point it at a libnccl.so.2 of NCCL 2.18 or newer (pip install nvidia-nccl-cu13 puts one in site-packages/nvidia/nccl/lib)"),
+            () => new CudaUnavailableException(CudaUnavailableReason.NcclNotFound,
+                $"NCCL not found: {InstallHint} (searched {candidates.Count} places: {string.Join(", ", candidates.Select(c => c.Path))})"));
     }
 
     /// <summary>Throws <see cref="CudaException"/> unless <paramref name="result"/> is ncclSuccess.</summary>

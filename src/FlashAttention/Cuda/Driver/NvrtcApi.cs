@@ -11,17 +11,13 @@ internal sealed unsafe class NvrtcApi
     /// <summary>NVRTC 12.0 is the first that compiles for <c>sm_90a</c>.</summary>
     public const int MinimumMajorVersion = 12;
 
-    private static readonly Lazy<(NvrtcApi? Api, CudaUnavailableException? Error)> Loaded = new(() => Load(SystemLibraryProbe.Instance));
+    private static readonly LazyApi<NvrtcApi> Loaded = new(() => Load(SystemLibraryProbe.Instance));
 
     /// <summary>The loaded NVRTC; throws <see cref="CudaUnavailableException"/> with the reason when there is none.</summary>
-    public static NvrtcApi Instance => Loaded.Value.Api ?? throw Loaded.Value.Error!;
+    public static NvrtcApi Instance => Loaded.Instance;
 
     /// <summary>NVRTC, or null with the reason; never throws.</summary>
-    public static NvrtcApi? TryGetInstance(out CudaUnavailableException? error)
-    {
-        (var api, error) = Loaded.Value;
-        return api;
-    }
+    public static NvrtcApi? TryGetInstance(out CudaUnavailableException? error) => Loaded.TryGet(out error);
 
     /// <summary>The library that was loaded and where it lives.</summary>
     public LoadedLibrary Library { get; }
@@ -54,33 +50,26 @@ internal sealed unsafe class NvrtcApi
     public readonly delegate* unmanaged<nint*, int> nvrtcDestroyProgram;
     public readonly delegate* unmanaged<int, byte*> nvrtcGetErrorString;
 
-    private NvrtcApi(LoadedLibrary library, List<string> missing)
+    private NvrtcApi(LoadedLibrary library, ExportResolver r)
     {
         Library = library;
-        nint handle = library.Handle;
-        nint Get(string name)
-        {
-            if (NativeLibrary.TryGetExport(handle, name, out nint address)) return address;
-            missing.Add(name);
-            return 0;
-        }
-        nvrtcVersion = (delegate* unmanaged<int*, int*, int>)Get("nvrtcVersion");
-        nvrtcCreateProgram = (delegate* unmanaged<nint*, byte*, byte*, int, byte**, byte**, int>)Get("nvrtcCreateProgram");
-        nvrtcCompileProgram = (delegate* unmanaged<nint, int, byte**, int>)Get("nvrtcCompileProgram");
-        nvrtcGetProgramLogSize = (delegate* unmanaged<nint, nuint*, int>)Get("nvrtcGetProgramLogSize");
-        nvrtcGetProgramLog = (delegate* unmanaged<nint, byte*, int>)Get("nvrtcGetProgramLog");
-        nvrtcGetCUBINSize = (delegate* unmanaged<nint, nuint*, int>)Get("nvrtcGetCUBINSize");
-        nvrtcGetCUBIN = (delegate* unmanaged<nint, byte*, int>)Get("nvrtcGetCUBIN");
-        nvrtcGetPTXSize = (delegate* unmanaged<nint, nuint*, int>)Get("nvrtcGetPTXSize");
-        nvrtcGetPTX = (delegate* unmanaged<nint, byte*, int>)Get("nvrtcGetPTX");
-        nvrtcAddNameExpression = (delegate* unmanaged<nint, byte*, int>)Get("nvrtcAddNameExpression");
-        nvrtcGetLoweredName = (delegate* unmanaged<nint, byte*, byte**, int>)Get("nvrtcGetLoweredName");
-        nvrtcDestroyProgram = (delegate* unmanaged<nint*, int>)Get("nvrtcDestroyProgram");
-        nvrtcGetErrorString = (delegate* unmanaged<int, byte*>)Get("nvrtcGetErrorString");
+        nvrtcVersion = (delegate* unmanaged<int*, int*, int>)r.Required("nvrtcVersion");
+        nvrtcCreateProgram = (delegate* unmanaged<nint*, byte*, byte*, int, byte**, byte**, int>)r.Required("nvrtcCreateProgram");
+        nvrtcCompileProgram = (delegate* unmanaged<nint, int, byte**, int>)r.Required("nvrtcCompileProgram");
+        nvrtcGetProgramLogSize = (delegate* unmanaged<nint, nuint*, int>)r.Required("nvrtcGetProgramLogSize");
+        nvrtcGetProgramLog = (delegate* unmanaged<nint, byte*, int>)r.Required("nvrtcGetProgramLog");
+        nvrtcGetCUBINSize = (delegate* unmanaged<nint, nuint*, int>)r.Required("nvrtcGetCUBINSize");
+        nvrtcGetCUBIN = (delegate* unmanaged<nint, byte*, int>)r.Required("nvrtcGetCUBIN");
+        nvrtcGetPTXSize = (delegate* unmanaged<nint, nuint*, int>)r.Required("nvrtcGetPTXSize");
+        nvrtcGetPTX = (delegate* unmanaged<nint, byte*, int>)r.Required("nvrtcGetPTX");
+        nvrtcAddNameExpression = (delegate* unmanaged<nint, byte*, int>)r.Required("nvrtcAddNameExpression");
+        nvrtcGetLoweredName = (delegate* unmanaged<nint, byte*, byte**, int>)r.Required("nvrtcGetLoweredName");
+        nvrtcDestroyProgram = (delegate* unmanaged<nint*, int>)r.Required("nvrtcDestroyProgram");
+        nvrtcGetErrorString = (delegate* unmanaged<int, byte*>)r.Required("nvrtcGetErrorString");
         // Optional (NVRTC 11.2+): only used to double-check that sm_90 is among the targets.
-        if (NativeLibrary.TryGetExport(handle, "nvrtcGetNumSupportedArchs", out nint num)) nvrtcGetNumSupportedArchs = (delegate* unmanaged<int*, int>)num;
-        if (NativeLibrary.TryGetExport(handle, "nvrtcGetSupportedArchs", out nint archs)) nvrtcGetSupportedArchs = (delegate* unmanaged<int*, int>)archs;
-        if (missing.Count > 0) return;
+        nvrtcGetNumSupportedArchs = (delegate* unmanaged<int*, int>)r.Optional("nvrtcGetNumSupportedArchs");
+        nvrtcGetSupportedArchs = (delegate* unmanaged<int*, int>)r.Optional("nvrtcGetSupportedArchs");
+        if (r.MissingRequired.Count > 0) return;
 
         int major, minor;
         if (nvrtcVersion(&major, &minor) == 0)
@@ -100,38 +89,21 @@ internal sealed unsafe class NvrtcApi
         }
     }
 
-    /// <summary>
-    /// The first candidate that loads and can compile for sm_90a. An NVRTC that is too old is passed over (a newer one
-    /// may come later in the list) and reported only if nothing better is found. Never throws.
-    /// </summary>
+    /// <summary>The first candidate that loads and can compile for sm_90a (see <see cref="NativeLibraryLoader.LoadFirstUsable"/>); never throws.</summary>
     internal static (NvrtcApi?, CudaUnavailableException?) Load(ILibraryProbe probe)
     {
         var candidates = LibrarySearch.NvrtcCandidates(probe);
-        CudaUnavailableException? tooOld = null;
-        foreach (var candidate in candidates)
-        {
-            if (!NativeLibrary.TryLoad(candidate.Path, out nint handle))
-            {
-                if (candidate.IsExplicit)
-                    return (null, new CudaUnavailableException(CudaUnavailableReason.NvrtcNotFound,
-                        $"NVRTC not found: {LibrarySearch.NvrtcVariable}={candidate.Path} cannot be loaded (missing file, wrong architecture, or missing libnvrtc-builtins next to it); point it at a libnvrtc.so from the CUDA toolkit 12.x/13.x or the nvidia-cuda-nvrtc wheel"));
-                continue;
-            }
-            var library = new LoadedLibrary { Handle = handle, Candidate = candidate, ResolvedPath = NativeLibraryLoader.ResolveMappedPath(candidate.Path) ?? candidate.Path };
-            var missing = new List<string>();
-            var api = new NvrtcApi(library, missing);
-            string? problem = missing.Count > 0 ? $"lacks {string.Join(", ", missing)}"
-                : api.Major < MinimumMajorVersion ? $"is version {api.VersionText}"
+        return NativeLibraryLoader.LoadFirstUsable(candidates,
+            (library, exports) => new NvrtcApi(library, exports),
+            api => api.Major < MinimumMajorVersion ? $"is version {api.VersionText}"
                 : api.SupportedArchs is { } archs && !archs.Contains(90) ? $"(version {api.VersionText}) cannot target sm_90 (it supports {string.Join(", ", archs.Select(a => "sm_" + a))})"
-                : null;
-            if (problem is null) return (api, null);
-            tooOld ??= new CudaUnavailableException(CudaUnavailableReason.NvrtcTooOld,
-                $"NVRTC at {library.ResolvedPath} {problem}: compiling for sm_90a needs NVRTC 12.0 or newer; install the CUDA toolkit 12.x/13.x or the nvidia-cuda-nvrtc wheel, or set {LibrarySearch.NvrtcVariable}=/path/libnvrtc.so");
-            if (candidate.IsExplicit) return (null, tooOld);
-            // Not freed: the library may already have been loaded by someone else in this process, and a stale handle is harmless.
-        }
-        return (null, tooOld ?? new CudaUnavailableException(CudaUnavailableReason.NvrtcNotFound,
-            $"NVRTC not found: install the CUDA toolkit 12.x/13.x or the nvidia-cuda-nvrtc wheel, or set {LibrarySearch.NvrtcVariable}=/path/libnvrtc.so (searched {candidates.Count} places: {string.Join(", ", candidates.Select(c => c.Path))})"));
+                : null,
+            (library, problem) => new CudaUnavailableException(CudaUnavailableReason.NvrtcTooOld,
+                $"NVRTC at {library.ResolvedPath} {problem}: compiling for sm_90a needs NVRTC 12.0 or newer; install the CUDA toolkit 12.x/13.x or the nvidia-cuda-nvrtc wheel, or set {LibrarySearch.NvrtcVariable}=/path/libnvrtc.so"),
+            candidate => new CudaUnavailableException(CudaUnavailableReason.NvrtcNotFound,
+                $"NVRTC not found: {LibrarySearch.NvrtcVariable}={candidate.Path} cannot be loaded (missing file, wrong architecture, or missing libnvrtc-builtins next to it); point it at a libnvrtc.so from the CUDA toolkit 12.x/13.x or the nvidia-cuda-nvrtc wheel"),
+            () => new CudaUnavailableException(CudaUnavailableReason.NvrtcNotFound,
+                $"NVRTC not found: install the CUDA toolkit 12.x/13.x or the nvidia-cuda-nvrtc wheel, or set {LibrarySearch.NvrtcVariable}=/path/libnvrtc.so (searched {candidates.Count} places: {string.Join(", ", candidates.Select(c => c.Path))})"));
     }
 
     /// <summary>Throws <see cref="CudaException"/> unless <paramref name="result"/> is NVRTC_SUCCESS.</summary>

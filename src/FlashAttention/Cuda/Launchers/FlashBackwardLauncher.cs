@@ -45,35 +45,45 @@ internal static class FlashBackwardLauncher
         if (mBlocks > 0)
             pre.Launch(new LaunchConfig(new Dim3((uint)mBlocks, (uint)p.HeadsQ, (uint)p.Batch), 256, 0, stream), new KernelArguments().Add(aux));
 
-        int nBlocks = (p.SeqLenK + config.BlockN - 1) / config.BlockN;
-        if (nBlocks > 0)
-        {
-            bool softcap = p.Softcap > 0;
-            var args = new BwdParams
-            {
-                Batch = p.Batch, SeqLenQ = p.SeqLenQ, SeqLenK = p.SeqLenK, HeadsQ = p.HeadsQ, HeadsK = p.HeadsK,
-                Group = p.GroupSize, WindowLeft = p.WindowLeft, WindowRight = p.WindowRight, SeqLenQPadded = padded,
-                HasSoftcap = softcap ? 1 : 0,
-                SoftcapPremul = softcap ? p.Scale / p.Softcap : 0f,
-                ScoreScaleLog2 = (softcap ? p.Softcap : p.Scale) * 1.4426950408889634f,
-                SoftmaxScale = p.Scale,
-                Deterministic = p.Deterministic ? 1 : 0,
-                LseLog2 = ws.LseLog2, DpSum = ws.DpSum, DqAccum = ws.DqAccum, DqSemaphore = ws.Semaphores,
-                Dk = (nint)dk.Address, Dv = (nint)dv.Address,
-                DkStrideB = p.DK.Batch, DkStrideS = p.DK.Sequence, DkStrideH = p.DK.Head,
-                DvStrideB = p.DV.Batch, DvStrideS = p.DV.Sequence, DvStrideH = p.DV.Head,
-            };
-            var arguments = new KernelArguments()
-                .Add(args)
-                .Add(AttentionTensorMaps.Tokens(q, BackwardVariant.TmaRows, device))
-                .Add(AttentionTensorMaps.Tokens(k, (uint)config.BlockN, device))
-                .Add(AttentionTensorMaps.Tokens(v, (uint)config.BlockN, device))
-                .Add(AttentionTensorMaps.Tokens(dO, BackwardVariant.TmaRows, device));
-            main.Launch(new LaunchConfig(new Dim3((uint)nBlocks, (uint)p.HeadsK, (uint)p.Batch), BackwardVariant.Threads,
-                config.SharedMemoryBytes, stream), arguments);
-        }
+        LaunchMain(main, config, MainParams(p, padded, ws, dk, dv, packed: false), p, q, k, v, dO, stream, device);
         if (mBlocks > 0)
             post.Launch(new LaunchConfig(new Dim3((uint)mBlocks, (uint)p.HeadsQ, (uint)p.Batch), 256, 0, stream), new KernelArguments().Add(aux));
+    }
+
+    /// <summary>The main kernel's parameters; a packed (varlen) problem's dK and dV have no batch stride.</summary>
+    internal static BwdParams MainParams(AttentionProblem p, int padded, Workspace ws, in TensorLayout dk, in TensorLayout dv, bool packed)
+    {
+        bool softcap = p.Softcap > 0;
+        return new BwdParams
+        {
+            Batch = p.Batch, SeqLenQ = p.SeqLenQ, SeqLenK = p.SeqLenK, HeadsQ = p.HeadsQ, HeadsK = p.HeadsK,
+            Group = p.GroupSize, WindowLeft = p.WindowLeft, WindowRight = p.WindowRight, SeqLenQPadded = padded,
+            HasSoftcap = softcap ? 1 : 0,
+            SoftcapPremul = softcap ? p.Scale / p.Softcap : 0f,
+            ScoreScaleLog2 = (softcap ? p.Softcap : p.Scale) * 1.4426950408889634f,
+            SoftmaxScale = p.Scale,
+            Deterministic = p.Deterministic ? 1 : 0,
+            LseLog2 = ws.LseLog2, DpSum = ws.DpSum, DqAccum = ws.DqAccum, DqSemaphore = ws.Semaphores,
+            Dk = (nint)dk.Address, Dv = (nint)dv.Address,
+            DkStrideB = packed ? 0 : p.DK.Batch, DkStrideS = p.DK.Sequence, DkStrideH = p.DK.Head,
+            DvStrideB = packed ? 0 : p.DV.Batch, DvStrideS = p.DV.Sequence, DvStrideH = p.DV.Head,
+        };
+    }
+
+    /// <summary>The main kernel: one CTA per key block of each key head and sequence, reading q, k, v and dO through tensor maps.</summary>
+    internal static void LaunchMain(CudaKernel main, BackwardVariant config, BwdParams args, AttentionProblem p,
+        in TensorLayout q, in TensorLayout k, in TensorLayout v, in TensorLayout dO, CudaStream? stream, CudaDevice device)
+    {
+        int nBlocks = (p.SeqLenK + config.BlockN - 1) / config.BlockN;
+        if (nBlocks == 0) return;
+        var arguments = new KernelArguments()
+            .Add(args)
+            .Add(AttentionTensorMaps.Tokens(q, BackwardVariant.TmaRows, device))
+            .Add(AttentionTensorMaps.Tokens(k, (uint)config.BlockN, device))
+            .Add(AttentionTensorMaps.Tokens(v, (uint)config.BlockN, device))
+            .Add(AttentionTensorMaps.Tokens(dO, BackwardVariant.TmaRows, device));
+        main.Launch(new LaunchConfig(new Dim3((uint)nBlocks, (uint)p.HeadsK, (uint)p.Batch), BackwardVariant.Threads,
+            config.SharedMemoryBytes, stream), arguments);
     }
 
     /// <summary>Float32 side buffers of the backward pass, one per (device, stream), grown on demand.</summary>

@@ -94,38 +94,13 @@ internal static class FlashVarlenLauncher
         if (preBlocks > 0)
             pre.Launch(new LaunchConfig(new Dim3((uint)preBlocks, (uint)p.HeadsQ, (uint)p.Batch), 256, 0, stream), new KernelArguments().Add(aux));
 
-        int nBlocks = (p.SeqLenK + config.BlockN - 1) / config.BlockN;
-        if (nBlocks > 0)
-        {
-            bool softcap = p.Softcap > 0;
-            var args = new BwdParams
-            {
-                Batch = p.Batch, SeqLenQ = p.SeqLenQ, SeqLenK = p.SeqLenK, HeadsQ = p.HeadsQ, HeadsK = p.HeadsK,
-                Group = p.GroupSize, WindowLeft = p.WindowLeft, WindowRight = p.WindowRight, SeqLenQPadded = padded,
-                HasSoftcap = softcap ? 1 : 0,
-                SoftcapPremul = softcap ? p.Scale / p.Softcap : 0f,
-                ScoreScaleLog2 = (softcap ? p.Softcap : p.Scale) * 1.4426950408889634f,
-                SoftmaxScale = p.Scale,
-                Deterministic = p.Deterministic ? 1 : 0,
-                LseLog2 = ws.LseLog2, DpSum = ws.DpSum, DqAccum = ws.DqAccum, DqSemaphore = ws.Semaphores,
-                Dk = (nint)dk.Address, Dv = (nint)dv.Address,
-                DkStrideB = 0, DkStrideS = p.DK.Sequence, DkStrideH = p.DK.Head,
-                DvStrideB = 0, DvStrideS = p.DV.Sequence, DvStrideH = p.DV.Head,
-                CuSeqLensQ = (nint)vp.CuSeqLensQ.Address,
-                CuSeqLensK = (nint)vp.CuSeqLensK.Address,
-                SeqUsedK = vp.SeqUsedK is { } used ? (nint)used.Address : 0,
-                TotalQ = vp.TotalQ,
-                TotalK = vp.TotalK,
-            };
-            var arguments = new KernelArguments()
-                .Add(args)
-                .Add(AttentionTensorMaps.Tokens(AsBatchOfOne(q), BackwardVariant.TmaRows, device))
-                .Add(AttentionTensorMaps.Tokens(AsBatchOfOne(k), (uint)config.BlockN, device))
-                .Add(AttentionTensorMaps.Tokens(AsBatchOfOne(v), (uint)config.BlockN, device))
-                .Add(AttentionTensorMaps.Tokens(AsBatchOfOne(dO), BackwardVariant.TmaRows, device));
-            main.Launch(new LaunchConfig(new Dim3((uint)nBlocks, (uint)p.HeadsK, (uint)p.Batch), BackwardVariant.Threads,
-                config.SharedMemoryBytes, stream), arguments);
-        }
+        var args = FlashBackwardLauncher.MainParams(p, padded, ws, dk, dv, packed: true);
+        args.CuSeqLensQ = (nint)vp.CuSeqLensQ.Address;
+        args.CuSeqLensK = (nint)vp.CuSeqLensK.Address;
+        args.SeqUsedK = vp.SeqUsedK is { } used ? (nint)used.Address : 0;
+        args.TotalQ = vp.TotalQ;
+        args.TotalK = vp.TotalK;
+        FlashBackwardLauncher.LaunchMain(main, config, args, p, AsBatchOfOne(q), AsBatchOfOne(k), AsBatchOfOne(v), AsBatchOfOne(dO), stream, device);
         if (postBlocks > 0)
             post.Launch(new LaunchConfig(new Dim3((uint)postBlocks, (uint)p.HeadsQ, (uint)p.Batch), 256, 0, stream), new KernelArguments().Add(aux));
     }
