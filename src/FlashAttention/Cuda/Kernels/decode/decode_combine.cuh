@@ -17,23 +17,18 @@ __device__ __forceinline__ void decode_merge_splits(const DecodeParams& p, const
   static_assert(Cfg::kConsumerThreads == 128, "one warpgroup: four warps merge");
   static_assert(4 * kCombineMaxParts * 4 + 16 <= Cfg::kKBytes, "the merge's scratch fits in one K stage");
   int* last_flag = reinterpret_cast<int*>(scratch + 4 * kCombineMaxParts);
-  // Release: every thread's part stores, then the warpgroup's barrier, then thread 0's fence and count (the pattern
-  // of a release fence followed by a relaxed atomic; the last split's acquire fence pairs with it).
+  // Release: this thread's part stores happen before thread 0's count (fence, then the warpgroup's barrier).
   fence_acq_rel_gpu();
   named_barrier_sync(Cfg::kBarConsumers, Cfg::kConsumerThreads);
   if (thread == 0) {
     int* counter = p.split_counters + ((int64_t)u.batch * p.heads_k + u.head_k) * p.num_m_blocks + u.m_block;
-    fence_acq_rel_gpu();
     const bool last = atom_add_gpu(counter, 1) == p.num_splits - 1;
-    if (last) {
-      fence_acq_rel_gpu();      // acquire: the other splits' parts
-      st_relaxed_gpu(counter, 0);  // every split has counted: zero for the next call on this stream
-    }
+    if (last) st_relaxed_gpu(counter, 0);  // every split has counted: zero for the next call on this stream
     *last_flag = last ? 1 : 0;
   }
   named_barrier_sync(Cfg::kBarConsumers, Cfg::kConsumerThreads);
   if (*last_flag == 0) return;
-  fence_acq_rel_gpu();  // and for every thread of the merge, after the barrier
+  fence_acq_rel_gpu();  // acquire: the other splits' parts are visible from here
 
   // A warp per packed row of this block: its (query, head) row of the parts, O and LSE.
   const int warp = thread / 32;
