@@ -171,7 +171,7 @@ internal sealed unsafe class CudaDriverApi
     internal static (CudaDriverApi?, CudaUnavailableException?) Load(ILibraryProbe probe)
     {
         var candidates = LibrarySearch.DriverCandidates(probe);
-        var library = NativeLibraryLoader.TryLoad(candidates, out _, out _);
+        var library = NativeLibraryLoader.TryLoad(candidates);
         if (library is null)
             return (null, new CudaUnavailableException(CudaUnavailableReason.DriverNotFound,
                 "libcuda.so.1 not found: install the NVIDIA driver (it provides the CUDA driver library libcuda.so.1) on a machine with an NVIDIA GPU"));

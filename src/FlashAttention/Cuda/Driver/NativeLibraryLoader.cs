@@ -15,27 +15,19 @@ internal sealed class LoadedLibrary
 /// <summary>Loads the first loadable candidate with <see cref="NativeLibrary"/> (no DllImport, so nothing is bound at build time).</summary>
 internal static class NativeLibraryLoader
 {
-    /// <summary>
-    /// Tries each candidate in order. Returns null when none loads; <paramref name="failures"/> then lists what was
-    /// tried. An explicit candidate (named by the user) that fails ends the search.
-    /// </summary>
-    public static LoadedLibrary? TryLoad(IReadOnlyList<LibraryCandidate> candidates, out List<string> failures, out LibraryCandidate? failedExplicit)
+    /// <summary>The first candidate that loads, or null; an explicit candidate (named by the user) that fails ends the search.</summary>
+    public static LoadedLibrary? TryLoad(IReadOnlyList<LibraryCandidate> candidates)
     {
-        failures = [];
-        failedExplicit = null;
         foreach (var candidate in candidates)
         {
-            if (NativeLibrary.TryLoad(candidate.Path, out nint handle))
-                return new LoadedLibrary { Handle = handle, Candidate = candidate, ResolvedPath = ResolveMappedPath(candidate.Path) ?? candidate.Path };
-            failures.Add(candidate.ToString());
-            if (candidate.IsExplicit)
-            {
-                failedExplicit = candidate;
-                return null;
-            }
+            if (NativeLibrary.TryLoad(candidate.Path, out nint handle)) return Loaded(handle, candidate);
+            if (candidate.IsExplicit) return null;
         }
         return null;
     }
+
+    private static LoadedLibrary Loaded(nint handle, LibraryCandidate candidate)
+        => new() { Handle = handle, Candidate = candidate, ResolvedPath = ResolveMappedPath(candidate.Path) ?? candidate.Path };
 
     /// <summary>
     /// The first candidate that loads and whose API is usable. One that loads but is not (it lacks exports, or
@@ -62,7 +54,7 @@ internal static class NativeLibraryLoader
                 if (candidate.IsExplicit) return (null, explicitNotLoadable(candidate));
                 continue;
             }
-            var library = new LoadedLibrary { Handle = handle, Candidate = candidate, ResolvedPath = ResolveMappedPath(candidate.Path) ?? candidate.Path };
+            var library = Loaded(handle, candidate);
             var exports = new ExportResolver(handle);
             var api = create(library, exports);
             string? problem = exports.MissingRequired.Count > 0 ? $"lacks {string.Join(", ", exports.MissingRequired)}" : versionProblem(api);
