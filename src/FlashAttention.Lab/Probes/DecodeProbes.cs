@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using FlashAttention.Cuda;
 using FlashAttention.Cuda.Compiler;
 using FlashAttention.Cuda.Launchers;
@@ -7,8 +8,7 @@ using FlashAttention.Numerics;
 namespace FlashAttention.Lab.Probes;
 
 /// <summary>
-/// Runs the decode family's unit kernels against the CPU on fresh random data (probes/decode_probes.cu and the combine
-/// kernel itself): the packed Q operand through S = Q·Kᵀ in both of its forms, the producer warp's key-block loads from a
+/// Runs the decode family's unit kernels against the CPU on fresh random data (probes/decode_probes.cu): the packed Q operand through S = Q·Kᵀ in both of its forms, the producer warp's key-block loads from a
 /// paged pool (pages of 16, 48 and 256 tokens, a page outside the pool, boxes past the keys) and from a contiguous cache
 /// (rows past its capacity: zeros, the copy engine's out-of-bounds fill),
 /// and the merge of split results through their LSE. A wrong layout or address fails here by name.
@@ -19,6 +19,7 @@ internal static class DecodeProbes
 
     private static string QName(DataType t, int d, QSource q) => $"fa::probe_decode_q<{KernelNames.ElementTag(t)}, {d}, fa::QSource::k{q}>";
     private static string KvName(DataType t, int d, int blockN) => $"fa::probe_decode_kv<{KernelNames.ElementTag(t)}, {d}, {blockN}>";
+    private static string CombineName(DataType t, int d) => $"fa::probe_combine<{KernelNames.ElementTag(t)}, {d}>";
     private static KernelSpec ProbeSpec(string name) => KernelCatalog.Spec(Source, name, LabKernelSources.Instance);
     private static CudaKernel Kernel(CudaDevice device, string name) => KernelModuleCache.For(device).GetKernel(ProbeSpec(name), name);
 
@@ -33,6 +34,8 @@ internal static class DecodeProbes
                 string q = QName(t, v.HeadDim, v.QSource), kv = KvName(t, v.HeadDim, v.BlockN);
                 yield return new($"probe decode-q {DataTypes.ShortName(t)} d{v.HeadDim} {v.QSource}", ProbeSpec(q), q);
                 yield return new($"probe decode-kv {DataTypes.ShortName(t)} d{v.HeadDim} n{v.BlockN}", ProbeSpec(kv), kv);
+                string combine = CombineName(t, v.HeadDim);
+                yield return new($"probe combine {DataTypes.ShortName(t)} d{v.HeadDim}", ProbeSpec(combine), combine);
             }
     }
 
@@ -211,13 +214,13 @@ internal static class DecodeProbes
     }
 
     /// <summary>
-    /// The merge of split results through their LSE (flash_combine_kernel) against a float64 merge: parts with random
-    /// LSE, some empty (−∞), one row with every part empty (O = 0, LSE = −∞), and one sequence whose length breaks the
-    /// KV-cache contract (its rows must not be written).
+    /// The merge of split results through their LSE (common/combine.cuh's merge_row, a warp per row as the decode
+    /// kernel's last split runs it) against a float64 merge: parts with random LSE, some empty (−∞), one row with every
+    /// part empty (O = 0, LSE = −∞).
     /// </summary>
     private static ProbeResult Combine(CudaDevice device, DataType t, int d, int seed)
     {
-        const int parts = 5, batch = 3, seqLenQ = 2, heads = 4, maxLen = 100;
+        const int parts = 5, batch = 3, seqLenQ = 2, heads = 4;
         int rows = batch * seqLenQ * heads;
         var rng = new Random(seed);
         var lse = new float[parts * rows];
@@ -225,25 +228,19 @@ internal static class DecodeProbes
         for (int i = 0; i < lse.Length; i++) lse[i] = rng.Next(4) == 0 ? float.NegativeInfinity : (float)(rng.NextDouble() * 6 - 2);
         for (int p = 0; p < parts; p++) lse[p * rows + 5] = float.NegativeInfinity;  // row 5: every part empty
         for (int i = 0; i < o.Length; i++) o[i] = Normal(rng);
-        int[] lens = [3, maxLen + 1, 0];  // sequence 1 breaks the contract
         using var ob = Upload(o, device);
         using var lb = Upload(lse, device);
-        using var sb = Upload(lens, device);
         using var outO = new DeviceBuffer(rows * d * 2L, device);
         using var outLse = new DeviceBuffer(rows * 4L, device);
         outO.Fill(0xFF);
         outLse.Fill(0xFF);
-        var args = new CombineParams
+        var args = new ProbeCombineParams
         {
             NumParts = parts, Batch = batch, SeqLenQ = seqLenQ, HeadsQ = heads, OPartial = ob.Pointer, LsePartial = lb.Pointer,
             O = outO.Pointer, OStrideB = (long)seqLenQ * heads * d, OStrideS = heads * d, OStrideH = d,
             Lse = outLse.Pointer, LseStrideB = heads * seqLenQ, LseStrideH = seqLenQ, LseStrideS = 1,
-            SeqLens = sb.Pointer, MaxSeqLen = maxLen,
         };
-        var entry = KernelCatalog.DecodeEntry(t, DecodeVariants.For(d)).Combine;
-        KernelModuleCache.For(device).GetKernel(entry.Spec, entry.NameExpression)
-            .Launch(new LaunchConfig((rows + FlashDecodeLauncher.CombineRowsPerBlock - 1) / FlashDecodeLauncher.CombineRowsPerBlock,
-                32 * FlashDecodeLauncher.CombineRowsPerBlock), new KernelArguments().Add(args));
+        Kernel(device, CombineName(t, d)).Launch(new LaunchConfig((rows + 3) / 4, 128), new KernelArguments().Add(args));
         var gotO = new ushort[rows * d];
         var gotLse = new float[rows];
         outO.CopyTo<ushort>(gotO);
@@ -254,13 +251,6 @@ internal static class DecodeProbes
         {
             int h = row % heads, s = row / heads % seqLenQ, b = row / (heads * seqLenQ);
             int lseAt = (b * heads + h) * seqLenQ + s;
-            if (lens[b] > maxLen)
-            {
-                // Not written: the poison is still there.
-                bool untouched = BitConverter.SingleToUInt32Bits(gotLse[lseAt]) == 0xFFFFFFFF && Enumerable.Range(0, d).All(c => gotO[row * d + c] == 0xFFFF);
-                worst = Math.Max(worst, untouched ? 0 : double.PositiveInfinity);
-                continue;
-            }
             double max = double.NegativeInfinity;
             for (int p = 0; p < parts; p++) max = Math.Max(max, lse[p * rows + row]);
             double sum = 0;
@@ -280,6 +270,26 @@ internal static class DecodeProbes
             }
         }
         return new ProbeResult($"combine {DataTypes.ShortName(t)} d{d} {parts} parts, empty parts and rows",
-            "LSE merge of split results (common/combine.cuh), sequences outside the length contract left unwritten", worst, 1e-4, worst <= 1e-4);
+            "LSE merge of split results (common/combine.cuh's merge_row)", worst, 1e-4, worst <= 1e-4);
+    }
+
+    /// <summary>Mirror of <c>fa::ProbeCombineParams</c> (probes/decode_probes.cu, 96 bytes).</summary>
+    [StructLayout(LayoutKind.Explicit, Size = 96)]
+    private struct ProbeCombineParams
+    {
+        [FieldOffset(0)] public int NumParts;
+        [FieldOffset(4)] public int Batch;
+        [FieldOffset(8)] public int SeqLenQ;
+        [FieldOffset(12)] public int HeadsQ;
+        [FieldOffset(16)] public nint OPartial;
+        [FieldOffset(24)] public nint LsePartial;
+        [FieldOffset(32)] public nint O;
+        [FieldOffset(40)] public long OStrideB;
+        [FieldOffset(48)] public long OStrideS;
+        [FieldOffset(56)] public long OStrideH;
+        [FieldOffset(64)] public nint Lse;
+        [FieldOffset(72)] public long LseStrideB;
+        [FieldOffset(80)] public long LseStrideH;
+        [FieldOffset(88)] public long LseStrideS;
     }
 }

@@ -94,10 +94,14 @@ public static class KvCacheGrids
         yield return new(bf, [999, 1000], 2, 2, 8, 2, 128, PageSize: 16, Capacity: 1024, Causal: true, Splits: 5);
         yield return new(bf, [8000], 1, 1, 32, 8, 128, PageSize: 16, Capacity: 8192, Causal: true, Splits: 1);
         yield return new(bf, [30, 3], 1, 1, 8, 2, 128, PageSize: 16, Capacity: 64, Causal: true, Splits: 9);  // more splits than blocks
+        // two row blocks, each split three ways, appending: the CTAs of a KV head share the appends and merge per row block
+        yield return new(bf, [700, 1200], 4, 4, 64, 2, 128, PageSize: 0, Capacity: 1300, Causal: true, Splits: 3);
         // windows and softcap
         yield return new(bf, [900, 30], 4, 4, 16, 4, 128, PageSize: 16, Capacity: 1024, Causal: true, WindowLeft: 100);
         yield return new(bf, [600, 40], 4, 2, 8, 2, 128, PageSize: 32, Capacity: 1024, Causal: false, WindowLeft: 50, WindowRight: 1);
         yield return new(fp, [700, 1], 2, 1, 8, 4, 128, PageSize: 16, Capacity: 1024, Causal: true, Softcap: 30f);
+        // a window so narrow that no query sees most of the appended tokens: they are written all the same
+        yield return new(bf, [300, 50], 2, 8, 8, 2, 128, PageSize: 16, Capacity: 512, Causal: true, WindowLeft: 0, Splits: 2);
         // no append, and a declared maximum tighter than the cache
         yield return new(bf, [4000, 2], 1, 0, 32, 8, 128, PageSize: 16, Capacity: 8192, Causal: false, MaxCacheSeqLen: 4096);
         // the contract broken: refused before anything is written (checked), or the sequence skipped and the access kept

@@ -129,7 +129,6 @@ public sealed class KernelBuildTests
             ("bwd/bwd_params.cuh", "BwdAuxParams", typeof(BwdAuxParams)),
             ("decode/decode_params.cuh", "DecodeParams", typeof(DecodeParams)),
             ("decode/decode_params.cuh", "KvCacheParams", typeof(KvCacheParams)),
-            ("common/combine.cuh", "CombineParams", typeof(CombineParams)),
             ("varlen/varlen_params.cuh", "VarlenPrepareParams", typeof(VarlenPrepareParams)),
         ];
         var checks = new List<string>();

@@ -16,9 +16,8 @@ public class LauncherTests
         Assert.Equal(184, Unsafe.SizeOf<BwdParams>());
         Assert.Equal(200, Unsafe.SizeOf<BwdAuxParams>());
         Assert.Equal(80, Unsafe.SizeOf<VarlenPrepareParams>());
-        Assert.Equal(232, Unsafe.SizeOf<DecodeParams>());
+        Assert.Equal(240, Unsafe.SizeOf<DecodeParams>());
         Assert.Equal(192, Unsafe.SizeOf<KvCacheParams>());
-        Assert.Equal(112, Unsafe.SizeOf<CombineParams>());
     }
 
     [Fact]
@@ -46,13 +45,11 @@ public class LauncherTests
         Assert.Equal(88, (int)((byte*)&d.SeqLens - db));
         Assert.Equal(176, (int)((byte*)&d.Lse - db));
         Assert.Equal(224, (int)((byte*)&d.Error - db));
+        Assert.Equal(232, (int)((byte*)&d.SplitCounters - db));
         var kv = new KvCacheParams();
         byte* kb = (byte*)&kv;
         Assert.Equal(120, (int)((byte*)&kv.KCache - kb));
         Assert.Equal(184, (int)((byte*)&kv.Error - kb));
-        var c = new CombineParams();
-        byte* cb = (byte*)&c;
-        Assert.Equal(96, (int)((byte*)&c.SeqLens - cb));
     }
 }
 

@@ -2,9 +2,11 @@
 // decode kernel runs: the packed Q operand (query heads of one KV head stacked as rows; the register fragment read
 // from global memory, or the swizzled shared-memory tile) through S = Q·Kᵀ, and the producer warp's loads of a key
 // block (page-table lookups, page-aligned boxes placed in the stage, boxes past the keys skipped, a page outside the
-// pool recorded and replaced by page 0, the transaction byte count). `flashattn verify --device cuda` runs them before the
-// KV-cache cases (Probes/DecodeProbes.cs).
+// pool recorded and replaced by page 0, the transaction byte count), and the merge of split results through their LSE
+// (common/combine.cuh's merge_row, as the decode kernel's last split runs it). `flashattn verify --device cuda` runs
+// them before the KV-cache cases (Probes/DecodeProbes.cs).
 #include "decode/decode_mainloop.cuh"
+#include "common/combine.cuh"
 
 namespace fa {
 
@@ -94,7 +96,7 @@ probe_decode_kv(const __grid_constant__ DecodeParams p, const __grid_constant__ 
   u.n_begin = n_block;
   u.n_end = n_block + 1;
   if (threadIdx.x / 32 == 4) {
-    decode_producer<Cfg>(p, u, &map_k, &map_v, smem, bars);
+    decode_producer<Cfg>(p, KvCacheParams{}, u, &map_k, &map_v, smem, bars);
     return;
   }
   __shared__ int ok;
@@ -110,6 +112,39 @@ probe_decode_kv(const __grid_constant__ DecodeParams p, const __grid_constant__ 
     out_k[i] = k[i];
     out_v[i] = v[i];
   }
+}
+
+// Parts (part, row, head_dim) float32 and (part, row), rows in (batch, seqlen_q, heads_q) order; merged rows to O
+// (element type) and LSE with the given strides. Mirrored by ProbeCombineParams in Probes/DecodeProbes.cs.
+struct ProbeCombineParams {
+  int num_parts;             // 0
+  int batch;                 // 4
+  int seqlen_q;              // 8
+  int heads_q;               // 12
+  const float* o_partial;    // 16
+  const float* lse_partial;  // 24
+  void* o;                   // 32
+  int64_t o_stride_b;        // 40 (elements)
+  int64_t o_stride_s;        // 48
+  int64_t o_stride_h;        // 56
+  float* lse;                // 64
+  int64_t lse_stride_b;      // 72
+  int64_t lse_stride_h;      // 80
+  int64_t lse_stride_s;      // 88
+};                           // 96 bytes
+
+// One warp per row, four rows per CTA.
+template <typename E, int D>
+__global__ void __launch_bounds__(128) probe_combine(const __grid_constant__ ProbeCombineParams p) {
+  __shared__ float weights[4][kCombineMaxParts];
+  const int warp = threadIdx.x / 32;
+  const int64_t rows = (int64_t)p.batch * p.seqlen_q * p.heads_q;
+  const int64_t row = (int64_t)blockIdx.x * 4 + warp;
+  if (row >= rows) return;
+  const int h = (int)(row % p.heads_q), s = (int)(row / p.heads_q % p.seqlen_q), b = (int)(row / ((int64_t)p.heads_q * p.seqlen_q));
+  void* out = reinterpret_cast<uint16_t*>(p.o) + b * p.o_stride_b + s * p.o_stride_s + h * p.o_stride_h;
+  const float lse = merge_row<E, D>(p.o_partial + row * D, rows * D, p.lse_partial + row, rows, p.num_parts, weights[warp], out);
+  if (lane_id() == 0) p.lse[b * p.lse_stride_b + h * p.lse_stride_h + s * p.lse_stride_s] = lse;
 }
 
 }  // namespace fa

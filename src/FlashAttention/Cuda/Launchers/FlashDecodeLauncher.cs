@@ -4,14 +4,15 @@ using FlashAttention.Cuda.Variants;
 namespace FlashAttention.Cuda.Launchers;
 
 /// <summary>
-/// Launches the decode family (decode/): for KV-cache attention the append of new keys and values (kv_cache.cu), then
-/// the decode kernel over (sequence, KV head, m-block, split) units, then, when the key range is split, the combine of
-/// the splits' partial results (common/combine.cuh). The plain forward's decode-shaped calls run the decode kernel on
-/// their K and V as a contiguous cache every sequence of which is full. In checked mode the cache's device-resident
-/// lengths and page table are checked by a kernel of their own first, and a violation throws before anything is
-/// written; otherwise the kernels' guards keep every access inside the tensors given. The kernels launch as programmatic
-/// dependents of the kernel before them (<see cref="VariantPolicy.DecodeProgrammaticLaunch"/>): each waits for it
-/// (<c>griddepcontrol.wait</c>) before touching memory, so only their launch overlaps its tail.
+/// Launches the decode family (decode/): one launch of the decode kernel over (sequence, KV head, m-block, split) units,
+/// which also appends the new keys and values into the cache and, when the key range is split, merges the splits (the
+/// last to finish does). A KV-cache call with no queries runs the append kernel alone (kv_cache.cu). The plain forward's
+/// decode-shaped calls run the decode kernel on their K and V as a contiguous cache every sequence of which is full. In
+/// checked mode the cache's device-resident lengths and page table are checked by a kernel of their own first, and a
+/// violation throws before anything is written; otherwise the kernels' guards keep every access inside the tensors
+/// given. The kernels launch as programmatic dependents of the kernel before them
+/// (<see cref="VariantPolicy.DecodeProgrammaticLaunch"/>): each waits for it (<c>griddepcontrol.wait</c>) before touching
+/// memory, so only their launch overlaps its tail.
 /// </summary>
 internal static class FlashDecodeLauncher
 {
@@ -37,15 +38,16 @@ internal static class FlashDecodeLauncher
         };
         var cache = Compiler.KernelModuleCache.For(device);
         if (checkDeviceInputs) CheckDeviceInputs(kv, cacheArgs, scratch, cache, stream);
-        if (kv.SeqLenNew > 0)
+        if (p.SeqLenQ == 0)
         {
-            var append = DecodeEntry(p.Type, variant).Append;
+            if (kv.SeqLenNew == 0) return;
+            var append = KernelCatalog.DecodeEntry(p.Type, variant).Append;
             cache.GetKernel(append.Spec, append.NameExpression)
                 .Launch(new LaunchConfig(p.Batch * kv.SeqLenNew, 128, 0, stream, ProgrammaticDependency: VariantPolicy.Current.DecodeProgrammaticLaunch),
                     new KernelArguments().Add(cacheArgs));
+            return;
         }
-        if (p.SeqLenQ == 0) return;
-        Attend(kv, variant, q, kCache, vCache, (nint)seqLens.Address, pageTable is { } pt ? (nint)pt.Address : 0, o, lse, scratch, stream, device);
+        Attend(kv, cacheArgs, variant, q, kCache, vCache, o, lse, scratch, stream, device);
     }
 
     /// <summary>The plain forward's decode-shaped call (<see cref="DecodeVariants.TakesForward"/>): K and V as a full contiguous cache.</summary>
@@ -58,7 +60,8 @@ internal static class FlashDecodeLauncher
             Attention = p, SeqLenNew = 0, MaxCacheSeqLen = p.SeqLenK, Capacity = p.SeqLenK, PageSize = 0, NumPages = p.Batch, MaxPages = 0,
         };
         var variant = VariantPolicy.Current.Decode(p.HeadDim);
-        Attend(kv, variant, q, k, v, seqLens: 0, pageTable: 0, o, lse, DecodeScratch.For(device, stream), stream, device);
+        var scratch = DecodeScratch.For(device, stream);
+        Attend(kv, new KvCacheParams { Error = scratch.Error }, variant, q, k, v, o, lse, scratch, stream, device);
     }
 
     /// <summary>Rows of a TMA box of K or V: whole pages' worth that divide the key block, or the block when contiguous.</summary>
@@ -75,14 +78,16 @@ internal static class FlashDecodeLauncher
         return (mBlocks, splits);
     }
 
-    private static void Attend(KvCacheProblem kv, DecodeVariant variant, in TensorLayout q, in TensorLayout kCache, in TensorLayout vCache,
-        nint seqLens, nint pageTable, in TensorLayout o, TensorLayout? lse, DecodeScratch scratch, CudaStream? stream, CudaDevice device)
+    private static void Attend(KvCacheProblem kv, in KvCacheParams cacheArgs, DecodeVariant variant, in TensorLayout q, in TensorLayout kCache,
+        in TensorLayout vCache, in TensorLayout o, TensorLayout? lse, DecodeScratch scratch, CudaStream? stream, CudaDevice device)
     {
         var p = kv.Attention;
         var policy = VariantPolicy.Current;
         var (mBlocks, splits) = Geometry(p, variant, device.MultiprocessorCount, policy);
         long rowsTotal = (long)p.Batch * p.SeqLenQ * p.HeadsQ;
-        var (oPartial, lsePartial) = splits > 1 ? scratch.Partials(device, stream, splits, rowsTotal, p.HeadDim) : (0, 0);
+        var (oPartial, lsePartial, counters) = splits > 1
+            ? scratch.Partials(device, stream, splits, rowsTotal, p.HeadDim, (long)p.Batch * p.HeadsK * mBlocks)
+            : (0, 0, 0);
         int boxRows = BoxRows(kv.PageSize, variant.BlockN);
         bool softcap = p.Softcap > 0;
         var args = new DecodeParams
@@ -96,44 +101,26 @@ internal static class FlashDecodeLauncher
             SoftcapPremul = softcap ? p.Scale / p.Softcap : 0f,
             ScoreScale = softcap ? p.Softcap : p.Scale,
             ScoreScaleLog2 = (softcap ? p.Softcap : p.Scale) * 1.4426950408889634f,
-            SeqLens = seqLens, PageTable = pageTable, PageTableStride = kv.PageTableStride,
+            SeqLens = cacheArgs.SeqLens, PageTable = cacheArgs.PageTable, PageTableStride = kv.PageTableStride,
             Q = (nint)q.Address, QStrideB = p.Q.Batch, QStrideS = p.Q.Sequence, QStrideH = p.Q.Head,
             O = (nint)o.Address, OStrideB = p.O.Batch, OStrideS = p.O.Sequence, OStrideH = p.O.Head,
             Lse = lse is { } l ? (nint)l.Address : 0, LseStrideB = p.Lse.Batch, LseStrideH = p.Lse.Head, LseStrideS = p.Lse.Query,
-            OPartial = oPartial, LsePartial = lsePartial,
+            OPartial = oPartial, LsePartial = lsePartial, SplitCounters = counters,
             Error = scratch.Error,
         };
-        var entry = DecodeEntry(p.Type, variant);
+        var entry = KernelCatalog.DecodeEntry(p.Type, variant);
         var cache = Compiler.KernelModuleCache.For(device);
         var kernel = cache.GetKernel(entry.Main.Spec, entry.Main.NameExpression);
         if (variant.CtasPerSm > 1) PreferSharedMemory(kernel);
         var arguments = new KernelArguments()
             .Add(args)
+            .Add(cacheArgs)
             .Add(AttentionTensorMaps.Tokens(kCache, (uint)boxRows, device))
             .Add(AttentionTensorMaps.Tokens(vCache, (uint)boxRows, device));
         long grid = (long)p.Batch * p.HeadsK * mBlocks * splits;
         bool dependent = policy.DecodeProgrammaticLaunch;
         kernel.Launch(new LaunchConfig((int)grid, DecodeVariant.Threads, variant.SharedMemoryBytes, stream, ProgrammaticDependency: dependent), arguments);
-        if (splits == 1) return;
-
-        var combine = new CombineParams
-        {
-            NumParts = splits, Batch = p.Batch, SeqLenQ = p.SeqLenQ, HeadsQ = p.HeadsQ,
-            OPartial = oPartial, LsePartial = lsePartial,
-            O = args.O, OStrideB = args.OStrideB, OStrideS = args.OStrideS, OStrideH = args.OStrideH,
-            Lse = args.Lse, LseStrideB = args.LseStrideB, LseStrideH = args.LseStrideH, LseStrideS = args.LseStrideS,
-            SeqLens = seqLens, MaxSeqLen = kv.MaxCacheSeqLen,
-        };
-        cache.GetKernel(entry.Combine.Spec, entry.Combine.NameExpression)
-            .Launch(new LaunchConfig((int)((rowsTotal + CombineRowsPerBlock - 1) / CombineRowsPerBlock), 32 * CombineRowsPerBlock, 0, stream,
-                ProgrammaticDependency: dependent), new KernelArguments().Add(combine));
     }
-
-    /// <summary>Rows the combine kernel merges per CTA (<c>kCombineRowsPerBlock</c>: a warp each).</summary>
-    internal const int CombineRowsPerBlock = 4;
-
-    private static (KernelCatalog.Entry Main, KernelCatalog.Entry Combine, KernelCatalog.Entry Append) DecodeEntry(DataType type, DecodeVariant v)
-        => KernelCatalog.DecodeEntry(type, v);
 
     // Two CTAs of about 100 KB each need the SM's largest shared-memory carveout; the driver's default may pick a smaller
     // one that holds only one. Set once per kernel.
@@ -172,11 +159,12 @@ internal static class FlashDecodeLauncher
         _ => new AttentionArgumentException("cacheSeqLens", $"cacheSeqLens: the device check reported code {code} (sequence {batch}, entry {index}, value {value})"),
     };
 
-    /// <summary>The state the decode family keeps per (device, stream): the guards' error word and the splits' partial results.</summary>
+    /// <summary>The state the decode family keeps per (device, stream): the guards' error word, the splits' partial results and counters.</summary>
     internal sealed class DecodeScratch : IDisposable
     {
         internal static readonly PerStream<DecodeScratch> Scratches = new();
         private DeviceBuffer? _partials;
+        private DeviceBuffer? _counters;
 
         private DecodeScratch(CudaDevice device, CudaStream? stream)
         {
@@ -191,8 +179,11 @@ internal static class FlashDecodeLauncher
 
         public static DecodeScratch For(CudaDevice device, CudaStream? stream) => Scratches.For(device, stream, () => new DecodeScratch(device, stream));
 
-        /// <summary>The partial O (float32, splits × rows × head dim) and LSE (splits × rows), grown as needed.</summary>
-        public (nint O, nint Lse) Partials(CudaDevice device, CudaStream? stream, int splits, long rows, int headDim)
+        /// <summary>
+        /// The partial O (float32, splits × rows × head dim) and LSE (splits × rows), grown as needed, and the splits'
+        /// counters (one int per row block; zero between calls: the last split of each resets its own).
+        /// </summary>
+        public (nint O, nint Lse, nint Counters) Partials(CudaDevice device, CudaStream? stream, int splits, long rows, int headDim, long rowBlocks)
         {
             lock (this)
             {
@@ -201,13 +192,25 @@ internal static class FlashDecodeLauncher
                 if (_partials is null || _partials.ByteCount < oBytes + lseBytes)
                 {
                     // The previous buffer may still be read by work queued on this stream: let it finish first.
-                    if (stream is not null) stream.Synchronize();
-                    else device.Synchronize();
+                    SynchronizeQueued(device, stream);
                     _partials?.Dispose();
                     _partials = new DeviceBuffer(Math.Max(oBytes + lseBytes, 1 << 20), device);
                 }
-                return (_partials.Pointer, _partials.Pointer + (nint)oBytes);
+                if (_counters is null || _counters.ByteCount < rowBlocks * 4)
+                {
+                    SynchronizeQueued(device, stream);
+                    _counters?.Dispose();
+                    _counters = new DeviceBuffer(Math.Max(rowBlocks * 4, 4096), device);
+                    _counters.Fill(0, stream);  // queued before the launch that counts in it
+                }
+                return (_partials.Pointer, _partials.Pointer + (nint)oBytes, _counters.Pointer);
             }
+        }
+
+        private static void SynchronizeQueued(CudaDevice device, CudaStream? stream)
+        {
+            if (stream is not null) stream.Synchronize();
+            else device.Synchronize();
         }
 
         /// <summary>Frees the buffers (called when the stream is disposed, after its work has finished).</summary>
@@ -217,6 +220,8 @@ internal static class FlashDecodeLauncher
             {
                 _partials?.Dispose();
                 _partials = null;
+                _counters?.Dispose();
+                _counters = null;
                 ErrorBuffer.Dispose();
             }
         }

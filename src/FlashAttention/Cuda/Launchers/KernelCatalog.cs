@@ -61,9 +61,7 @@ internal static class KernelCatalog
             {
                 var variants = policy.DecodeVariantsOf(d).ToArray();
                 foreach (var v in variants) yield return DecodeEntry(type, v).Main;
-                var (_, combine, append) = DecodeEntry(type, variants[0]);  // one combine and one append per head dim
-                yield return combine;
-                yield return append;
+                yield return DecodeEntry(type, variants[0]).Append;  // one append per head dim
             }
         }
         foreach (int d in Fp8Variants.HeadDims)
@@ -106,17 +104,16 @@ internal static class KernelCatalog
     private static readonly ConcurrentDictionary<(DataType, ForwardVariant), Entry> ForwardEntries = new();
     private static readonly ConcurrentDictionary<(DataType, BackwardVariant), (Entry Main, Entry Pre, Entry Post)> BackwardEntries = new();
 
-    private static readonly ConcurrentDictionary<(DataType, DecodeVariant), (Entry Main, Entry Combine, Entry Append)> DecodeEntries = new();
+    private static readonly ConcurrentDictionary<(DataType, DecodeVariant), (Entry Main, Entry Append)> DecodeEntries = new();
 
-    /// <summary>The decode variant's kernel, the combine of its splits and the KV-cache append at its head dim.</summary>
-    public static (Entry Main, Entry Combine, Entry Append) DecodeEntry(DataType type, DecodeVariant v)
+    /// <summary>The decode variant's kernel and the KV-cache append (for calls with no queries) at its head dim.</summary>
+    public static (Entry Main, Entry Append) DecodeEntry(DataType type, DecodeVariant v)
         => DecodeEntries.GetOrAdd((type, v), key =>
         {
             var (t, d) = key;
-            string main = d.NameExpression(t), combine = d.CombineExpression(t), append = d.AppendExpression(t);
+            string main = d.NameExpression(t), append = d.AppendExpression(t);
             string name = DataTypes.ShortName(t);
             return (new Entry($"decode {name} {d}", Spec(DecodeSource, main), main),
-                    new Entry($"combine {name} d{d.HeadDim}", Spec(DecodeSource, combine), combine),
                     new Entry($"kv-append {name} d{d.HeadDim}", Spec(KvCacheSource, append), append));
         });
 

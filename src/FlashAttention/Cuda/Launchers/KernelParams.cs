@@ -166,8 +166,8 @@ internal unsafe struct QuantizeParams
     [FieldOffset(72)] public fixed uint Signs[8];
 }
 
-/// <summary>Mirror of <c>fa::DecodeParams</c> (232 bytes): the decode kernel (decode/decode_params.cuh).</summary>
-[StructLayout(LayoutKind.Explicit, Size = 232)]
+/// <summary>Mirror of <c>fa::DecodeParams</c> (240 bytes): the decode kernel (decode/decode_params.cuh).</summary>
+[StructLayout(LayoutKind.Explicit, Size = 240)]
 internal struct DecodeParams
 {
     [FieldOffset(0)] public int Batch;
@@ -210,6 +210,7 @@ internal struct DecodeParams
     [FieldOffset(208)] public nint OPartial;
     [FieldOffset(216)] public nint LsePartial;
     [FieldOffset(224)] public nint Error;
+    [FieldOffset(232)] public nint SplitCounters;
 }
 
 /// <summary>Mirror of <c>fa::KvCacheParams</c> (192 bytes): the KV-cache append and check kernels (decode/decode_params.cuh).</summary>
@@ -246,25 +247,3 @@ internal struct KvCacheParams
     [FieldOffset(184)] public nint Error;
 }
 
-/// <summary>Mirror of <c>fa::CombineParams</c> (112 bytes): the merge of partial results through their LSE (common/combine.cuh).</summary>
-[StructLayout(LayoutKind.Explicit, Size = 112)]
-internal struct CombineParams
-{
-    [FieldOffset(0)] public int NumParts;
-    [FieldOffset(4)] public int Batch;
-    [FieldOffset(8)] public int SeqLenQ;
-    [FieldOffset(12)] public int HeadsQ;
-    [FieldOffset(16)] public nint OPartial;
-    [FieldOffset(24)] public nint LsePartial;
-    [FieldOffset(32)] public nint O;
-    [FieldOffset(40)] public long OStrideB;
-    [FieldOffset(48)] public long OStrideS;
-    [FieldOffset(56)] public long OStrideH;
-    [FieldOffset(64)] public nint Lse;
-    [FieldOffset(72)] public long LseStrideB;
-    [FieldOffset(80)] public long LseStrideH;
-    [FieldOffset(88)] public long LseStrideS;
-    [FieldOffset(96)] public nint SeqLens;
-    [FieldOffset(104)] public int MaxSeqLen;
-    [FieldOffset(108)] public int Reserved;
-}

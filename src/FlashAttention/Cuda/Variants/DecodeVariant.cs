@@ -38,10 +38,7 @@ internal sealed record DecodeVariant(int HeadDim, int BlockN, int Stages, QSourc
         => $"fa::flash_decode_kernel<fa::DecodeConfig<{KernelNames.ElementTag(type)}, fa::DecodeVariant{{.head_dim = {HeadDim}, " +
            $".block_n = {BlockN}, .stages = {Stages}, .q_source = fa::QSource::k{QSource}, .ctas_per_sm = {CtasPerSm}}}>>";
 
-    /// <summary>The merge of the splits' partial results (common/combine.cuh) for this head dim.</summary>
-    public string CombineExpression(DataType type) => $"fa::flash_combine_kernel<{KernelNames.ElementTag(type)}, {HeadDim}>";
-
-    /// <summary>The append of new keys and values into the cache for this head dim (decode/kv_cache.cu).</summary>
+    /// <summary>The append of new keys and values into the cache for this head dim, for calls with no queries (decode/kv_cache.cu).</summary>
     public string AppendExpression(DataType type) => $"fa::kv_append_kernel<{KernelNames.ElementTag(type)}, {HeadDim}>";
 
     /// <summary>What sets the variant apart, for warm-up labels and logs.</summary>

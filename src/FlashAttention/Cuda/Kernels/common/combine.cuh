@@ -1,41 +1,16 @@
 // Merging partial attention results through their log-sum-exp. Parts i of one query row were each computed over a
 // subset of its keys and normalised over that subset: Oᵢ, lseᵢ (−∞ for a part that saw no key). The merged row is
 //   lse = log Σᵢ exp(lseᵢ),   O = Σᵢ exp(lseᵢ − lse) · Oᵢ,
-// −∞ and 0 when every part is empty. The split-KV decode merges its key-range splits with it; context parallelism
-// merges the ring's steps the same way.
+// −∞ and 0 when every part is empty. The split-KV decode merges its key-range splits with it (the last split of a
+// row block to finish, decode/decode_combine.cuh); context parallelism merges the ring's steps the same way.
 #pragma once
 #include "common/ptx.cuh"
 #include "common/numeric.cuh"
-#include "common/grid_dependency.cuh"
 #include "common/warp.cuh"
 
 namespace fa {
 
-// Parts laid out as (part, row, head_dim) float32 and (part, row), rows in (batch, seqlen_q, heads_q) order; the
-// merged row goes to O (element type) and LSE with the caller's strides. Mirrored by CombineParams in
-// Cuda/Launchers/KernelParams.cs.
-struct CombineParams {
-  int num_parts;             // 0
-  int batch;                 // 4
-  int seqlen_q;              // 8
-  int heads_q;               // 12
-  const float* o_partial;    // 16
-  const float* lse_partial;  // 24
-  void* o;                   // 32: (batch, seqlen_q, heads_q, head_dim)
-  int64_t o_stride_b;        // 40 (elements)
-  int64_t o_stride_s;        // 48
-  int64_t o_stride_h;        // 56
-  float* lse;                // 64: (batch, heads_q, seqlen_q); may be null
-  int64_t lse_stride_b;      // 72
-  int64_t lse_stride_h;      // 80
-  int64_t lse_stride_s;      // 88
-  const int* seqlens;        // 96: optional (the KV-cache contract): rows of a sequence with seqlens[b] outside
-  int max_seqlen;            // 104   [0, max_seqlen] are not written, as the decode kernel did not write its parts
-  int reserved;              // 108
-};                           // 112 bytes
-
 constexpr int kCombineMaxParts = 128;
-constexpr int kCombineRowsPerBlock = 4;  // one warp per row
 constexpr int kCombineBatch = 8;         // parts whose loads are issued together
 
 // The merged log-sum-exp of a warp's row (every lane gets it) and, in weights[i], each part's exp(lseᵢ − lse): 0 for
@@ -96,46 +71,39 @@ __device__ __forceinline__ void store_packed(void* dst, const float (&v)[kValues
   }
 }
 
-// One warp per query row: the parts' weights from their LSE, then each lane merges head_dim / 32 columns.
+// One warp merges one row: the parts' weights from their LSE (into `weights`, num_parts floats of shared memory), then
+// each lane kHeadDim / 32 columns, stored as E at `out`. Part i of the row is o_parts[i · o_part_stride … + kHeadDim)
+// and lse_parts[i · lse_part_stride]. Returns the merged LSE.
 template <typename E, int kHeadDim>
-__global__ void __launch_bounds__(32 * kCombineRowsPerBlock)
-flash_combine_kernel(const __grid_constant__ CombineParams p) {
+__device__ __forceinline__ float merge_row(const float* o_parts, int64_t o_part_stride, const float* lse_parts, int64_t lse_part_stride,
+                                           int num_parts, float* weights, void* out) {
   constexpr int kPerLane = kHeadDim / 32;
-  __shared__ float weights[kCombineRowsPerBlock][kCombineMaxParts];
-  wait_prior_grids();  // the parts come from the grid before
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int64_t rows = (int64_t)p.batch * p.seqlen_q * p.heads_q;
-  const int64_t row = (int64_t)blockIdx.x * kCombineRowsPerBlock + warp;
-  if (row >= rows) return;
-  const int h = (int)(row % p.heads_q), s = (int)(row / p.heads_q % p.seqlen_q), b = (int)(row / ((int64_t)p.heads_q * p.seqlen_q));
-  if (p.seqlens != nullptr && !(p.seqlens[b] >= 0 && p.seqlens[b] <= p.max_seqlen)) return;
-
-  const float lse = merge_weights(p.lse_partial + row, rows, p.num_parts, weights[warp]);
+  const int lane = (int)lane_id();
+  const float lse = merge_weights(lse_parts, lse_part_stride, num_parts, weights);
   float acc[kPerLane];
 #pragma unroll
   for (int c = 0; c < kPerLane; ++c) acc[c] = 0.f;
   // Eight parts' loads in flight before their sums: one after another, each would wait out the L2's latency. An empty
   // part holds O = 0 and weighs 0, so it is read like the others rather than branched around.
-  const float* part_row = p.o_partial + row * kHeadDim + lane * kPerLane;
-  const int64_t part_stride = rows * kHeadDim;
+  const float* part_row = o_parts + lane * kPerLane;
   int i = 0;
-  for (; i + kCombineBatch <= p.num_parts; i += kCombineBatch) {
+  for (; i + kCombineBatch <= num_parts; i += kCombineBatch) {
     float part[kCombineBatch][kPerLane];
 #pragma unroll
-    for (int u = 0; u < kCombineBatch; ++u) load_floats(part_row + (i + u) * part_stride, part[u]);
+    for (int u = 0; u < kCombineBatch; ++u) load_floats(part_row + (i + u) * o_part_stride, part[u]);
 #pragma unroll
     for (int u = 0; u < kCombineBatch; ++u)
 #pragma unroll
-      for (int c = 0; c < kPerLane; ++c) acc[c] += weights[warp][i + u] * part[u][c];
+      for (int c = 0; c < kPerLane; ++c) acc[c] += weights[i + u] * part[u][c];
   }
-  for (; i < p.num_parts; ++i) {
+  for (; i < num_parts; ++i) {
     float part[kPerLane];
-    load_floats(part_row + i * part_stride, part);
+    load_floats(part_row + i * o_part_stride, part);
 #pragma unroll
-    for (int c = 0; c < kPerLane; ++c) acc[c] += weights[warp][i] * part[c];
+    for (int c = 0; c < kPerLane; ++c) acc[c] += weights[i] * part[c];
   }
-  store_packed<E>(reinterpret_cast<uint16_t*>(p.o) + b * p.o_stride_b + s * p.o_stride_s + h * p.o_stride_h + lane * kPerLane, acc);
-  if (p.lse != nullptr && lane == 0) p.lse[b * p.lse_stride_b + h * p.lse_stride_h + s * p.lse_stride_s] = lse;
+  store_packed<E>(reinterpret_cast<uint16_t*>(out) + lane * kPerLane, acc);
+  return lse;
 }
 
 }  // namespace fa

@@ -1,6 +1,6 @@
 // The decode kernel's epilogue: O normalised by the row sums and the natural-log LSE, written row by row from the
 // accumulator fragment to each packed row's (query position, query head): straight into O and LSE when the key range
-// is not split, else as float32 parts (one per split) for the combine kernel (common/combine.cuh).
+// is not split, else as float32 parts (one per split) that the last split to finish merges (decode_combine.cuh).
 #pragma once
 #include "decode/decode_config.cuh"
 #include "decode/decode_mainloop.cuh"
@@ -30,7 +30,7 @@ __device__ __forceinline__ void decode_epilogue(const DecodeParams& p, const Dec
       if (p.lse != nullptr && writes_lse)
         p.lse[u.batch * p.lse_stride_b + rows.head[h] * p.lse_stride_h + rows.query[h] * p.lse_stride_s] = lse[h];
     } else {
-      // Parts in (split, row) order, rows in (batch, query, head) order: the combine kernel's layout.
+      // Parts in (split, row) order, rows in (batch, query, head) order: the merge's layout.
       const int64_t total_rows = (int64_t)p.batch * p.seqlen_q * p.heads_q;
       const int64_t part = u.split * total_rows + ((int64_t)u.batch * p.seqlen_q + rows.query[h]) * p.heads_q + rows.head[h];
       float* out = p.o_partial + part * Cfg::kHeadDim;

@@ -2,6 +2,7 @@
 // producer warp that loads K and V through TMA (contiguous cache or pages), and the consumer warpgroup's walk over
 // the key blocks: S = Q·Kᵀ, mask and online softmax, O += P·V.
 #pragma once
+#include "decode/decode_append.cuh"
 #include "decode/decode_config.cuh"
 #include "decode/decode_params.cuh"
 #include "common/gemm.cuh"
@@ -55,10 +56,12 @@ __device__ __forceinline__ bool decode_unit(const DecodeParams& p, DecodeUnit& u
 // box_rows tokens, each inside one page (box_rows divides both the page and the block): lane i locates box i (its
 // page-table entry read before lane 0 waits for the stage, so the read's latency hides behind the wait) and issues
 // its copies. Boxes past the sequence's last key are not loaded; the consumers mask those keys and zero those values.
+// Appended tokens (p.seqlen_new > 0) are written into the cache first (decode_append.cuh).
 template <class Cfg>
-__device__ __forceinline__ void decode_producer(const DecodeParams& p, const DecodeUnit& u, const TmaMap* tma_k,
+__device__ __forceinline__ void decode_producer(const DecodeParams& p, const KvCacheParams& cache, const DecodeUnit& u, const TmaMap* tma_k,
                                                 const TmaMap* tma_v, uint32_t smem, const DecodeBarriers<Cfg>& bars) {
   const int lane = (int)lane_id();
+  if (p.seqlen_new > 0) append_share<Cfg>(cache, p.num_m_blocks, p.num_splits, u.batch, u.head_k, u.m_block, u.split, u.cached, lane);
   const int boxes = Cfg::kBlockN / p.box_rows;
   const uint32_t box_bytes = (uint32_t)p.box_rows * 128;
   PipelineState<Cfg::kStages> kv;
@@ -78,6 +81,7 @@ __device__ __forceinline__ void decode_producer(const DecodeParams& p, const Dec
         page = 0;
       }
     }
+    if (p.seqlen_new > 0) append_block<Cfg>(cache, u.batch, u.head_k, u.cached, u.keys, n * Cfg::kBlockN, lane);
     const int live = (u.keys - n * Cfg::kBlockN + p.box_rows - 1) / p.box_rows;
     const uint32_t bytes = (uint32_t)(live < boxes ? live : boxes) * box_bytes * Cfg::kSlabs;
     const int s = kv.stage();

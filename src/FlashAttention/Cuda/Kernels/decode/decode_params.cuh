@@ -19,7 +19,7 @@ struct DecodeParams {
   int group;               // 16: heads_q / heads_k
   int rows;                // 20: packed query rows per (sequence, KV head): seqlen_q * group
   int num_m_blocks;        // 24: ceil(rows / 64)
-  int num_splits;          // 28: pieces of each key range, merged by the combine kernel when > 1
+  int num_splits;          // 28: pieces of each key range, merged by the last of them to finish when > 1
   int seqlen_k;            // 32: keys of every sequence when seqlens is null
   int seqlen_new;          // 36: keys appended to each sequence before attention (0: none)
   int max_seqlen;          // 40: the declared maximum of seqlens[b]
@@ -52,7 +52,8 @@ struct DecodeParams {
   float* o_partial;        // 208: (splits, batch·seqlen_q·heads_q, head_dim) float32, when num_splits > 1
   float* lse_partial;      // 216: (splits, batch·seqlen_q·heads_q)
   int* error;              // 224: {code, batch, index, value} of the first violation met; may be null
-};                         // 232 bytes
+  int* split_counters;     // 232: (batch, heads_k, num_m_blocks) splits finished, zero between calls; when num_splits > 1
+};                         // 240 bytes
 
 struct KvCacheParams {
   int batch;               // 0

@@ -2,23 +2,24 @@
 // memory-bound, so the work is laid out to read the cache once and keep every SM streaming. A CTA packs the query
 // heads of one KV head into one 64-row tile (seqlen_q × group rows), takes one split of the sequence's key range and
 // streams its K and V through a ring of shared-memory stages filled by TMA (a producer warp; pages of any multiple of
-// 16 tokens), while one consumer warpgroup computes S = Q·Kᵀ and O += P·V with wgmma. Splits are merged by
-// flash_combine_kernel (common/combine.cuh), instantiated from this file too. Name expressions
-// (Cuda/Variants/DecodeVariant.cs), e.g.
+// 16 tokens), while one consumer warpgroup computes S = Q·Kᵀ and O += P·V with wgmma. The last split of a row block
+// to finish merges the splits (decode_combine.cuh); the producers write appended tokens into the cache before they load
+// them (decode_append.cuh). Name expressions (Cuda/Variants/DecodeVariant.cs), e.g.
 //   fa::flash_decode_kernel<fa::DecodeConfig<fa::bf16_t, fa::DecodeVariant{.head_dim = 128, .block_n = 64, …}>>
-//   fa::flash_combine_kernel<fa::bf16_t, 128>
+#include "decode/decode_append.cuh"
+#include "decode/decode_combine.cuh"
 #include "decode/decode_config.cuh"
 #include "decode/decode_epilogue.cuh"
 #include "decode/decode_mainloop.cuh"
 #include "decode/decode_params.cuh"
-#include "common/combine.cuh"
 #include "common/grid_dependency.cuh"
 
 namespace fa {
 
 template <class Cfg>
 __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kCtasPerSm)
-flash_decode_kernel(const __grid_constant__ DecodeParams p, const __grid_constant__ TmaMap tma_k, const __grid_constant__ TmaMap tma_v) {
+flash_decode_kernel(const __grid_constant__ DecodeParams p, const __grid_constant__ KvCacheParams cache, const __grid_constant__ TmaMap tma_k,
+                    const __grid_constant__ TmaMap tma_v) {
   extern __shared__ uint8_t smem_raw[];
   const uint32_t smem = smem_aligned_1024(smem_raw);
   uint8_t* smem_ptr = smem_aligned_1024_ptr(smem_raw);
@@ -37,7 +38,7 @@ flash_decode_kernel(const __grid_constant__ DecodeParams p, const __grid_constan
     tma_prefetch(&tma_v);
   }
   block_sync();
-  // Up to here only shared memory and the parameters: the rest waits for the append (or whatever ran before).
+  // Up to here only shared memory and the parameters: the rest waits for whatever ran before (a previous step's writes).
   wait_prior_grids();
 
   DecodeUnit u;
@@ -49,7 +50,7 @@ flash_decode_kernel(const __grid_constant__ DecodeParams p, const __grid_constan
 
   const int warp = warp_uniform((int)threadIdx.x / 32);
   if (warp == Cfg::kConsumerThreads / 32) {
-    decode_producer<Cfg>(p, u, &tma_k, &tma_v, smem, bars);
+    decode_producer<Cfg>(p, cache, u, &tma_k, &tma_v, smem, bars);
     allow_dependents();
   } else {
     const int thread = (int)threadIdx.x;
@@ -63,8 +64,10 @@ flash_decode_kernel(const __grid_constant__ DecodeParams p, const __grid_constan
     softmax.reset();
     const DecodeMainloop<Cfg> mainloop{p, u, bars, smem, smem_ptr, thread};
     mainloop.run(q, rows, o, softmax);
-    allow_dependents();  // the combine's CTAs may launch while the epilogues write their parts
+    allow_dependents();  // the next kernel's CTAs may launch while the epilogues write (it waits for this grid's memory)
     decode_epilogue<Cfg>(p, u, rows, thread, o, softmax);
+    // The ring is drained (every load was consumed): its first K stage serves the merge as scratch.
+    if (p.num_splits > 1) decode_merge_splits<Cfg>(p, u, thread, reinterpret_cast<float*>(smem_ptr + Cfg::kOffK));
   }
 }
 

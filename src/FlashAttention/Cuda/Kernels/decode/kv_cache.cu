@@ -1,5 +1,6 @@
-// The KV cache's own kernels: the append of new keys and values into the cache (in place, before attention reads
-// it) and the check of the device-resident lengths and page table that the launcher's checked mode runs first.
+// The KV cache's own kernels: the append of new keys and values into the cache for a call with no queries (the decode
+// kernel appends itself when it attends: decode_append.cuh) and the check of the device-resident lengths and page
+// table that the launcher's checked mode runs first.
 // Name expressions (Cuda/Launchers/KernelCatalog.cs): fa::kv_append_kernel<fa::bf16_t, 128>, fa::kv_check_kernel.
 #include "decode/decode_params.cuh"
 #include "common/grid_dependency.cuh"
