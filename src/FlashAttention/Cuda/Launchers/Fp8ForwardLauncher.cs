@@ -26,16 +26,29 @@ internal static class Fp8ForwardLauncher
     /// <summary>Where the quantised operands of one call live: codes, Vᵀ and descales.</summary>
     internal readonly record struct Operands(nint Q, nint K, nint Vt, nint QDescale, nint KDescale, nint VDescale);
 
-    /// <summary>The quantiser's three passes (Q and K rows, V into Vᵀ) into <paramref name="into"/>.</summary>
+    /// <summary>The quantiser's three passes (Q and K rows, V into Vᵀ) into <paramref name="into"/>, in one launch.</summary>
     internal static void Quantize(AttentionProblem p, Plan plan, Operands into, in TensorLayout q, in TensorLayout k, in TensorLayout v,
         bool incoherent, int hadamardSeed, CudaStream? stream, CudaDevice device)
     {
         if (plan.SeqLenK == 0) return;
-        var cache = Compiler.KernelModuleCache.For(device);
         uint[] signs = incoherent ? SignBits(p.HeadDim, hadamardSeed) : new uint[8];
-        Quantize(cache, KernelCatalog.QuantizeRowsEntry(p.Type, p.HeadDim, plan.QBlock), q, into.Q, into.QDescale, p.SeqLenQ, p.HeadsQ, plan.QBlocks, plan.QBlock, 0, incoherent, signs, stream, p.Batch, p.HeadDim);
-        Quantize(cache, KernelCatalog.QuantizeRowsEntry(p.Type, p.HeadDim, plan.KvBlock), k, into.K, into.KDescale, p.SeqLenK, p.HeadsK, plan.KvBlocks, plan.KvBlock, 0, incoherent, signs, stream, p.Batch, p.HeadDim);
-        Quantize(cache, KernelCatalog.QuantizeVtEntry(p.Type, p.HeadDim, plan.KvBlock), v, into.Vt, into.VDescale, p.SeqLenK, p.HeadsK, plan.KvBlocks, plan.KvBlock, plan.KeysPadded, false, signs, stream, p.Batch, p.HeadDim);
+        // A cluster of KvBlock/64 CTAs per K or V descale block (fp8_quantize.cu); Q's 64-token blocks fill clusters of the same size.
+        int cluster = plan.KvBlock / Fp8Variants.TransposeBlock;
+        long qCtas = (long)p.Batch * p.HeadsQ * plan.QBlocks;
+        long qClusters = (qCtas + cluster - 1) / cluster, kvClusters = (long)p.Batch * p.HeadsK * plan.KvBlocks;
+        long ctas = (qClusters + 2 * kvClusters) * cluster;
+        if (ctas > int.MaxValue)
+            throw new AttentionArgumentException("query", $"query: {ctas} quantiser blocks of 64 tokens exceed the {int.MaxValue} one launch can index");
+        var call = new QuantizeCall
+        {
+            Q = Pass(q, into.Q, into.QDescale, p.SeqLenQ, p.HeadsQ, plan.QBlocks, plan.QBlock, 0, incoherent, signs),
+            K = Pass(k, into.K, into.KDescale, p.SeqLenK, p.HeadsK, plan.KvBlocks, plan.KvBlock, 0, incoherent, signs),
+            V = Pass(v, into.Vt, into.VDescale, p.SeqLenK, p.HeadsK, plan.KvBlocks, plan.KvBlock, plan.KeysPadded, false, signs),
+            QCtas = (int)qCtas, QClusters = (int)qClusters, KvClusters = (int)kvClusters,
+        };
+        var entry = KernelCatalog.QuantizeEntry(p.Type, p.HeadDim, plan.KvBlock);
+        var config = new LaunchConfig(new Dim3((uint)ctas, 1, 1), 2 * p.HeadDim, 0, stream, cluster > 1 ? new Dim3((uint)cluster, 1, 1) : null);
+        Compiler.KernelModuleCache.For(device).GetKernel(entry.Spec, entry.NameExpression).Launch(config, new KernelArguments().Add(call));
     }
 
     /// <summary>The FP8 kernel on operands the quantiser wrote.</summary>
@@ -61,8 +74,12 @@ internal static class Fp8ForwardLauncher
         var ws = Workspace.For(device, stream, plan);
         int kvBlocks = (int)kDescale.Lengths[2];
         if (plan.SeqLenK > 0)
-            Quantize(Compiler.KernelModuleCache.For(device), KernelCatalog.QuantizeVtEntry(DataType.Float8E4M3, p.HeadDim, plan.KvBlock), v, ws.Vt, 0,
-                p.SeqLenK, p.HeadsK, plan.KvBlocks, plan.KvBlock, plan.KeysPadded, false, new uint[8], stream, p.Batch, p.HeadDim);
+        {
+            var entry = KernelCatalog.TransposeVtEntry(p.HeadDim);
+            var args = Pass(v, ws.Vt, 0, p.SeqLenK, p.HeadsK, plan.KvBlocks, plan.KvBlock, plan.KeysPadded, false, new uint[8]);
+            Compiler.KernelModuleCache.For(device).GetKernel(entry.Spec, entry.NameExpression)
+                .Launch(new LaunchConfig(new Dim3((uint)plan.KvBlocks, (uint)p.HeadsK, (uint)p.Batch), 2 * p.HeadDim, 0, stream), new KernelArguments().Add(args));
+        }
         Attend(p, variant, q, k, ws.Vt, plan.KeysPadded, new Fp8Params
         {
             QDescale = (nint)qDescale.Address, KDescale = (nint)kDescale.Address, VDescale = (nint)vDescale.Address,
@@ -87,8 +104,9 @@ internal static class Fp8ForwardLauncher
         kernel.Launch(new LaunchConfig(grid, Fp8Variant.Threads, variant.SharedMemoryBytes, stream), arguments);
     }
 
-    private static unsafe void Quantize(Compiler.KernelModuleCache cache, KernelCatalog.Entry entry, in TensorLayout source, nint destination,
-        nint descale, int seqLen, int heads, int blocks, int block, int keysPadded, bool rotate, uint[] signs, CudaStream? stream, int batch, int headDim)
+    // One tensor's pass: its source, where its codes and descales go, and its blocks of tokens.
+    private static unsafe QuantizeParams Pass(in TensorLayout source, nint destination, nint descale, int seqLen, int heads, int blocks, int block,
+        int keysPadded, bool rotate, uint[] signs)
     {
         var args = new QuantizeParams
         {
@@ -98,11 +116,7 @@ internal static class Fp8ForwardLauncher
             SeqLen = seqLen, Heads = heads, Blocks = blocks, Block = block, SeqLenPadded = keysPadded, Rotate = rotate ? 1 : 0,
         };
         for (int i = 0; i < 8; i++) args.Signs[i] = signs[i];
-        // A CTA per 64 tokens, 2·head_dim threads; a block of more tokens is a cluster of such CTAs (fp8_quantize.cu).
-        uint cluster = (uint)(block / Fp8Variants.TransposeBlock);
-        var config = new LaunchConfig(new Dim3((uint)blocks * cluster, (uint)heads, (uint)batch), 2 * headDim, 0, stream,
-            cluster > 1 ? new Dim3(cluster, 1, 1) : null);
-        cache.GetKernel(entry.Spec, entry.NameExpression).Launch(config, new KernelArguments().Add(args));
+        return args;
     }
 
     private static TensorLayout Rows(string name, nint address, int batch, int seqLen, int heads, int headDim)

@@ -69,11 +69,9 @@ internal static class KernelCatalog
             foreach (var type in KernelTypes)
             {
                 yield return Fp8Entry(policy.Fp8(d), type);
-                yield return QuantizeRowsEntry(type, d, Fp8Variants.QueryBlock);
-                yield return QuantizeRowsEntry(type, d, Fp8Variants.KeyBlock);
-                yield return QuantizeVtEntry(type, d, Fp8Variants.KeyBlock);
+                yield return QuantizeEntry(type, d, Fp8Variants.KeyBlock);
             }
-            yield return QuantizeVtEntry(DataType.Float8E4M3, d, Fp8Variants.TransposeBlock);
+            yield return TransposeVtEntry(d);
         }
         yield return KvCheckEntry;
         yield return VarlenPrepareEntry;
@@ -89,15 +87,14 @@ internal static class KernelCatalog
     public static Entry Fp8Entry(Fp8Variant v, DataType output)
         => NamedEntry(Fp8Source, $"fp8 e4m3→{DataTypes.ShortName(output)} {v}", v.NameExpression(output));
 
-    /// <summary>The quantiser of Q or K rows (rotated or not at run time) with <paramref name="block"/> tokens per descale.</summary>
-    public static Entry QuantizeRowsEntry(DataType type, int headDim, int block)
-        => NamedEntry(QuantizeSource, $"fp8-quantize rows {DataTypes.ShortName(type)} d{headDim} block {block}",
-            $"fa::fp8_quantize_rows<{KernelNames.ElementTag(type)}, {headDim}, {block}>");
+    /// <summary>The quantiser of a bf16/fp16 call's Q, K and V in one launch, <paramref name="kvBlock"/> keys per K/V descale.</summary>
+    public static Entry QuantizeEntry(DataType type, int headDim, int kvBlock)
+        => NamedEntry(QuantizeSource, $"fp8-quantize {DataTypes.ShortName(type)} d{headDim} kv-block {kvBlock}",
+            $"fa::fp8_quantize_qkv<{KernelNames.ElementTag(type)}, {headDim}, {kvBlock}>");
 
-    /// <summary>The quantiser (or, from E4M3, the transposer) of V into the FP8 kernel's Vᵀ layout.</summary>
-    public static Entry QuantizeVtEntry(DataType type, int headDim, int block)
-        => NamedEntry(QuantizeSource, $"fp8-quantize vt {DataTypes.ShortName(type)} d{headDim} block {block}",
-            $"fa::fp8_quantize_vt<{KernelNames.ElementTag(type)}, {headDim}, {block}>");
+    /// <summary>The transposer of a caller's E4M3 V into the FP8 kernel's Vᵀ layout.</summary>
+    public static Entry TransposeVtEntry(int headDim)
+        => NamedEntry(QuantizeSource, $"fp8-transpose vt d{headDim}", $"fa::fp8_transpose_vt<{headDim}>");
 
     // The launchers' look-ups, memoised by value: a name expression is a dozen formatted fields, built once per variant
     // instead of on every call.

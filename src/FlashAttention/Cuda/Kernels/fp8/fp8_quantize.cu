@@ -111,14 +111,14 @@ __device__ __forceinline__ float block_amax(float amax) {
   return m;
 }
 
-// Q or K rows: a CTA per (64 tokens, head, batch), a cluster of kBlock/64 CTAs per descale block.
+// Q or K rows: a CTA per (64 tokens, head, batch) — `tile` counts the 64-token tiles of the sequence — and a cluster of
+// kBlock/64 CTAs (cluster rank `rank`) per descale block.
 template <typename E, int kD, int kBlock>
-__global__ void __launch_bounds__(2 * kD) fp8_quantize_rows(const __grid_constant__ QuantizeParams q) {
+__device__ __forceinline__ void quantize_rows_cta(const QuantizeParams& q, int tile, int h, int b, int rank) {
   constexpr int kThreads = 2 * kD, kLanes = kD / 32, kCluster = kBlock / kQuantizeTokens;
   static_assert(kBlock % kQuantizeTokens == 0 && kCluster <= 8, "a descale block is 64 tokens or a cluster of up to 8 such CTAs");
-  const int h = blockIdx.y, b = blockIdx.z;
   const int part = threadIdx.x % kLanes;
-  const int s = blockIdx.x * kQuantizeTokens + threadIdx.x / kLanes;
+  const int s = tile * kQuantizeTokens + threadIdx.x / kLanes;
   float x[32];
   if (s < q.seqlen) {
     load32<E>(reinterpret_cast<const uint16_t*>(q.src) + b * q.src_stride_b + (int64_t)s * q.src_stride_s + h * q.src_stride_h + part * 32, x);
@@ -131,7 +131,7 @@ __global__ void __launch_bounds__(2 * kD) fp8_quantize_rows(const __grid_constan
 #pragma unroll
   for (int i = 0; i < 32; ++i) amax = fmax_nan(amax, fabs_(x[i]));
   const float descale = block_descale(block_amax<kThreads, kCluster>(amax));
-  if (threadIdx.x == 0 && blockIdx.x % kCluster == 0) q.descale[((int64_t)b * q.heads + h) * q.blocks + blockIdx.x / kCluster] = descale;
+  if (threadIdx.x == 0 && rank == 0) q.descale[((int64_t)b * q.heads + h) * q.blocks + tile / kCluster] = descale;
   const float scale = 1.0f / descale;
   if (s < q.seqlen) {
     uint4_t* row = reinterpret_cast<uint4_t*>(q.dst + (((int64_t)b * q.seqlen + s) * q.heads + h) * kD + part * 32);
@@ -156,13 +156,12 @@ __device__ __forceinline__ uint32_t byte_of(const uint2_t& w, int i) { return ((
 // staged in shared memory and written 16 keys at a time. An E4M3 source (descale null) is copied code for code. The
 // last CTA's keys past seqlen, up to seqlen_padded, are 0.
 template <typename E, int kD, int kBlock>
-__global__ void __launch_bounds__(2 * kD) fp8_quantize_vt(const __grid_constant__ QuantizeParams q) {
+__device__ __forceinline__ void quantize_vt_cta(const QuantizeParams& q, int key_tile, int h, int b, int rank) {
   constexpr int kThreads = 2 * kD, kChunks = kD / 8, kCluster = kBlock / kQuantizeTokens, kPitch = kQuantizeTokens / 4 + 1;
   static_assert(kBlock % kQuantizeTokens == 0 && kCluster <= 8, "a descale block is 64 tokens or a cluster of up to 8 such CTAs");
   constexpr bool kCopy = sizeof(E) == 1;
   __shared__ uint32_t tile[kD * kPitch];
-  const int h = blockIdx.y, b = blockIdx.z;
-  const int s0 = blockIdx.x * kQuantizeTokens;
+  const int s0 = key_tile * kQuantizeTokens;
   const int chunk = threadIdx.x % kChunks, quad = threadIdx.x / kChunks;
   const int key0 = 16 * (quad / 4) + 2 * (quad % 4);
   uint32_t word[8];
@@ -199,7 +198,7 @@ __global__ void __launch_bounds__(2 * kD) fp8_quantize_vt(const __grid_constant_
 #pragma unroll
       for (int i = 0; i < 8; ++i) amax = fmax_nan(amax, fabs_(x[j][i]));
     const float descale = block_descale(block_amax<kThreads, kCluster>(amax));
-    if (threadIdx.x == 0 && blockIdx.x % kCluster == 0) q.descale[((int64_t)b * q.heads + h) * q.blocks + blockIdx.x / kCluster] = descale;
+    if (threadIdx.x == 0 && rank == 0) q.descale[((int64_t)b * q.heads + h) * q.blocks + key_tile / kCluster] = descale;
     const float scale = 1.0f / descale;
 #pragma unroll
     for (int i = 0; i < 8; ++i) word[i] = pack4_e4m3(x[0][i] * scale, x[1][i] * scale, x[2][i] * scale, x[3][i] * scale);
@@ -217,6 +216,59 @@ __global__ void __launch_bounds__(2 * kD) fp8_quantize_vt(const __grid_constant_
     *reinterpret_cast<uint4_t*>(base + (int64_t)d * q.seqlen_padded + 16 * piece) = uint4_t{t[0], t[1], t[2], t[3]};
   }
   if constexpr (!kCopy && kCluster > 1) cluster_wait();
+}
+
+// An E4M3 V (pre-quantised callers) into Vᵀ: a CTA per (64 keys, head, batch), codes copied.
+template <int kD>
+__global__ void __launch_bounds__(2 * kD) fp8_transpose_vt(const __grid_constant__ QuantizeParams v) {
+  quantize_vt_cta<e4m3_t, kD, kQuantizeTokens>(v, blockIdx.x, blockIdx.y, blockIdx.z, 0);
+}
+
+// The three passes of a bf16/fp16 call in one launch: clusters of kKvBlock/64 CTAs, each cluster one descale block of K
+// or of V, or kKvBlock/64 independent 64-token Q blocks. Clusters of the three kinds alternate, so the rotations' arithmetic
+// (Q, K) and V's plain copy share the SMs and the memory system stays busy; one launch also has one tail, not three.
+struct QuantizeCall {
+  QuantizeParams q, k, v;  // 0, 104, 208
+  int q_ctas;              // 312: batch × heads_q × 64-token tiles of Q
+  int q_clusters;          // 316: q_ctas rounded up to whole clusters
+  int kv_clusters;         // 320: batch × heads_k × descale blocks (the same for K and for V)
+};                         // 328 bytes (8-byte aligned)
+
+// Which pass a cluster serves and its index among that pass's clusters: round robin while all three have clusters left,
+// then the rest of whichever is longer (Q with grouped-query heads, or K and V alternately).
+__device__ __forceinline__ void quantize_job(const QuantizeCall& c, int cluster, int& pass, int& index) {
+  const int m = c.q_clusters < c.kv_clusters ? c.q_clusters : c.kv_clusters;
+  if (cluster < 3 * m) {
+    pass = cluster % 3;
+    index = cluster / 3;
+  } else if (c.q_clusters > m) {
+    pass = 0;
+    index = cluster - 2 * m;
+  } else {
+    const int rest = cluster - 3 * m;
+    pass = 1 + rest % 2;
+    index = m + rest / 2;
+  }
+}
+
+template <typename E, int kD, int kKvBlock>
+__global__ void __launch_bounds__(2 * kD) fp8_quantize_qkv(const __grid_constant__ QuantizeCall c) {
+  constexpr int kCluster = kKvBlock / kQuantizeTokens;
+  const int rank = blockIdx.x % kCluster;
+  int pass, index;
+  quantize_job(c, blockIdx.x / kCluster, pass, index);
+  if (pass == 0) {
+    // Q: descale blocks of 64 tokens; the cluster's CTAs are independent of each other.
+    const int cta = index * kCluster + rank;
+    if (cta >= c.q_ctas) return;
+    const int tiles = c.q.blocks, tile = cta % tiles, h = (cta / tiles) % c.q.heads, b = cta / (tiles * c.q.heads);
+    quantize_rows_cta<E, kD, kQuantizeTokens>(c.q, tile, h, b, 0);
+  } else {
+    const QuantizeParams& p = pass == 1 ? c.k : c.v;
+    const int block = index % p.blocks, h = (index / p.blocks) % p.heads, b = index / (p.blocks * p.heads);
+    if (pass == 1) quantize_rows_cta<E, kD, kKvBlock>(p, block * kCluster + rank, h, b, rank);
+    else quantize_vt_cta<E, kD, kKvBlock>(p, block * kCluster + rank, h, b, rank);
+  }
 }
 
 }  // namespace fa
