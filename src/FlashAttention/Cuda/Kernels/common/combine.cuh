@@ -11,14 +11,24 @@
 namespace fa {
 
 constexpr int kCombineMaxParts = 128;
-constexpr int kCombineBatch = 8;         // parts whose loads are issued together
 
 // The merged log-sum-exp of a warp's row (every lane gets it) and, in weights[i], each part's exp(lseᵢ − lse): 0 for
 // an empty part, all 0 when every part is empty. Natural-log inputs and output.
 __device__ __forceinline__ float merge_weights(const float* lse_parts, int64_t part_stride, int num_parts, float* weights) {
+  constexpr int kPerLane = kCombineMaxParts / 32;
   const int lane = (int)lane_id();
-  float m = neg_inf();
-  for (int i = lane; i < num_parts; i += 32) m = fmax_(m, lse_parts[i * part_stride]);
+  // Every lane reads every weight of the warp's previous row: none overwrites them before all lanes are here.
+  warp_sync();
+  // The parts' LSE are read once, all together: the merge is the tail of a decode step, and each read waits out the L2.
+  float l[kPerLane];
+#pragma unroll
+  for (int j = 0; j < kPerLane; ++j) {
+    const int i = lane + 32 * j;
+    l[j] = i < num_parts ? lse_parts[i * part_stride] : neg_inf();
+  }
+  float m = l[0];
+#pragma unroll
+  for (int j = 1; j < kPerLane; ++j) m = fmax_(m, l[j]);
   m = warp_max(m);
   if (m == neg_inf()) {
     for (int i = lane; i < num_parts; i += 32) weights[i] = 0.f;
@@ -26,10 +36,13 @@ __device__ __forceinline__ float merge_weights(const float* lse_parts, int64_t p
     return neg_inf();
   }
   float sum = 0.f;
-  for (int i = lane; i < num_parts; i += 32) sum += fast_exp2((lse_parts[i * part_stride] - m) * kLog2e);
+#pragma unroll
+  for (int j = 0; j < kPerLane; ++j) sum += fast_exp2((l[j] - m) * kLog2e);  // exp2(−∞) = 0 for the lanes past num_parts
   sum = warp_sum(sum);
   const float lse = m + fast_log2(sum) * kLn2;
-  for (int i = lane; i < num_parts; i += 32) weights[i] = fast_exp2((lse_parts[i * part_stride] - lse) * kLog2e);
+#pragma unroll
+  for (int j = 0; j < kPerLane; ++j)
+    if (lane + 32 * j < num_parts) weights[lane + 32 * j] = fast_exp2((l[j] - lse) * kLog2e);
   warp_sync();
   return lse;
 }
@@ -83,24 +96,27 @@ __device__ __forceinline__ float merge_row(const float* o_parts, int64_t o_part_
   float acc[kPerLane];
 #pragma unroll
   for (int c = 0; c < kPerLane; ++c) acc[c] = 0.f;
-  // Eight parts' loads in flight before their sums: one after another, each would wait out the L2's latency. An empty
-  // part holds O = 0 and weighs 0, so it is read like the others rather than branched around.
+  // 64 floats of parts' loads in flight per lane before their sums: one part after another, each would wait out the
+  // L2's latency. An empty part holds O = 0 and weighs 0, so it is read like the others rather than branched around.
+  constexpr int kBatch = 64 / kPerLane;
   const float* part_row = o_parts + lane * kPerLane;
-  int i = 0;
-  for (; i + kCombineBatch <= num_parts; i += kCombineBatch) {
-    float part[kCombineBatch][kPerLane];
+  for (int i = 0; i < num_parts; i += kBatch) {
+    float part[kBatch][kPerLane];
 #pragma unroll
-    for (int u = 0; u < kCombineBatch; ++u) load_floats(part_row + (i + u) * o_part_stride, part[u]);
+    for (int u = 0; u < kBatch; ++u) {
+      if (i + u < num_parts) {
+        load_floats(part_row + (i + u) * o_part_stride, part[u]);
+      } else {
 #pragma unroll
-    for (int u = 0; u < kCombineBatch; ++u)
+        for (int c = 0; c < kPerLane; ++c) part[u][c] = 0.f;
+      }
+    }
 #pragma unroll
-      for (int c = 0; c < kPerLane; ++c) acc[c] += weights[i + u] * part[u][c];
-  }
-  for (; i < num_parts; ++i) {
-    float part[kPerLane];
-    load_floats(part_row + i * o_part_stride, part);
+    for (int u = 0; u < kBatch; ++u) {
+      const float w = i + u < num_parts ? weights[i + u] : 0.f;
 #pragma unroll
-    for (int c = 0; c < kPerLane; ++c) acc[c] += weights[i] * part[c];
+      for (int c = 0; c < kPerLane; ++c) acc[c] += w * part[u][c];
+    }
   }
   store_packed<E>(reinterpret_cast<uint16_t*>(out) + lane * kPerLane, acc);
   return lse;
