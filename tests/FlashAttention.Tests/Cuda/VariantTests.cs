@@ -80,13 +80,13 @@ public partial class VariantTests
 
     // (units = sequences × KV heads × m-blocks, key blocks per unit, CTA slots = SMs × CTAs per SM) → splits; 132 SMs, 2 CTAs each.
     [Theory]
-    [InlineData(8, 64, 264, 28)]     // b1 4k keys, 8 KV heads, d128 (64-key blocks): the smallest count within 85% of 33's full wave
+    [InlineData(8, 64, 264, 14)]     // b1 4k keys, 8 KV heads, d128 (64-key blocks): the smallest count within 85% of 16's wave (four blocks each)
     [InlineData(8, 512, 264, 29)]    // b1 32k
     [InlineData(64, 128, 264, 4)]    // b8 8k: four splits fill 256 of 264 slots
     [InlineData(512, 512, 264, 1)]   // b64 32k: the units alone fill the GPU
     [InlineData(212, 512, 264, 1)]   // from 80% of the slots no split
-    [InlineData(8, 3, 264, 1)]       // too few blocks to give two splits two blocks each
-    [InlineData(8, 4, 264, 2)]
+    [InlineData(8, 7, 264, 1)]       // too few blocks to give two splits four blocks each
+    [InlineData(8, 8, 264, 2)]
     [InlineData(1, 10000, 264, 109)] // the smallest within 85% of 128, the combine's limit
     [InlineData(0, 64, 264, 1)]
     public void Decode_splits_fill_the_gpu_with_whole_waves(long units, int keyBlocks, int slots, int expected)

@@ -39,8 +39,11 @@ internal static class DecodeVariants
     /// <summary>Work units from which one split already fills the GPU: 80% of the CTA slots (FlashAttention's rule).</summary>
     public const double FullFraction = 0.8;
 
-    /// <summary>Key blocks each split gets at least: a split's fixed cost (its start, its part's write and merge) needs a few blocks to pay off (to be measured).</summary>
-    public const int MinBlocksPerSplit = 2;
+    /// <summary>
+    /// Key blocks each split gets at least: a split's fixed cost (its start, its part's write and merge) needs a few
+    /// blocks to pay off (b1 4k d128 on an H100: 14 µs with 16 splits, 16 µs with 28; bench/results/2026-12-05-h100-decode).
+    /// </summary>
+    public const int MinBlocksPerSplit = 4;
 
     /// <summary>Most splits of one key range (the combine kernel's limit).</summary>
     public const int MaxSplits = 128;
