@@ -27,49 +27,63 @@ struct QuantizeParams {
   uint32_t signs[8];       // 72: bit i of word i/32: coordinate i's sign is −1
 };                         // 104 bytes
 
-// Every CTA covers 64 tokens of one (batch, head) with kD/32 threads per token, each holding 32 consecutive elements of
-// the head dim, so most of the Hadamard transform runs inside a thread (32 values) and only log2(kD/32) butterfly
-// stages cross lanes. A block of more than 64 tokens is a cluster of CTAs that share their largest magnitudes through
-// distributed shared memory, which keeps every CTA small (many in flight per SM: the pass is memory-bound).
+// Every CTA covers 64 tokens of one (batch, head) with kD/32 threads per token, each holding 32 elements of the head
+// dim: four chunks of 8, chunk j of lane `part` at elements (j·kD/32 + part)·8 …, so that each load and store
+// instruction covers whole 32-byte sectors of a row. The Hadamard transform's spans 1, 2, 4 and its top two run inside
+// a thread, the log2(kD/32) spans between them across lanes. A block of more than 64 tokens is a cluster of CTAs that
+// share their largest magnitudes through distributed shared memory, which keeps every CTA small (many in flight per
+// SM: the pass is memory-bound).
 constexpr int kQuantizeTokens = 64;
 
-// 32 consecutive 16-bit elements in float32 (four 16-byte loads).
-template <typename E>
-__device__ __forceinline__ void load32(const uint16_t* src, float (&x)[32]) {
+// A thread's 32 elements of a 16-bit row (four 16-byte loads, the warp's lanes side by side) in float32.
+template <typename E, int kLanes>
+__device__ __forceinline__ void load_chunks(const uint16_t* row, int part, float (&x)[32]) {
 #pragma unroll
-  for (int v = 0; v < 4; ++v) {
-    const uint4_t w = reinterpret_cast<const uint4_t*>(src)[v];
-    unpack2<E>(w.x, x[8 * v + 0], x[8 * v + 1]);
-    unpack2<E>(w.y, x[8 * v + 2], x[8 * v + 3]);
-    unpack2<E>(w.z, x[8 * v + 4], x[8 * v + 5]);
-    unpack2<E>(w.w, x[8 * v + 6], x[8 * v + 7]);
+  for (int j = 0; j < 4; ++j) {
+    const uint4_t w = reinterpret_cast<const uint4_t*>(row)[j * kLanes + part];
+    unpack2<E>(w.x, x[8 * j + 0], x[8 * j + 1]);
+    unpack2<E>(w.y, x[8 * j + 2], x[8 * j + 3]);
+    unpack2<E>(w.z, x[8 * j + 4], x[8 * j + 5]);
+    unpack2<E>(w.w, x[8 * j + 6], x[8 * j + 7]);
   }
 }
 
-// x ← H·(signs ∘ x)/√kD for a token whose kD/32 threads are adjacent lanes (`part` = which 32 elements this thread holds):
-// butterflies of span 1, 2, 4, … as the CPU's Hadamard.Rotate does them (the lower index gets a + b, the higher a − b),
-// the first five inside the thread, the rest across lanes.
+// One butterfly stage inside a thread over register span `span` (the lower index gets a + b, the higher a − b).
+__device__ __forceinline__ void butterfly32(int span, float (&x)[32]) {
+#pragma unroll
+  for (int i = 0; i < 32; ++i) {
+    if (i & span) continue;
+    const float a = x[i], b = x[i + span];
+    x[i] = a + b;
+    x[i + span] = a - b;
+  }
+}
+
+// x ← H·(signs ∘ x)/√kD for a token whose kD/32 threads are adjacent lanes, in load_chunks' layout: butterflies of span
+// 1, 2, 4, … in the order of the CPU's Hadamard.Rotate, spans 1-4 and the top two inside the thread, the rest across lanes.
 template <int kD>
-__device__ __forceinline__ void rotate32(uint32_t signs, int part, float (&x)[32]) {
+__device__ __forceinline__ void rotate32(const uint32_t (&signs)[8], int part, float (&x)[32]) {
+  constexpr int kLanes = kD / 32;
+  uint32_t mine = 0;  // bit 8j + e: the sign of this thread's element 8j + e
 #pragma unroll
-  for (int i = 0; i < 32; ++i) x[i] = bits_to_float(float_bits(x[i]) ^ ((signs << (31 - i)) & 0x80000000u));
-#pragma unroll
-  for (int span = 1; span < 32; span *= 2) {
-#pragma unroll
-    for (int i = 0; i < 32; ++i) {
-      if (i & span) continue;
-      const float a = x[i], b = x[i + span];
-      x[i] = a + b;
-      x[i + span] = a - b;
-    }
+  for (int j = 0; j < 4; ++j) {
+    const int chunk = j * kLanes + part;
+    mine |= ((signs[chunk / 4] >> (8 * (chunk % 4))) & 0xFFu) << (8 * j);
   }
 #pragma unroll
-  for (int lanes = 1; lanes < kD / 32; lanes *= 2) {
+  for (int i = 0; i < 32; ++i) x[i] = bits_to_float(float_bits(x[i]) ^ ((mine << (31 - i)) & 0x80000000u));
+  butterfly32(1, x);
+  butterfly32(2, x);
+  butterfly32(4, x);
+#pragma unroll
+  for (int lanes = 1; lanes < kLanes; lanes *= 2) {
     // The upper partner keeps other − x, the lower x + other: one FMA each, rounded once as the CPU's subtraction/sum.
     const float sign = (part & lanes) ? -1.f : 1.f;
 #pragma unroll
     for (int i = 0; i < 32; ++i) x[i] = fmaf_(sign, x[i], shfl_xor(x[i], lanes));
   }
+  butterfly32(8, x);
+  butterfly32(16, x);
   // 1/√kD rounded once from its exact value, as the CPU's (float)(1.0 / Math.Sqrt(d)).
   constexpr float norm = kD == 64 ? 0.125f : kD == 128 ? 0.0883883476483184405f : 0.0625f;
 #pragma unroll
@@ -121,12 +135,12 @@ __device__ __forceinline__ void quantize_rows_cta(const QuantizeParams& q, int t
   const int s = tile * kQuantizeTokens + threadIdx.x / kLanes;
   float x[32];
   if (s < q.seqlen) {
-    load32<E>(reinterpret_cast<const uint16_t*>(q.src) + b * q.src_stride_b + (int64_t)s * q.src_stride_s + h * q.src_stride_h + part * 32, x);
+    load_chunks<E, kLanes>(reinterpret_cast<const uint16_t*>(q.src) + b * q.src_stride_b + (int64_t)s * q.src_stride_s + h * q.src_stride_h, part, x);
   } else {
 #pragma unroll
     for (int i = 0; i < 32; ++i) x[i] = 0.f;
   }
-  if (q.rotate) rotate32<kD>(q.signs[part], part, x);
+  if (q.rotate) rotate32<kD>(q.signs, part, x);
   float amax = 0.f;
 #pragma unroll
   for (int i = 0; i < 32; ++i) amax = fmax_nan(amax, fabs_(x[i]));
@@ -134,14 +148,12 @@ __device__ __forceinline__ void quantize_rows_cta(const QuantizeParams& q, int t
   if (threadIdx.x == 0 && rank == 0) q.descale[((int64_t)b * q.heads + h) * q.blocks + tile / kCluster] = descale;
   const float scale = 1.0f / descale;
   if (s < q.seqlen) {
-    uint4_t* row = reinterpret_cast<uint4_t*>(q.dst + (((int64_t)b * q.seqlen + s) * q.heads + h) * kD + part * 32);
+    uint2_t* row = reinterpret_cast<uint2_t*>(q.dst + (((int64_t)b * q.seqlen + s) * q.heads + h) * kD);
 #pragma unroll
-    for (int v = 0; v < 2; ++v) {
-      const float* y = x + 16 * v;
-      row[v] = uint4_t{pack4_e4m3(y[0] * scale, y[1] * scale, y[2] * scale, y[3] * scale),
-                       pack4_e4m3(y[4] * scale, y[5] * scale, y[6] * scale, y[7] * scale),
-                       pack4_e4m3(y[8] * scale, y[9] * scale, y[10] * scale, y[11] * scale),
-                       pack4_e4m3(y[12] * scale, y[13] * scale, y[14] * scale, y[15] * scale)};
+    for (int j = 0; j < 4; ++j) {
+      const float* y = x + 8 * j;
+      row[j * kLanes + part] = uint2_t{pack4_e4m3(y[0] * scale, y[1] * scale, y[2] * scale, y[3] * scale),
+                                       pack4_e4m3(y[4] * scale, y[5] * scale, y[6] * scale, y[7] * scale)};
     }
   }
   if constexpr (kCluster > 1) cluster_wait();
