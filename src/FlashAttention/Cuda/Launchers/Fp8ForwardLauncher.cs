@@ -46,12 +46,8 @@ internal static class Fp8ForwardLauncher
             V = Pass(v, into.Vt, into.VDescale, p.SeqLenK, p.HeadsK, plan.KvBlocks, plan.KvBlock, plan.KeysPadded, false, signs),
             QCtas = (int)qCtas, QClusters = (int)qClusters, KvClusters = (int)kvClusters,
         };
-        // Persistent: as many clusters as the SMs hold at once, each walking the jobs (qClusters + 2·kvClusters) in strides.
-        long resident = Math.Max(1, (long)device.MultiprocessorCount * Fp8Variants.QuantizeCtasPerSm(p.HeadDim) / cluster);
-        long gridCtas = Math.Min(qClusters + 2 * kvClusters, resident) * cluster;
         var entry = KernelCatalog.QuantizeEntry(p.Type, p.HeadDim, plan.KvBlock);
-        var config = new LaunchConfig(new Dim3((uint)gridCtas, 1, 1), 2 * p.HeadDim, Fp8Variants.QuantizeStageBytes(p.HeadDim, DataTypes.SizeOf(p.Type)),
-            stream, cluster > 1 ? new Dim3((uint)cluster, 1, 1) : null);
+        var config = new LaunchConfig(new Dim3((uint)ctas, 1, 1), 2 * p.HeadDim, 0, stream, cluster > 1 ? new Dim3((uint)cluster, 1, 1) : null);
         Compiler.KernelModuleCache.For(device).GetKernel(entry.Spec, entry.NameExpression).Launch(config, new KernelArguments().Add(call));
     }
 

@@ -41,7 +41,7 @@ internal static class DecodeVariants
 
     /// <summary>
     /// Key blocks each split gets at least: a split's fixed cost (its start, its part's write and merge) needs a few
-    /// blocks to pay off (b1 4k d128 on an H100: 14 µs with 16 splits, 16 µs with 28; bench/results/2026-12-05-h100-decode).
+    /// blocks to pay off (b1 4k d128 on an H100: 14 µs with 16 splits, 16 µs with 28; bench/results/2026-12-05-h100/call4-57500d7).
     /// </summary>
     public const int MinBlocksPerSplit = 4;
 

@@ -30,13 +30,4 @@ internal static class Fp8Variants
 
     /// <summary>Tokens per CTA of the quantiser, and the block of its plain transpose of an E4M3 V (which has no descales).</summary>
     public const int TransposeBlock = 64;
-
-    /// <summary>
-    /// The quantiser's CTAs resident on one SM: 2·d threads of 64 registers each (of 65,536). Its persistent grid is that
-    /// many per SM, each CTA staging its next job while it works on the current one.
-    /// </summary>
-    public static int QuantizeCtasPerSm(int headDim) => 512 / headDim;
-
-    /// <summary>The quantiser's dynamic shared memory: two staged jobs of 64 tokens × d elements.</summary>
-    public static int QuantizeStageBytes(int headDim, int elementBytes) => 2 * TransposeBlock * headDim * elementBytes;
 }

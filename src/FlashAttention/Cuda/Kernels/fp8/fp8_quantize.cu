@@ -7,7 +7,6 @@
 // same order, the same roundings), so the codes agree bit for bit.
 #include "common/numeric.cuh"
 #include "common/ptx.cuh"
-#include "common/warp.cuh"
 #include "fp8/fp8_gemm.cuh"
 
 namespace fa {
@@ -126,32 +125,17 @@ __device__ __forceinline__ float block_amax(float amax) {
   return m;
 }
 
-// One job's source rows staged in shared memory by one warp: 64 rows of kD elements of E, row r holding token s0 + r,
-// one bulk copy per row completing on `bar`. Rows at or past seqlen are not loaded (the readers take them as 0); a job
-// with no rows (s0 past the end) still completes the barrier's phase.
-template <typename E, int kD>
-__device__ __forceinline__ void stage_rows(const QuantizeParams& q, int s0, int h, int b, uint8_t* dst, uint32_t bar) {
-  constexpr uint32_t kRowBytes = kD * sizeof(E);
-  int rows = q.seqlen - s0;
-  rows = rows < 0 ? 0 : rows > kQuantizeTokens ? kQuantizeTokens : rows;
-  if (lane_id() == 0) mbar_arrive_expect_tx(bar, rows * kRowBytes);
-  warp_sync();
-  const uint8_t* src = reinterpret_cast<const uint8_t*>(q.src) + (b * q.src_stride_b + (int64_t)s0 * q.src_stride_s + h * q.src_stride_h) * (int64_t)sizeof(E);
-  for (int r = (int)lane_id(); r < rows; r += 32)
-    bulk_load(smem_u32(dst + r * kRowBytes), src + (int64_t)r * q.src_stride_s * (int64_t)sizeof(E), kRowBytes, bar);
-}
-
 // Q or K rows: a CTA per (64 tokens, head, batch) — `tile` counts the 64-token tiles of the sequence — and a cluster of
-// kBlock/64 CTAs (cluster rank `rank`) per descale block; the tokens staged in shared memory (stage_rows).
+// kBlock/64 CTAs (cluster rank `rank`) per descale block.
 template <typename E, int kD, int kBlock>
-__device__ __forceinline__ void quantize_rows_cta(const QuantizeParams& q, int tile, int h, int b, int rank, const uint8_t* staged) {
+__device__ __forceinline__ void quantize_rows_cta(const QuantizeParams& q, int tile, int h, int b, int rank) {
   constexpr int kThreads = 2 * kD, kLanes = kD / 32, kCluster = kBlock / kQuantizeTokens;
   static_assert(kBlock % kQuantizeTokens == 0 && kCluster <= 8, "a descale block is 64 tokens or a cluster of up to 8 such CTAs");
   const int part = threadIdx.x % kLanes;
   const int s = tile * kQuantizeTokens + threadIdx.x / kLanes;
   float x[32];
   if (s < q.seqlen) {
-    load_chunks<E, kLanes>(reinterpret_cast<const uint16_t*>(staged) + (threadIdx.x / kLanes) * kD, part, x);
+    load_chunks<E, kLanes>(reinterpret_cast<const uint16_t*>(q.src) + b * q.src_stride_b + (int64_t)s * q.src_stride_s + h * q.src_stride_h, part, x);
   } else {
 #pragma unroll
     for (int i = 0; i < 32; ++i) x[i] = 0.f;
@@ -178,13 +162,13 @@ __device__ __forceinline__ void quantize_rows_cta(const QuantizeParams& q, int t
 // Byte `i` of a 64-bit pair of words.
 __device__ __forceinline__ uint32_t byte_of(const uint2_t& w, int i) { return ((i < 4 ? w.x : w.y) >> (8 * (i & 3))) & 0xFFu; }
 
-// V: a CTA per (64 keys, head, batch; staged as stage_rows does), a cluster per descale block as for K (no rotation), written as Vᵀ rows of keys
+// V: a CTA per (64 keys, head, batch), a cluster per descale block as for K (no rotation), written as Vᵀ rows of keys
 // with every key at its permuted position (vt_position_of_key). A thread holds 8 dims of the 4 keys 2a, 2a+1, 2a+8,
 // 2a+9 of a 16-key group, which that permutation stores side by side (positions 4a … 4a+3): one 32-bit word per dim,
 // staged in shared memory and written 16 keys at a time. An E4M3 source (descale null) is copied code for code. The
 // last CTA's keys past seqlen, up to seqlen_padded, are 0.
 template <typename E, int kD, int kBlock>
-__device__ __forceinline__ void quantize_vt_cta(const QuantizeParams& q, int key_tile, int h, int b, int rank, const uint8_t* staged) {
+__device__ __forceinline__ void quantize_vt_cta(const QuantizeParams& q, int key_tile, int h, int b, int rank) {
   constexpr int kThreads = 2 * kD, kChunks = kD / 8, kCluster = kBlock / kQuantizeTokens, kPitch = kQuantizeTokens / 4 + 1;
   static_assert(kBlock % kQuantizeTokens == 0 && kCluster <= 8, "a descale block is 64 tokens or a cluster of up to 8 such CTAs");
   constexpr bool kCopy = sizeof(E) == 1;
@@ -198,7 +182,8 @@ __device__ __forceinline__ void quantize_vt_cta(const QuantizeParams& q, int key
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
       const int s = s0 + key0 + (j & 1) + 8 * (j >> 1);
-      w[j] = s < q.seqlen ? reinterpret_cast<const uint2_t*>(staged + (s - s0) * kD)[chunk] : uint2_t{0u, 0u};
+      const uint8_t* src = reinterpret_cast<const uint8_t*>(q.src) + b * q.src_stride_b + (int64_t)s * q.src_stride_s + h * q.src_stride_h;
+      w[j] = s < q.seqlen ? *reinterpret_cast<const uint2_t*>(src + chunk * 8) : uint2_t{0u, 0u};
     }
 #pragma unroll
     for (int i = 0; i < 8; ++i) word[i] = byte_of(w[0], i) | byte_of(w[1], i) << 8 | byte_of(w[2], i) << 16 | byte_of(w[3], i) << 24;
@@ -208,7 +193,8 @@ __device__ __forceinline__ void quantize_vt_cta(const QuantizeParams& q, int key
     for (int j = 0; j < 4; ++j) {
       const int s = s0 + key0 + (j & 1) + 8 * (j >> 1);
       if (s < q.seqlen) {
-        const uint4_t v = reinterpret_cast<const uint4_t*>(staged + (s - s0) * kD * 2)[chunk];
+        const uint16_t* src = reinterpret_cast<const uint16_t*>(q.src) + b * q.src_stride_b + (int64_t)s * q.src_stride_s + h * q.src_stride_h;
+        const uint4_t v = reinterpret_cast<const uint4_t*>(src)[chunk];
         unpack2<E>(v.x, x[j][0], x[j][1]);
         unpack2<E>(v.y, x[j][2], x[j][3]);
         unpack2<E>(v.z, x[j][4], x[j][5]);
@@ -247,22 +233,12 @@ __device__ __forceinline__ void quantize_vt_cta(const QuantizeParams& q, int key
 // An E4M3 V (pre-quantised callers) into Vᵀ: a CTA per (64 keys, head, batch), codes copied.
 template <int kD>
 __global__ void __launch_bounds__(2 * kD) fp8_transpose_vt(const __grid_constant__ QuantizeParams v) {
-  __shared__ __align__(128) uint8_t staged[kQuantizeTokens * kD];
-  __shared__ uint64_t full;
-  if (threadIdx.x == 0) {
-    mbar_init(smem_u32(&full), 1);
-    fence_barrier_init();
-  }
-  block_sync();
-  if (threadIdx.x < 32) stage_rows<e4m3_t, kD>(v, blockIdx.x * kQuantizeTokens, blockIdx.y, blockIdx.z, staged, smem_u32(&full));
-  mbar_wait(smem_u32(&full), 0);
-  quantize_vt_cta<e4m3_t, kD, kQuantizeTokens>(v, blockIdx.x, blockIdx.y, blockIdx.z, 0, staged);
+  quantize_vt_cta<e4m3_t, kD, kQuantizeTokens>(v, blockIdx.x, blockIdx.y, blockIdx.z, 0);
 }
 
-// The three passes of a bf16/fp16 call in one persistent launch: clusters of kKvBlock/64 CTAs, each job of a cluster one
-// descale block of K or of V, or kKvBlock/64 independent 64-token Q blocks. Jobs of the three kinds alternate, so the
-// rotations' arithmetic (Q, K) and V's plain copy share the SMs. Each CTA stages its next job's rows in shared memory
-// while it works on the current one: the loads never wait for the arithmetic, and bytes stay in flight without registers.
+// The three passes of a bf16/fp16 call in one launch: clusters of kKvBlock/64 CTAs, each cluster one descale block of K
+// or of V, or kKvBlock/64 independent 64-token Q blocks. Clusters of the three kinds alternate, so the rotations' arithmetic
+// (Q, K) and V's plain copy share the SMs and the memory system stays busy; one launch also has one tail, not three.
 struct QuantizeCall {
   QuantizeParams q, k, v;  // 0, 104, 208
   int q_ctas;              // 312: batch × heads_q × 64-token tiles of Q
@@ -270,84 +246,40 @@ struct QuantizeCall {
   int kv_clusters;         // 320: batch × heads_k × descale blocks (the same for K and for V)
 };                         // 328 bytes (8-byte aligned)
 
-// Which pass a job serves and its index among that pass's jobs: round robin while all three have jobs left, then the
-// rest of whichever is longer (Q with grouped-query heads, or K and V alternately).
-__device__ __forceinline__ void quantize_job(const QuantizeCall& c, int job, int& pass, int& index) {
+// Which pass a cluster serves and its index among that pass's clusters: round robin while all three have clusters left,
+// then the rest of whichever is longer (Q with grouped-query heads, or K and V alternately).
+__device__ __forceinline__ void quantize_job(const QuantizeCall& c, int cluster, int& pass, int& index) {
   const int m = c.q_clusters < c.kv_clusters ? c.q_clusters : c.kv_clusters;
-  if (job < 3 * m) {
-    pass = job % 3;
-    index = job / 3;
+  if (cluster < 3 * m) {
+    pass = cluster % 3;
+    index = cluster / 3;
   } else if (c.q_clusters > m) {
     pass = 0;
-    index = job - 2 * m;
+    index = cluster - 2 * m;
   } else {
-    const int rest = job - 3 * m;
+    const int rest = cluster - 3 * m;
     pass = 1 + rest % 2;
     index = m + rest / 2;
   }
 }
 
-// This CTA's part of a job: the pass's parameters, its 64-token tile, head and batch; false for a Q CTA past the last.
-template <int kCluster>
-__device__ __forceinline__ bool job_tile(const QuantizeCall& c, int job, int rank, int& pass, int& tile, int& h, int& b) {
-  int index;
-  quantize_job(c, job, pass, index);
+template <typename E, int kD, int kKvBlock>
+__global__ void __launch_bounds__(2 * kD) fp8_quantize_qkv(const __grid_constant__ QuantizeCall c) {
+  constexpr int kCluster = kKvBlock / kQuantizeTokens;
+  const int rank = blockIdx.x % kCluster;
+  int pass, index;
+  quantize_job(c, blockIdx.x / kCluster, pass, index);
   if (pass == 0) {
     // Q: descale blocks of 64 tokens; the cluster's CTAs are independent of each other.
     const int cta = index * kCluster + rank;
-    if (cta >= c.q_ctas) return false;
-    const int tiles = c.q.blocks;
-    tile = cta % tiles, h = (cta / tiles) % c.q.heads, b = cta / (tiles * c.q.heads);
-    return true;
-  }
-  const QuantizeParams& p = pass == 1 ? c.k : c.v;
-  const int block = index % p.blocks;
-  h = (index / p.blocks) % p.heads, b = index / (p.blocks * p.heads);
-  tile = block * kCluster + rank;
-  return true;
-}
-
-template <typename E, int kD, int kCluster>
-__device__ __forceinline__ void stage_job(const QuantizeCall& c, int job, int rank, uint8_t* dst, uint32_t bar) {
-  int pass, tile = 0, h = 0, b = 0;
-  const bool live = job_tile<kCluster>(c, job, rank, pass, tile, h, b);
-  const QuantizeParams& p = pass == 0 ? c.q : pass == 1 ? c.k : c.v;
-  // A Q CTA past the last stages nothing: s0 = seqlen leaves no rows.
-  stage_rows<E, kD>(p, live ? tile * kQuantizeTokens : p.seqlen, h, b, dst, bar);
-}
-
-// Dynamic shared memory: two staged jobs of 64 × kD elements. 64 registers a thread: 512/kD CTAs per SM, the count the
-// launcher's persistent grid assumes (Fp8Variants.QuantizeCtasPerSm).
-template <typename E, int kD, int kKvBlock>
-__global__ void __launch_bounds__(2 * kD, 512 / kD) fp8_quantize_qkv(const __grid_constant__ QuantizeCall c) {
-  constexpr int kCluster = kKvBlock / kQuantizeTokens, kStageBytes = kQuantizeTokens * kD * (int)sizeof(E);
-  extern __shared__ __align__(128) uint8_t staged[];
-  __shared__ uint64_t full[2];
-  const int rank = blockIdx.x % kCluster, clusters = gridDim.x / kCluster;
-  const int jobs = c.q_clusters + 2 * c.kv_clusters, first = blockIdx.x / kCluster;
-  if (threadIdx.x == 0) {
-    mbar_init(smem_u32(&full[0]), 1);
-    mbar_init(smem_u32(&full[1]), 1);
-    fence_barrier_init();
-  }
-  block_sync();
-  if (threadIdx.x < 32) {
-    if (first < jobs) stage_job<E, kD, kCluster>(c, first, rank, staged, smem_u32(&full[0]));
-    if (first + clusters < jobs) stage_job<E, kD, kCluster>(c, first + clusters, rank, staged + kStageBytes, smem_u32(&full[1]));
-  }
-  int n = 0;
-  for (int job = first; job < jobs; job += clusters, ++n) {
-    const int buf = n & 1;
-    uint8_t* rows = staged + buf * kStageBytes;
-    mbar_wait(smem_u32(&full[buf]), (n >> 1) & 1);
-    int pass, tile, h, b;
-    if (job_tile<kCluster>(c, job, rank, pass, tile, h, b)) {
-      if (pass == 0) quantize_rows_cta<E, kD, kQuantizeTokens>(c.q, tile, h, b, 0, rows);
-      else if (pass == 1) quantize_rows_cta<E, kD, kKvBlock>(c.k, tile, h, b, rank, rows);
-      else quantize_vt_cta<E, kD, kKvBlock>(c.v, tile, h, b, rank, rows);
-    }
-    block_sync();  // every thread is done with this buffer (and with the block's shared scratch)
-    if (threadIdx.x < 32 && job + 2 * clusters < jobs) stage_job<E, kD, kCluster>(c, job + 2 * clusters, rank, rows, smem_u32(&full[buf]));
+    if (cta >= c.q_ctas) return;
+    const int tiles = c.q.blocks, tile = cta % tiles, h = (cta / tiles) % c.q.heads, b = cta / (tiles * c.q.heads);
+    quantize_rows_cta<E, kD, kQuantizeTokens>(c.q, tile, h, b, 0);
+  } else {
+    const QuantizeParams& p = pass == 1 ? c.k : c.v;
+    const int block = index % p.blocks, h = (index / p.blocks) % p.heads, b = index / (p.blocks * p.heads);
+    if (pass == 1) quantize_rows_cta<E, kD, kKvBlock>(p, block * kCluster + rank, h, b, rank);
+    else quantize_vt_cta<E, kD, kKvBlock>(p, block * kCluster + rank, h, b, rank);
   }
 }
 
