@@ -99,14 +99,40 @@ __device__ __forceinline__ float block_descale(float amax) {
   return d > 1.17549435e-38f ? d : 1.17549435e-38f;
 }
 
-// The largest magnitude over the block: the CTA's warps through shared memory, then the cluster's kCluster CTAs through
-// distributed shared memory. NaN wins (max.NaN), an infinity stays infinite. With kCluster > 1 the caller ends with
-// cluster_wait(): a CTA's shared memory must outlive its neighbours' reads of it.
+// A cluster's largest magnitudes: every CTA pushes its own into each CTA's `part` with st.async, which completes on
+// the receiver's `bar`. No CTA reads another's memory, so none waits for its neighbours before it exits.
+template <int kCluster>
+struct ClusterAmax {
+  uint64_t bar;
+  float part[kCluster];
+};
+
+template <int kCluster>
+__device__ __forceinline__ ClusterAmax<kCluster>& cluster_amax_slots() {
+  __shared__ ClusterAmax<kCluster> slots;
+  return slots;
+}
+
+// At the CTA's start, so that the cluster barrier that publishes the mbarrier has long completed when block_amax waits
+// on it: one arrival expecting the kCluster pushes.
+template <int kCluster>
+__device__ __forceinline__ void cluster_amax_begin() {
+  if (threadIdx.x == 0) {
+    const uint32_t bar = smem_u32(&cluster_amax_slots<kCluster>().bar);
+    mbar_init(bar, 1);
+    fence_barrier_init();
+    mbar_arrive_expect_tx(bar, 4 * kCluster);
+  }
+  cluster_arrive();
+}
+
+// The largest magnitude over the block: the CTA's warps through shared memory, then (kCluster > 1, after
+// cluster_amax_begin) the cluster's CTAs through pushes into each other's shared memory. NaN wins (max.NaN), an
+// infinity stays infinite.
 template <int kThreads, int kCluster>
 __device__ __forceinline__ float block_amax(float amax) {
   constexpr int kWarps = kThreads / 32;
   __shared__ float warp_amax[kWarps];
-  __shared__ float cta_amax;
 #pragma unroll
   for (int lanes = 16; lanes >= 1; lanes /= 2) amax = fmax_nan(amax, shfl_xor(amax, lanes));
   if (threadIdx.x % 32 == 0) warp_amax[threadIdx.x / 32] = amax;
@@ -115,12 +141,14 @@ __device__ __forceinline__ float block_amax(float amax) {
 #pragma unroll
   for (int w = 1; w < kWarps; ++w) m = fmax_nan(m, warp_amax[w]);
   if constexpr (kCluster > 1) {
-    if (threadIdx.x == 0) cta_amax = m;
-    cluster_arrive();
-    cluster_wait();
+    ClusterAmax<kCluster>& slots = cluster_amax_slots<kCluster>();
+    cluster_wait();  // every CTA's barrier is initialised
+    if (threadIdx.x < kCluster)
+      st_async_cluster(smem_u32(&slots.part[cluster_ctarank()]), smem_u32(&slots.bar), threadIdx.x, float_bits(m));
+    mbar_wait(smem_u32(&slots.bar), 0);
+    m = slots.part[0];
 #pragma unroll
-    for (int r = 0; r < kCluster; ++r) m = fmax_nan(m, ld_shared_cluster(smem_u32(&cta_amax), r));
-    cluster_arrive();
+    for (int r = 1; r < kCluster; ++r) m = fmax_nan(m, slots.part[r]);
   }
   return m;
 }
@@ -132,6 +160,7 @@ __device__ __forceinline__ void quantize_rows_cta(const QuantizeParams& q, int t
   constexpr int kThreads = 2 * kD, kLanes = kD / 32, kCluster = kBlock / kQuantizeTokens;
   static_assert(kBlock % kQuantizeTokens == 0 && kCluster <= 8, "a descale block is 64 tokens or a cluster of up to 8 such CTAs");
   const int part = threadIdx.x % kLanes;
+  if constexpr (kCluster > 1) cluster_amax_begin<kCluster>();
   const int s = tile * kQuantizeTokens + threadIdx.x / kLanes;
   float x[32];
   if (s < q.seqlen) {
@@ -156,7 +185,6 @@ __device__ __forceinline__ void quantize_rows_cta(const QuantizeParams& q, int t
                                        pack4_e4m3(y[4] * scale, y[5] * scale, y[6] * scale, y[7] * scale)};
     }
   }
-  if constexpr (kCluster > 1) cluster_wait();
 }
 
 // Byte `i` of a 64-bit pair of words.
@@ -173,6 +201,7 @@ __device__ __forceinline__ void quantize_vt_cta(const QuantizeParams& q, int key
   static_assert(kBlock % kQuantizeTokens == 0 && kCluster <= 8, "a descale block is 64 tokens or a cluster of up to 8 such CTAs");
   constexpr bool kCopy = sizeof(E) == 1;
   __shared__ uint32_t tile[kD * kPitch];
+  if constexpr (!kCopy && kCluster > 1) cluster_amax_begin<kCluster>();
   const int s0 = key_tile * kQuantizeTokens;
   const int chunk = threadIdx.x % kChunks, quad = threadIdx.x / kChunks;
   const int key0 = 16 * (quad / 4) + 2 * (quad % 4);
@@ -227,7 +256,6 @@ __device__ __forceinline__ void quantize_vt_cta(const QuantizeParams& q, int key
     const uint32_t* t = tile + d * kPitch + 4 * piece;
     *reinterpret_cast<uint4_t*>(base + (int64_t)d * q.seqlen_padded + 16 * piece) = uint4_t{t[0], t[1], t[2], t[3]};
   }
-  if constexpr (!kCopy && kCluster > 1) cluster_wait();
 }
 
 // An E4M3 V (pre-quantised callers) into Vᵀ: a CTA per (64 keys, head, batch), codes copied.
@@ -264,7 +292,7 @@ __device__ __forceinline__ void quantize_job(const QuantizeCall& c, int cluster,
 }
 
 template <typename E, int kD, int kKvBlock>
-__global__ void __launch_bounds__(2 * kD) fp8_quantize_qkv(const __grid_constant__ QuantizeCall c) {
+__global__ void __launch_bounds__(2 * kD, 512 / kD) fp8_quantize_qkv(const __grid_constant__ QuantizeCall c) {
   constexpr int kCluster = kKvBlock / kQuantizeTokens;
   const int rank = blockIdx.x % kCluster;
   int pass, index;
