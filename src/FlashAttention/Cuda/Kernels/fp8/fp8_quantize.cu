@@ -291,6 +291,7 @@ __device__ __forceinline__ void quantize_job(const QuantizeCall& c, int cluster,
   }
 }
 
+// 512/kD CTAs per SM, at most 64 registers a thread: the memory-bound pass wants its bytes in flight.
 template <typename E, int kD, int kKvBlock>
 __global__ void __launch_bounds__(2 * kD, 512 / kD) fp8_quantize_qkv(const __grid_constant__ QuantizeCall c) {
   constexpr int kCluster = kKvBlock / kQuantizeTokens;
