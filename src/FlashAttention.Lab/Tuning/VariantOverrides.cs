@@ -23,7 +23,7 @@ internal static class VariantOverrides
     public const string Fp8Variable = "FLASHATTN_FP8_CONFIG";
     public const string DecodeVariable = "FLASHATTN_DECODE_CONFIG";
 
-    /// <summary>FP8, <c>FLASHATTN_FP8_CONFIG="128:n256,pe4;256:q1,own"</c>: nN keys per block, sN stages, qN Q buffers, peK one column group in K with polynomial exponentials (pe0: none), pp/nopp, own/o2.</summary>
+    /// <summary>FP8, <c>FLASHATTN_FP8_CONFIG="128:n256,pe4;256:q1,own"</c>: nN keys per block, sN stages, qN Q buffers, peK one column group in K with polynomial exponentials (pe0: none), w2/w3 consumer warpgroups, pp/nopp, own/o2.</summary>
     internal static Dictionary<int, Fp8Variant> ParseFp8(string? text) => Parse(text, Fp8Variable, Fp8Variants.For,
         (v, f) => f switch
         {
@@ -31,6 +31,7 @@ internal static class VariantOverrides
             _ when Number(f, "s") is int st => v with { Stages = st },
             _ when Number(f, "q") is int qb => v with { QBuffers = qb },
             _ when Number(f, "pe") is int every => v with { PolyExpEvery = every },
+            _ when Number(f, "w") is int w => v with { Consumers = w },
             "pp" => v with { PingPong = true },
             "nopp" => v with { PingPong = false },
             "own" => v with { OStaging = OutputStaging.OwnBuffer },

@@ -170,6 +170,8 @@ public partial class VariantTests
         Assert.Equal(CudaAttention.Fp8KeyBlock, Fp8Variants.KeyBlock);
         Assert.Equal(0, Fp8Variants.KeyBlock % Fp8Variants.TransposeBlock);  // the quantiser's clusters of 64-token CTAs
         Assert.Throws<ArgumentException>(() => VariantOverrides.ParseFp8("128:n384"));
+        var three = VariantOverrides.ParseFp8("64:w3,n128")[64];
+        Assert.Equal((3, 192, 512, 128), (three.Consumers, three.BlockM, three.Threads, three.BlockN));
         Assert.Equal(CudaAttention.Fp8QueryBlock, Fp8Variants.QueryBlock);
         Assert.Throws<ArgumentOutOfRangeException>(() => Fp8Variants.For(96));
     }

@@ -92,16 +92,16 @@ internal static class Fp8ForwardLauncher
     {
         var entry = KernelCatalog.Fp8Entry(variant, o.Type);
         var kernel = Compiler.KernelModuleCache.For(device).GetKernel(entry.Spec, entry.NameExpression);
-        var (args, tiles) = FlashForwardLauncher.TileParams(p, Fp8Variant.BlockM, warpSpecialized: true, lse, VariantPolicy.Current, stream, device);
+        var (args, tiles) = FlashForwardLauncher.TileParams(p, variant.BlockM, warpSpecialized: true, lse, VariantPolicy.Current, stream, device);
         var arguments = new KernelArguments()
             .Add(args)
             .Add(scales)
-            .Add(AttentionTensorMaps.Tokens(q8, Fp8Variant.BlockM, device))
+            .Add(AttentionTensorMaps.Tokens(q8, (uint)variant.BlockM, device))
             .Add(AttentionTensorMaps.Tokens(k8, (uint)variant.BlockN, device))
             .Add(AttentionTensorMaps.KeysMajor((nuint)vt, keysPadded, p.HeadDim, p.HeadsK, p.Batch, device))
             .Add(AttentionTensorMaps.Tokens(o, 64, device));
         int grid = (int)Math.Min(tiles, device.MultiprocessorCount);
-        kernel.Launch(new LaunchConfig(grid, Fp8Variant.Threads, variant.SharedMemoryBytes, stream), arguments);
+        kernel.Launch(new LaunchConfig(grid, variant.Threads, variant.SharedMemoryBytes, stream), arguments);
     }
 
     // One tensor's pass: its source, where its codes and descales go, and its blocks of tokens.

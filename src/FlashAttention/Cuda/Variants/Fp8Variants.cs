@@ -14,10 +14,10 @@ internal static class Fp8Variants
 
     public static Fp8Variant For(int headDim) => headDim switch
     {
-        64 => new Fp8Variant(64, BlockN: 256, Stages: 2, QBuffers: 2, OutputStaging.OwnBuffer, PingPong: true, PolyExpEvery: 0),
-        128 => new Fp8Variant(128, BlockN: 256, Stages: 2, QBuffers: 2, OutputStaging.OwnBuffer, PingPong: true, PolyExpEvery: 0),
+        64 => new Fp8Variant(64, BlockN: 256, Stages: 2, QBuffers: 2, OutputStaging.OwnBuffer, PingPong: true, PolyExpEvery: 0, Consumers: 2),
+        128 => new Fp8Variant(128, BlockN: 256, Stages: 2, QBuffers: 2, OutputStaging.OwnBuffer, PingPong: true, PolyExpEvery: 0, Consumers: 2),
         // Two Q buffers and two K/Vᵀ stages of 32 KB each leave room for half of O's 64 KB.
-        256 => new Fp8Variant(256, BlockN: 128, Stages: 2, QBuffers: 2, OutputStaging.TwoPasses, PingPong: true, PolyExpEvery: 0),
+        256 => new Fp8Variant(256, BlockN: 128, Stages: 2, QBuffers: 2, OutputStaging.TwoPasses, PingPong: true, PolyExpEvery: 0, Consumers: 2),
         _ => throw new ArgumentOutOfRangeException(nameof(headDim), headDim, $"no FP8 kernel for head dim {headDim}; the GPU takes {string.Join(", ", HeadDims)}"),
     };
 

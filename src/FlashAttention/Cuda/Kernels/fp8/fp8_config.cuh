@@ -16,15 +16,17 @@ struct Fp8Variant {
   int stages;         // K/Vᵀ ring depth
   int q_buffers;      // 2: the next tile's Q loads while the current tile runs
   OStaging o_staging; // own buffer, or two passes through half of it
-  bool ping_pong;     // the two consumers take turns issuing their GEMMs
+  bool ping_pong;     // the consumers take turns issuing their GEMMs, round robin
   int poly_exp_every; // 0, or k: one column group in k takes its exponentials from a polynomial on the FMA pipe
+  int consumers;      // consumer warpgroups, 64 query rows each
 };
 
 // Output_: bf16_t or half_t, the element type O is written in.
 template <typename Output_, Fp8Variant V>
 struct Fp8Config {
-  static_assert(V.head_dim > 0 && V.block_n > 0 && V.stages > 0 && V.q_buffers > 0 && (int)V.o_staging > 0,
+  static_assert(V.head_dim > 0 && V.block_n > 0 && V.stages > 0 && V.q_buffers > 0 && (int)V.o_staging > 0 && V.consumers > 0,
                 "every Fp8Variant field is set");
+  static_assert(V.consumers == 2 || V.consumers == 3, "two or three consumer warpgroups");
   static_assert(V.poly_exp_every >= 0 && V.poly_exp_every <= 8, "poly_exp_every: 0 (off) or 1 in 1…8 column groups");
   static_assert(V.head_dim == 64 || V.head_dim == 128 || V.head_dim == 256, "FP8 head dims: 64, 128, 256");
   static_assert(V.block_n % 128 == 0 && V.block_n <= 256, "FP8 key blocks: 128 or 256 keys");
@@ -33,7 +35,7 @@ struct Fp8Config {
   using Element = Output_;
   using Input = e4m3_t;
   static constexpr int kHeadDim = V.head_dim;
-  static constexpr int kConsumerWGs = 2;
+  static constexpr int kConsumerWGs = V.consumers;
   static constexpr int kBlockM = 64 * kConsumerWGs;
   static constexpr int kBlockN = V.block_n;
   static constexpr int kStages = V.stages;
@@ -48,7 +50,8 @@ struct Fp8Config {
   static constexpr int kOPasses = V.o_staging == OStaging::kTwoPasses ? 2 : 1;
   static constexpr int kThreads = 128 * (kConsumerWGs + 1);
   static constexpr int kProducerRegs = 24;
-  static constexpr int kConsumerRegs = 240;
+  // 128·24 + 256·240 = 64K registers (two consumers); 128·24 + 384·160 (three)
+  static constexpr int kConsumerRegs = kConsumerWGs == 2 ? 240 : 160;
 
   // FP8 operand rows: kHeadDim bytes, loaded by TMA as swizzled slabs of 128-byte rows (64-byte rows at d64, with the
   // 64-byte swizzle: a slab is always one swizzle span wide).

@@ -68,7 +68,7 @@ struct Fp8Loader {
 };
 
 // One consumer warpgroup's pass over the key blocks of a tile, in sequence (S, softmax, P·V), its GEMMs in its
-// ping-pong turn: a turn holds a block's P·V and the next block's S, so the sibling's softmax overlaps them.
+// ping-pong turn: a turn holds a block's P·V and the next block's S, so the siblings' softmax overlaps them.
 template <class Cfg>
 struct Fp8Consumer {
   using Softmax = ScaledOnlineSoftmax<Cfg::kBlockN / 2, (int)Cfg::kProbabilityShift, Cfg::kPolyExpEvery>;
@@ -87,7 +87,22 @@ struct Fp8Consumer {
     if constexpr (Cfg::kPingPong) named_barrier_sync(Cfg::kBarSchedule + consumer, 2 * 128);
   }
   __device__ __forceinline__ void schedule_pass() const {
-    if constexpr (Cfg::kPingPong) named_barrier_arrive(Cfg::kBarSchedule + (consumer ^ 1), 2 * 128);
+    if constexpr (Cfg::kPingPong) named_barrier_arrive(Cfg::kBarSchedule + (consumer + 1) % Cfg::kConsumerWGs, 2 * 128);
+  }
+
+  // Three consumers (192-row tiles): a consumer whose 64 rows all lie past the last query takes its turns as run does
+  // but issues no GEMM, and hands each block back once loaded, so its siblings get the tensor cores at once.
+  __device__ __forceinline__ void pass_idle(int n_min, int n_max, PipelineState<Cfg::kStages>& kv) const {
+    schedule_wait();
+    for (int n = n_max; n >= n_min; --n, ++kv.count) {
+      const int st = kv.stage();
+      mbar_wait(bars.full_k(st), kv.phase());
+      schedule_pass();
+      release(bars.empty_k(st));
+      mbar_wait(bars.full_v(st), kv.phase());
+      schedule_wait();
+      release(bars.empty_v(st));
+    }
   }
 
   // The mask on a fresh S fragment; row0 is this thread's first row (the second is row0 + 8).
@@ -137,6 +152,14 @@ struct Fp8Consumer {
   // and the next block's S, so the sibling's softmax overlaps them.
   __device__ __forceinline__ void run(const Tile& t, int m0, int n_min, int n_max, int q_buffer, PipelineState<Cfg::kStages>& kv,
                                       float (&o)[Cfg::kHeadDim / 2], Softmax& softmax) const {
+    if constexpr (Cfg::kConsumerWGs == 3) {
+      if (m0 + consumer * 64 >= mask.seqlen_q) {
+        pass_idle(n_min, n_max, kv);
+        if constexpr (Cfg::kQStages == 1) mbar_arrive(bars.empty_q(q_buffer));
+        schedule_pass();
+        return;
+      }
+    }
     const uint32_t q_wg = smem + Cfg::kOffQ + q_buffer * Cfg::kQBytes + consumer * Cfg::kQWgBytes;
     const int row0 = m0 + consumer * 64 + (thread / 32) * 16 + (thread % 32) / 4;
     const int64_t kv_head = (int64_t)t.batch * p.heads_k + t.head / p.group;
