@@ -2,8 +2,9 @@ namespace FlashAttention.Cuda.Variants;
 
 /// <summary>
 /// Which FP8 forward variant runs for which head dim, and the quantiser's block sizes: the whole FP8 tile policy in one
-/// table. Starting points from FlashAttention-3's FP8 tiles within our kernel's constraints (Vᵀ tiles of 128 keys);
-/// 256-key blocks at d64/d128 measured 10-15% over 128 (bench/results/2026-12-04-h200-fp8/call4-6839531).
+/// table. At d64 and d128 the exponentials, not the tensor cores, bound the kernel: three consumers (192-row tiles, as
+/// FlashAttention-3's FP8 d64) hide each one's softmax behind two siblings' GEMMs, at 128-key blocks (160 registers
+/// hold no more), 2-15% over two consumers with 256-key blocks (bench/results/2026-12-06-h100/call2).
 /// </summary>
 internal static class Fp8Variants
 {
@@ -14,8 +15,8 @@ internal static class Fp8Variants
 
     public static Fp8Variant For(int headDim) => headDim switch
     {
-        64 => new Fp8Variant(64, BlockN: 256, Stages: 2, QBuffers: 2, OutputStaging.OwnBuffer, PingPong: true, PolyExpEvery: 0, Consumers: 2),
-        128 => new Fp8Variant(128, BlockN: 256, Stages: 2, QBuffers: 2, OutputStaging.OwnBuffer, PingPong: true, PolyExpEvery: 0, Consumers: 2),
+        64 => new Fp8Variant(64, BlockN: 128, Stages: 2, QBuffers: 2, OutputStaging.OwnBuffer, PingPong: true, PolyExpEvery: 0, Consumers: 3),
+        128 => new Fp8Variant(128, BlockN: 128, Stages: 3, QBuffers: 2, OutputStaging.OwnBuffer, PingPong: true, PolyExpEvery: 0, Consumers: 3),
         // Two Q buffers and two K/Vᵀ stages of 32 KB each leave room for half of O's 64 KB.
         256 => new Fp8Variant(256, BlockN: 128, Stages: 2, QBuffers: 2, OutputStaging.TwoPasses, PingPong: true, PolyExpEvery: 0, Consumers: 2),
         _ => throw new ArgumentOutOfRangeException(nameof(headDim), headDim, $"no FP8 kernel for head dim {headDim}; the GPU takes {string.Join(", ", HeadDims)}"),

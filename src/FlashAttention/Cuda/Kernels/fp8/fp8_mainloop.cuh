@@ -132,14 +132,11 @@ struct Fp8Consumer {
   // Block n's scores (in s) to E4M3 probabilities in pk: mask, softmax with the block's exponent multiplier, and O
   // moved to this block's V units with the softmax's rescale (one multiply per element, as without FP8).
   __device__ __forceinline__ void probabilities(float (&s)[Cfg::kBlockN / 2], uint32_t (&pk)[Cfg::kBlockN / 8], float (&o)[Cfg::kHeadDim / 2],
-                                                Softmax& softmax, int m0, int row0, int n, float exponent_q, const float* k_descale,
-                                                const float* v_descale, float& v_units) const {
-    const int block = n * Cfg::kBlockN / f.kv_block;
+                                                Softmax& softmax, int m0, int row0, int n, float exponent, float v_scale, float& v_units) const {
     float rescale[2];
     apply_mask(s, m0, row0, n);
-    softmax.step(s, exponent_q * k_descale[block], rescale);
+    softmax.step(s, exponent, rescale);
     pack_fragment_e4m3(s, pk);
-    const float v_scale = v_descale[block];
     const float units = v_units / v_scale;
     v_units = v_scale;
     rescale[0] *= units;
@@ -174,6 +171,9 @@ struct Fp8Consumer {
     schedule_wait();
     {
       for (int n = n_max; n >= n_min; --n) {
+        // The block's descales are read before the waits, whose time hides their latency.
+        const int block = n * Cfg::kBlockN / f.kv_block;
+        const float k_scale = k_descale[block], v_scale = v_descale[block];
         const int st = kv.stage();
         mbar_wait(bars.full_k(st), kv.phase());
         wgmma_fence();
@@ -183,7 +183,7 @@ struct Fp8Consumer {
         wgmma_wait<0>();
         fence_regs(s);
         release(bars.empty_k(st));
-        probabilities(s, pk, o, softmax, m0, row0, n, exponent_q, k_descale, v_descale, v_units);
+        probabilities(s, pk, o, softmax, m0, row0, n, exponent_q * k_scale, v_scale, v_units);
         mbar_wait(bars.full_v(st), kv.phase());
         schedule_wait();
         wgmma_fence();
