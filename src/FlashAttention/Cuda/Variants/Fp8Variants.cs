@@ -4,7 +4,7 @@ namespace FlashAttention.Cuda.Variants;
 /// Which FP8 forward variant runs for which head dim, and the quantiser's block sizes: the whole FP8 tile policy in one
 /// table. At d64 and d128 the exponentials, not the tensor cores, bound the kernel: three consumers (192-row tiles, as
 /// FlashAttention-3's FP8 d64) hide each one's softmax behind two siblings' GEMMs, at 128-key blocks (160 registers
-/// hold no more), 2-15% over two consumers with 256-key blocks (bench/results/2026-12-06-h100/call2).
+/// hold no more), 2-15% over two consumers with 256-key blocks (bench/results/2026-12-06-h100, call 2).
 /// </summary>
 internal static class Fp8Variants
 {
