@@ -27,7 +27,7 @@ internal static class Fp8Variants
     /// kernel walks has one K and one V descale to fold into its softmax. One number for every head dim keeps the
     /// pre-quantised API's contract (<see cref="CudaAttention.Fp8KeyBlock"/>) apart from tile tuning.
     /// </summary>
-    public const int KeyBlock = 256;
+    public const int KeyBlock = 128;
 
     /// <summary>Tokens per CTA of the quantiser, and the block of its plain transpose of an E4M3 V (which has no descales).</summary>
     public const int TransposeBlock = 64;
