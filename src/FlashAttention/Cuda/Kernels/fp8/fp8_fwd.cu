@@ -1,5 +1,5 @@
 // FlashAttention-3's FP8 forward for Hopper (sm_90a): the BF16 forward's structure (persistent grid, a producer
-// warpgroup issuing TMA loads into a ring, two consumer warpgroups taking turns on the tensor cores) with E4M3
+// warpgroup issuing TMA loads into a ring, two or three consumer warpgroups taking turns on the tensor cores) with E4M3
 // operands, wgmma m64nNk32, P cast to E4M3 from registers, per-block descales folded into the softmax, and 16-bit O.
 // Instantiated through NVRTC name expressions written by Cuda/Variants/Fp8Variant.cs, e.g.
 //   fa::fp8_fwd_kernel<fa::Fp8Config<fa::bf16_t, fa::Fp8Variant{.head_dim = 128, .block_n = 128, …}>>
