@@ -32,22 +32,21 @@ internal static class Fp8ForwardLauncher
     {
         if (plan.SeqLenK == 0) return;
         uint[] signs = incoherent ? SignBits(p.HeadDim, hadamardSeed) : new uint[8];
-        // A cluster of KvBlock/64 CTAs per K or V descale block (fp8_quantize.cu); Q's 64-token blocks fill clusters of the same size.
-        int cluster = plan.KvBlock / Fp8Variants.TransposeBlock;
-        long qCtas = (long)p.Batch * p.HeadsQ * plan.QBlocks;
-        long qClusters = (qCtas + cluster - 1) / cluster, kvClusters = (long)p.Batch * p.HeadsK * plan.KvBlocks;
-        long ctas = (qClusters + 2 * kvClusters) * cluster;
+        // A CTA per K or V descale block and per KvBlock tokens of Q (fp8_quantize.cu), head_dim/32 threads per token.
+        long qCtas = (long)p.Batch * p.HeadsQ * ((p.SeqLenQ + plan.KvBlock - 1) / plan.KvBlock);
+        long kvCtas = (long)p.Batch * p.HeadsK * plan.KvBlocks;
+        long ctas = qCtas + 2 * kvCtas;
         if (ctas > int.MaxValue)
-            throw new AttentionArgumentException("query", $"query: {ctas} quantiser blocks of 64 tokens exceed the {int.MaxValue} one launch can index");
+            throw new AttentionArgumentException("query", $"query: {ctas} quantiser blocks of {plan.KvBlock} tokens exceed the {int.MaxValue} one launch can index");
         var call = new QuantizeCall
         {
             Q = Pass(q, into.Q, into.QDescale, p.SeqLenQ, p.HeadsQ, plan.QBlocks, plan.QBlock, 0, incoherent, signs),
             K = Pass(k, into.K, into.KDescale, p.SeqLenK, p.HeadsK, plan.KvBlocks, plan.KvBlock, 0, incoherent, signs),
             V = Pass(v, into.Vt, into.VDescale, p.SeqLenK, p.HeadsK, plan.KvBlocks, plan.KvBlock, plan.KeysPadded, false, signs),
-            QCtas = (int)qCtas, QClusters = (int)qClusters, KvClusters = (int)kvClusters,
+            QCtas = (int)qCtas, KvCtas = (int)kvCtas,
         };
         var entry = KernelCatalog.QuantizeEntry(p.Type, p.HeadDim, plan.KvBlock);
-        var config = new LaunchConfig(new Dim3((uint)ctas, 1, 1), 2 * p.HeadDim, 0, stream, cluster > 1 ? new Dim3((uint)cluster, 1, 1) : null);
+        var config = new LaunchConfig(new Dim3((uint)ctas, 1, 1), plan.KvBlock * p.HeadDim / 32, 0, stream);
         Compiler.KernelModuleCache.For(device).GetKernel(entry.Spec, entry.NameExpression).Launch(config, new KernelArguments().Add(call));
     }
 

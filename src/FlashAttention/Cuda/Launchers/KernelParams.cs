@@ -166,16 +166,15 @@ internal unsafe struct QuantizeParams
     [FieldOffset(72)] public fixed uint Signs[8];
 }
 
-/// <summary>Mirror of <c>fa::QuantizeCall</c> (328 bytes): the quantiser's three passes of one call in one launch.</summary>
-[StructLayout(LayoutKind.Explicit, Size = 328)]
+/// <summary>Mirror of <c>fa::QuantizeCall</c> (320 bytes): the quantiser's three passes of one call in one launch.</summary>
+[StructLayout(LayoutKind.Explicit, Size = 320)]
 internal struct QuantizeCall
 {
     [FieldOffset(0)] public QuantizeParams Q;
     [FieldOffset(104)] public QuantizeParams K;
     [FieldOffset(208)] public QuantizeParams V;
     [FieldOffset(312)] public int QCtas;
-    [FieldOffset(316)] public int QClusters;
-    [FieldOffset(320)] public int KvClusters;
+    [FieldOffset(316)] public int KvCtas;
 }
 
 /// <summary>Mirror of <c>fa::DecodeParams</c> (240 bytes): the decode kernel (decode/decode_params.cuh).</summary>

@@ -27,13 +27,12 @@ struct QuantizeParams {
   uint32_t signs[8];       // 72: bit i of word i/32: coordinate i's sign is −1
 };                         // 104 bytes
 
-// Every CTA covers 64 tokens of one (batch, head) with kD/32 threads per token, each holding 32 elements of the head
-// dim: four chunks of 8, chunk j of lane `part` at elements (j·kD/32 + part)·8 …, so that each load and store
-// instruction covers whole 32-byte sectors of a row. The Hadamard transform's spans 1, 2, 4 and its top two run inside
-// a thread, the log2(kD/32) spans between them across lanes. A block of more than 64 tokens is a cluster of CTAs that
-// share their largest magnitudes through distributed shared memory, which keeps every CTA small (many in flight per
-// SM: the pass is memory-bound).
-constexpr int kQuantizeTokens = 64;
+// Every CTA covers kTokens tokens of one (batch, head) — a K/V descale block, two of Q's — with kD/32 threads per token,
+// each holding 32 elements of the head dim: four chunks of 8, chunk j of lane `part` at elements (j·kD/32 + part)·8 …,
+// so that each load and store instruction covers whole 32-byte sectors of a row. The Hadamard transform's spans 1, 2, 4
+// and its top two run inside a thread, the log2(kD/32) spans between them across lanes. A descale block's largest
+// magnitude is reduced inside one CTA: no CTA waits on another.
+constexpr int kQBlockTokens = 64;  // Q's descale block: one consumer warpgroup's rows in the FP8 kernel
 
 // A thread's 32 elements of a 16-bit row (four 16-byte loads, the warp's lanes side by side) in float32.
 template <typename E, int kLanes>
@@ -99,69 +98,32 @@ __device__ __forceinline__ float block_descale(float amax) {
   return d > 1.17549435e-38f ? d : 1.17549435e-38f;
 }
 
-// A cluster's largest magnitudes: every CTA pushes its own into each CTA's `part` with st.async, which completes on
-// the receiver's `bar`. No CTA reads another's memory, so none waits for its neighbours before it exits.
-template <int kCluster>
-struct ClusterAmax {
-  uint64_t bar;
-  float part[kCluster];
-};
-
-template <int kCluster>
-__device__ __forceinline__ ClusterAmax<kCluster>& cluster_amax_slots() {
-  __shared__ ClusterAmax<kCluster> slots;
-  return slots;
-}
-
-// At the CTA's start, so that the cluster barrier that publishes the mbarrier has long completed when block_amax waits
-// on it: one arrival expecting the kCluster pushes.
-template <int kCluster>
-__device__ __forceinline__ void cluster_amax_begin() {
-  if (threadIdx.x == 0) {
-    const uint32_t bar = smem_u32(&cluster_amax_slots<kCluster>().bar);
-    mbar_init(bar, 1);
-    fence_barrier_init();
-    mbar_arrive_expect_tx(bar, 4 * kCluster);
-  }
-  cluster_arrive();
-}
-
-// The largest magnitude over the block: the CTA's warps through shared memory, then (kCluster > 1, after
-// cluster_amax_begin) the cluster's CTAs through pushes into each other's shared memory. NaN wins (max.NaN), an
-// infinity stays infinite.
-template <int kThreads, int kCluster>
+// The largest magnitude over each of the CTA's kGroups groups of consecutive threads (a descale block each), through
+// shared memory. NaN wins (max.NaN), an infinity stays infinite.
+template <int kThreads, int kGroups>
 __device__ __forceinline__ float block_amax(float amax) {
-  constexpr int kWarps = kThreads / 32;
+  constexpr int kWarps = kThreads / 32, kGroupWarps = kWarps / kGroups;
+  static_assert(kWarps % kGroups == 0, "a descale block is whole warps");
   __shared__ float warp_amax[kWarps];
 #pragma unroll
   for (int lanes = 16; lanes >= 1; lanes /= 2) amax = fmax_nan(amax, shfl_xor(amax, lanes));
   if (threadIdx.x % 32 == 0) warp_amax[threadIdx.x / 32] = amax;
   block_sync();
-  float m = warp_amax[0];
+  const int first = threadIdx.x / 32 / kGroupWarps * kGroupWarps;
+  float m = warp_amax[first];
 #pragma unroll
-  for (int w = 1; w < kWarps; ++w) m = fmax_nan(m, warp_amax[w]);
-  if constexpr (kCluster > 1) {
-    ClusterAmax<kCluster>& slots = cluster_amax_slots<kCluster>();
-    cluster_wait();  // every CTA's barrier is initialised
-    if (threadIdx.x < kCluster)
-      st_async_cluster(smem_u32(&slots.part[cluster_ctarank()]), smem_u32(&slots.bar), threadIdx.x, float_bits(m));
-    mbar_wait(smem_u32(&slots.bar), 0);
-    m = slots.part[0];
-#pragma unroll
-    for (int r = 1; r < kCluster; ++r) m = fmax_nan(m, slots.part[r]);
-  }
+  for (int w = 1; w < kGroupWarps; ++w) m = fmax_nan(m, warp_amax[first + w]);
   return m;
 }
 
-// Q or K rows: a CTA per (64 tokens, head, batch) — `tile` counts the 64-token tiles of the sequence — and a cluster of
-// kBlock/64 CTAs (cluster rank `rank`) per descale block.
-template <typename E, int kD, int kBlock>
-__device__ __forceinline__ void quantize_rows_cta(const QuantizeParams& q, int tile, int h, int b, int rank) {
-  constexpr int kThreads = 2 * kD, kLanes = kD / 32, kCluster = kBlock / kQuantizeTokens;
-  static_assert(kBlock % kQuantizeTokens == 0 && kCluster <= 8, "a descale block is 64 tokens or a cluster of up to 8 such CTAs");
-  const int part = threadIdx.x % kLanes;
-  if constexpr (kCluster > 1) cluster_amax_begin<kCluster>();
-  const int s = tile * kQuantizeTokens + threadIdx.x / kLanes;
+// Q or K rows: a CTA per (kTokens tokens, head, batch) — `tile` counts the kTokens-token tiles of the sequence — holding
+// kTokens/kBlock descale blocks of kBlock tokens.
+template <typename E, int kD, int kTokens, int kBlock>
+__device__ __forceinline__ void quantize_rows_cta(const QuantizeParams& q, int tile, int h, int b) {
+  constexpr int kLanes = kD / 32, kThreads = kTokens * kLanes, kGroups = kTokens / kBlock;
+  static_assert(kTokens % kBlock == 0, "a CTA holds whole descale blocks");
+  const int part = threadIdx.x % kLanes, token = threadIdx.x / kLanes;
+  const int s = tile * kTokens + token;
   float x[32];
   if (s < q.seqlen) {
     load_chunks<E, kLanes>(reinterpret_cast<const uint16_t*>(q.src) + b * q.src_stride_b + (int64_t)s * q.src_stride_s + h * q.src_stride_h, part, x);
@@ -173,8 +135,9 @@ __device__ __forceinline__ void quantize_rows_cta(const QuantizeParams& q, int t
   float amax = 0.f;
 #pragma unroll
   for (int i = 0; i < 32; ++i) amax = fmax_nan(amax, fabs_(x[i]));
-  const float descale = block_descale(block_amax<kThreads, kCluster>(amax));
-  if (threadIdx.x == 0 && rank == 0) q.descale[((int64_t)b * q.heads + h) * q.blocks + tile / kCluster] = descale;
+  const float descale = block_descale(block_amax<kThreads, kGroups>(amax));
+  const int block = tile * kGroups + token / kBlock;
+  if (token % kBlock == 0 && part == 0 && block < q.blocks) q.descale[((int64_t)b * q.heads + h) * q.blocks + block] = descale;
   const float scale = 1.0f / descale;
   if (s < q.seqlen) {
     uint2_t* row = reinterpret_cast<uint2_t*>(q.dst + (((int64_t)b * q.seqlen + s) * q.heads + h) * kD);
@@ -190,19 +153,17 @@ __device__ __forceinline__ void quantize_rows_cta(const QuantizeParams& q, int t
 // Byte `i` of a 64-bit pair of words.
 __device__ __forceinline__ uint32_t byte_of(const uint2_t& w, int i) { return ((i < 4 ? w.x : w.y) >> (8 * (i & 3))) & 0xFFu; }
 
-// V: a CTA per (64 keys, head, batch), a cluster per descale block as for K (no rotation), written as Vᵀ rows of keys
+// V: a CTA per (kTokens keys, head, batch), one descale block (no rotation), written as Vᵀ rows of keys
 // with every key at its permuted position (vt_position_of_key). A thread holds 8 dims of the 4 keys 2a, 2a+1, 2a+8,
 // 2a+9 of a 16-key group, which that permutation stores side by side (positions 4a … 4a+3): one 32-bit word per dim,
 // staged in shared memory and written 16 keys at a time. An E4M3 source (descale null) is copied code for code. The
 // last CTA's keys past seqlen, up to seqlen_padded, are 0.
-template <typename E, int kD, int kBlock>
-__device__ __forceinline__ void quantize_vt_cta(const QuantizeParams& q, int key_tile, int h, int b, int rank) {
-  constexpr int kThreads = 2 * kD, kChunks = kD / 8, kCluster = kBlock / kQuantizeTokens, kPitch = kQuantizeTokens / 4 + 1;
-  static_assert(kBlock % kQuantizeTokens == 0 && kCluster <= 8, "a descale block is 64 tokens or a cluster of up to 8 such CTAs");
+template <typename E, int kD, int kTokens>
+__device__ __forceinline__ void quantize_vt_cta(const QuantizeParams& q, int key_tile, int h, int b) {
+  constexpr int kThreads = kTokens * kD / 32, kChunks = kD / 8, kPitch = kTokens / 4 + 1, kPieces = kTokens / 16;
   constexpr bool kCopy = sizeof(E) == 1;
   __shared__ uint32_t tile[kD * kPitch];
-  if constexpr (!kCopy && kCluster > 1) cluster_amax_begin<kCluster>();
-  const int s0 = key_tile * kQuantizeTokens;
+  const int s0 = key_tile * kTokens;
   const int chunk = threadIdx.x % kChunks, quad = threadIdx.x / kChunks;
   const int key0 = 16 * (quad / 4) + 2 * (quad % 4);
   uint32_t word[8];
@@ -238,8 +199,8 @@ __device__ __forceinline__ void quantize_vt_cta(const QuantizeParams& q, int key
     for (int j = 0; j < 4; ++j)
 #pragma unroll
       for (int i = 0; i < 8; ++i) amax = fmax_nan(amax, fabs_(x[j][i]));
-    const float descale = block_descale(block_amax<kThreads, kCluster>(amax));
-    if (threadIdx.x == 0 && rank == 0) q.descale[((int64_t)b * q.heads + h) * q.blocks + key_tile / kCluster] = descale;
+    const float descale = block_descale(block_amax<kThreads, 1>(amax));
+    if (threadIdx.x == 0) q.descale[((int64_t)b * q.heads + h) * q.blocks + key_tile] = descale;
     const float scale = 1.0f / descale;
 #pragma unroll
     for (int i = 0; i < 8; ++i) word[i] = pack4_e4m3(x[0][i] * scale, x[1][i] * scale, x[2][i] * scale, x[3][i] * scale);
@@ -247,11 +208,11 @@ __device__ __forceinline__ void quantize_vt_cta(const QuantizeParams& q, int key
 #pragma unroll
   for (int i = 0; i < 8; ++i) tile[(chunk * 8 + i) * kPitch + quad] = word[i];
   block_sync();
-  // Each dim's row of 64 keys is four 16-byte pieces; those at or past seqlen_padded are not written.
+  // Each dim's row of kTokens keys is kTokens/16 pieces of 16 bytes; those at or past seqlen_padded are not written.
   uint8_t* base = q.dst + ((int64_t)b * q.heads + h) * kD * q.seqlen_padded + s0;
 #pragma unroll
-  for (int i = threadIdx.x; i < 4 * kD; i += kThreads) {
-    const int d = i / 4, piece = i % 4;
+  for (int i = threadIdx.x; i < kPieces * kD; i += kThreads) {
+    const int d = i / kPieces, piece = i % kPieces;
     if (s0 + 16 * piece >= q.seqlen_padded) continue;
     const uint32_t* t = tile + d * kPitch + 4 * piece;
     *reinterpret_cast<uint4_t*>(base + (int64_t)d * q.seqlen_padded + 16 * piece) = uint4_t{t[0], t[1], t[2], t[3]};
@@ -261,54 +222,51 @@ __device__ __forceinline__ void quantize_vt_cta(const QuantizeParams& q, int key
 // An E4M3 V (pre-quantised callers) into Vᵀ: a CTA per (64 keys, head, batch), codes copied.
 template <int kD>
 __global__ void __launch_bounds__(2 * kD) fp8_transpose_vt(const __grid_constant__ QuantizeParams v) {
-  quantize_vt_cta<e4m3_t, kD, kQuantizeTokens>(v, blockIdx.x, blockIdx.y, blockIdx.z, 0);
+  quantize_vt_cta<e4m3_t, kD, 64>(v, blockIdx.x, blockIdx.y, blockIdx.z);
 }
 
-// The three passes of a bf16/fp16 call in one launch: clusters of kKvBlock/64 CTAs, each cluster one descale block of K
-// or of V, or kKvBlock/64 independent 64-token Q blocks. Clusters of the three kinds alternate, so the rotations' arithmetic
-// (Q, K) and V's plain copy share the SMs and the memory system stays busy; one launch also has one tail, not three.
+// The three passes of a bf16/fp16 call in one launch: a CTA per K or V descale block of kKvBlock tokens, or per kKvBlock
+// tokens of Q (kKvBlock/64 of its descale blocks). The three kinds alternate, so the rotations' arithmetic (Q, K) and
+// V's plain copy share the SMs and the memory system stays busy; one launch also has one tail, not three.
 struct QuantizeCall {
   QuantizeParams q, k, v;  // 0, 104, 208
-  int q_ctas;              // 312: batch × heads_q × 64-token tiles of Q
-  int q_clusters;          // 316: q_ctas rounded up to whole clusters
-  int kv_clusters;         // 320: batch × heads_k × descale blocks (the same for K and for V)
-};                         // 328 bytes (8-byte aligned)
+  int q_ctas;              // 312: batch × heads_q × tiles of kKvBlock Q tokens
+  int kv_ctas;             // 316: batch × heads_k × descale blocks (the same for K and for V)
+};                         // 320 bytes
 
-// Which pass a cluster serves and its index among that pass's clusters: round robin while all three have clusters left,
-// then the rest of whichever is longer (Q with grouped-query heads, or K and V alternately).
-__device__ __forceinline__ void quantize_job(const QuantizeCall& c, int cluster, int& pass, int& index) {
-  const int m = c.q_clusters < c.kv_clusters ? c.q_clusters : c.kv_clusters;
-  if (cluster < 3 * m) {
-    pass = cluster % 3;
-    index = cluster / 3;
-  } else if (c.q_clusters > m) {
+// Which pass a CTA serves and its index among that pass's CTAs: round robin while all three have CTAs left, then the
+// rest of whichever is longer (Q with grouped-query heads, or K and V alternately).
+__device__ __forceinline__ void quantize_job(const QuantizeCall& c, int cta, int& pass, int& index) {
+  const int m = c.q_ctas < c.kv_ctas ? c.q_ctas : c.kv_ctas;
+  if (cta < 3 * m) {
+    pass = cta % 3;
+    index = cta / 3;
+  } else if (c.q_ctas > m) {
     pass = 0;
-    index = cluster - 2 * m;
+    index = cta - 2 * m;
   } else {
-    const int rest = cluster - 3 * m;
+    const int rest = cta - 3 * m;
     pass = 1 + rest % 2;
     index = m + rest / 2;
   }
 }
 
-// 512/kD CTAs per SM, at most 64 registers a thread: the memory-bound pass wants its bytes in flight.
+// 1024 threads per SM (512/kD CTAs of 64 tokens' worth), at most 64 registers a thread: the memory-bound pass wants its
+// bytes in flight.
 template <typename E, int kD, int kKvBlock>
-__global__ void __launch_bounds__(2 * kD, 512 / kD) fp8_quantize_qkv(const __grid_constant__ QuantizeCall c) {
-  constexpr int kCluster = kKvBlock / kQuantizeTokens;
-  const int rank = blockIdx.x % kCluster;
+__global__ void __launch_bounds__(kKvBlock * kD / 32, 32768 / (kKvBlock * kD)) fp8_quantize_qkv(const __grid_constant__ QuantizeCall c) {
+  static_assert(kKvBlock % kQBlockTokens == 0 && kKvBlock * kD <= 32768, "a CTA of at most 1024 threads holds whole Q blocks");
   int pass, index;
-  quantize_job(c, blockIdx.x / kCluster, pass, index);
+  quantize_job(c, blockIdx.x, pass, index);
   if (pass == 0) {
-    // Q: descale blocks of 64 tokens; the cluster's CTAs are independent of each other.
-    const int cta = index * kCluster + rank;
-    if (cta >= c.q_ctas) return;
-    const int tiles = c.q.blocks, tile = cta % tiles, h = (cta / tiles) % c.q.heads, b = cta / (tiles * c.q.heads);
-    quantize_rows_cta<E, kD, kQuantizeTokens>(c.q, tile, h, b, 0);
+    const int tiles = (c.q.seqlen + kKvBlock - 1) / kKvBlock, tile = index % tiles, h = (index / tiles) % c.q.heads,
+              b = index / (tiles * c.q.heads);
+    quantize_rows_cta<E, kD, kKvBlock, kQBlockTokens>(c.q, tile, h, b);
   } else {
-    const QuantizeParams& p = pass == 1 ? c.k : c.v;
-    const int block = index % p.blocks, h = (index / p.blocks) % p.heads, b = index / (p.blocks * p.heads);
-    if (pass == 1) quantize_rows_cta<E, kD, kKvBlock>(p, block * kCluster + rank, h, b, rank);
-    else quantize_vt_cta<E, kD, kKvBlock>(p, block * kCluster + rank, h, b, rank);
+    // K and V have the same blocks and heads.
+    const int block = index % c.k.blocks, h = (index / c.k.blocks) % c.k.heads, b = index / (c.k.blocks * c.k.heads);
+    if (pass == 1) quantize_rows_cta<E, kD, kKvBlock, kKvBlock>(c.k, block, h, b);
+    else quantize_vt_cta<E, kD, kKvBlock>(c.v, block, h, b);
   }
 }
 
