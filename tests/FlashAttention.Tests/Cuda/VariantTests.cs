@@ -168,7 +168,7 @@ public partial class VariantTests
         }
         Assert.Equal(64, Fp8Variants.QueryBlock);
         Assert.Equal(CudaAttention.Fp8KeyBlock, Fp8Variants.KeyBlock);
-        Assert.Equal(0, Fp8Variants.KeyBlock % Fp8Variants.TransposeBlock);  // the quantiser's clusters of 64-token CTAs
+        Assert.Equal(0, Fp8Variants.KeyBlock % Fp8Variants.TransposeBlock);  // the transposer's 64-token CTAs tile a K/V block, as the quantiser's CTA holds whole 64-token Q blocks
         Assert.Throws<ArgumentException>(() => VariantOverrides.ParseFp8("128:n384"));
         var three = VariantOverrides.ParseFp8("64:w3,n128")[64];
         Assert.Equal((3, 192, 512, 128), (three.Consumers, three.BlockM, three.Threads, three.BlockN));

@@ -29,6 +29,6 @@ internal static class Fp8Variants
     /// </summary>
     public const int KeyBlock = 128;
 
-    /// <summary>Tokens per CTA of the quantiser, and the block of its plain transpose of an E4M3 V (which has no descales).</summary>
+    /// <summary>Tokens per CTA of the plain transpose of a caller's E4M3 V (which has no descales).</summary>
     public const int TransposeBlock = 64;
 }

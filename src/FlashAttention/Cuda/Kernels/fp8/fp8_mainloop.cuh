@@ -11,6 +11,7 @@
 #include "fp8/fp8_gemm.cuh"
 #include "fp8/fp8_params.cuh"
 #include "fwd/fwd_config.cuh"
+#include "fwd/fwd_mainloop.cuh"
 #include "fwd/fwd_params.cuh"
 
 namespace fa {
@@ -90,21 +91,6 @@ struct Fp8Consumer {
     if constexpr (Cfg::kPingPong) named_barrier_arrive(Cfg::kBarSchedule + (consumer + 1) % Cfg::kConsumerWGs, 2 * 128);
   }
 
-  // Three consumers (192-row tiles): a consumer whose 64 rows all lie past the last query takes its turns as run does
-  // but issues no GEMM, and hands each block back once loaded, so its siblings get the tensor cores at once.
-  __device__ __forceinline__ void pass_idle(int n_min, int n_max, PipelineState<Cfg::kStages>& kv) const {
-    schedule_wait();
-    for (int n = n_max; n >= n_min; --n, ++kv.count) {
-      const int st = kv.stage();
-      mbar_wait(bars.full_k(st), kv.phase());
-      schedule_pass();
-      release(bars.empty_k(st));
-      mbar_wait(bars.full_v(st), kv.phase());
-      schedule_wait();
-      release(bars.empty_v(st));
-    }
-  }
-
   // The mask on a fresh S fragment; row0 is this thread's first row (the second is row0 + 8).
   __device__ __forceinline__ void apply_mask(float (&s)[Cfg::kBlockN / 2], int m0, int row0, int n_block) const {
     const int n0 = n_block * Cfg::kBlockN;
@@ -151,7 +137,8 @@ struct Fp8Consumer {
                                       float (&o)[Cfg::kHeadDim / 2], Softmax& softmax) const {
     if constexpr (Cfg::kConsumerWGs == 3) {
       if (m0 + consumer * 64 >= mask.seqlen_q) {
-        pass_idle(n_min, n_max, kv);
+        NoLoads no_loads;  // the producer warpgroup refills the ring
+        pass_idle(*this, n_min, n_max, kv, no_loads);
         if constexpr (Cfg::kQStages == 1) mbar_arrive(bars.empty_q(q_buffer));
         schedule_pass();
         return;

@@ -251,8 +251,7 @@ __device__ __forceinline__ void quantize_job(const QuantizeCall& c, int cta, int
   }
 }
 
-// 1024 threads per SM (512/kD CTAs of 64 tokens' worth), at most 64 registers a thread: the memory-bound pass wants its
-// bytes in flight.
+// 1024 threads per SM, at most 64 registers a thread: the memory-bound pass wants its bytes in flight.
 template <typename E, int kD, int kKvBlock>
 __global__ void __launch_bounds__(kKvBlock * kD / 32, 32768 / (kKvBlock * kD)) fp8_quantize_qkv(const __grid_constant__ QuantizeCall c) {
   static_assert(kKvBlock % kQBlockTokens == 0 && kKvBlock * kD <= 32768, "a CTA of at most 1024 threads holds whole Q blocks");

@@ -116,6 +116,24 @@ struct NoLoads {
   __device__ __forceinline__ void block_consumed() {}
 };
 
+// Three consumers (192-row tiles): a consumer whose 64 rows all lie past the last query (the last tile of a length
+// that 192 does not divide, e.g. rows 512…575 at 512 tokens) takes its turns as a working one does but issues no GEMM,
+// and hands each block back once loaded: its siblings get the tensor cores at once. `c` is the BF16 or FP8 consumer.
+template <class Consumer, class State, class Loads>
+__device__ __forceinline__ void pass_idle(const Consumer& c, int n_min, int n_max, State& kv, Loads& loads) {
+  c.schedule_wait();
+  for (int n = n_max; n >= n_min; --n, ++kv.count) {
+    const int st = kv.stage();
+    mbar_wait(c.bars.full_k(st), kv.phase());
+    c.schedule_pass();
+    c.release(c.bars.empty_k(st));
+    mbar_wait(c.bars.full_v(st), kv.phase());
+    c.schedule_wait();
+    c.release(c.bars.empty_v(st));
+    loads.block_consumed();
+  }
+}
+
 // ---- consumer GEMMs -------------------------------------------------------------------------------------
 // A warpgroup's Q operand for a tile: its 64 rows in shared memory, and with kQInRegs also as a register fragment.
 template <class Cfg>
@@ -267,24 +285,6 @@ struct ConsumerMainloop {
     }
   }
 
-  // Three consumers (192-row tiles): a consumer whose 64 rows all lie past the last query (the last tile of a length
-  // that 192 does not divide, e.g. rows 512…575 at 512 tokens) takes its turns as in_sequence does but issues no GEMM,
-  // and hands each block back once loaded: its siblings get the tensor cores at once.
-  template <class Loads>
-  __device__ __forceinline__ void pass_idle(int n_min, int n_max, PipelineState<Cfg::kStages>& kv, Loads& loads) const {
-    schedule_wait();
-    for (int n = n_max; n >= n_min; --n, ++kv.count) {
-      const int st = kv.stage();
-      mbar_wait(bars.full_k(st), kv.phase());
-      schedule_pass();
-      release(bars.empty_k(st));
-      mbar_wait(bars.full_v(st), kv.phase());
-      schedule_wait();
-      release(bars.empty_v(st));
-      loads.block_consumed();
-    }
-  }
-
   // Block n (its S in s, in stage kv.stage()): mask, softmax, P, O rescaled; then its P·V in this consumer's turn,
   // taken here and still held, completed; its V handed back and kv moved on.
   template <class Loads>
@@ -318,7 +318,7 @@ struct ConsumerMainloop {
                                       Loads& loads) const {
     if constexpr (Cfg::kConsumerWGs == 3 && !Cfg::kIntraWgOverlap && !Cfg::kChainPvS) {
       if (m0 + consumer * 64 >= mask.seqlen_q) {
-        pass_idle(n_min, n_max, kv, loads);
+        pass_idle(*this, n_min, n_max, kv, loads);
         release_q(q_buffer);
         schedule_pass();
         return;
