@@ -103,14 +103,18 @@ public sealed class KernelBuildTests
             .Concat(backward.Select(v => Check(v.NameExpression(DataType.BFloat16), v.SharedMemoryBytes, "bwd " + v)))
             .Concat(Fp8Variants.HeadDims.Select(Fp8Variants.For).Select(v => Check(v.NameExpression(DataType.BFloat16), v.SharedMemoryBytes, "fp8 " + v)))
             .Concat(decode.Select(v => Check(v.NameExpression(DataType.BFloat16), v.SharedMemoryBytes, "decode " + v)))
+            .Concat(Fp8Variants.HeadDims.Select(d => new QuantizerShape(d, Fp8Variants.KeyBlock))
+                .Select(q => $"static_assert({q.ConfigExpression}::kSmemBytes == {q.SharedMemoryBytes} && {q.ConfigExpression}::kThreads == {q.Threads} && " +
+                             $"{q.ConfigExpression}::kCtasPerSm == {q.CtasPerSm}, \"quantiser {q}: the C# shape disagrees\");"))
             .ToList();
-        string source = "#include \"fwd/fwd_config.cuh\"\n#include \"bwd/bwd_config.cuh\"\n#include \"fp8/fp8_config.cuh\"\n#include \"decode/decode_config.cuh\"\n" + string.Join("\n", checks) +
+        string source = "#include \"fwd/fwd_config.cuh\"\n#include \"bwd/bwd_config.cuh\"\n#include \"fp8/fp8_config.cuh\"\n#include \"decode/decode_config.cuh\"\n" +
+                        "#include \"fp8/fp8_quantize.cu\"\n" + string.Join("\n", checks) +
                         "\n__global__ void smem_checks() {}\n";
         var sources = new CompositeKernelSources(new InMemoryKernelSources(new Dictionary<string, string> { ["smem_checks.cu"] = source }), EmbeddedKernelSources.Instance);
         var compiler = new KernelCompiler(new NvrtcCompiler(), CudaDevice.HopperArchitecture, cache: null);
         var e = Record.Exception(() => compiler.GetOrCompile(new KernelSpec("smem_checks.cu", ["smem_checks"], KernelCatalog.Options, sources)));
         Assert.True(e is null, (e as KernelCompilationException)?.Log ?? e?.Message);
-        Assert.True(checks.Count >= 17, $"only {checks.Count} checks");
+        Assert.True(checks.Count >= 20, $"only {checks.Count} checks");
 
         // fa::flash_fwd_kernel<fa::FwdConfig<…>> → fa::FwdConfig<…>::kSmemBytes
         static string Check(string kernelName, int bytes, string label)

@@ -32,21 +32,23 @@ internal static class Fp8ForwardLauncher
     {
         if (plan.SeqLenK == 0) return;
         uint[] signs = incoherent ? SignBits(p.HeadDim, hadamardSeed) : new uint[8];
-        // A CTA per K or V descale block and per KvBlock tokens of Q (fp8_quantize.cu), head_dim/32 threads per token.
-        long qCtas = (long)p.Batch * p.HeadsQ * ((p.SeqLenQ + plan.KvBlock - 1) / plan.KvBlock);
-        long kvCtas = (long)p.Batch * p.HeadsK * plan.KvBlocks;
-        long ctas = qCtas + 2 * kvCtas;
-        if (ctas > int.MaxValue)
-            throw new AttentionArgumentException("query", $"query: {ctas} quantiser blocks of {plan.KvBlock} tokens exceed the {int.MaxValue} one launch can index");
+        // A job per K or V descale block and per KvBlock tokens of Q (fp8_quantize.cu), walked by persistent CTAs.
+        long qJobs = (long)p.Batch * p.HeadsQ * ((p.SeqLenQ + plan.KvBlock - 1) / plan.KvBlock);
+        long kvJobs = (long)p.Batch * p.HeadsK * plan.KvBlocks;
+        long jobs = qJobs + 2 * kvJobs;
+        if (jobs > int.MaxValue)
+            throw new AttentionArgumentException("query", $"query: {jobs} quantiser jobs of {plan.KvBlock} tokens exceed the {int.MaxValue} one launch can index");
         var call = new QuantizeCall
         {
             Q = Pass(q, into.Q, into.QDescale, p.SeqLenQ, p.HeadsQ, plan.QBlocks, plan.QBlock, 0, incoherent, signs),
             K = Pass(k, into.K, into.KDescale, p.SeqLenK, p.HeadsK, plan.KvBlocks, plan.KvBlock, 0, incoherent, signs),
             V = Pass(v, into.Vt, into.VDescale, p.SeqLenK, p.HeadsK, plan.KvBlocks, plan.KvBlock, plan.KeysPadded, false, signs),
-            QCtas = (int)qCtas, KvCtas = (int)kvCtas,
+            QJobs = (int)qJobs, KvJobs = (int)kvJobs,
         };
+        var shape = new QuantizerShape(p.HeadDim, plan.KvBlock);
         var entry = KernelCatalog.QuantizeEntry(p.Type, p.HeadDim, plan.KvBlock);
-        var config = new LaunchConfig(new Dim3((uint)ctas, 1, 1), plan.KvBlock * p.HeadDim / 32, 0, stream);
+        int grid = (int)Math.Min(jobs, (long)device.MultiprocessorCount * shape.CtasPerSm);
+        var config = new LaunchConfig(new Dim3((uint)grid, 1, 1), shape.Threads, shape.SharedMemoryBytes, stream);
         Compiler.KernelModuleCache.For(device).GetKernel(entry.Spec, entry.NameExpression).Launch(config, new KernelArguments().Add(call));
     }
 

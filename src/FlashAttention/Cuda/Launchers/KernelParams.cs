@@ -173,8 +173,8 @@ internal struct QuantizeCall
     [FieldOffset(0)] public QuantizeParams Q;
     [FieldOffset(104)] public QuantizeParams K;
     [FieldOffset(208)] public QuantizeParams V;
-    [FieldOffset(312)] public int QCtas;
-    [FieldOffset(316)] public int KvCtas;
+    [FieldOffset(312)] public int QJobs;
+    [FieldOffset(316)] public int KvJobs;
 }
 
 /// <summary>Mirror of <c>fa::DecodeParams</c> (240 bytes): the decode kernel (decode/decode_params.cuh).</summary>

@@ -32,3 +32,17 @@ internal static class Fp8Variants
     /// <summary>Tokens per CTA of the plain transpose of a caller's E4M3 V (which has no descales).</summary>
     public const int TransposeBlock = 64;
 }
+
+/// <summary>
+/// The quantiser's launch shape (the C# twin of <c>fa::QuantizeConfig</c>, fp8/fp8_quantize.cu; KernelBuildTests checks the
+/// size against it): a CTA of 32 elements a thread over one K/V descale block, 1024 threads per SM, two stages of every
+/// thread's four 16-byte pieces and the rotation's sign masks in dynamic shared memory.
+/// </summary>
+internal readonly record struct QuantizerShape(int HeadDim, int KvBlock)
+{
+    public int Threads => KvBlock * HeadDim / 32;
+    public int CtasPerSm => 32768 / (KvBlock * HeadDim);
+    public int SharedMemoryBytes => 2 * Threads * 64 + 2 * HeadDim;
+    /// <summary>The name of its config in the header, for the size check.</summary>
+    public string ConfigExpression => $"fa::QuantizeConfig<{HeadDim}, {KvBlock}>";
+}

@@ -27,23 +27,40 @@ struct QuantizeParams {
   uint32_t signs[8];       // 72: bit i of word i/32: coordinate i's sign is −1
 };                         // 104 bytes
 
-// Every CTA covers kTokens tokens of one (batch, head) — a K/V descale block, two of Q's — with kD/32 threads per token,
-// each holding 32 elements of the head dim: four chunks of 8, chunk j of lane `part` at elements (j·kD/32 + part)·8 …,
-// so that each load and store instruction covers whole 32-byte sectors of a row. The Hadamard transform's spans 1, 2, 4
-// and its top two run inside a thread, the log2(kD/32) spans between them across lanes. A descale block's largest
-// magnitude is reduced inside one CTA: no CTA waits on another.
+// A rows job covers kTokens tokens of one (batch, head) — a K/V descale block, two of Q's — with kD/32 threads per
+// token, each holding 32 elements of the head dim: four pieces of 8, piece j of lane `part` at elements
+// (j·kD/32 + part)·8 …, so that each copy and store instruction covers whole 32-byte sectors of a row. The Hadamard
+// transform's spans 1, 2, 4 and its top two run inside a thread, the log2(kD/32) spans between them across lanes. A
+// descale block's largest magnitude is reduced inside one CTA: no CTA waits on another.
 constexpr int kQBlockTokens = 64;  // Q's descale block: one consumer warpgroup's rows in the FP8 kernel
 
-// A thread's 32 elements of a 16-bit row (four 16-byte loads, the warp's lanes side by side) in float32.
-template <typename E, int kLanes>
-__device__ __forceinline__ void load_chunks(const uint16_t* row, int part, float (&x)[32]) {
+// The quantiser of a bf16/fp16 call: persistent CTAs of kThreads threads (a K/V descale block of kKvBlock tokens, 32
+// elements a thread), each walking its jobs through a two-stage ring in shared memory. Every thread copies (cp.async)
+// exactly the four 16-byte pieces it later reads, so a stage needs no barrier between its copy and its use: the next
+// job's bytes travel while the current job computes. 1024 threads per SM at 64 registers each.
+template <int kD, int kKvBlock>
+struct QuantizeConfig {
+  static constexpr int kThreads = kKvBlock * kD / 32;
+  static constexpr int kCtasPerSm = 32768 / (kKvBlock * kD);
+  static constexpr int kStageBytes = kThreads * 64;          // four 16-byte pieces a thread
+  static constexpr int kOffSigns = 2 * kStageBytes;          // the Hadamard signs as packed-pair masks: kD/2 words
+  static constexpr int kSmemBytes = kOffSigns + kD * 2;      // dynamic; Vᵀ's staging tile is static
+  static_assert(kKvBlock % kQBlockTokens == 0 && kKvBlock * kD <= 32768, "a CTA of at most 1024 threads holds whole Q blocks");
+};
+
+// Piece j of a thread's four in a stage: [piece][thread], so that a warp's 16-byte reads are contiguous.
+template <int kThreads>
+__device__ __forceinline__ uint32_t stage_piece(uint32_t stage, int j) { return stage + (uint32_t)(j * kThreads + (int)threadIdx.x) * 16u; }
+
+// A thread's 32 elements of a 16-bit row from its four pieces, in float32.
+template <typename E>
+__device__ __forceinline__ void unpack_pieces(const uint4_t (&w)[4], float (&x)[32]) {
 #pragma unroll
   for (int j = 0; j < 4; ++j) {
-    const uint4_t w = reinterpret_cast<const uint4_t*>(row)[j * kLanes + part];
-    unpack2<E>(w.x, x[8 * j + 0], x[8 * j + 1]);
-    unpack2<E>(w.y, x[8 * j + 2], x[8 * j + 3]);
-    unpack2<E>(w.z, x[8 * j + 4], x[8 * j + 5]);
-    unpack2<E>(w.w, x[8 * j + 6], x[8 * j + 7]);
+    unpack2<E>(w[j].x, x[8 * j + 0], x[8 * j + 1]);
+    unpack2<E>(w[j].y, x[8 * j + 2], x[8 * j + 3]);
+    unpack2<E>(w[j].z, x[8 * j + 4], x[8 * j + 5]);
+    unpack2<E>(w[j].w, x[8 * j + 6], x[8 * j + 7]);
   }
 }
 
@@ -58,19 +75,12 @@ __device__ __forceinline__ void butterfly32(int span, float (&x)[32]) {
   }
 }
 
-// x ← H·(signs ∘ x)/√kD for a token whose kD/32 threads are adjacent lanes, in load_chunks' layout: butterflies of span
-// 1, 2, 4, … in the order of the CPU's Hadamard.Rotate, spans 1-4 and the top two inside the thread, the rest across lanes.
+// x ← H·x/√kD (x already multiplied by the signs) for a token whose kD/32 threads are adjacent lanes, in the pieces'
+// layout: butterflies of span 1, 2, 4, … in the order of the CPU's Hadamard.Rotate, spans 1-4 and the top two inside
+// the thread, the rest across lanes.
 template <int kD>
-__device__ __forceinline__ void rotate32(const uint32_t (&signs)[8], int part, float (&x)[32]) {
+__device__ __forceinline__ void hadamard32(int part, float (&x)[32]) {
   constexpr int kLanes = kD / 32;
-  uint32_t mine = 0;  // bit 8j + e: the sign of this thread's element 8j + e
-#pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    const int chunk = j * kLanes + part;
-    mine |= ((signs[chunk / 4] >> (8 * (chunk % 4))) & 0xFFu) << (8 * j);
-  }
-#pragma unroll
-  for (int i = 0; i < 32; ++i) x[i] = bits_to_float(float_bits(x[i]) ^ ((mine << (31 - i)) & 0x80000000u));
   butterfly32(1, x);
   butterfly32(2, x);
   butterfly32(4, x);
@@ -89,6 +99,17 @@ __device__ __forceinline__ void rotate32(const uint32_t (&signs)[8], int part, f
   for (int i = 0; i < 32; ++i) x[i] *= norm;
 }
 
+// The signs of the rotation as masks over packed 16-bit pairs (bit 15: the pair's first element, bit 31: its second),
+// written once per CTA: flipping the sign bits of the raw pieces is exactly the CPU's multiplication by ±1, one XOR
+// per pair. Q and K share the signs (the host writes the same words into both passes).
+template <int kD>
+__device__ __forceinline__ void write_sign_masks(const uint32_t (&signs)[8], uint32_t table) {
+  for (int k = threadIdx.x; k < kD / 2; k += blockDim.x) {
+    const uint32_t pair = (signs[k / 16] >> (2 * (k % 16))) & 3u;
+    st_shared_u32(table + 4 * k, (pair & 1u) << 15 | (pair >> 1) << 31);
+  }
+}
+
 // The block's descale from its largest magnitude (BlockQuantizer.DescaleFor): 1 for an all-zero block, at least the
 // smallest normal float; NaN when the block holds a NaN or an infinity, so that non-finite input propagates.
 __device__ __forceinline__ float block_descale(float amax) {
@@ -99,43 +120,65 @@ __device__ __forceinline__ float block_descale(float amax) {
 }
 
 // The largest magnitude over each of the CTA's kGroups groups of consecutive threads (a descale block each), through
-// shared memory. NaN wins (max.NaN), an infinity stays infinite.
+// shared memory. NaN wins (max.NaN), an infinity stays infinite. Two slots alternate by job (`parity`): a thread may
+// write the next job's while another still reads this one's.
 template <int kThreads, int kGroups>
-__device__ __forceinline__ float block_amax(float amax) {
+__device__ __forceinline__ float block_amax(float amax, int parity) {
   constexpr int kWarps = kThreads / 32, kGroupWarps = kWarps / kGroups;
   static_assert(kWarps % kGroups == 0, "a descale block is whole warps");
-  __shared__ float warp_amax[kWarps];
+  __shared__ float warp_amax[2][kWarps];
 #pragma unroll
   for (int lanes = 16; lanes >= 1; lanes /= 2) amax = fmax_nan(amax, shfl_xor(amax, lanes));
-  if (threadIdx.x % 32 == 0) warp_amax[threadIdx.x / 32] = amax;
+  if (threadIdx.x % 32 == 0) warp_amax[parity][threadIdx.x / 32] = amax;
   block_sync();
   const int first = threadIdx.x / 32 / kGroupWarps * kGroupWarps;
-  float m = warp_amax[first];
+  float m = warp_amax[parity][first];
 #pragma unroll
-  for (int w = 1; w < kGroupWarps; ++w) m = fmax_nan(m, warp_amax[first + w]);
+  for (int w = 1; w < kGroupWarps; ++w) m = fmax_nan(m, warp_amax[parity][first + w]);
   return m;
 }
 
-// Q or K rows: a CTA per (kTokens tokens, head, batch) — `tile` counts the kTokens-token tiles of the sequence — holding
-// kTokens/kBlock descale blocks of kBlock tokens.
+// ---- Q and K rows ---------------------------------------------------------------------------------------------
+// Copies this thread's pieces of the kTokens-token tile `tile` of (head h, batch b) into a stage; tokens past the
+// sequence are zeros.
+template <int kD, int kTokens>
+__device__ __forceinline__ void fetch_rows(const QuantizeParams& q, int tile, int h, int b, uint32_t stage) {
+  constexpr int kLanes = kD / 32, kThreads = kTokens * kLanes;
+  const int part = threadIdx.x % kLanes, s = tile * kTokens + (int)threadIdx.x / kLanes;
+  const bool valid = s < q.seqlen;
+  const uint4_t* row = reinterpret_cast<const uint4_t*>(reinterpret_cast<const uint16_t*>(q.src) + b * q.src_stride_b +
+                                                        (int64_t)(valid ? s : 0) * q.src_stride_s + h * q.src_stride_h);
+#pragma unroll
+  for (int j = 0; j < 4; ++j) cp_async_16(stage_piece<kThreads>(stage, j), row + j * kLanes + part, valid);
+}
+
+// The tile's rows from the stage: rotated (signs, then the Hadamard transform) when the pass asks, each kBlock-token
+// descale block's descale, and the E4M3 codes.
 template <typename E, int kD, int kTokens, int kBlock>
-__device__ __forceinline__ void quantize_rows_cta(const QuantizeParams& q, int tile, int h, int b) {
+__device__ __forceinline__ void quantize_rows(const QuantizeParams& q, int tile, int h, int b, uint32_t stage, uint32_t signs, int parity) {
   constexpr int kLanes = kD / 32, kThreads = kTokens * kLanes, kGroups = kTokens / kBlock;
   static_assert(kTokens % kBlock == 0, "a CTA holds whole descale blocks");
   const int part = threadIdx.x % kLanes, token = threadIdx.x / kLanes;
   const int s = tile * kTokens + token;
-  float x[32];
-  if (s < q.seqlen) {
-    load_chunks<E, kLanes>(reinterpret_cast<const uint16_t*>(q.src) + b * q.src_stride_b + (int64_t)s * q.src_stride_s + h * q.src_stride_h, part, x);
-  } else {
+  uint4_t w[4];
 #pragma unroll
-    for (int i = 0; i < 32; ++i) x[i] = 0.f;
+  for (int j = 0; j < 4; ++j) w[j] = ld_shared_v4_u32(stage_piece<kThreads>(stage, j));
+  float x[32];
+  if (q.rotate) {
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const uint4_t m = ld_shared_v4_u32(signs + (uint32_t)(j * kLanes + part) * 16u);
+      w[j] = uint4_t{w[j].x ^ m.x, w[j].y ^ m.y, w[j].z ^ m.z, w[j].w ^ m.w};
+    }
+    unpack_pieces<E>(w, x);
+    hadamard32<kD>(part, x);
+  } else {
+    unpack_pieces<E>(w, x);
   }
-  if (q.rotate) rotate32<kD>(q.signs, part, x);
   float amax = 0.f;
 #pragma unroll
   for (int i = 0; i < 32; ++i) amax = fmax_nan(amax, fabs_(x[i]));
-  const float descale = block_descale(block_amax<kThreads, kGroups>(amax));
+  const float descale = block_descale(block_amax<kThreads, kGroups>(amax, parity));
   const int block = tile * kGroups + token / kBlock;
   if (token % kBlock == 0 && part == 0 && block < q.blocks) q.descale[((int64_t)b * q.heads + h) * q.blocks + block] = descale;
   const float scale = 1.0f / descale;
@@ -150,122 +193,208 @@ __device__ __forceinline__ void quantize_rows_cta(const QuantizeParams& q, int t
   }
 }
 
-// Byte `i` of a 64-bit pair of words.
-__device__ __forceinline__ uint32_t byte_of(const uint2_t& w, int i) { return ((i < 4 ? w.x : w.y) >> (8 * (i & 3))) & 0xFFu; }
-
-// V: a CTA per (kTokens keys, head, batch), one descale block (no rotation), written as Vᵀ rows of keys
-// with every key at its permuted position (vt_position_of_key). A thread holds 8 dims of the 4 keys 2a, 2a+1, 2a+8,
-// 2a+9 of a 16-key group, which that permutation stores side by side (positions 4a … 4a+3): one 32-bit word per dim,
-// staged in shared memory and written 16 keys at a time. An E4M3 source (descale null) is copied code for code. The
-// last CTA's keys past seqlen, up to seqlen_padded, are 0.
-template <typename E, int kD, int kTokens>
-__device__ __forceinline__ void quantize_vt_cta(const QuantizeParams& q, int key_tile, int h, int b) {
-  constexpr int kThreads = kTokens * kD / 32, kChunks = kD / 8, kPitch = kTokens / 4 + 1, kPieces = kTokens / 16;
-  constexpr bool kCopy = sizeof(E) == 1;
-  __shared__ uint32_t tile[kD * kPitch];
-  const int s0 = key_tile * kTokens;
-  const int chunk = threadIdx.x % kChunks, quad = threadIdx.x / kChunks;
-  const int key0 = 16 * (quad / 4) + 2 * (quad % 4);
-  uint32_t word[8];
-  if constexpr (kCopy) {
-    uint2_t w[4];
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const int s = s0 + key0 + (j & 1) + 8 * (j >> 1);
-      const uint8_t* src = reinterpret_cast<const uint8_t*>(q.src) + b * q.src_stride_b + (int64_t)s * q.src_stride_s + h * q.src_stride_h;
-      w[j] = s < q.seqlen ? *reinterpret_cast<const uint2_t*>(src + chunk * 8) : uint2_t{0u, 0u};
-    }
-#pragma unroll
-    for (int i = 0; i < 8; ++i) word[i] = byte_of(w[0], i) | byte_of(w[1], i) << 8 | byte_of(w[2], i) << 16 | byte_of(w[3], i) << 24;
-  } else {
-    float x[4][8];
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const int s = s0 + key0 + (j & 1) + 8 * (j >> 1);
-      if (s < q.seqlen) {
-        const uint16_t* src = reinterpret_cast<const uint16_t*>(q.src) + b * q.src_stride_b + (int64_t)s * q.src_stride_s + h * q.src_stride_h;
-        const uint4_t v = reinterpret_cast<const uint4_t*>(src)[chunk];
-        unpack2<E>(v.x, x[j][0], x[j][1]);
-        unpack2<E>(v.y, x[j][2], x[j][3]);
-        unpack2<E>(v.z, x[j][4], x[j][5]);
-        unpack2<E>(v.w, x[j][6], x[j][7]);
-      } else {
-#pragma unroll
-        for (int i = 0; i < 8; ++i) x[j][i] = 0.f;
-      }
-    }
-    float amax = 0.f;
-#pragma unroll
-    for (int j = 0; j < 4; ++j)
-#pragma unroll
-      for (int i = 0; i < 8; ++i) amax = fmax_nan(amax, fabs_(x[j][i]));
-    const float descale = block_descale(block_amax<kThreads, 1>(amax));
-    if (threadIdx.x == 0) q.descale[((int64_t)b * q.heads + h) * q.blocks + key_tile] = descale;
-    const float scale = 1.0f / descale;
-#pragma unroll
-    for (int i = 0; i < 8; ++i) word[i] = pack4_e4m3(x[0][i] * scale, x[1][i] * scale, x[2][i] * scale, x[3][i] * scale);
+// ---- V into Vᵀ ----------------------------------------------------------------------------------------------
+// A V job covers kTokens keys of one (batch, head), one descale block (no rotation), written as Vᵀ rows of keys with
+// every key at its permuted position (vt_position_of_key). A thread holds 8 dims (piece `chunk` of a key's row) of
+// the 4 keys 2a, 2a+1, 2a+8, 2a+9 of a 16-key group (quad 4g + a holds group g), which that permutation stores side
+// by side (positions 4·quad … 4·quad+3): one 32-bit word per dim, staged in shared memory and written 16 keys at a
+// time. A warp takes 8 chunks × 4 quads: its copies read 128 contiguous bytes of each of 4 keys, and with the tile's
+// swizzle its staging stores hit 32 different banks.
+template <int kD, int kTokens>
+struct VtThread {
+  static constexpr int kChunks = kD / 8, kChunkGroups = kChunks / 8;
+  int chunk, quad, key0;
+  __device__ __forceinline__ VtThread() {
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    chunk = (warp % kChunkGroups) * 8 + lane % 8;
+    quad = (warp / kChunkGroups) * 4 + lane / 8;
+    key0 = 16 * (quad / 4) + 2 * (quad % 4);
   }
+  // Key of piece j: 2a, 2a+1, 2a+8, 2a+9 of the quad's group.
+  __device__ __forceinline__ int key(int j) const { return key0 + (j & 1) + 8 * (j >> 1); }
+};
+
+// The staging tile of Vᵀ: kD rows (dims) of kTokens/4 words (4 keys each); the 16-byte group of a word is XORed with
+// the row's chunk (d/8) so that a warp's 32 stores (8 chunks, 4 quads) fall in 32 banks and a row's groups still read
+// as whole 16-byte vectors.
+template <int kTokens>
+__device__ __forceinline__ int vt_tile_word(int d, int quad) {
+  constexpr int kQuads = kTokens / 4;
+  return d * kQuads + (quad ^ (((d / 8) << 2) & (kQuads - 4)));
+}
+
+// Vᵀ from each thread's 8 words (word i: dim 8·chunk + i of its 4 keys), through the staging tile; the last job's keys
+// past seqlen, up to seqlen_padded, are 0.
+template <int kD, int kTokens>
+__device__ __forceinline__ void write_vt(const QuantizeParams& q, int key_tile, int h, int b, const VtThread<kD, kTokens>& t,
+                                         const uint32_t (&word)[8]) {
+  constexpr int kThreads = kTokens * kD / 32, kPieces = kTokens / 16, kQuads = kTokens / 4;
+  __shared__ __align__(16) uint32_t tile[kD * kQuads];
 #pragma unroll
-  for (int i = 0; i < 8; ++i) tile[(chunk * 8 + i) * kPitch + quad] = word[i];
+  for (int i = 0; i < 8; ++i) tile[vt_tile_word<kTokens>(t.chunk * 8 + i, t.quad)] = word[i];
   block_sync();
-  // Each dim's row of kTokens keys is kTokens/16 pieces of 16 bytes; those at or past seqlen_padded are not written.
+  // Each dim's row of kTokens keys is kPieces pieces of 16 bytes; those at or past seqlen_padded are not written.
+  const int s0 = key_tile * kTokens;
   uint8_t* base = q.dst + ((int64_t)b * q.heads + h) * kD * q.seqlen_padded + s0;
+  static_assert(kPieces * kD % kThreads == 0, "every thread writes the same number of pieces");
 #pragma unroll
-  for (int i = threadIdx.x; i < kPieces * kD; i += kThreads) {
-    const int d = i / kPieces, piece = i % kPieces;
+  for (int k = 0; k < kPieces * kD / kThreads; ++k) {
+    const int i = k * kThreads + threadIdx.x, d = i / kPieces, piece = i % kPieces;
     if (s0 + 16 * piece >= q.seqlen_padded) continue;
-    const uint32_t* t = tile + d * kPitch + 4 * piece;
-    *reinterpret_cast<uint4_t*>(base + (int64_t)d * q.seqlen_padded + 16 * piece) = uint4_t{t[0], t[1], t[2], t[3]};
+    *reinterpret_cast<uint4_t*>(base + (int64_t)d * q.seqlen_padded + 16 * piece) =
+        *reinterpret_cast<const uint4_t*>(tile + vt_tile_word<kTokens>(d, 4 * piece));
   }
 }
+
+// Copies this thread's pieces of V's key tile `key_tile` of (head h, batch b) into a stage; keys past the sequence are zeros.
+template <int kD, int kTokens>
+__device__ __forceinline__ void fetch_vt(const QuantizeParams& q, int key_tile, int h, int b, uint32_t stage) {
+  constexpr int kThreads = kTokens * kD / 32;
+  const VtThread<kD, kTokens> t;
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const int s = key_tile * kTokens + t.key(j);
+    const bool valid = s < q.seqlen;
+    const uint16_t* src = reinterpret_cast<const uint16_t*>(q.src) + b * q.src_stride_b + (int64_t)(valid ? s : 0) * q.src_stride_s + h * q.src_stride_h;
+    cp_async_16(stage_piece<kThreads>(stage, j), reinterpret_cast<const uint4_t*>(src) + t.chunk, valid);
+  }
+}
+
+// The key tile from the stage: its descale and its codes into Vᵀ.
+template <typename E, int kD, int kTokens>
+__device__ __forceinline__ void quantize_vt(const QuantizeParams& q, int key_tile, int h, int b, uint32_t stage, int parity) {
+  constexpr int kThreads = kTokens * kD / 32;
+  const VtThread<kD, kTokens> t;
+  float x[4][8];
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const uint4_t v = ld_shared_v4_u32(stage_piece<kThreads>(stage, j));
+    unpack2<E>(v.x, x[j][0], x[j][1]);
+    unpack2<E>(v.y, x[j][2], x[j][3]);
+    unpack2<E>(v.z, x[j][4], x[j][5]);
+    unpack2<E>(v.w, x[j][6], x[j][7]);
+  }
+  float amax = 0.f;
+#pragma unroll
+  for (int j = 0; j < 4; ++j)
+#pragma unroll
+    for (int i = 0; i < 8; ++i) amax = fmax_nan(amax, fabs_(x[j][i]));
+  const float descale = block_descale(block_amax<kThreads, 1>(amax, parity));
+  if (threadIdx.x == 0) q.descale[((int64_t)b * q.heads + h) * q.blocks + key_tile] = descale;
+  const float scale = 1.0f / descale;
+  uint32_t word[8];
+#pragma unroll
+  for (int i = 0; i < 8; ++i) word[i] = pack4_e4m3(x[0][i] * scale, x[1][i] * scale, x[2][i] * scale, x[3][i] * scale);
+  write_vt<kD, kTokens>(q, key_tile, h, b, t, word);
+}
+
+// Byte `i` of a 64-bit pair of words.
+__device__ __forceinline__ uint32_t byte_of(const uint2_t& w, int i) { return ((i < 4 ? w.x : w.y) >> (8 * (i & 3))) & 0xFFu; }
 
 // An E4M3 V (pre-quantised callers) into Vᵀ: a CTA per (64 keys, head, batch), codes copied.
 template <int kD>
 __global__ void __launch_bounds__(2 * kD) fp8_transpose_vt(const __grid_constant__ QuantizeParams v) {
-  quantize_vt_cta<e4m3_t, kD, 64>(v, blockIdx.x, blockIdx.y, blockIdx.z);
+  constexpr int kTokens = 64;
+  const int key_tile = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  const VtThread<kD, kTokens> t;
+  uint2_t w[4];
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const int s = key_tile * kTokens + t.key(j);
+    const uint8_t* src = reinterpret_cast<const uint8_t*>(v.src) + b * v.src_stride_b + (int64_t)s * v.src_stride_s + h * v.src_stride_h;
+    w[j] = s < v.seqlen ? *reinterpret_cast<const uint2_t*>(src + t.chunk * 8) : uint2_t{0u, 0u};
+  }
+  uint32_t word[8];
+#pragma unroll
+  for (int i = 0; i < 8; ++i) word[i] = byte_of(w[0], i) | byte_of(w[1], i) << 8 | byte_of(w[2], i) << 16 | byte_of(w[3], i) << 24;
+  write_vt<kD, kTokens>(v, key_tile, h, b, t, word);
 }
 
-// The three passes of a bf16/fp16 call in one launch: a CTA per K or V descale block of kKvBlock tokens, or per kKvBlock
-// tokens of Q (kKvBlock/64 of its descale blocks). The three kinds alternate, so the rotations' arithmetic (Q, K) and
-// V's plain copy share the SMs and the memory system stays busy; one launch also has one tail, not three.
+// ---- the three passes in one launch ---------------------------------------------------------------------------
+// Jobs: a K or V descale block of kKvBlock tokens, or kKvBlock tokens of Q (kKvBlock/64 of its descale blocks).
 struct QuantizeCall {
   QuantizeParams q, k, v;  // 0, 104, 208
-  int q_ctas;              // 312: batch × heads_q × tiles of kKvBlock Q tokens
-  int kv_ctas;             // 316: batch × heads_k × descale blocks (the same for K and for V)
+  int q_jobs;              // 312: batch × heads_q × tiles of kKvBlock Q tokens
+  int kv_jobs;             // 316: batch × heads_k × descale blocks (the same for K and for V)
 };                         // 320 bytes
 
-// Which pass a CTA serves and its index among that pass's CTAs: round robin while all three have CTAs left, then the
-// rest of whichever is longer (Q with grouped-query heads, or K and V alternately).
-__device__ __forceinline__ void quantize_job(const QuantizeCall& c, int cta, int& pass, int& index) {
-  const int m = c.q_ctas < c.kv_ctas ? c.q_ctas : c.kv_ctas;
-  if (cta < 3 * m) {
-    pass = cta % 3;
-    index = cta / 3;
-  } else if (c.q_ctas > m) {
+// Which pass a job serves and its index among that pass's jobs. While all three have jobs left they come in triplets,
+// the pass rotating with the triplet, so that a CTA taking every G-th job meets all three kinds whatever G is (the
+// rotations' arithmetic of Q and K and V's plain copy share each SM); then the rest of whichever is longer (Q with
+// grouped-query heads, or K and V alternately).
+__device__ __forceinline__ void quantize_job(const QuantizeCall& c, int job, int& pass, int& index) {
+  const int m = c.q_jobs < c.kv_jobs ? c.q_jobs : c.kv_jobs;
+  if (job < 3 * m) {
+    index = job / 3;
+    pass = (job % 3 + index) % 3;
+  } else if (c.q_jobs > m) {
     pass = 0;
-    index = cta - 2 * m;
+    index = job - 2 * m;
   } else {
-    const int rest = cta - 3 * m;
+    const int rest = job - 3 * m;
     pass = 1 + rest % 2;
     index = m + rest / 2;
   }
 }
 
-// 1024 threads per SM, at most 64 registers a thread: the memory-bound pass wants its bytes in flight.
-template <typename E, int kD, int kKvBlock>
-__global__ void __launch_bounds__(kKvBlock * kD / 32, 32768 / (kKvBlock * kD)) fp8_quantize_qkv(const __grid_constant__ QuantizeCall c) {
-  static_assert(kKvBlock % kQBlockTokens == 0 && kKvBlock * kD <= 32768, "a CTA of at most 1024 threads holds whole Q blocks");
+// A job's pass (0 Q, 1 K, 2 V), its tile of kKvBlock tokens, head and batch: decoded once, when its copies are issued.
+struct alignas(16) QuantizeJob {
+  int pass, tile, h, b;
+};
+
+template <int kKvBlock>
+__device__ __forceinline__ QuantizeJob decode_job(const QuantizeCall& c, int job) {
   int pass, index;
-  quantize_job(c, blockIdx.x, pass, index);
-  if (pass == 0) {
-    const int tiles = (c.q.seqlen + kKvBlock - 1) / kKvBlock, tile = index % tiles, h = (index / tiles) % c.q.heads,
-              b = index / (tiles * c.q.heads);
-    quantize_rows_cta<E, kD, kKvBlock, kQBlockTokens>(c.q, tile, h, b);
-  } else {
-    // K and V have the same blocks and heads.
-    const int block = index % c.k.blocks, h = (index / c.k.blocks) % c.k.heads, b = index / (c.k.blocks * c.k.heads);
-    if (pass == 1) quantize_rows_cta<E, kD, kKvBlock, kKvBlock>(c.k, block, h, b);
-    else quantize_vt_cta<E, kD, kKvBlock>(c.v, block, h, b);
+  quantize_job(c, job, pass, index);
+  // K and V have the same blocks and heads.
+  const int tiles = pass == 0 ? (c.q.seqlen + kKvBlock - 1) / kKvBlock : c.k.blocks, heads = pass == 0 ? c.q.heads : c.k.heads;
+  return QuantizeJob{pass, index % tiles, (index / tiles) % heads, index / (tiles * heads)};
+}
+
+template <int kD, int kKvBlock>
+__device__ __forceinline__ void fetch_job(const QuantizeCall& c, const QuantizeJob& j, uint32_t stage) {
+  if (j.pass == 2) fetch_vt<kD, kKvBlock>(c.v, j.tile, j.h, j.b, stage);
+  else fetch_rows<kD, kKvBlock>(j.pass == 0 ? c.q : c.k, j.tile, j.h, j.b, stage);
+}
+
+template <typename E, int kD, int kKvBlock>
+__device__ __forceinline__ void quantize_job_from(const QuantizeCall& c, const QuantizeJob& j, uint32_t stage, uint32_t signs, int parity) {
+  if (j.pass == 0) quantize_rows<E, kD, kKvBlock, kQBlockTokens>(c.q, j.tile, j.h, j.b, stage, signs, parity);
+  else if (j.pass == 1) quantize_rows<E, kD, kKvBlock, kKvBlock>(c.k, j.tile, j.h, j.b, stage, signs, parity);
+  else quantize_vt<E, kD, kKvBlock>(c.v, j.tile, j.h, j.b, stage, parity);
+}
+
+// Persistent: CTA i takes jobs i, i + G, i + 2G, … (G = gridDim.x), the next one's copies in flight during each.
+template <typename E, int kD, int kKvBlock>
+__global__ void __launch_bounds__(QuantizeConfig<kD, kKvBlock>::kThreads, QuantizeConfig<kD, kKvBlock>::kCtasPerSm)
+fp8_quantize_qkv(const __grid_constant__ QuantizeCall c) {
+  using Cfg = QuantizeConfig<kD, kKvBlock>;
+  extern __shared__ __align__(16) uint8_t smem_raw[];
+  const uint32_t smem = smem_u32(smem_raw), signs = smem + Cfg::kOffSigns;
+  // The decoded job of each stage, kept in shared memory rather than in registers across the next job's work: thread 0
+  // writes it when the copies are issued, and every thread reads it after at least one barrier (the previous job's).
+  __shared__ QuantizeJob stage_job[2];
+  const int jobs = c.q_jobs + 2 * c.kv_jobs;
+  if ((int)blockIdx.x < jobs) {
+    const QuantizeJob first = decode_job<kKvBlock>(c, blockIdx.x);
+    fetch_job<kD, kKvBlock>(c, first, smem);
+    if (threadIdx.x == 0) stage_job[0] = first;
+  }
+  cp_async_commit();
+  write_sign_masks<kD>(c.q.signs, signs);
+  block_sync();
+  for (int t = 0; blockIdx.x + t * gridDim.x < jobs; ++t) {
+    // The job index is recomputed from t (uniform, cheap) rather than carried: across a job's work every register counts.
+    const int next = blockIdx.x + (t + 1) * gridDim.x;
+    if (next < jobs) {
+      const QuantizeJob following = decode_job<kKvBlock>(c, next);
+      fetch_job<kD, kKvBlock>(c, following, smem + ((t + 1) & 1) * Cfg::kStageBytes);
+      if (threadIdx.x == 0) stage_job[(t + 1) & 1] = following;
+    }
+    cp_async_commit();
+    cp_async_wait<1>();
+    const QuantizeJob current = stage_job[t & 1];
+    quantize_job_from<E, kD, kKvBlock>(c, current, smem + (t & 1) * Cfg::kStageBytes, signs, t & 1);
   }
 }
 
