@@ -27,6 +27,7 @@ internal sealed class TuningPolicy : VariantPolicy
     internal IReadOnlyDictionary<int, ForwardVariant> ForwardOverrides { get; init; } = new Dictionary<int, ForwardVariant>();
     internal IReadOnlyDictionary<int, Func<BackwardVariant, BackwardVariant>> BackwardOverrides { get; init; } = new Dictionary<int, Func<BackwardVariant, BackwardVariant>>();
     internal IReadOnlyDictionary<int, Fp8Variant> Fp8Overrides { get; init; } = new Dictionary<int, Fp8Variant>();
+    internal IReadOnlyDictionary<int, QuantizerShape> QuantizerOverrides { get; init; } = new Dictionary<int, QuantizerShape>();
     public ForwardAblation Ablation { get; init; } = ForwardAblation.None;
     /// <summary>Null: the schedule the masks ask for; else always the counter (true) or the fixed stride (false).</summary>
     public bool? ForceDynamicSchedule { get; init; }
@@ -40,7 +41,7 @@ internal sealed class TuningPolicy : VariantPolicy
     public bool DecodePdl { get; init; } = true;
 
     /// <summary>Whether anything differs from the library's own policy.</summary>
-    public bool IsDefault => ForwardOverrides.Count == 0 && BackwardOverrides.Count == 0 && Fp8Overrides.Count == 0 && Ablation == ForwardAblation.None
+    public bool IsDefault => ForwardOverrides.Count == 0 && BackwardOverrides.Count == 0 && Fp8Overrides.Count == 0 && QuantizerOverrides.Count == 0 && Ablation == ForwardAblation.None
                              && ForceDynamicSchedule is null && SectionBytes is null && DecodeOverrides.Count == 0 && DecodeSplitCount is null
                              && ForwardDecodeRouting && DecodePdl;
 
@@ -52,6 +53,7 @@ internal sealed class TuningPolicy : VariantPolicy
         ForwardOverrides = VariantOverrides.ParseForward(variable(VariantOverrides.ForwardVariable)),
         BackwardOverrides = VariantOverrides.ParseBackward(variable(VariantOverrides.BackwardVariable)),
         Fp8Overrides = VariantOverrides.ParseFp8(variable(VariantOverrides.Fp8Variable)),
+        QuantizerOverrides = VariantOverrides.ParseQuantizer(variable(VariantOverrides.QuantizerVariable)),
         ForceDynamicSchedule = variable(ScheduleVariable) switch
         {
             null or "" => null,
@@ -91,7 +93,7 @@ internal sealed class TuningPolicy : VariantPolicy
 
     private TuningPolicy Copy(ForwardAblation ablation, int? splits) => new()
     {
-        ForwardOverrides = ForwardOverrides, BackwardOverrides = BackwardOverrides, Fp8Overrides = Fp8Overrides, Ablation = ablation,
+        ForwardOverrides = ForwardOverrides, BackwardOverrides = BackwardOverrides, Fp8Overrides = Fp8Overrides, QuantizerOverrides = QuantizerOverrides, Ablation = ablation,
         ForceDynamicSchedule = ForceDynamicSchedule, SectionBytes = SectionBytes, DecodeOverrides = DecodeOverrides,
         DecodeSplitCount = splits, ForwardDecodeRouting = ForwardDecodeRouting, DecodePdl = DecodePdl,
     };
@@ -108,6 +110,8 @@ internal sealed class TuningPolicy : VariantPolicy
     public override IEnumerable<BackwardVariant> BackwardVariantsOf(int headDim) => [Backward(headDim, false), Backward(headDim, true)];
 
     public override Fp8Variant Fp8(int headDim) => Fp8Overrides.TryGetValue(headDim, out var v) ? v : base.Fp8(headDim);
+
+    public override QuantizerShape Quantizer(int headDim) => QuantizerOverrides.TryGetValue(headDim, out var v) ? v : base.Quantizer(headDim);
 
     public override DecodeVariant Decode(int headDim) => DecodeOverrides.TryGetValue(headDim, out var v) ? v : base.Decode(headDim);
 

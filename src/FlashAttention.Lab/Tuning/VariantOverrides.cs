@@ -11,6 +11,7 @@ namespace FlashAttention.Lab.Tuning;
 ///   pp/nopp ping-pong, own/alias/o2 O's staging (own buffer, Q's buffer, two passes), qregs/noqregs Q in registers;</item>
 /// <item>backward, <c>FLASHATTN_BWD_CONFIG="128:s3,keys;64:m64"</c>: sN stages, keys/columns how dQ is split, bulk/atomic
 ///   how it is added, overlapdv/nooverlapdv, splitsdp/nosplitsdp (d256), m64/m128 queries per step (m128: d64);</item>
+/// <item>the FP8 quantiser, <c>FLASHATTN_QUANTIZER_CONFIG="64:jobs"</c>: resident (persistent CTAs) or jobs (a CTA per job);</item>
 /// <item>decode, <c>FLASHATTN_DECODE_CONFIG="128:n128,s2,c1;256:qregs"</c>: nN keys per block, sN K/V stages, cN CTAs per
 ///   SM, qregs/qsmem where Q lives.</item>
 /// </list>
@@ -22,6 +23,17 @@ internal static class VariantOverrides
     public const string BackwardVariable = "FLASHATTN_BWD_CONFIG";
     public const string Fp8Variable = "FLASHATTN_FP8_CONFIG";
     public const string DecodeVariable = "FLASHATTN_DECODE_CONFIG";
+    public const string QuantizerVariable = "FLASHATTN_QUANTIZER_CONFIG";
+
+    /// <summary>The FP8 quantiser, <c>FLASHATTN_QUANTIZER_CONFIG="64:jobs;256:resident"</c>: persistent CTAs or a CTA per job.</summary>
+    internal static Dictionary<int, QuantizerShape> ParseQuantizer(string? text) => Parse(text, QuantizerVariable, Fp8Variants.Quantizer,
+        (v, f) => f switch
+        {
+            "resident" => v with { Resident = true },
+            "jobs" => v with { Resident = false },
+            _ => null,
+        },
+        (_, _) => { });
 
     /// <summary>FP8, <c>FLASHATTN_FP8_CONFIG="128:n256,pe4;256:q1,own"</c>: nN keys per block, sN stages, qN Q buffers, peK one column group in K with polynomial exponentials (pe0: none), w2/w3 consumer warpgroups, pp/nopp, own/o2.</summary>
     internal static Dictionary<int, Fp8Variant> ParseFp8(string? text) => Parse(text, Fp8Variable, Fp8Variants.For,

@@ -103,7 +103,7 @@ public sealed class KernelBuildTests
             .Concat(backward.Select(v => Check(v.NameExpression(DataType.BFloat16), v.SharedMemoryBytes, "bwd " + v)))
             .Concat(Fp8Variants.HeadDims.Select(Fp8Variants.For).Select(v => Check(v.NameExpression(DataType.BFloat16), v.SharedMemoryBytes, "fp8 " + v)))
             .Concat(decode.Select(v => Check(v.NameExpression(DataType.BFloat16), v.SharedMemoryBytes, "decode " + v)))
-            .Concat(Fp8Variants.HeadDims.Select(d => new QuantizerShape(d, Fp8Variants.KeyBlock))
+            .Concat(Fp8Variants.HeadDims.Select(Fp8Variants.Quantizer)
                 .Select(q => $"static_assert({q.ConfigExpression}::kSmemBytes == {q.SharedMemoryBytes} && {q.ConfigExpression}::kThreads == {q.Threads} && " +
                              $"{q.ConfigExpression}::kCtasPerSm == {q.CtasPerSm}, \"quantiser {q}: the C# shape disagrees\");"))
             .ToList();

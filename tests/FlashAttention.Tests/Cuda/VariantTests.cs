@@ -177,6 +177,25 @@ public partial class VariantTests
     }
 
     [Fact]
+    public void The_quantiser_fills_1024_threads_per_SM_and_its_grid_follows_the_shape()
+    {
+        foreach (int d in Fp8Variants.HeadDims)
+        {
+            var q = Fp8Variants.Quantizer(d);
+            Assert.Equal(1024, q.Threads * q.CtasPerSm);  // 64 registers a thread: the register file of one SM
+            Assert.InRange(q.CtasPerSm * (q.SharedMemoryBytes + 1024), 1, 233472 - 40 * 1024);  // with the static Vᵀ tile
+            Assert.Equal(Fp8Variants.KeyBlock, q.KvBlock);
+        }
+        var shape = Fp8Variants.Quantizer(128) with { Resident = true };
+        Assert.Equal(132 * 2, shape.Grid(100_000, 132));
+        Assert.Equal(50, shape.Grid(50, 132));
+        Assert.Equal(100_000, (shape with { Resident = false }).Grid(100_000, 132));
+        Assert.False(VariantOverrides.ParseQuantizer("64:jobs")[64].Resident);
+        Assert.True(VariantOverrides.ParseQuantizer("64:jobs,resident")[64].Resident);
+        Assert.Contains("'fast'", Assert.Throws<ArgumentException>(() => VariantOverrides.ParseQuantizer("64:fast")).Message);
+    }
+
+    [Fact]
     public void Forward_overrides_start_from_the_default_and_name_what_is_wrong()
     {
         var v = VariantOverrides.ParseForward("64:w2;128:n176,s2,q1,alias,nopp,ov")[128];

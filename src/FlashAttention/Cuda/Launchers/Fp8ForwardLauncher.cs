@@ -36,8 +36,11 @@ internal static class Fp8ForwardLauncher
         long qJobs = (long)p.Batch * p.HeadsQ * ((p.SeqLenQ + plan.KvBlock - 1) / plan.KvBlock);
         long kvJobs = (long)p.Batch * p.HeadsK * plan.KvBlocks;
         long jobs = qJobs + 2 * kvJobs;
-        if (jobs > int.MaxValue)
-            throw new AttentionArgumentException("query", $"query: {jobs} quantiser jobs of {plan.KvBlock} tokens exceed the {int.MaxValue} one launch can index");
+        var shape = VariantPolicy.Current.Quantizer(p.HeadDim);
+        long grid = shape.Grid(jobs, device.MultiprocessorCount);
+        // The kernel indexes jobs two strides past its own in int arithmetic.
+        if (jobs + 2 * grid > int.MaxValue)
+            throw new AttentionArgumentException("query", $"query: {jobs} quantiser jobs of {plan.KvBlock} tokens exceed what one launch can index ({int.MaxValue} less two strides of {grid})");
         var call = new QuantizeCall
         {
             Q = Pass(q, into.Q, into.QDescale, p.SeqLenQ, p.HeadsQ, plan.QBlocks, plan.QBlock, 0, incoherent, signs),
@@ -45,9 +48,7 @@ internal static class Fp8ForwardLauncher
             V = Pass(v, into.Vt, into.VDescale, p.SeqLenK, p.HeadsK, plan.KvBlocks, plan.KvBlock, plan.KeysPadded, false, signs),
             QJobs = (int)qJobs, KvJobs = (int)kvJobs,
         };
-        var shape = new QuantizerShape(p.HeadDim, plan.KvBlock);
         var entry = KernelCatalog.QuantizeEntry(p.Type, p.HeadDim, plan.KvBlock);
-        int grid = (int)Math.Min(jobs, (long)device.MultiprocessorCount * shape.CtasPerSm);
         var config = new LaunchConfig(new Dim3((uint)grid, 1, 1), shape.Threads, shape.SharedMemoryBytes, stream);
         Compiler.KernelModuleCache.For(device).GetKernel(entry.Spec, entry.NameExpression).Launch(config, new KernelArguments().Add(call));
     }

@@ -29,6 +29,9 @@ internal static class Fp8Variants
     /// </summary>
     public const int KeyBlock = 128;
 
+    /// <summary>The quantiser's launch at a head dim (see <see cref="QuantizerShape"/>).</summary>
+    public static QuantizerShape Quantizer(int headDim) => new(headDim, KeyBlock, Resident: true);
+
     /// <summary>Tokens per CTA of the plain transpose of a caller's E4M3 V (which has no descales).</summary>
     public const int TransposeBlock = 64;
 }
@@ -36,13 +39,16 @@ internal static class Fp8Variants
 /// <summary>
 /// The quantiser's launch shape (the C# twin of <c>fa::QuantizeConfig</c>, fp8/fp8_quantize.cu; KernelBuildTests checks the
 /// size against it): a CTA of 32 elements a thread over one K/V descale block, 1024 threads per SM, two stages of every
-/// thread's four 16-byte pieces and the rotation's sign masks in dynamic shared memory.
+/// thread's four 16-byte pieces and the rotation's sign masks in dynamic shared memory. <paramref name="Resident"/>:
+/// as many CTAs as fit at once, each walking every G-th job with the next one's copies in flight; else a CTA per job.
 /// </summary>
-internal readonly record struct QuantizerShape(int HeadDim, int KvBlock)
+internal sealed record QuantizerShape(int HeadDim, int KvBlock, bool Resident)
 {
     public int Threads => KvBlock * HeadDim / 32;
     public int CtasPerSm => 32768 / (KvBlock * HeadDim);
     public int SharedMemoryBytes => 2 * Threads * 64 + 2 * HeadDim;
     /// <summary>The name of its config in the header, for the size check.</summary>
     public string ConfigExpression => $"fa::QuantizeConfig<{HeadDim}, {KvBlock}>";
+    /// <summary>CTAs of a launch over <paramref name="jobs"/> jobs on <paramref name="multiprocessors"/> SMs.</summary>
+    public long Grid(long jobs, int multiprocessors) => Resident ? Math.Min(jobs, (long)multiprocessors * CtasPerSm) : jobs;
 }

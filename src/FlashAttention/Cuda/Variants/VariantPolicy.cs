@@ -36,6 +36,8 @@ internal class VariantPolicy
 
     /// <summary>The FP8 forward variant for a head dim.</summary>
     public virtual Fp8Variant Fp8(int headDim) => Fp8Variants.For(headDim);
+    /// <summary>The FP8 quantiser's launch for a head dim.</summary>
+    public virtual QuantizerShape Quantizer(int headDim) => Fp8Variants.Quantizer(headDim);
     /// <summary>The decode variant for a head dim (KV-cache attention and the forward's decode-shaped calls).</summary>
     public virtual DecodeVariant Decode(int headDim) => DecodeVariants.For(headDim);
 

@@ -364,36 +364,32 @@ __device__ __forceinline__ void quantize_job_from(const QuantizeCall& c, const Q
   else quantize_vt<E, kD, kKvBlock>(c.v, j.tile, j.h, j.b, stage, parity);
 }
 
-// Persistent: CTA i takes jobs i, i + G, i + 2G, … (G = gridDim.x), the next one's copies in flight during each.
+// Persistent: CTA i takes jobs i, i + G, i + 2G, … (G = gridDim.x), the next one's copies in flight during each. Thread 0
+// decodes the jobs two ahead into a ring of three slots, so that the other warps spend no divisions on them: slot
+// t + 2 is written in step t after the barrier of job t − 1, whose readers are done with it (every thread reads its
+// job's slot before that job's first barrier), and read in steps t + 1 and t + 2, after step t's barrier.
 template <typename E, int kD, int kKvBlock>
 __global__ void __launch_bounds__(QuantizeConfig<kD, kKvBlock>::kThreads, QuantizeConfig<kD, kKvBlock>::kCtasPerSm)
 fp8_quantize_qkv(const __grid_constant__ QuantizeCall c) {
   using Cfg = QuantizeConfig<kD, kKvBlock>;
   extern __shared__ __align__(16) uint8_t smem_raw[];
+  __shared__ QuantizeJob slot[3];
   const uint32_t smem = smem_u32(smem_raw), signs = smem + Cfg::kOffSigns;
-  // The decoded job of each stage, kept in shared memory rather than in registers across the next job's work: thread 0
-  // writes it when the copies are issued, and every thread reads it after at least one barrier (the previous job's).
-  __shared__ QuantizeJob stage_job[2];
-  const int jobs = c.q_jobs + 2 * c.kv_jobs;
-  if ((int)blockIdx.x < jobs) {
-    const QuantizeJob first = decode_job<kKvBlock>(c, blockIdx.x);
-    fetch_job<kD, kKvBlock>(c, first, smem);
-    if (threadIdx.x == 0) stage_job[0] = first;
+  const int jobs = c.q_jobs + 2 * c.kv_jobs, first = blockIdx.x, stride = gridDim.x;
+  if (threadIdx.x == 0) {
+    if (first < jobs) slot[0] = decode_job<kKvBlock>(c, first);
+    if (first + stride < jobs) slot[1] = decode_job<kKvBlock>(c, first + stride);
   }
-  cp_async_commit();
   write_sign_masks<kD>(c.q.signs, signs);
   block_sync();
-  for (int t = 0; blockIdx.x + t * gridDim.x < jobs; ++t) {
-    // The job index is recomputed from t (uniform, cheap) rather than carried: across a job's work every register counts.
-    const int next = blockIdx.x + (t + 1) * gridDim.x;
-    if (next < jobs) {
-      const QuantizeJob following = decode_job<kKvBlock>(c, next);
-      fetch_job<kD, kKvBlock>(c, following, smem + ((t + 1) & 1) * Cfg::kStageBytes);
-      if (threadIdx.x == 0) stage_job[(t + 1) & 1] = following;
-    }
+  if (first < jobs) fetch_job<kD, kKvBlock>(c, slot[0], smem);
+  cp_async_commit();
+  for (int t = 0; first + t * stride < jobs; ++t) {
+    if (threadIdx.x == 0 && first + (t + 2) * stride < jobs) slot[(t + 2) % 3] = decode_job<kKvBlock>(c, first + (t + 2) * stride);
+    if (first + (t + 1) * stride < jobs) fetch_job<kD, kKvBlock>(c, slot[(t + 1) % 3], smem + ((t + 1) & 1) * Cfg::kStageBytes);
     cp_async_commit();
     cp_async_wait<1>();
-    const QuantizeJob current = stage_job[t & 1];
+    const QuantizeJob current = slot[t % 3];
     quantize_job_from<E, kD, kKvBlock>(c, current, smem + (t & 1) * Cfg::kStageBytes, signs, t & 1);
   }
 }
