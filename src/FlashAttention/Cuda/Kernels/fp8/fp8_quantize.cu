@@ -364,10 +364,11 @@ __device__ __forceinline__ void quantize_job_from(const QuantizeCall& c, const Q
   else quantize_vt<E, kD, kKvBlock>(c.v, j.tile, j.h, j.b, stage, parity);
 }
 
-// Persistent: CTA i takes jobs i, i + G, i + 2G, … (G = gridDim.x), the next one's copies in flight during each. Thread 0
-// decodes the jobs two ahead into a ring of three slots, so that the other warps spend no divisions on them: slot
-// t + 2 is written in step t after the barrier of job t − 1, whose readers are done with it (every thread reads its
-// job's slot before that job's first barrier), and read in steps t + 1 and t + 2, after step t's barrier.
+// Persistent: CTA i takes jobs i, i + G, i + 2G, … (G = gridDim.x), the next one's copies in flight during each. Every
+// thread decodes the next job for its own copies (the divisions hide behind the current job's work; thread 0 alone
+// doing them two jobs ahead put their latency on every job's barrier: call 8, bench/results/2026-12-06-h100), and thread
+// 0 keeps it in a ring of three slots for the job's own step, which reads it by reference: slot (t + 1) % 3 is written
+// in step t, after job t − 1's barrier, which every thread reaches only when done with job t − 2, the slot's last user.
 template <typename E, int kD, int kKvBlock>
 __global__ void __launch_bounds__(QuantizeConfig<kD, kKvBlock>::kThreads, QuantizeConfig<kD, kKvBlock>::kCtasPerSm)
 fp8_quantize_qkv(const __grid_constant__ QuantizeCall c) {
@@ -376,21 +377,24 @@ fp8_quantize_qkv(const __grid_constant__ QuantizeCall c) {
   __shared__ QuantizeJob slot[3];
   const uint32_t smem = smem_u32(smem_raw), signs = smem + Cfg::kOffSigns;
   const int jobs = c.q_jobs + 2 * c.kv_jobs, first = blockIdx.x, stride = gridDim.x;
-  if (threadIdx.x == 0) {
-    if (first < jobs) slot[0] = decode_job<kKvBlock>(c, first);
-    if (first + stride < jobs) slot[1] = decode_job<kKvBlock>(c, first + stride);
+  if (first < jobs) {
+    const QuantizeJob job = decode_job<kKvBlock>(c, first);
+    fetch_job<kD, kKvBlock>(c, job, smem);
+    if (threadIdx.x == 0) slot[0] = job;
   }
+  cp_async_commit();
   write_sign_masks<kD>(c.q.signs, signs);
   block_sync();
-  if (first < jobs) fetch_job<kD, kKvBlock>(c, slot[0], smem);
-  cp_async_commit();
+  // The job index is recomputed from t rather than carried: across a job's work every register counts.
   for (int t = 0; first + t * stride < jobs; ++t) {
-    if (threadIdx.x == 0 && first + (t + 2) * stride < jobs) slot[(t + 2) % 3] = decode_job<kKvBlock>(c, first + (t + 2) * stride);
-    if (first + (t + 1) * stride < jobs) fetch_job<kD, kKvBlock>(c, slot[(t + 1) % 3], smem + ((t + 1) & 1) * Cfg::kStageBytes);
+    if (first + (t + 1) * stride < jobs) {
+      const QuantizeJob following = decode_job<kKvBlock>(c, first + (t + 1) * stride);
+      fetch_job<kD, kKvBlock>(c, following, smem + ((t + 1) & 1) * Cfg::kStageBytes);
+      if (threadIdx.x == 0) slot[(t + 1) % 3] = following;
+    }
     cp_async_commit();
     cp_async_wait<1>();
-    const QuantizeJob current = slot[t % 3];
-    quantize_job_from<E, kD, kKvBlock>(c, current, smem + (t & 1) * Cfg::kStageBytes, signs, t & 1);
+    quantize_job_from<E, kD, kKvBlock>(c, slot[t % 3], smem + (t & 1) * Cfg::kStageBytes, signs, t & 1);
   }
 }
 
