@@ -106,6 +106,7 @@ internal sealed unsafe class CudaKernel
     // tools such as compute-sanitizer report, so we never ask past the arguments a launch passes.
     private readonly System.Collections.Concurrent.ConcurrentDictionary<int, int[]?> _parameterSizes = new();
     private int _dynamicSharedLimit = -1; // what MAX_DYNAMIC_SHARED_SIZE_BYTES was last set to; -1 = untouched
+    private volatile bool _largestCarveout;
 
     internal CudaKernel(CudaModule module, nint handle, string loweredName, string displayName)
     {
@@ -168,6 +169,17 @@ internal sealed unsafe class CudaKernel
     {
         SetAttribute(CuFunctionAttribute.MaxDynamicSharedSizeBytes, bytes);
         _dynamicSharedLimit = bytes;
+    }
+
+    /// <summary>
+    /// Asks for the SM's largest shared-memory carveout (once per kernel): a kernel whose several CTAs per SM together
+    /// need more than the driver's default choice may otherwise run with fewer of them resident.
+    /// </summary>
+    public void PreferLargestSharedMemoryCarveout()
+    {
+        if (_largestCarveout) return;
+        SetAttribute(CuFunctionAttribute.PreferredSharedMemoryCarveout, 100);
+        _largestCarveout = true;
     }
 
     /// <summary>How many blocks of this kernel fit on one SM (cuOccupancyMaxActiveBlocksPerMultiprocessor).</summary>

@@ -111,7 +111,8 @@ internal static class FlashDecodeLauncher
         var entry = KernelCatalog.DecodeEntry(p.Type, variant);
         var cache = Compiler.KernelModuleCache.For(device);
         var kernel = cache.GetKernel(entry.Main.Spec, entry.Main.NameExpression);
-        if (variant.CtasPerSm > 1) PreferSharedMemory(kernel);
+        // Two CTAs of about 100 KB each need the largest carveout; the driver's default may pick one that holds only one.
+        if (variant.CtasPerSm > 1) kernel.PreferLargestSharedMemoryCarveout();
         var arguments = new KernelArguments()
             .Add(args)
             .Add(cacheArgs)
@@ -120,17 +121,6 @@ internal static class FlashDecodeLauncher
         long grid = (long)p.Batch * p.HeadsK * mBlocks * splits;
         bool dependent = policy.DecodeProgrammaticLaunch;
         kernel.Launch(new LaunchConfig((int)grid, DecodeVariant.Threads, variant.SharedMemoryBytes, stream, ProgrammaticDependency: dependent), arguments);
-    }
-
-    // Two CTAs of about 100 KB each need the SM's largest shared-memory carveout; the driver's default may pick a smaller
-    // one that holds only one. Set once per kernel.
-    private static readonly ConcurrentDictionary<nint, bool> CarveoutSet = new();
-
-    private static void PreferSharedMemory(CudaKernel kernel)
-    {
-        if (CarveoutSet.ContainsKey(kernel.Handle)) return;
-        kernel.SetAttribute(CuFunctionAttribute.PreferredSharedMemoryCarveout, 100);
-        CarveoutSet[kernel.Handle] = true;
     }
 
     /// <summary>The checked mode: the check kernel, a synchronisation, and the first violation as an exception.</summary>

@@ -50,7 +50,10 @@ internal static class Fp8ForwardLauncher
         };
         var entry = KernelCatalog.QuantizeEntry(p.Type, p.HeadDim, plan.KvBlock);
         var config = new LaunchConfig(new Dim3((uint)grid, 1, 1), shape.Threads, shape.SharedMemoryBytes, stream);
-        Compiler.KernelModuleCache.For(device).GetKernel(entry.Spec, entry.NameExpression).Launch(config, new KernelArguments().Add(call));
+        var kernel = Compiler.KernelModuleCache.For(device).GetKernel(entry.Spec, entry.NameExpression);
+        // 1024 threads' two stages fill about 165 KB per SM, past the driver's usual choice of carveout.
+        kernel.PreferLargestSharedMemoryCarveout();
+        kernel.Launch(config, new KernelArguments().Add(call));
     }
 
     /// <summary>The FP8 kernel on operands the quantiser wrote.</summary>
