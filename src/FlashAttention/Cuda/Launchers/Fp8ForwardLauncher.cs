@@ -48,11 +48,11 @@ internal static class Fp8ForwardLauncher
             V = Pass(v, into.Vt, into.VDescale, p.SeqLenK, p.HeadsK, plan.KvBlocks, plan.KvBlock, plan.KeysPadded, false, signs),
             QJobs = (int)qJobs, KvJobs = (int)kvJobs,
         };
-        var entry = KernelCatalog.QuantizeEntry(p.Type, p.HeadDim, plan.KvBlock);
+        var entry = KernelCatalog.QuantizeEntry(p.Type, shape);
         var config = new LaunchConfig(new Dim3((uint)grid, 1, 1), shape.Threads, shape.SharedMemoryBytes, stream);
         var kernel = Compiler.KernelModuleCache.For(device).GetKernel(entry.Spec, entry.NameExpression);
-        // 1024 threads' two stages fill about 165 KB per SM, past the driver's usual choice of carveout.
-        kernel.PreferLargestSharedMemoryCarveout();
+        // Resident, 1024 threads' two stages fill about 165 KB per SM, past the driver's usual choice of carveout.
+        if (shape.Resident) kernel.PreferLargestSharedMemoryCarveout();
         kernel.Launch(config, new KernelArguments().Add(call));
     }
 

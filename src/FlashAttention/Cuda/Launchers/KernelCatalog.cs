@@ -69,7 +69,7 @@ internal static class KernelCatalog
             foreach (var type in KernelTypes)
             {
                 yield return Fp8Entry(policy.Fp8(d), type);
-                yield return QuantizeEntry(type, d, Fp8Variants.KeyBlock);
+                yield return QuantizeEntry(type, policy.Quantizer(d));
             }
             yield return TransposeVtEntry(d);
         }
@@ -87,10 +87,10 @@ internal static class KernelCatalog
     public static Entry Fp8Entry(Fp8Variant v, DataType output)
         => NamedEntry(Fp8Source, $"fp8 e4m3→{DataTypes.ShortName(output)} {v}", v.NameExpression(output));
 
-    /// <summary>The quantiser of a bf16/fp16 call's Q, K and V in one launch, <paramref name="kvBlock"/> keys per K/V descale.</summary>
-    public static Entry QuantizeEntry(DataType type, int headDim, int kvBlock)
-        => NamedEntry(QuantizeSource, $"fp8-quantize {DataTypes.ShortName(type)} d{headDim} kv-block {kvBlock}",
-            $"fa::fp8_quantize_qkv<{KernelNames.ElementTag(type)}, {headDim}, {kvBlock}>");
+    /// <summary>The quantiser of a bf16/fp16 call's Q, K and V in one launch, in the given shape.</summary>
+    public static Entry QuantizeEntry(DataType type, QuantizerShape shape)
+        => NamedEntry(QuantizeSource, $"fp8-quantize {DataTypes.ShortName(type)} d{shape.HeadDim} kv-block {shape.KvBlock}{(shape.Resident ? " resident" : " per-job")}",
+            shape.NameExpression(KernelNames.ElementTag(type)));
 
     /// <summary>The transposer of a caller's E4M3 V into the FP8 kernel's Vᵀ layout.</summary>
     public static Entry TransposeVtEntry(int headDim)

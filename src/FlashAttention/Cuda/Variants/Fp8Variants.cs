@@ -39,16 +39,19 @@ internal static class Fp8Variants
 /// <summary>
 /// The quantiser's launch shape (the C# twin of <c>fa::QuantizeConfig</c>, fp8/fp8_quantize.cu; KernelBuildTests checks the
 /// size against it): a CTA of 32 elements a thread over one K/V descale block, 1024 threads per SM, two stages of every
-/// thread's four 16-byte pieces and the rotation's sign masks in dynamic shared memory. <paramref name="Resident"/>:
-/// as many CTAs as fit at once, each walking every G-th job with the next one's copies in flight; else a CTA per job.
+/// thread's four 16-byte pieces (Resident) and the rotation's sign masks in dynamic shared memory. <paramref name="Resident"/>:
+/// as many CTAs as fit at once, each walking every G-th job with the next one's copies in flight; else a CTA per job,
+/// its pieces loaded straight into registers.
 /// </summary>
 internal sealed record QuantizerShape(int HeadDim, int KvBlock, bool Resident)
 {
     public int Threads => KvBlock * HeadDim / 32;
     public int CtasPerSm => 32768 / (KvBlock * HeadDim);
-    public int SharedMemoryBytes => 2 * Threads * 64 + 2 * HeadDim;
+    public int SharedMemoryBytes => (Resident ? 2 * Threads * 64 : 0) + 2 * HeadDim;
     /// <summary>The name of its config in the header, for the size check.</summary>
-    public string ConfigExpression => $"fa::QuantizeConfig<{HeadDim}, {KvBlock}>";
+    public string ConfigExpression => $"fa::QuantizeConfig<{HeadDim}, {KvBlock}, {(Resident ? "true" : "false")}>";
+    /// <summary>The NVRTC name expression of its kernel for an input type tag (fa::bf16_t, fa::half_t).</summary>
+    public string NameExpression(string elementTag) => $"fa::fp8_quantize_qkv<{elementTag}, {HeadDim}, {KvBlock}, {(Resident ? "true" : "false")}>";
     /// <summary>CTAs of a launch over <paramref name="jobs"/> jobs on <paramref name="multiprocessors"/> SMs.</summary>
     public long Grid(long jobs, int multiprocessors) => Resident ? Math.Min(jobs, (long)multiprocessors * CtasPerSm) : jobs;
 }

@@ -34,17 +34,18 @@ struct QuantizeParams {
 // descale block's largest magnitude is reduced inside one CTA: no CTA waits on another.
 constexpr int kQBlockTokens = 64;  // Q's descale block: one consumer warpgroup's rows in the FP8 kernel
 
-// The quantiser of a bf16/fp16 call: persistent CTAs of kThreads threads (a K/V descale block of kKvBlock tokens, 32
-// elements a thread), each walking its jobs through a two-stage ring in shared memory. Every thread copies (cp.async)
-// exactly the four 16-byte pieces it later reads, so a stage needs no barrier between its copy and its use: the next
-// job's bytes travel while the current job computes. 1024 threads per SM at 64 registers each.
-template <int kD, int kKvBlock>
+// The quantiser of a bf16/fp16 call: CTAs of kThreads threads (a K/V descale block of kKvBlock tokens, 32 elements a
+// thread), 1024 threads per SM at 64 registers each. Resident (kResident): as many CTAs as fit at once, each walking
+// every G-th job through a two-stage ring in shared memory; every thread copies (cp.async) exactly the four 16-byte
+// pieces it later reads, so a stage needs no barrier between its copy and its use, and the next job's bytes travel
+// while the current job computes. Else a CTA per job, its pieces loaded straight into registers.
+template <int kD, int kKvBlock, bool kResident>
 struct QuantizeConfig {
   static constexpr int kThreads = kKvBlock * kD / 32;
   static constexpr int kCtasPerSm = 32768 / (kKvBlock * kD);
-  static constexpr int kStageBytes = kThreads * 64;          // four 16-byte pieces a thread
-  static constexpr int kOffSigns = 2 * kStageBytes;          // the Hadamard signs as packed-pair masks: kD/2 words
-  static constexpr int kSmemBytes = kOffSigns + kD * 2;      // dynamic; Vᵀ's staging tile is static
+  static constexpr int kStageBytes = kThreads * 64;                   // four 16-byte pieces a thread
+  static constexpr int kOffSigns = kResident ? 2 * kStageBytes : 0;   // the Hadamard signs as packed-pair masks: kD/2 words
+  static constexpr int kSmemBytes = kOffSigns + kD * 2;               // dynamic; Vᵀ's staging tile is static
   static_assert(kKvBlock % kQBlockTokens == 0 && kKvBlock * kD <= 32768, "a CTA of at most 1024 threads holds whole Q blocks");
 };
 
@@ -139,30 +140,47 @@ __device__ __forceinline__ float block_amax(float amax, int parity) {
 }
 
 // ---- Q and K rows ---------------------------------------------------------------------------------------------
-// Copies this thread's pieces of the kTokens-token tile `tile` of (head h, batch b) into a stage; tokens past the
-// sequence are zeros.
+// Where this thread's four pieces of the kTokens-token tile `tile` of (head h, batch b) live; tokens past the sequence
+// read as zeros.
 template <int kD, int kTokens>
-__device__ __forceinline__ void fetch_rows(const QuantizeParams& q, int tile, int h, int b, uint32_t stage) {
-  constexpr int kLanes = kD / 32, kThreads = kTokens * kLanes;
-  const int part = threadIdx.x % kLanes, s = tile * kTokens + (int)threadIdx.x / kLanes;
-  const bool valid = s < q.seqlen;
-  const uint4_t* row = reinterpret_cast<const uint4_t*>(reinterpret_cast<const uint16_t*>(q.src) + b * q.src_stride_b +
-                                                        (int64_t)(valid ? s : 0) * q.src_stride_s + h * q.src_stride_h);
+struct RowPieces {
+  static constexpr int kLanes = kD / 32;
+  const uint4_t* row;
+  bool valid;
+  int part;
+  __device__ __forceinline__ RowPieces(const QuantizeParams& q, int tile, int h, int b) {
+    part = threadIdx.x % kLanes;
+    const int s = tile * kTokens + (int)threadIdx.x / kLanes;
+    valid = s < q.seqlen;
+    row = reinterpret_cast<const uint4_t*>(reinterpret_cast<const uint16_t*>(q.src) + b * q.src_stride_b + (int64_t)(valid ? s : 0) * q.src_stride_s +
+                                           h * q.src_stride_h);
+  }
+  __device__ __forceinline__ const uint4_t* at(int j) const { return row + j * kLanes + part; }
+  __device__ __forceinline__ void copy_to(uint32_t stage) const {
 #pragma unroll
-  for (int j = 0; j < 4; ++j) cp_async_16(stage_piece<kThreads>(stage, j), row + j * kLanes + part, valid);
+    for (int j = 0; j < 4; ++j) cp_async_16(stage_piece<kTokens * kLanes>(stage, j), at(j), valid);
+  }
+  __device__ __forceinline__ void load(uint4_t (&w)[4]) const {
+#pragma unroll
+    for (int j = 0; j < 4; ++j) w[j] = valid ? *at(j) : uint4_t{0u, 0u, 0u, 0u};
+  }
+};
+
+// Four pieces of a stage into registers.
+template <int kThreads>
+__device__ __forceinline__ void load_stage(uint32_t stage, uint4_t (&w)[4]) {
+#pragma unroll
+  for (int j = 0; j < 4; ++j) w[j] = ld_shared_v4_u32(stage_piece<kThreads>(stage, j));
 }
 
-// The tile's rows from the stage: rotated (signs, then the Hadamard transform) when the pass asks, each kBlock-token
-// descale block's descale, and the E4M3 codes.
+// The tile's rows from this thread's pieces `w`: rotated (signs, then the Hadamard transform) when the pass asks, each
+// kBlock-token descale block's descale, and the E4M3 codes.
 template <typename E, int kD, int kTokens, int kBlock>
-__device__ __forceinline__ void quantize_rows(const QuantizeParams& q, int tile, int h, int b, uint32_t stage, uint32_t signs, int parity) {
+__device__ __forceinline__ void quantize_rows(const QuantizeParams& q, int tile, int h, int b, uint4_t (&w)[4], uint32_t signs, int parity) {
   constexpr int kLanes = kD / 32, kThreads = kTokens * kLanes, kGroups = kTokens / kBlock;
   static_assert(kTokens % kBlock == 0, "a CTA holds whole descale blocks");
   const int part = threadIdx.x % kLanes, token = threadIdx.x / kLanes;
   const int s = tile * kTokens + token;
-  uint4_t w[4];
-#pragma unroll
-  for (int j = 0; j < 4; ++j) w[j] = ld_shared_v4_u32(stage_piece<kThreads>(stage, j));
   float x[32];
   if (q.rotate) {
 #pragma unroll
@@ -246,33 +264,43 @@ __device__ __forceinline__ void write_vt(const QuantizeParams& q, int key_tile, 
   }
 }
 
-// Copies this thread's pieces of V's key tile `key_tile` of (head h, batch b) into a stage; keys past the sequence are zeros.
+// Where this thread's four pieces of V's key tile `key_tile` of (head h, batch b) live (piece j: key t.key(j)); keys
+// past the sequence read as zeros.
 template <int kD, int kTokens>
-__device__ __forceinline__ void fetch_vt(const QuantizeParams& q, int key_tile, int h, int b, uint32_t stage) {
-  constexpr int kThreads = kTokens * kD / 32;
-  const VtThread<kD, kTokens> t;
+struct VtPieces {
+  const uint4_t* src[4];
+  bool valid[4];
+  __device__ __forceinline__ VtPieces(const QuantizeParams& q, int key_tile, int h, int b, const VtThread<kD, kTokens>& t) {
 #pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    const int s = key_tile * kTokens + t.key(j);
-    const bool valid = s < q.seqlen;
-    const uint16_t* src = reinterpret_cast<const uint16_t*>(q.src) + b * q.src_stride_b + (int64_t)(valid ? s : 0) * q.src_stride_s + h * q.src_stride_h;
-    cp_async_16(stage_piece<kThreads>(stage, j), reinterpret_cast<const uint4_t*>(src) + t.chunk, valid);
+    for (int j = 0; j < 4; ++j) {
+      const int s = key_tile * kTokens + t.key(j);
+      valid[j] = s < q.seqlen;
+      src[j] = reinterpret_cast<const uint4_t*>(reinterpret_cast<const uint16_t*>(q.src) + b * q.src_stride_b + (int64_t)(valid[j] ? s : 0) * q.src_stride_s +
+                                                h * q.src_stride_h) + t.chunk;
+    }
   }
-}
+  __device__ __forceinline__ void copy_to(uint32_t stage) const {
+#pragma unroll
+    for (int j = 0; j < 4; ++j) cp_async_16(stage_piece<kTokens * kD / 32>(stage, j), src[j], valid[j]);
+  }
+  __device__ __forceinline__ void load(uint4_t (&w)[4]) const {
+#pragma unroll
+    for (int j = 0; j < 4; ++j) w[j] = valid[j] ? *src[j] : uint4_t{0u, 0u, 0u, 0u};
+  }
+};
 
-// The key tile from the stage: its descale and its codes into Vᵀ.
+// The key tile from this thread's pieces `w`: its descale and its codes into Vᵀ.
 template <typename E, int kD, int kTokens>
-__device__ __forceinline__ void quantize_vt(const QuantizeParams& q, int key_tile, int h, int b, uint32_t stage, int parity) {
+__device__ __forceinline__ void quantize_vt(const QuantizeParams& q, int key_tile, int h, int b, const uint4_t (&w)[4], int parity) {
   constexpr int kThreads = kTokens * kD / 32;
   const VtThread<kD, kTokens> t;
   float x[4][8];
 #pragma unroll
   for (int j = 0; j < 4; ++j) {
-    const uint4_t v = ld_shared_v4_u32(stage_piece<kThreads>(stage, j));
-    unpack2<E>(v.x, x[j][0], x[j][1]);
-    unpack2<E>(v.y, x[j][2], x[j][3]);
-    unpack2<E>(v.z, x[j][4], x[j][5]);
-    unpack2<E>(v.w, x[j][6], x[j][7]);
+    unpack2<E>(w[j].x, x[j][0], x[j][1]);
+    unpack2<E>(w[j].y, x[j][2], x[j][3]);
+    unpack2<E>(w[j].z, x[j][4], x[j][5]);
+    unpack2<E>(w[j].w, x[j][6], x[j][7]);
   }
   float amax = 0.f;
 #pragma unroll
@@ -351,50 +379,81 @@ __device__ __forceinline__ QuantizeJob decode_job(const QuantizeCall& c, int job
   return QuantizeJob{pass, index % tiles, (index / tiles) % heads, index / (tiles * heads)};
 }
 
+// The job's pieces: copied into a stage (Resident), or loaded into registers.
 template <int kD, int kKvBlock>
 __device__ __forceinline__ void fetch_job(const QuantizeCall& c, const QuantizeJob& j, uint32_t stage) {
-  if (j.pass == 2) fetch_vt<kD, kKvBlock>(c.v, j.tile, j.h, j.b, stage);
-  else fetch_rows<kD, kKvBlock>(j.pass == 0 ? c.q : c.k, j.tile, j.h, j.b, stage);
+  if (j.pass == 2) VtPieces<kD, kKvBlock>(c.v, j.tile, j.h, j.b, VtThread<kD, kKvBlock>()).copy_to(stage);
+  else RowPieces<kD, kKvBlock>(j.pass == 0 ? c.q : c.k, j.tile, j.h, j.b).copy_to(stage);
 }
 
-template <typename E, int kD, int kKvBlock>
-__device__ __forceinline__ void quantize_job_from(const QuantizeCall& c, const QuantizeJob& j, uint32_t stage, uint32_t signs, int parity) {
-  if (j.pass == 0) quantize_rows<E, kD, kKvBlock, kQBlockTokens>(c.q, j.tile, j.h, j.b, stage, signs, parity);
-  else if (j.pass == 1) quantize_rows<E, kD, kKvBlock, kKvBlock>(c.k, j.tile, j.h, j.b, stage, signs, parity);
-  else quantize_vt<E, kD, kKvBlock>(c.v, j.tile, j.h, j.b, stage, parity);
+template <int kD, int kKvBlock>
+__device__ __forceinline__ void load_job(const QuantizeCall& c, const QuantizeJob& j, uint4_t (&w)[4]) {
+  if (j.pass == 2) VtPieces<kD, kKvBlock>(c.v, j.tile, j.h, j.b, VtThread<kD, kKvBlock>()).load(w);
+  else RowPieces<kD, kKvBlock>(j.pass == 0 ? c.q : c.k, j.tile, j.h, j.b).load(w);
 }
 
-// Persistent: CTA i takes jobs i, i + G, i + 2G, … (G = gridDim.x), the next one's copies in flight during each. Every
+// The job from its pieces, which `load(w)` puts in registers (from a stage, or from global memory) inside each pass's
+// branch, so that they are live no longer than the pass needs them.
+template <typename E, int kD, int kKvBlock, class Load>
+__device__ __forceinline__ void quantize_job_from(const QuantizeCall& c, const QuantizeJob& j, const Load& load, uint32_t signs, int parity) {
+  uint4_t w[4];
+  if (j.pass == 0) {
+    load(w);
+    quantize_rows<E, kD, kKvBlock, kQBlockTokens>(c.q, j.tile, j.h, j.b, w, signs, parity);
+  } else if (j.pass == 1) {
+    load(w);
+    quantize_rows<E, kD, kKvBlock, kKvBlock>(c.k, j.tile, j.h, j.b, w, signs, parity);
+  } else {
+    load(w);
+    quantize_vt<E, kD, kKvBlock>(c.v, j.tile, j.h, j.b, w, parity);
+  }
+}
+
+// Resident: CTA i takes jobs i, i + G, i + 2G, … (G = gridDim.x), the next one's copies in flight during each. Every
 // thread decodes the next job for its own copies (the divisions hide behind the current job's work; thread 0 alone
 // doing them two jobs ahead put their latency on every job's barrier: call 8, bench/results/2026-12-06-h100), and thread
 // 0 keeps it in a ring of three slots for the job's own step, which reads it by reference: slot (t + 1) % 3 is written
 // in step t, after job t − 1's barrier, which every thread reaches only when done with job t − 2, the slot's last user.
-template <typename E, int kD, int kKvBlock>
-__global__ void __launch_bounds__(QuantizeConfig<kD, kKvBlock>::kThreads, QuantizeConfig<kD, kKvBlock>::kCtasPerSm)
+// Else: CTA i takes job i, its loads issued before the sign masks are written.
+template <typename E, int kD, int kKvBlock, bool kResident>
+__global__ void __launch_bounds__(QuantizeConfig<kD, kKvBlock, kResident>::kThreads, QuantizeConfig<kD, kKvBlock, kResident>::kCtasPerSm)
 fp8_quantize_qkv(const __grid_constant__ QuantizeCall c) {
-  using Cfg = QuantizeConfig<kD, kKvBlock>;
+  using Cfg = QuantizeConfig<kD, kKvBlock, kResident>;
   extern __shared__ __align__(16) uint8_t smem_raw[];
-  __shared__ QuantizeJob slot[3];
   const uint32_t smem = smem_u32(smem_raw), signs = smem + Cfg::kOffSigns;
-  const int jobs = c.q_jobs + 2 * c.kv_jobs, first = blockIdx.x, stride = gridDim.x;
-  if (first < jobs) {
-    const QuantizeJob job = decode_job<kKvBlock>(c, first);
-    fetch_job<kD, kKvBlock>(c, job, smem);
-    if (threadIdx.x == 0) slot[0] = job;
-  }
-  cp_async_commit();
-  write_sign_masks<kD>(c.q.signs, signs);
-  block_sync();
-  // The job index is recomputed from t rather than carried: across a job's work every register counts.
-  for (int t = 0; first + t * stride < jobs; ++t) {
-    if (first + (t + 1) * stride < jobs) {
-      const QuantizeJob following = decode_job<kKvBlock>(c, first + (t + 1) * stride);
-      fetch_job<kD, kKvBlock>(c, following, smem + ((t + 1) & 1) * Cfg::kStageBytes);
-      if (threadIdx.x == 0) slot[(t + 1) % 3] = following;
+  if constexpr (!kResident) {
+    const QuantizeJob job = decode_job<kKvBlock>(c, blockIdx.x);
+    uint4_t w[4];
+    load_job<kD, kKvBlock>(c, job, w);
+    write_sign_masks<kD>(c.q.signs, signs);
+    block_sync();
+    quantize_job_from<E, kD, kKvBlock>(c, job, [&](uint4_t(&into)[4]) {
+#pragma unroll
+      for (int i = 0; i < 4; ++i) into[i] = w[i];
+    }, signs, 0);
+  } else {
+    __shared__ QuantizeJob slot[3];
+    const int jobs = c.q_jobs + 2 * c.kv_jobs, first = blockIdx.x, stride = gridDim.x;
+    if (first < jobs) {
+      const QuantizeJob job = decode_job<kKvBlock>(c, first);
+      fetch_job<kD, kKvBlock>(c, job, smem);
+      if (threadIdx.x == 0) slot[0] = job;
     }
     cp_async_commit();
-    cp_async_wait<1>();
-    quantize_job_from<E, kD, kKvBlock>(c, slot[t % 3], smem + (t & 1) * Cfg::kStageBytes, signs, t & 1);
+    write_sign_masks<kD>(c.q.signs, signs);
+    block_sync();
+    // The job index is recomputed from t rather than carried: across a job's work every register counts.
+    for (int t = 0; first + t * stride < jobs; ++t) {
+      if (first + (t + 1) * stride < jobs) {
+        const QuantizeJob following = decode_job<kKvBlock>(c, first + (t + 1) * stride);
+        fetch_job<kD, kKvBlock>(c, following, smem + ((t + 1) & 1) * Cfg::kStageBytes);
+        if (threadIdx.x == 0) slot[(t + 1) % 3] = following;
+      }
+      cp_async_commit();
+      cp_async_wait<1>();
+      const uint32_t stage = smem + (t & 1) * Cfg::kStageBytes;
+      quantize_job_from<E, kD, kKvBlock>(c, slot[t % 3], [stage](uint4_t(&w)[4]) { load_stage<Cfg::kThreads>(stage, w); }, signs, t & 1);
+    }
   }
 }
 
