@@ -29,8 +29,13 @@ internal static class Fp8Variants
     /// </summary>
     public const int KeyBlock = 128;
 
-    /// <summary>The quantiser's launch at a head dim (see <see cref="QuantizerShape"/>).</summary>
-    public static QuantizerShape Quantizer(int headDim) => new(headDim, KeyBlock, Resident: true);
+    /// <summary>
+    /// The quantiser's launch at a head dim (see <see cref="QuantizerShape"/>). A CTA per job where the SM's 2-4 CTAs already
+    /// overlap one another's loads (d64 87-88%, d128 89-90% of the copy against 63-65% and 75-76% resident); resident at
+    /// d256, whose one 1024-thread CTA per SM otherwise waits on its own loads (77-79% against 75%; H100,
+    /// bench/results/2026-12-06-h100 call 11).
+    /// </summary>
+    public static QuantizerShape Quantizer(int headDim) => new(headDim, KeyBlock, Resident: headDim >= 256);
 
     /// <summary>Tokens per CTA of the plain transpose of a caller's E4M3 V (which has no descales).</summary>
     public const int TransposeBlock = 64;
