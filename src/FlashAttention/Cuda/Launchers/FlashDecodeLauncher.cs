@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using FlashAttention.Cuda.Variants;
 
 namespace FlashAttention.Cuda.Launchers;

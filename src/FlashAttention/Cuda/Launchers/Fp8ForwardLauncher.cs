@@ -32,15 +32,15 @@ internal static class Fp8ForwardLauncher
     {
         if (plan.SeqLenK == 0) return;
         uint[] signs = incoherent ? SignBits(p.HeadDim, hadamardSeed) : new uint[8];
-        // A job per K or V descale block and per KvBlock tokens of Q (fp8_quantize.cu), walked by persistent CTAs.
+        // A job per K or V descale block and per KvBlock tokens of Q (fp8_quantize.cu): a CTA per job, or resident CTAs walking them.
         long qJobs = (long)p.Batch * p.HeadsQ * ((p.SeqLenQ + plan.KvBlock - 1) / plan.KvBlock);
         long kvJobs = (long)p.Batch * p.HeadsK * plan.KvBlocks;
         long jobs = qJobs + 2 * kvJobs;
         var shape = VariantPolicy.Current.Quantizer(p.HeadDim);
         long grid = shape.Grid(jobs, device.MultiprocessorCount);
-        // The kernel indexes jobs two strides past its own in int arithmetic.
-        if (jobs + 2 * grid > int.MaxValue)
-            throw new AttentionArgumentException("query", $"query: {jobs} quantiser jobs of {plan.KvBlock} tokens exceed what one launch can index ({int.MaxValue} less two strides of {grid})");
+        // Resident CTAs index their next job, one stride past the last, in int arithmetic.
+        if (jobs + (shape.Resident ? grid : 0) > int.MaxValue)
+            throw new AttentionArgumentException("query", $"query: {jobs} quantiser jobs of {plan.KvBlock} tokens exceed the {int.MaxValue} one launch can index");
         var call = new QuantizeCall
         {
             Q = Pass(q, into.Q, into.QDescale, p.SeqLenQ, p.HeadsQ, plan.QBlocks, plan.QBlock, 0, incoherent, signs),

@@ -107,7 +107,7 @@ template <int kD>
 __device__ __forceinline__ void write_sign_masks(const uint32_t (&signs)[8], uint32_t table) {
   for (int k = threadIdx.x; k < kD / 2; k += blockDim.x) {
     const uint32_t pair = (signs[k / 16] >> (2 * (k % 16))) & 3u;
-    st_shared_u32(table + 4 * k, (pair & 1u) << 15 | (pair >> 1) << 31);
+    st_shared_s32(table + 4 * k, (int)((pair & 1u) << 15 | (pair >> 1) << 31));
   }
 }
 
@@ -379,17 +379,11 @@ __device__ __forceinline__ QuantizeJob decode_job(const QuantizeCall& c, int job
   return QuantizeJob{pass, index % tiles, (index / tiles) % heads, index / (tiles * heads)};
 }
 
-// The job's pieces: copied into a stage (Resident), or loaded into registers.
-template <int kD, int kKvBlock>
-__device__ __forceinline__ void fetch_job(const QuantizeCall& c, const QuantizeJob& j, uint32_t stage) {
-  if (j.pass == 2) VtPieces<kD, kKvBlock>(c.v, j.tile, j.h, j.b, VtThread<kD, kKvBlock>()).copy_to(stage);
-  else RowPieces<kD, kKvBlock>(j.pass == 0 ? c.q : c.k, j.tile, j.h, j.b).copy_to(stage);
-}
-
-template <int kD, int kKvBlock>
-__device__ __forceinline__ void load_job(const QuantizeCall& c, const QuantizeJob& j, uint4_t (&w)[4]) {
-  if (j.pass == 2) VtPieces<kD, kKvBlock>(c.v, j.tile, j.h, j.b, VtThread<kD, kKvBlock>()).load(w);
-  else RowPieces<kD, kKvBlock>(j.pass == 0 ? c.q : c.k, j.tile, j.h, j.b).load(w);
+// `act` on the job's pieces (where this thread's four 16-byte pieces of its rows or keys live).
+template <int kD, int kKvBlock, class Act>
+__device__ __forceinline__ void with_job_pieces(const QuantizeCall& c, const QuantizeJob& j, const Act& act) {
+  if (j.pass == 2) act(VtPieces<kD, kKvBlock>(c.v, j.tile, j.h, j.b, VtThread<kD, kKvBlock>()));
+  else act(RowPieces<kD, kKvBlock>(j.pass == 0 ? c.q : c.k, j.tile, j.h, j.b));
 }
 
 // The job from its pieces, which `load(w)` puts in registers (from a stage, or from global memory) inside each pass's
@@ -410,10 +404,9 @@ __device__ __forceinline__ void quantize_job_from(const QuantizeCall& c, const Q
 }
 
 // Resident: CTA i takes jobs i, i + G, i + 2G, … (G = gridDim.x), the next one's copies in flight during each. Every
-// thread decodes the next job for its own copies (the divisions hide behind the current job's work; thread 0 alone
-// doing them two jobs ahead put their latency on every job's barrier: call 8, bench/results/2026-12-06-h100), and thread
-// 0 keeps it in a ring of three slots for the job's own step, which reads it by reference: slot (t + 1) % 3 is written
-// in step t, after job t − 1's barrier, which every thread reaches only when done with job t − 2, the slot's last user.
+// thread decodes the next job for its own copies, and thread 0 keeps it in a ring of three slots for the job's own
+// step, which reads it by reference: slot (t + 1) % 3 is written in step t, after job t − 1's barrier, which every
+// thread reaches only when done with job t − 2, the slot's last user.
 // Else: CTA i takes job i, its loads issued before the sign masks are written.
 template <typename E, int kD, int kKvBlock, bool kResident>
 __global__ void __launch_bounds__(QuantizeConfig<kD, kKvBlock, kResident>::kThreads, QuantizeConfig<kD, kKvBlock, kResident>::kCtasPerSm)
@@ -424,7 +417,7 @@ fp8_quantize_qkv(const __grid_constant__ QuantizeCall c) {
   if constexpr (!kResident) {
     const QuantizeJob job = decode_job<kKvBlock>(c, blockIdx.x);
     uint4_t w[4];
-    load_job<kD, kKvBlock>(c, job, w);
+    with_job_pieces<kD, kKvBlock>(c, job, [&](const auto& pieces) { pieces.load(w); });
     write_sign_masks<kD>(c.q.signs, signs);
     block_sync();
     quantize_job_from<E, kD, kKvBlock>(c, job, [&](uint4_t(&into)[4]) {
@@ -436,7 +429,7 @@ fp8_quantize_qkv(const __grid_constant__ QuantizeCall c) {
     const int jobs = c.q_jobs + 2 * c.kv_jobs, first = blockIdx.x, stride = gridDim.x;
     if (first < jobs) {
       const QuantizeJob job = decode_job<kKvBlock>(c, first);
-      fetch_job<kD, kKvBlock>(c, job, smem);
+      with_job_pieces<kD, kKvBlock>(c, job, [smem](const auto& pieces) { pieces.copy_to(smem); });
       if (threadIdx.x == 0) slot[0] = job;
     }
     cp_async_commit();
@@ -446,7 +439,8 @@ fp8_quantize_qkv(const __grid_constant__ QuantizeCall c) {
     for (int t = 0; first + t * stride < jobs; ++t) {
       if (first + (t + 1) * stride < jobs) {
         const QuantizeJob following = decode_job<kKvBlock>(c, first + (t + 1) * stride);
-        fetch_job<kD, kKvBlock>(c, following, smem + ((t + 1) & 1) * Cfg::kStageBytes);
+        const uint32_t next_stage = smem + ((t + 1) & 1) * Cfg::kStageBytes;
+        with_job_pieces<kD, kKvBlock>(c, following, [next_stage](const auto& pieces) { pieces.copy_to(next_stage); });
         if (threadIdx.x == 0) slot[(t + 1) % 3] = following;
       }
       cp_async_commit();
